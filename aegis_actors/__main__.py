@@ -1,0 +1,7 @@
+"""`python -m aegis_actors`."""
+
+import sys
+
+from aegis_actors.cli import main
+
+sys.exit(main())

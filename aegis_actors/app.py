@@ -1,0 +1,119 @@
+"""One running AEGIS: settings -> logs -> runtime -> supervision tree -> run -> clean stop."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from loguru import logger
+
+from aegis_actors.brokers import Broker
+from aegis_actors.clock import Clock, WallClock, set_clock
+from aegis_actors.logs import configure
+from aegis_actors.runtime import Runtime
+from aegis_actors.settings import Settings
+from aegis_actors.tree import build, check_supported, event_sink, exhausted_to, make_broker
+from supervisors import Directory, RootHandle, start_tree
+
+log = logger.bind(actor="main")
+STOP_TIMEOUT_S = 9.0
+
+
+class Aegis:
+    def __init__(
+        self, settings: Settings, *, clock: Clock | None = None, stderr: bool = True
+    ) -> None:
+        check_supported(settings)
+        self.settings = settings
+        self.clock = clock or WallClock()
+        self.stderr = stderr
+        self.root: RootHandle | None = None
+        self.rt: Runtime | None = None
+        self.broker: Broker | None = None
+
+    def start(self) -> Runtime:
+        s = self.settings
+        secrets = [
+            v.get_secret_value()
+            for v in (
+                s.admin_secret,
+                s.feed.key,
+                s.feed.secret,
+                s.broker.key_id,
+                s.broker.secret_key,
+                s.roles.analyst.api_key,
+                s.roles.verifier.api_key,
+                s.roles.commander.api_key,
+            )
+        ]
+        configure(
+            s.run.log_dir,
+            level=s.run.log_level,
+            rotation=s.run.log_rotation,
+            retention=s.run.log_retention,
+            secrets=secrets,
+            stderr=self.stderr,
+        )
+        set_clock(self.clock)
+        directory = Directory()
+        rt = self.rt = Runtime(settings=s, clock=self.clock, directory=directory)
+        directory.on_dead_letter = lambda name, msg: rt.metrics.dead_letters.labels(name).inc()
+        self.broker = make_broker(s, rt)
+        children, policy = build(rt, self.broker)
+        log.info(
+            "AEGIS starting: run {} feed={} broker={} store={} roles={}",
+            rt.run_id,
+            s.feed.kind,
+            s.broker.kind,
+            "postgres" if s.store.postgres_dsn else "sqlite",
+            s.roles.analyst.backend,
+        )
+        self.root = start_tree(
+            "root",
+            children,
+            policy,
+            clock=self.clock,
+            directory=directory,
+            on_exhausted=exhausted_to(rt, s.supervision.root.on_exhausted),
+            on_event=event_sink(rt),
+        )
+        root = self.root
+        rt.tree = lambda: root.snapshot(timeout=3.0)
+        log.info("AEGIS running: {} actors", len(directory.names()))
+        return rt
+
+    def wait(self, for_s: float | None = None) -> str:
+        """Block until `for_s` (wall) seconds pass, a shutdown is asked for, or the tree ends."""
+        assert self.root is not None and self.rt is not None
+        deadline = None if for_s is None else time.monotonic() + for_s
+        while True:
+            if self.rt.shutdown.wait(0.2):
+                return "shutdown requested"
+            if self.root.wait(0):
+                return "tree ended"
+            if deadline is not None and time.monotonic() >= deadline:
+                return f"--for {for_s:g}s elapsed"
+
+    def stop(self, why: str = "stop") -> int:
+        """Stop the tree in reverse order; 0 when clean, 1 when the tree had given up."""
+        assert self.root is not None
+        t0 = time.monotonic()
+        exhausted = self.root.exhausted
+        if not self.root.wait(0):
+            log.info("stopping ({}): children in reverse order", why)
+            self.root.stop(timeout=STOP_TIMEOUT_S)
+        took = time.monotonic() - t0
+        if exhausted:
+            log.critical("AEGIS stopped: the root supervisor gave up ({:.1f}s)", took)
+            code = 1
+        else:
+            log.info("AEGIS stopped cleanly in {:.1f}s ({})", took, why)
+            code = 0
+        logger.complete()
+        return code
+
+    def status(self) -> dict[str, Any]:
+        from aegis_actors.status import collect_status
+
+        assert self.rt is not None
+        return collect_status(self.rt)

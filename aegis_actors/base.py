@@ -1,0 +1,99 @@
+"""The base of every AEGIS actor: typed dispatch, timers on the clock, status, logging.
+
+Messages are dispatched to `on_<MessageClassName>` methods, so an actor's vocabulary
+is visible in its class. A handler that raises stops the actor and its supervisor
+restarts it; expected bad input is handled inside the handler with one log line and a
+metric, never by crashing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from aegis_actors.messages import GetStatus, Heartbeat, HeartbeatAck, Msg
+from aegis_actors.runtime import Runtime
+from supervisors import ChildContext, SupervisedActor, Timer
+
+_HANDLERS: dict[tuple[type, type], Callable[..., Any] | None] = {}
+
+
+class AegisActor(SupervisedActor):
+    def __init__(self, ctx: ChildContext, rt: Runtime) -> None:
+        super().__init__(ctx)
+        self.rt = rt
+        self.name = ctx.name
+        self.clock = rt.clock
+        self.settings = rt.settings
+        self.metrics = rt.metrics
+        self.log = logger.bind(actor=ctx.name)
+        self._timers: list[Timer] = []
+
+    # -- messaging -------------------------------------------------------------------
+
+    def send(self, name: str, message: Msg) -> bool:
+        """Tell a named actor; a message that reaches nobody is counted, never silent."""
+        ok = self.rt.directory.tell(name, message)
+        if not ok:
+            self.metrics.dead_letters.labels(name).inc()
+        return ok
+
+    def ask(self, name: str, message: Msg, timeout: float) -> Any:
+        return self.rt.directory.ask(name, message, timeout)
+
+    def on_receive(self, message: Any) -> Any:
+        key = (type(self), type(message))
+        try:
+            handler = _HANDLERS[key]
+        except KeyError:
+            handler = _HANDLERS[key] = getattr(type(self), f"on_{type(message).__name__}", None)
+        if handler is None:
+            self.log.warning("ignored unexpected message {}", type(message).__name__)
+            self.metrics.errors.labels("unexpected_message").inc()
+            return None
+        return handler(self, message)
+
+    def on_GetStatus(self, _msg: GetStatus) -> dict[str, Any]:
+        return self.status()
+
+    def on_Heartbeat(self, msg: Heartbeat) -> HeartbeatAck:
+        return HeartbeatAck(name=self.name, seq=msg.seq, ts=self.clock.now())
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    # -- timers ----------------------------------------------------------------------
+
+    def after(self, delay_s: float, message: Any) -> Timer:
+        """Tell myself `message` after `delay_s` on the clock (never sleeps in the mailbox)."""
+        ref = self.actor_ref
+
+        def fire() -> None:
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                pass  # I was stopped or restarted; my successor has its own timers
+
+        timer = self.clock.call_later(delay_s, fire)
+        self._timers = [t for t in self._timers if not t.cancelled and t.when > self.clock.now()]
+        self._timers.append(timer)
+        return timer
+
+    def cancel_timers(self) -> None:
+        for t in self._timers:
+            t.cancel()
+        self._timers.clear()
+
+    def on_stop(self) -> None:
+        self.cancel_timers()
+        self.stopping()
+
+    def on_failure(self, *_exc: object) -> None:
+        self.cancel_timers()
+        self.stopping()
+
+    def stopping(self) -> None:
+        """Release what the actor holds; runs on a clean stop and after a crash."""

@@ -1,0 +1,69 @@
+"""The real-time cache the context loader reads first (memory here, Redis in production).
+
+Values are JSON text so the Redis backend is a drop-in; price history is a bounded list
+of (ts, price) per symbol, newest last.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from typing import Any, Protocol
+
+PRICE_HISTORY = 120
+
+
+class Cache(Protocol):
+    kind: str
+
+    def push_price(self, symbol: str, price: float, ts: float) -> None: ...
+
+    def prices(self, symbol: str, n: int = PRICE_HISTORY) -> list[tuple[float, float]]: ...
+
+    def get_json(self, key: str) -> Any | None: ...
+
+    def set_json(self, key: str, value: Any) -> None: ...
+
+    def delete(self, key: str) -> None: ...
+
+
+class MemoryCache:
+    """A thread-safe in-process cache; writers and readers share one instance."""
+
+    kind = "memory"
+
+    def __init__(self, history: int = PRICE_HISTORY) -> None:
+        self._lock = threading.Lock()
+        self._history = history
+        self._prices: dict[str, deque[tuple[float, float]]] = {}
+        self._kv: dict[str, str] = {}
+
+    def push_price(self, symbol: str, price: float, ts: float) -> None:
+        with self._lock:
+            q = self._prices.get(symbol)
+            if q is None:
+                q = self._prices[symbol] = deque(maxlen=self._history)
+            q.append((ts, price))
+
+    def prices(self, symbol: str, n: int = PRICE_HISTORY) -> list[tuple[float, float]]:
+        with self._lock:
+            q = self._prices.get(symbol)
+            if not q:
+                return []
+            items = list(q)
+        return items[-n:]
+
+    def get_json(self, key: str) -> Any | None:
+        with self._lock:
+            raw = self._kv.get(key)
+        return None if raw is None else json.loads(raw)
+
+    def set_json(self, key: str, value: Any) -> None:
+        raw = json.dumps(value, separators=(",", ":"), default=str)
+        with self._lock:
+            self._kv[key] = raw
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._kv.pop(key, None)

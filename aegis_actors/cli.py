@@ -1,0 +1,213 @@
+"""The command line: `python -m aegis_actors [run|check|tail] ...`.
+
+Exit status: 0 success, 1 a check or run failed, 2 bad usage or bad settings (one line
+naming the key and why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aegis_actors.settings import Settings, SettingsError, load_settings
+
+LEVELS = ["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m aegis_actors",
+        description="AEGIS: an AI trading desk as a tree of supervised actors.",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="run the tree in the foreground (the default)",
+        description="Run AEGIS in the foreground; Ctrl-C or SIGTERM stops "
+        "the tree in reverse order and exits 0.",
+    )
+    for target in (p, run):
+        target.add_argument(
+            "--settings",
+            metavar="FILE",
+            help="settings file (default: ./settings.toml when present)",
+        )
+        target.add_argument(
+            "--for",
+            dest="for_s",
+            type=float,
+            metavar="SECONDS",
+            help="stop by itself after SECONDS",
+        )
+    check = sub.add_parser(
+        "check",
+        help="pre-session checklist; exit 0 when all pass",
+        description="Pre-session checklist (SPEC 7): settings, log "
+        "directory, durable store, broker account, limits, keys.",
+    )
+    check.add_argument("--settings", metavar="FILE")
+    tail = sub.add_parser(
+        "tail",
+        help="pretty-print or follow the JSON log",
+        description="Pretty-print logs/aegis.jsonl; -f follows it.",
+    )
+    tail.add_argument("-f", "--follow", action="store_true", help="keep following new lines")
+    tail.add_argument("--level", choices=LEVELS, default="DEBUG", help="lowest level shown")
+    tail.add_argument("--event", metavar="EVENT_ID", help="only lines about this event")
+    tail.add_argument("--actor", metavar="NAME", help="only lines from this actor")
+    tail.add_argument(
+        "--file", metavar="PATH", help="log file (default: <run.log_dir>/aegis.jsonl)"
+    )
+    tail.add_argument("--settings", metavar="FILE")
+    return p
+
+
+def settings_or_exit(path: str | None) -> Settings:
+    try:
+        return load_settings(path)
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from aegis_actors.app import Aegis
+
+    settings = settings_or_exit(args.settings)
+    try:
+        app = Aegis(settings)
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    rt = app.start()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        rt.shutdown.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    why = app.wait(args.for_s)
+    if why == "shutdown requested":
+        why = "signal or shutdown command"
+    return app.stop(why)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from aegis_actors.brokers import PaperBroker
+    from aegis_actors.store import open_database
+
+    s = settings_or_exit(args.settings)
+    results: list[tuple[str, bool, str]] = [("settings", True, "valid")]
+    log_dir = Path(s.run.log_dir)
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        probe = log_dir / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+        results.append(("log directory", True, str(log_dir)))
+    except OSError as exc:
+        results.append(("log directory", False, str(exc)))
+    try:
+        db = open_database(sqlite_path=s.store.sqlite_path, postgres_dsn=s.store.postgres_dsn)
+        results.append(("durable store", db.ping(), f"{db.kind}, schema v{db.schema_version()}"))
+        db.close()
+    except Exception as exc:
+        results.append(("durable store", False, str(exc).splitlines()[0]))
+    if s.broker.kind == "paper":
+        acct = PaperBroker(capital=s.broker.capital).account()
+        results.append(("broker account", acct.equity > 0, f"paper, equity {acct.equity:,.2f}"))
+    else:
+        ok = bool(s.broker.key_id.get_secret_value() and s.broker.secret_key.get_secret_value())
+        results.append(
+            (
+                "broker keys",
+                ok,
+                "present" if ok else "AEGIS_BROKER__KEY_ID / AEGIS_BROKER__SECRET_KEY missing",
+            )
+        )
+    r = s.risk
+    results.append(
+        (
+            "daily limits",
+            r.daily_loss_limit_pct > 0 and r.max_orders_per_minute > 0,
+            f"daily loss {r.daily_loss_limit_pct}%, minute loss "
+            f"{r.minute_loss_limit_pct}%, {r.max_orders_per_minute} orders/min",
+        )
+    )
+    for role in ("analyst", "verifier", "commander"):
+        rs = getattr(s.roles, role)
+        if rs.backend == "llm":
+            ok = bool(rs.api_key.get_secret_value() and rs.url)
+            results.append((f"{role} API", ok, f"{rs.model} at {rs.url or '(no url)'}"))
+        else:
+            results.append((f"{role} backend", True, "local rules"))
+    width = max(len(n) for n, _, _ in results)
+    for name, ok, detail in results:
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def format_line(d: dict[str, Any]) -> str:
+    ev = f" [{d['event_id']}]" if d.get("event_id") else ""
+    extra = {k: v for k, v in d.items() if k not in ("ts", "level", "actor", "event_id", "msg")}
+    more = f"  {json.dumps(extra, default=str)}" if extra else ""
+    return (
+        f"{d.get('ts', '')[11:23]} {d.get('level', ''):<8} {d.get('actor', ''):<10}{ev} "
+        f"{d.get('msg', '')}{more}"
+    )
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    path = (
+        Path(args.file)
+        if args.file
+        else Path(settings_or_exit(args.settings).run.log_dir, "aegis.jsonl")
+    )
+    if not path.exists() and not args.follow:
+        print(f"no log at {path}", file=sys.stderr)
+        return 1
+    floor = LEVELS.index(args.level)
+
+    def show(line: str) -> None:
+        try:
+            d = json.loads(line)
+        except ValueError:
+            return
+        if d.get("level") in LEVELS and LEVELS.index(d["level"]) < floor:
+            return
+        if args.event and d.get("event_id") != args.event:
+            return
+        if args.actor and d.get("actor") != args.actor:
+            return
+        print(format_line(d), flush=True)
+
+    while not path.exists():
+        time.sleep(0.5)
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            show(line)
+        while args.follow:
+            line = f.readline()
+            if line:
+                show(line)
+            else:
+                time.sleep(0.2)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = args.command or "run"
+    if command == "run":
+        return cmd_run(args)
+    if command == "check":
+        return cmd_check(args)
+    if command == "tail":
+        return cmd_tail(args)
+    parser().print_help()
+    return 2

@@ -1,0 +1,129 @@
+"""The context loader: injects the symbol's state into each event, cache first.
+
+Reads the real-time cache; on a miss it asks the store (durable) and warms the cache
+with what it found. Prices older than `STALE_AFTER_S` mark the context stale (SPEC 4.1
+tier 1: analysis may go on, on cached data no older than 30 s).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aegis_actors.base import AegisActor
+from aegis_actors.messages import (
+    CONTEXT,
+    Context,
+    LoadState,
+    MarketEvent,
+    ModeChange,
+    PositionView,
+    Posture,
+    PostureParams,
+    TradingMode,
+)
+from aegis_actors.runtime import ANALYST, COMMANDER, STORE, VERIFIER
+
+STALE_AFTER_S = 30.0
+HISTORY = 60
+
+# Cache keys shared by the writers (execution, posture, watchdog, commander).
+K_POSITIONS = "positions"  # {symbol: PositionView JSON}
+K_POSTURE = "posture"  # {"posture": ..., "params": {...}}
+K_MODE = "mode"
+K_ACCOUNT = "account"  # {"equity": ..., "cash": ...}
+K_SESSION = "session"  # {"session_id": ..., "opened_at": ...}
+
+
+def posture_params(settings: Any, posture: Posture) -> PostureParams:
+    level = getattr(settings.posture, posture.value)
+    return PostureParams(**level.model_dump())
+
+
+class ContextLoader(AegisActor):
+    def on_start(self) -> None:
+        self.loaded = 0
+        self.misses = 0
+        self.stale = 0
+
+    def on_MarketEvent(self, event: MarketEvent) -> None:
+        now = self.clock.now()
+        event = event.stamp(CONTEXT, now)
+        ctx = self.inject(event, now)
+        self.loaded += 1
+        self.send(COMMANDER, ctx)
+        self.send(ANALYST, ctx)
+        if self.settings.roles.parallel_verification:
+            self.send(VERIFIER, ctx)
+
+    def on_ModeChange(self, _msg: ModeChange) -> None:
+        """Nothing to hold: the mode is read from the cache per event."""
+
+    def inject(self, event: MarketEvent, now: float) -> Context:
+        cache = self.rt.cache
+        history = cache.prices(event.symbol, HISTORY)
+        prices = [p for _, p in history]
+        age = now - history[-1][0] if history else None
+        if not prices and event.price is not None:
+            prices, age = [event.price], now - event.ts
+        stale = age is not None and age > STALE_AFTER_S
+        if stale:
+            self.stale += 1
+        positions = cache.get_json(K_POSITIONS)
+        posture_doc = cache.get_json(K_POSTURE)
+        mode = cache.get_json(K_MODE)
+        if positions is None or posture_doc is None or mode is None:
+            durable = self.load_durable(event.symbol)
+            positions = positions if positions is not None else durable.get("positions", {})
+            posture_doc = posture_doc or durable.get("posture")
+            mode = mode or durable.get("mode")
+        posture = Posture(posture_doc["posture"]) if posture_doc else Posture.GUERRILLA
+        params = (
+            PostureParams(**posture_doc["params"])
+            if posture_doc and "params" in posture_doc
+            else posture_params(self.settings, posture)
+        )
+        pos = positions.get(event.symbol)
+        account = cache.get_json(K_ACCOUNT) or {}
+        session = cache.get_json(K_SESSION) or {}
+        return Context(
+            event_id=event.event_id,
+            stamps=event.stamps,
+            event=event,
+            symbol=event.symbol,
+            prices=prices,
+            price_age_s=age,
+            stale=stale,
+            position=PositionView(**pos) if pos else None,
+            open_positions=len(positions),
+            capital=float(account.get("equity", self.settings.broker.capital)),
+            posture=posture,
+            params=params,
+            mode=TradingMode(mode) if mode else TradingMode.NORMAL,
+            session_id=str(session.get("session_id", "")),
+        )
+
+    def load_durable(self, symbol: str) -> dict[str, Any]:
+        """Cache miss: read the durable store, then warm the cache."""
+        self.misses += 1
+        try:
+            state: dict[str, Any] = self.ask(STORE, LoadState(symbol=symbol), timeout=2.0)
+        except Exception as exc:  # store down or slow: run on what we have
+            self.log.warning("durable read failed on cache miss: {}", exc)
+            self.metrics.errors.labels("context_durable_read").inc()
+            return {}
+        cache = self.rt.cache
+        if cache.get_json(K_POSITIONS) is None:
+            cache.set_json(K_POSITIONS, state.get("positions", {}))
+        if state.get("posture") and cache.get_json(K_POSTURE) is None:
+            cache.set_json(K_POSTURE, state["posture"])
+        if state.get("mode") and cache.get_json(K_MODE) is None:
+            cache.set_json(K_MODE, state["mode"])
+        return state
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "loaded": self.loaded,
+            "cache": self.rt.cache.kind,
+            "durable_reads": self.misses,
+            "stale": self.stale,
+        }

@@ -1,0 +1,1 @@
+"""Execution: pre-trade risk, write-ahead orders, the broker, fills, positions, exits."""

@@ -1,0 +1,1 @@
+"""The input gateway: market feed, economic calendar, news, all entering one intake."""

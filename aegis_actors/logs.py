@@ -1,0 +1,119 @@
+"""Logging: loguru with a human sink on stderr and JSON lines in `<log_dir>/aegis.jsonl`.
+
+Every line carries `actor` (who wrote it) and, when it is about an event, `event_id`,
+so `tail` can follow one event end to end. Secrets never reach a sink: settings are
+logged through `Settings.redacted()`, and `scrub()` masks any configured secret value that
+slips into a message anyway.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Logger, Record
+
+__all__ = ["actor_logger", "configure", "logger"]
+
+_secrets: list[str] = []
+_RESERVED = {"actor", "event_id"}
+
+
+def _scrub(text: str) -> str:
+    for secret in _secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _patch(record: Record) -> None:
+    extra = record["extra"]
+    extra.setdefault("actor", "main")
+    extra.setdefault("event_id", None)
+    record["message"] = _scrub(record["message"])
+    data: dict[str, Any] = {
+        "ts": datetime.fromtimestamp(record["time"].timestamp(), UTC).isoformat(
+            timespec="milliseconds"
+        ),
+        "level": record["level"].name,
+        "actor": extra["actor"],
+        "event_id": extra["event_id"],
+        "msg": record["message"],
+    }
+    for key, value in extra.items():
+        if key not in _RESERVED and not key.startswith("_"):
+            data[key] = value
+    if record["exception"] is not None:
+        exc = record["exception"]
+        data["exception"] = _scrub(f"{exc.type.__name__ if exc.type else ''}: {exc.value}")
+    extra["_json"] = json.dumps(data, default=str, separators=(",", ":"))
+
+
+def _human(record: Record) -> str:
+    ev = " [{extra[event_id]}]" if record["extra"].get("event_id") else ""
+    return (
+        "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
+        "<cyan>{extra[actor]: <10}</cyan>" + ev + " {message}\n{exception}"
+    )
+
+
+def configure(
+    log_dir: str | Path,
+    *,
+    level: str = "INFO",
+    rotation: str = "50 MB",
+    retention: int = 10,
+    secrets: Iterable[str] = (),
+    stderr: bool = True,
+) -> Path:
+    """Install the two sinks (replacing any); returns the JSON log's path."""
+    _secrets[:] = [s for s in secrets if s]
+    path = Path(log_dir) / "aegis.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logger.remove()
+    logger.configure(patcher=_patch)
+    if stderr:
+        logger.add(sys.stderr, level=level, format=_human, colorize=None, backtrace=False)
+    logger.add(
+        str(path),
+        level="DEBUG",
+        format="{extra[_json]}\n",
+        rotation=rotation,
+        retention=retention,
+        enqueue=True,
+        encoding="utf-8",
+    )
+    intercept_stdlib()
+    return path
+
+
+class _Intercept(logging.Handler):
+    """Route stdlib logging (supervisors, pykka) into loguru, named after its logger."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        exc = record.exc_info if record.exc_info and record.exc_info[0] else None
+        logger.bind(actor=record.name).opt(exception=exc).log(level, record.getMessage())
+
+
+def intercept_stdlib(level: int = logging.INFO) -> None:
+    for name in ("supervisors", "pykka"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = [_Intercept()]
+        lg.setLevel(level)
+        lg.propagate = False
+
+
+def actor_logger(name: str) -> Logger:
+    return logger.bind(actor=name)

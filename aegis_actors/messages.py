@@ -1,0 +1,408 @@
+"""Every message actors exchange: frozen pydantic v2 models, and nothing else.
+
+A message about an event carries its `event_id` and the clock time each stage stamped
+on it, so the watchdog can hold each hop against the SLA and `tail` can follow one event
+end to end.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Msg(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# -- vocabulary ---------------------------------------------------------------------------
+
+
+class EventKind(StrEnum):
+    TICK = "tick"
+    CALENDAR = "calendar"
+    NEWS = "news"
+    SYSTEM = "system"
+
+
+class Direction(StrEnum):
+    UP = "up"
+    DOWN = "down"
+    FLAT = "flat"
+
+
+class Action(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+    HOLD = "hold"
+    CLOSE = "close"
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    LIMIT = "limit"
+    MARKET = "market"
+
+
+class Posture(StrEnum):
+    OFFENSIVE = "offensive"
+    GUERRILLA = "guerrilla"
+    DEFENSIVE = "defensive"
+
+
+class TradingMode(StrEnum):
+    NORMAL = "normal"
+    LIMITED = "limited"
+    SAFE = "safe"
+    HALTED = "halted"
+    SHUTDOWN = "shutdown"
+
+    @property
+    def rank(self) -> int:
+        return _MODE_RANK[self]
+
+    def allows_entries(self) -> bool:
+        return self is TradingMode.NORMAL
+
+    def allows_exits(self) -> bool:
+        return self in (TradingMode.NORMAL, TradingMode.LIMITED, TradingMode.SAFE)
+
+
+_MODE_RANK = {m: i for i, m in enumerate(TradingMode)}
+
+
+class AlertLevel(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+    SEVERE = "severe"
+
+
+class Outcome(StrEnum):
+    ORDERED = "ordered"
+    HOLD = "hold"
+    VETOED = "vetoed"
+    REFUSED = "refused"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+# Stage stamps, in path order.
+T0 = "t0"  # gateway detected and normalised the event
+CONTEXT = "context"  # context injected; analysis starts
+ANALYSIS = "analysis"
+VERIFICATION = "verification"
+DECISION = "decision"  # commander decided; execute command issued
+ORDER_ACCEPTED = "order_accepted"
+DONE = "done"
+
+
+class Stamped(Msg):
+    event_id: str
+    stamps: dict[str, float] = Field(default_factory=dict)
+
+    def stamp(self, stage: str, t: float) -> Self:
+        return self.model_copy(update={"stamps": {**self.stamps, stage: t}})
+
+    def with_stamps(self, stamps: dict[str, float]) -> Self:
+        return self.model_copy(update={"stamps": {**stamps, **self.stamps}})
+
+
+# -- market side -------------------------------------------------------------------------
+
+
+class Tick(Msg):
+    """A price print for pricing positions and paper fills (every tick, never coalesced)."""
+
+    symbol: str
+    price: float
+    volume: float = 0.0
+    ts: float
+    open_price: float | None = None
+
+
+class MarketEvent(Stamped):
+    """One trigger entering the pipeline: a tick, a release, a headline, a system event."""
+
+    kind: EventKind = EventKind.TICK
+    symbol: str
+    price: float | None = None
+    volume: float = 0.0
+    ts: float
+    headline: str = ""
+    source: str = "market"
+
+
+class VolatilityIndex(Msg):
+    value: float
+    ts: float
+
+
+class PostureParams(Msg):
+    entry_size: float  # fraction of capital per entry
+    stop_loss: float  # negative fraction, e.g. -0.015
+    take_profit: float
+    max_positions: int
+    limit_ratio: float  # share of orders sent as limit orders
+
+
+class PositionView(Msg):
+    symbol: str
+    qty: float
+    avg_price: float
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    posture: Posture | None = None
+    opened_at: float | None = None
+
+
+class Context(Stamped):
+    event: MarketEvent
+    symbol: str
+    prices: list[float]
+    price_age_s: float | None = None
+    stale: bool = False
+    position: PositionView | None = None
+    open_positions: int = 0
+    capital: float
+    posture: Posture
+    params: PostureParams
+    mode: TradingMode
+    session_id: str = ""
+
+
+class Analysis(Stamped):
+    symbol: str
+    direction: Direction
+    expected_move_pct: float
+    confidence: float = Field(ge=0.0, le=1.0)
+    pattern: str = ""
+    risk_score: float = Field(ge=0.0, le=1.0)
+    rationale: str = ""
+
+
+class Verdict(Stamped):
+    symbol: str
+    approve: bool
+    reasons: list[str] = Field(default_factory=list)
+    confidence: float = Field(ge=0.0, le=1.0)
+
+
+class Decision(Stamped):
+    decision_id: str
+    symbol: str
+    action: Action
+    size_fraction: float = Field(ge=0.0, le=1.0)  # of the posture's entry size
+    order_type: OrderType = OrderType.LIMIT
+    limit_price: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    confidence: float = Field(ge=0.0, le=1.0)
+    reason: str = ""
+    posture: Posture
+    reference_price: float
+
+
+class Order(Msg):
+    client_order_id: str
+    decision_id: str
+    event_id: str
+    symbol: str
+    side: Side
+    qty: float
+    order_type: OrderType
+    limit_price: float | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    intent: str = "entry"  # entry | exit
+    posture: Posture | None = None
+    status: str = "new"
+    created_at: float
+
+
+class Fill(Msg):
+    fill_id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    qty: float
+    price: float
+    fee: float
+    ts: float
+
+
+class EventDone(Stamped):
+    """The end of one event's path, whatever the outcome; fed back to the gateway."""
+
+    symbol: str
+    outcome: Outcome
+    detail: str = ""
+    stage: str = ""  # the stage that failed, on failure/timeout
+
+
+class DecisionRecord(Msg):
+    decision_id: str
+    event_id: str
+    symbol: str
+    analysis: dict[str, Any] | None
+    verdict: dict[str, Any] | None
+    decision: dict[str, Any] | None
+    vetoed: bool
+    confidence: float | None
+    outcome: str
+    latency_ms: dict[str, float]
+    created_at: float
+
+
+# -- control side ------------------------------------------------------------------------
+
+
+class RequestMode(Msg):
+    """Ask the watchdog to move the trading mode; automatic requests may only go up."""
+
+    target: TradingMode
+    reason: str
+    operator: bool = False
+
+
+class ModeChange(Msg):
+    old: TradingMode
+    new: TradingMode
+    reason: str
+    ts: float
+    operator: bool = False
+
+
+class SetPosture(Msg):
+    """Operator override (`auto` hands control back to evaluation), or an emergency force."""
+
+    posture: Posture | None  # None = auto
+    reason: str
+    operator: bool = False  # operator: an override; otherwise a forced move held for a cool-down
+
+
+class PostureChange(Msg):
+    old: Posture
+    new: Posture
+    reason: str
+    ts: float
+    params: PostureParams
+
+
+class Alert(Msg):
+    alert_id: str
+    level: AlertLevel
+    kind: str
+    message: str
+    ts: float
+    event_id: str | None = None
+
+
+class Heartbeat(Msg):
+    seq: int
+    ts: float
+
+
+class HeartbeatAck(Msg):
+    name: str
+    seq: int
+    ts: float
+
+
+class GetStatus(Msg):
+    """Ask any actor for its status dict."""
+
+
+class PositionClosed(Msg):
+    """A position went flat; `reason` is stop_loss | take_profit | close | liquidation."""
+
+    symbol: str
+    reason: str
+    pnl: float
+    pnl_pct: float
+    ts: float
+
+
+class StageFailure(Msg):
+    """A role or stage failed an event (timeout, bad answer); counts toward posture rules."""
+
+    role: str
+    event_id: str
+    reason: str
+    ts: float
+
+
+# -- store side --------------------------------------------------------------------------
+
+
+class WriteOrder(Msg):
+    """Write-ahead: asked before the broker is called; the reply says whether it is durable."""
+
+    order: Order
+
+
+class OrderUpdate(Msg):
+    client_order_id: str
+    status: str
+    ts: float
+    broker_order_id: str | None = None
+    filled_qty: float | None = None
+    avg_fill_price: float | None = None
+    error: str | None = None
+
+
+class RecordFill(Msg):
+    fill: Fill
+
+
+class PositionUpdate(Msg):
+    """The position after a fill; qty 0 removes it."""
+
+    symbol: str
+    qty: float
+    avg_price: float
+    ts: float
+    opened_at: float | None = None
+    posture: Posture | None = None
+    stop_loss: float | None = None
+    take_profit: float | None = None
+
+
+class SessionSave(Msg):
+    session_id: str
+    opened_at: float
+    state: dict[str, Any]
+    ts: float
+    closed_at: float | None = None
+    full: bool = False
+
+
+class Snapshot(Msg):
+    kind: str
+    data: dict[str, Any]
+    ts: float
+
+
+class LoadState(Msg):
+    """Context loader's durable read on a cache miss."""
+
+    symbol: str
+
+
+class Proposal(Stamped):
+    """Sequential verification: the analyst's result sent on for checking."""
+
+    context: Context
+    analysis: Analysis
+
+
+class SupervisorEvent(Msg):
+    """A restart, an escalation or an abandoned child, as the supervisors reported it."""
+
+    data: dict[str, Any]

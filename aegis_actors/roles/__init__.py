@@ -1,0 +1,1 @@
+"""The three AI roles: analyst, verifier (veto), commander (final decision)."""

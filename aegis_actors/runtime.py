@@ -1,0 +1,49 @@
+"""What every actor of one running tree shares: settings, clock, names, cache, metrics.
+
+It holds handles, not behaviour; actors still talk only through messages.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aegis_actors.cache import Cache, MemoryCache
+from aegis_actors.metrics import Metrics
+
+if TYPE_CHECKING:
+    from aegis_actors.settings import Settings
+    from supervisors import Clock, Directory
+
+
+# Names of the tree's actors: one place, so a typo is an import error, not a dead letter.
+STORE = "store"
+WATCHDOG = "watchdog"
+POSTURE = "posture"
+EXECUTION = "execution"
+ROLES = "roles"
+ANALYST = "analyst"
+VERIFIER = "verifier"
+COMMANDER = "commander"
+CONTEXT = "context"
+GATEWAY = "gateway"
+MARKET = "market"
+CALENDAR = "calendar"
+NEWS = "news"
+ADMIN = "admin"
+DASHBOARD = "dashboard"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    clock: Clock
+    directory: Directory
+    cache: Cache = field(default_factory=MemoryCache)
+    metrics: Metrics = field(default_factory=Metrics)
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    shutdown: threading.Event = field(default_factory=threading.Event)  # set to end the run
+    tree: Callable[[], dict[str, Any]] | None = None  # the supervisor snapshot, once started

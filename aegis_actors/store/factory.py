@@ -1,0 +1,22 @@
+"""Pick the backend from configuration and bring its schema up to date."""
+
+from __future__ import annotations
+
+from .base import Database
+from .postgres import PostgresDatabase
+from .sqlite import SQLiteDatabase
+
+
+def open_database(*, sqlite_path: str = "var/aegis.db", postgres_dsn: str = "") -> Database:
+    """PostgreSQL when ``postgres_dsn`` is set, else SQLite at ``sqlite_path``; migrated.
+
+    Raises StoreUnavailable if the store cannot be reached; the connection is closed
+    again when migration fails so no half-open handle leaks.
+    """
+    db: Database = PostgresDatabase(postgres_dsn) if postgres_dsn else SQLiteDatabase(sqlite_path)
+    try:
+        db.migrate()
+    except BaseException:
+        db.close()
+        raise
+    return db

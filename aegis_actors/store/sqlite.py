@@ -1,0 +1,130 @@
+"""SQLite backend: one WAL-mode connection shared across threads behind a lock.
+
+Used for local runs and tests; every call autocommits so a crash never leaves a
+half-applied write, and ``BEGIN IMMEDIATE`` serialises migrations across processes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from .base import Database, MigrationRunner, Params, Row, rows_from_cursor
+from .errors import StoreError, StoreIntegrityError, StoreUnavailable
+
+# Primary result codes meaning "the file/lock is the problem, not the statement".
+_BUSY = {5, 6}  # SQLITE_BUSY, SQLITE_LOCKED: retry later, connection is fine
+_BROKEN = {8, 10, 11, 13, 14, 15, 26}  # READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB
+_UNAVAILABLE_TEXT = ("database is locked", "disk i/o", "unable to open", "disk is full")
+
+
+class SQLiteDatabase(Database):
+    """File-backed store; parent directories are created on demand."""
+
+    kind = "sqlite"
+    _ph = "?"
+    _table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+
+    def __init__(self, path: str, *, timeout: float = 5.0) -> None:
+        super().__init__()
+        self.path = path
+        self._timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        if path != ":memory:" and not path.startswith("file:"):
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"SQLiteDatabase({self.path!r})"
+
+    # ---- connection ----------------------------------------------------------------
+
+    def _ensure(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable("database is closed")
+        if self._conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self._timeout,
+                    isolation_level=None,  # autocommit; transactions are explicit
+                    check_same_thread=False,  # guarded by self._lock instead
+                    uri=self.path.startswith("file:"),
+                )
+                self._enable_wal(conn)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot open sqlite {self.path!r}: {exc}") from exc
+            self._conn = conn
+        return self._conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, retrying: the switch returns SQLITE_BUSY without waiting
+        for the busy timeout when another connection is using a fresh file."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc).lower() or time.monotonic() >= deadline:
+                    conn.close()
+                    raise
+                time.sleep(0.02)
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                conn.close()
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        if isinstance(exc, sqlite3.IntegrityError):
+            return StoreIntegrityError(str(exc))
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        text = str(exc).lower()
+        if code in _BUSY or "locked" in text:
+            return StoreUnavailable(f"sqlite busy: {exc}")
+        if code in _BROKEN or any(t in text for t in _UNAVAILABLE_TEXT) or "closed" in text:
+            self._drop()  # reopen on the next call
+            return StoreUnavailable(f"sqlite unavailable: {exc}")
+        return StoreError(f"sqlite error: {exc}")
+
+    # ---- Database hooks ------------------------------------------------------------
+
+    def _execute(self, sql: str, params: Params, *, retry: bool) -> tuple[int, list[Row]]:
+        with self._lock:
+            conn = self._ensure()
+            try:
+                cur = conn.execute(sql, tuple(params))
+                rows = rows_from_cursor(cur.description, cur.fetchall()) if cur.description else []
+                return cur.rowcount, rows
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    @contextmanager
+    def _migration_tx(self) -> Iterator[MigrationRunner]:
+        with self._lock:
+            conn = self._ensure()
+
+            def run(sql: str, params: Params) -> list[tuple[Any, ...]]:
+                return list(conn.execute(sql, tuple(params)).fetchall())
+
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield run
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._drop()

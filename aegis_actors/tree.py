@@ -1,0 +1,157 @@
+"""The AEGIS supervision tree (ARCHITECTURE.md "The tree"), built from settings.
+
+Start order is top to bottom, stop order the reverse: the store is up before anyone
+writes and down after everyone has; the gateway starts last, so no event enters a
+pipeline that is not there yet, and stops first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from aegis_actors.base import AegisActor
+from aegis_actors.brokers import Broker, PaperBroker
+from aegis_actors.context import ContextLoader
+from aegis_actors.dashboard import Dashboard
+from aegis_actors.execution.actor import Execution
+from aegis_actors.gateway.calendar import Calendar
+from aegis_actors.gateway.market import MarketFeed
+from aegis_actors.gateway.news import News
+from aegis_actors.messages import RequestMode, SupervisorEvent, TradingMode
+from aegis_actors.posture import PostureActor
+from aegis_actors.roles.actors import Analyst, Commander, Verifier
+from aegis_actors.runtime import (
+    ANALYST,
+    CALENDAR,
+    COMMANDER,
+    CONTEXT,
+    DASHBOARD,
+    EXECUTION,
+    GATEWAY,
+    MARKET,
+    NEWS,
+    POSTURE,
+    ROLES,
+    STORE,
+    VERIFIER,
+    WATCHDOG,
+    Runtime,
+)
+from aegis_actors.settings import Settings, SettingsError, SupervisionPolicy
+from aegis_actors.store.actor import Store
+from aegis_actors.watchdog.actor import Watchdog
+from supervisors import Backoff, ChildContext, ChildSpec, Policy, Strategy, supervisor_spec
+
+log = logger.bind(actor="tree")
+
+
+def policy(p: SupervisionPolicy) -> Policy:
+    return Policy(
+        strategy=Strategy(p.strategy),
+        max_restarts=p.max_restarts,
+        within_s=p.within_s,
+        backoff=Backoff(
+            initial_s=p.backoff_initial_s, max_s=p.backoff_max_s, jitter=p.backoff_jitter
+        ),
+    )
+
+
+def make_broker(settings: Settings, rt: Runtime) -> Broker:
+    b = settings.broker
+    if b.kind != "paper":
+        raise SettingsError(f"settings: broker.kind: {b.kind!r} is not available in this build")
+    return PaperBroker(
+        capital=b.capital,
+        slippage_bps=b.slippage_bps,
+        commission_per_share=b.commission_per_share,
+        min_commission=b.min_commission,
+        clock_now=rt.clock.now,
+    )
+
+
+def check_supported(settings: Settings) -> None:
+    """Refuse, as bad settings, what this build cannot run yet (rather than run a stub)."""
+    for role in ("analyst", "verifier", "commander"):
+        if getattr(settings.roles, role).backend != "rules":
+            raise SettingsError(
+                f"settings: roles.{role}.backend: 'llm' is not available in this build; use 'rules'"
+            )
+    if settings.feed.kind != "synthetic":
+        raise SettingsError(
+            f"settings: feed.kind: {settings.feed.kind!r} is not available in "
+            "this build; use 'synthetic'"
+        )
+
+
+def actor(
+    name: str, cls: type[AegisActor], rt: Runtime, *extra: Any, shutdown_timeout_s: float = 5.0
+) -> ChildSpec:
+    def factory(ctx: ChildContext) -> Any:
+        return cls.start(ctx, rt, *extra)
+
+    return ChildSpec(name, factory, shutdown_timeout_s=shutdown_timeout_s)
+
+
+def build(rt: Runtime, broker: Broker) -> tuple[list[ChildSpec], Policy]:
+    s = rt.settings
+    sup = s.supervision
+
+    events = event_sink(rt)
+
+    roles = supervisor_spec(
+        ROLES,
+        [
+            actor(ANALYST, Analyst, rt),
+            actor(VERIFIER, Verifier, rt),
+            actor(COMMANDER, Commander, rt),
+        ],
+        policy(sup.roles),
+        on_exhausted=exhausted_to(rt, sup.roles.on_exhausted),
+        on_event=events,
+        shutdown_timeout_s=6.0,
+    )
+    gateway = supervisor_spec(
+        GATEWAY,
+        [actor(MARKET, MarketFeed, rt), actor(CALENDAR, Calendar, rt), actor(NEWS, News, rt)],
+        policy(sup.gateway),
+        on_exhausted=exhausted_to(rt, sup.gateway.on_exhausted),
+        on_event=events,
+        shutdown_timeout_s=6.0,
+    )
+    children = [
+        actor(STORE, Store, rt),
+        actor(WATCHDOG, Watchdog, rt),
+        actor(POSTURE, PostureActor, rt),
+        actor(EXECUTION, Execution, rt, broker),
+        roles,
+        actor(CONTEXT, ContextLoader, rt),
+        gateway,
+    ]
+    if s.dashboard.port:
+        children.append(actor(DASHBOARD, Dashboard, rt))
+    return children, policy(sup.root)
+
+
+def event_sink(rt: Runtime) -> Any:
+    """Supervisor events: a log line and a message to the watchdog (restarts, escalations)."""
+
+    def events(ev: dict[str, Any]) -> None:
+        log.warning("supervision: {}", ev)
+        data = {k: v if isinstance(v, int | float | str | None) else str(v) for k, v in ev.items()}
+        rt.directory.tell(WATCHDOG, SupervisorEvent(data=data))
+
+    return events
+
+
+def exhausted_to(rt: Runtime, mode: str) -> Any:
+    """What a supervisor that gave up does before escalating: move the trading mode."""
+
+    def go(path: str) -> None:
+        log.critical("supervisor {} gave up: trading mode -> {}", path, mode)
+        rt.directory.tell(
+            WATCHDOG, RequestMode(target=TradingMode(mode), reason=f"supervisor {path} gave up")
+        )
+
+    return go

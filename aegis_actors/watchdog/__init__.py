@@ -1,0 +1,1 @@
+"""The watchdog: heartbeats, SLA clocks, failure tiers and the trading-mode state machine."""

@@ -1,0 +1,414 @@
+"""Durable-store tests, run against SQLite and a real, per-test PostgreSQL database.
+
+PostgreSQL params fail (not skip) when the server is unreachable, unless
+AEGIS_TEST_SKIP_PG=1, so CI cannot go green without having exercised it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+
+from aegis_actors.store import (
+    MIGRATIONS,
+    TABLES,
+    Database,
+    PostgresDatabase,
+    SQLiteDatabase,
+    StoreIntegrityError,
+    StoreUnavailable,
+    open_database,
+)
+
+PG_BASE = os.environ.get("AEGIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SKIP_PG = os.environ.get("AEGIS_TEST_SKIP_PG") == "1"
+
+Factory = Callable[[], Database]
+
+
+# ---- fixtures ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def pg_admin() -> Iterator[psycopg2.extensions.connection]:
+    """Autocommit connection to the maintenance DB, used to create/drop test DBs."""
+    try:
+        conn = psycopg2.connect(PG_BASE, connect_timeout=3)
+    except psycopg2.OperationalError as exc:
+        if SKIP_PG:
+            pytest.skip(f"PostgreSQL unreachable and AEGIS_TEST_SKIP_PG=1: {exc}")
+        pytest.fail(f"PostgreSQL unreachable at {PG_BASE} (set AEGIS_TEST_SKIP_PG=1): {exc}")
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def pg_dsn(pg_admin: psycopg2.extensions.connection) -> Iterator[str]:
+    """A brand-new database per test, force-dropped afterwards."""
+    name = f"aegis_test_{uuid.uuid4().hex[:12]}"
+    with pg_admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        yield psycopg2.extensions.make_dsn(PG_BASE, dbname=name)
+    finally:
+        with pg_admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
+    """Factory of un-migrated Database handles that all point at the same store."""
+    opened: list[Database] = []
+    if request.param == "sqlite":
+        path = str(tmp_path / "store" / "aegis.db")
+
+        def factory() -> Database:
+            opened.append(SQLiteDatabase(path))
+            return opened[-1]
+
+    else:
+        dsn: str = request.getfixturevalue("pg_dsn")
+
+        def factory() -> Database:
+            opened.append(PostgresDatabase(dsn))
+            return opened[-1]
+
+    yield factory
+    for db in opened:
+        db.close()
+
+
+@pytest.fixture
+def db(make_db: Factory) -> Database:
+    handle = make_db()
+    handle.migrate()
+    return handle
+
+
+def _order(coid: str = "c-1", **extra: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "client_order_id": coid,
+        "symbol": "AAPL",
+        "side": "buy",
+        "qty": 10,
+        "order_type": "limit",
+        "limit_price": 187.5,
+        "intent": "entry",
+        "status": "new",
+        "created_at": 1_700_000_000.25,
+    }
+    row.update(extra)
+    return row
+
+
+def _physical_columns(db: Database, table: str) -> set[str]:
+    """Columns as the database itself reports them (not the whitelist)."""
+    if isinstance(db, SQLiteDatabase):
+        conn = db._ensure()
+        return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+    assert isinstance(db, PostgresDatabase)
+    with db._ensure().cursor() as cur:
+        cur.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s",
+            (table,),
+        )
+        return {r[0] for r in cur.fetchall()}
+
+
+# ---- migrations -------------------------------------------------------------------
+
+
+def test_migrate_creates_all_tables_and_records_version(make_db: Factory) -> None:
+    db = make_db()
+    assert db.schema_version() == 0
+    assert db.migrate() == 1
+    assert db.schema_version() == 1
+    versions = db.select("schema_version")
+    assert [v["version"] for v in versions] == [m.version for m in MIGRATIONS]
+    assert isinstance(versions[0]["applied_at"], float)
+    for name, info in TABLES.items():
+        assert db.count(name) == (1 if name == "schema_version" else 0)
+        assert _physical_columns(db, name) == set(info.columns), name
+
+
+def test_migrate_twice_is_noop_and_keeps_data(make_db: Factory) -> None:
+    db = make_db()
+    db.migrate()
+    db.insert("orders", _order())
+    assert db.migrate() == 1
+    assert make_db().migrate() == 1  # a second process starting up
+    assert db.count("schema_version") == 1
+    assert db.count("orders") == 1
+
+
+def test_concurrent_migrate_from_two_handles(make_db: Factory) -> None:
+    handles = [make_db(), make_db()]
+    barrier = threading.Barrier(len(handles))
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def run(handle: Database) -> None:
+        try:
+            barrier.wait(timeout=5)
+            results.append(handle.migrate())
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(h,)) for h in handles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    assert errors == []
+    assert results == [1, 1]
+    assert handles[0].count("schema_version") == 1
+
+
+def test_open_database_creates_parent_dirs(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "er" / "aegis.db"
+    db = open_database(sqlite_path=str(path))
+    try:
+        assert db.kind == "sqlite"
+        assert path.exists()
+        assert db.schema_version() == 1
+        mode = db._ensure().execute("PRAGMA journal_mode").fetchone()[0]  # type: ignore[attr-defined]
+        assert mode == "wal"
+    finally:
+        db.close()
+
+
+def test_open_database_postgres(pg_dsn: str) -> None:
+    db = open_database(postgres_dsn=pg_dsn)
+    try:
+        assert db.kind == "postgres"
+        assert db.schema_version() == 1
+        assert db.ping()
+    finally:
+        db.close()
+
+
+# ---- CRUD -------------------------------------------------------------------------
+
+
+def test_crud_round_trip_with_json_and_bool(db: Database) -> None:
+    analysis = {"summary": "beat", "scores": [1, 2.5, None], "nested": {"ok": True}}
+    assert db.insert(
+        "decisions",
+        {
+            "decision_id": "d-1",
+            "event_id": "e-1",
+            "symbol": "AAPL",
+            "analysis": analysis,
+            "latency_ms": [12, 30],
+            "vetoed": True,
+            "confidence": 0.8,
+            "created_at": 1.5,
+        },
+    )
+    db.insert("decisions", {"decision_id": "d-2", "symbol": "MSFT", "vetoed": 0, "created_at": 2})
+    db.insert("decisions", {"decision_id": "d-3", "symbol": "MSFT", "created_at": 3})
+
+    [row] = db.select("decisions", {"decision_id": "d-1"})
+    assert json.loads(row["analysis"]) == analysis
+    assert json.loads(row["latency_ms"]) == [12, 30]
+    assert row["vetoed"] is True
+    assert row["confidence"] == pytest.approx(0.8)
+    assert row["created_at"] == 1.5 and isinstance(row["id"], int)
+    assert db.select("decisions", {"decision_id": "d-2"})[0]["vetoed"] is False
+    assert db.select("decisions", {"decision_id": "d-3"})[0]["vetoed"] is None
+
+    assert db.count("decisions") == 3
+    assert db.count("decisions", {"vetoed": False}) == 1
+    assert db.count("decisions", {"vetoed": None}) == 1
+    assert db.count("decisions", {"symbol": ["AAPL", "MSFT"]}) == 3
+    assert db.count("decisions", {"symbol": []}) == 0
+    ordered = db.select("decisions", order_by="created_at DESC", limit=2)
+    assert [r["decision_id"] for r in ordered] == ["d-3", "d-2"]
+    assert [r["decision_id"] for r in db.select("decisions", order_by="-symbol, created_at")] == [
+        "d-2",
+        "d-3",
+        "d-1",
+    ]
+
+    assert db.update("decisions", {"symbol": "MSFT"}, {"outcome": "win", "vetoed": True}) == 2
+    assert db.count("decisions", {"outcome": "win", "vetoed": True}) == 2
+    assert db.update("decisions", {"decision_id": "nope"}, {"outcome": "x"}) == 0
+
+    assert db.delete("decisions", {"symbol": "MSFT"}) == 2
+    assert db.delete("decisions", {"symbol": "MSFT"}) == 0
+    assert db.count("decisions") == 1
+
+
+def test_upsert_inserts_then_overwrites(db: Database) -> None:
+    db.upsert("positions", {"symbol": "AAPL", "qty": 10, "avg_price": 100.0}, key=("symbol",))
+    db.upsert("positions", {"symbol": "AAPL", "qty": 15, "updated_at": 9.0}, key=("symbol",))
+    [pos] = db.select("positions")
+    assert pos["qty"] == 15 and pos["avg_price"] == 100.0 and pos["updated_at"] == 9.0
+
+    state = {"orders": ["c-1"], "equity": 1000.5}
+    db.upsert("sessions", {"session_id": "s", "state": state, "saves": 1}, key=("session_id",))
+    db.upsert("sessions", {"session_id": "s", "saves": 2}, key=("session_id",))
+    [sess] = db.select("sessions")
+    assert json.loads(sess["state"]) == state and sess["saves"] == 2
+
+    db.upsert("kv", {"key": "last_release", "value": "cpi"}, key=("key",))
+    db.upsert("kv", {"key": "last_release", "value": "nfp"}, key=("key",))
+    assert db.select("kv", {"key": "last_release"})[0]["value"] == "nfp"
+    db.upsert("kv", {"key": "only_key"}, key=("key",))  # nothing to update: DO NOTHING
+    assert db.count("kv") == 2
+
+    with pytest.raises(ValueError, match="unique key"):
+        db.upsert("positions", {"symbol": "AAPL", "qty": 1}, key=("qty",))
+    with pytest.raises(ValueError, match="lacks key"):
+        db.upsert("positions", {"qty": 1}, key=("symbol",))
+
+
+def test_duplicate_client_order_id(db: Database) -> None:
+    assert db.insert("orders", _order("c-1")) is True
+    assert db.insert("orders", _order("c-1", qty=99, status="sent"), ignore_conflict=True) is False
+    [row] = db.select("orders", {"client_order_id": "c-1"})
+    assert row["qty"] == 10 and row["status"] == "new" and row["filled_qty"] == 0
+    with pytest.raises(StoreIntegrityError) as info:
+        db.insert("orders", _order("c-1", qty=5))
+    assert not isinstance(info.value, StoreUnavailable)
+    assert db.count("orders") == 1
+    assert db.ping()  # connection still healthy after the constraint error
+
+
+def test_constraint_violations_are_integrity_errors(db: Database) -> None:
+    with pytest.raises(StoreIntegrityError):
+        db.insert("orders", _order("c-2", side="hold"))
+    with pytest.raises(StoreIntegrityError):
+        db.insert("orders", {"client_order_id": "c-3", "side": "buy", "qty": 1})  # no status
+    assert db.count("orders") == 0
+
+
+def test_fill_id_is_recorded_once(db: Database) -> None:
+    fill = {"fill_id": "f-1", "client_order_id": "c-1", "qty": 5, "price": 101.25, "ts": 3.0}
+    assert db.insert("fills", fill, ignore_conflict=True) is True
+    assert db.insert("fills", {**fill, "qty": 6}, ignore_conflict=True) is False
+    with pytest.raises(StoreIntegrityError):
+        db.insert("fills", fill)
+    assert [f["qty"] for f in db.select("fills", {"client_order_id": "c-1"})] == [5]
+
+
+_BAD_CALLS: list[Callable[[Database], Any]] = [
+    lambda d: d.insert("nope", {"a": 1}),
+    lambda d: d.insert("orders; DROP TABLE orders", {"symbol": "x"}),
+    lambda d: d.insert("orders", {"bogus": 1}),
+    lambda d: d.insert("orders", {}),
+    lambda d: d.select("orders", {"symbol = symbol OR 1": 1}),
+    lambda d: d.select("orders", order_by="symbol; DROP TABLE orders"),
+    lambda d: d.select("orders", order_by="bogus"),
+    lambda d: d.select("orders", order_by="symbol sideways"),
+    lambda d: d.select("orders", limit=-1),
+    lambda d: d.count("nope"),
+    lambda d: d.update("orders", {"symbol": "x"}, {"bogus": 1}),
+    lambda d: d.update("orders", {}, {"status": "x"}),
+    lambda d: d.delete("orders", {"bogus": 1}),
+    lambda d: d.delete("orders", {}),
+    lambda d: d.upsert("kv", {"key": "k"}, key=("bogus",)),
+]
+
+
+def test_unknown_names_rejected(db: Database) -> None:
+    for i, call in enumerate(_BAD_CALLS):
+        with pytest.raises(ValueError):
+            call(db)
+            pytest.fail(f"bad call #{i} was accepted")
+    assert db.count("orders") == 0  # and nothing was dropped
+
+
+def test_unsupported_value_type_rejected(db: Database) -> None:
+    with pytest.raises(TypeError):
+        db.insert("kv", {"key": "k", "value": object()})
+
+
+def test_threads_share_one_handle(db: Database) -> None:
+    def worker(n: int) -> None:
+        for i in range(15):
+            db.insert("fills", {"fill_id": f"f-{n}-{i}", "client_order_id": f"c-{n}"})
+            db.count("fills", {"client_order_id": f"c-{n}"})
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=15)
+    assert db.count("fills") == 90
+
+
+def test_closed_handle_raises_unavailable(db: Database) -> None:
+    db.close()
+    db.close()  # idempotent
+    with pytest.raises(StoreUnavailable):
+        db.insert("kv", {"key": "k"})
+    assert db.ping() is False
+
+
+# ---- PostgreSQL connection loss ----------------------------------------------------
+
+
+def _terminate_store_backends(admin: psycopg2.extensions.connection, dsn: str) -> int:
+    dbname = psycopg2.extensions.parse_dsn(dsn)["dbname"]
+    with admin.cursor() as cur:
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        )
+        return len(cur.fetchall())
+
+
+def test_pg_write_after_backend_terminated(
+    pg_dsn: str, pg_admin: psycopg2.extensions.connection
+) -> None:
+    db = open_database(postgres_dsn=pg_dsn)
+    try:
+        db.insert("orders", _order("c-1"))
+        assert _terminate_store_backends(pg_admin, pg_dsn) == 1
+        try:
+            outcome: bool | None = db.insert("orders", _order("c-2"))
+        except StoreUnavailable:
+            outcome = None  # acceptable: a write with unknown outcome is not replayed
+        assert outcome in (True, None)
+        assert db.insert("orders", _order("c-3")) is True
+        assert {r["client_order_id"] for r in db.select("orders")} >= {"c-1", "c-3"}
+    finally:
+        db.close()
+
+
+def test_pg_read_after_backend_terminated_reconnects(
+    pg_dsn: str, pg_admin: psycopg2.extensions.connection
+) -> None:
+    db = open_database(postgres_dsn=pg_dsn)
+    try:
+        db.insert("kv", {"key": "k", "value": "v"})
+        assert _terminate_store_backends(pg_admin, pg_dsn) == 1
+        assert db.select("kv")[0]["value"] == "v"  # reads replay once on a new connection
+        assert _terminate_store_backends(pg_admin, pg_dsn) == 1
+        assert db.ping() is True
+        assert db.count("kv") == 1
+    finally:
+        db.close()
+
+
+def test_pg_unreachable_is_store_unavailable() -> None:
+    db = PostgresDatabase("postgresql://postgres@127.0.0.1:1/postgres", connect_timeout=2)
+    assert db.ping() is False
+    with pytest.raises(StoreUnavailable):
+        db.migrate()
+    with pytest.raises(StoreUnavailable):
+        open_database(postgres_dsn="postgresql://postgres@127.0.0.1:1/postgres")
+    assert "***" in repr(PostgresDatabase("postgresql://u:secret@h/db"))
