@@ -86,6 +86,7 @@ class PostureActor(AegisActor):
         )
         self.log.info("posture {} -> {}: {}", old, new, reason)
         self.send(STORE, msg)
+        self.rt.emit("posture", old=old.value, new=new.value, reason=reason)
         self.send(
             WATCHDOG,
             Alert(

@@ -47,3 +47,16 @@ class Runtime:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     shutdown: threading.Event = field(default_factory=threading.Event)  # set to end the run
     tree: Callable[[], dict[str, Any]] | None = None  # the supervisor snapshot, once started
+    event_sinks: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+
+    def emit(self, type_: str, **data: Any) -> None:
+        """An operator-facing event (mode, posture, alert, restart, tier step) to every sink.
+
+        Sinks (the Redis `aegis:events` publisher, tests) must be quick and must not raise.
+        """
+        event = {"type": type_, "ts": self.clock.now(), **data}
+        for sink in list(self.event_sinks):
+            try:
+                sink(event)
+            except Exception:  # a broken sink never breaks the actor that emitted
+                pass

@@ -99,6 +99,9 @@ class Watchdog(AegisActor):
         self.log.warning("trading mode {} -> {}: {}", move.old, move.new, req.reason)
         for name in MODE_SUBSCRIBERS:
             self.send(name, change)
+        self.rt.emit(
+            "mode", old=move.old.value, new=move.new.value, reason=req.reason, operator=req.operator
+        )
         self.raise_alert(
             _MODE_ALERT[move.new],
             "mode_change",
@@ -180,12 +183,18 @@ class Watchdog(AegisActor):
             _LOG_LEVEL[alert.level], "ALERT {} {}: {}", alert.level, alert.kind, alert.message
         )
         self.send(STORE, alert)
+        self.rt.emit("alert", **alert.model_dump(mode="json"))
 
     # -- supervision and heartbeats ----------------------------------------------------
 
     def on_SupervisorEvent(self, ev: SupervisorEvent) -> None:
         data = ev.data
         self.sup_events.append(data)
+        self.rt.emit(
+            "supervisor",
+            **{k: v for k, v in data.items() if k not in ("type", "ts")},
+            kind=data.get("type"),
+        )
         kind = str(data.get("type", ""))
         if kind.endswith("restart"):
             self.metrics.restarts.labels(str(data.get("child", "?"))).inc()
