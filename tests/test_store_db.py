@@ -38,33 +38,6 @@ Factory = Callable[[], Database]
 # ---- fixtures ---------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[psycopg2.extensions.connection]:
-    """Autocommit connection to the maintenance DB, used to create/drop test DBs."""
-    try:
-        conn = psycopg2.connect(PG_BASE, connect_timeout=3)
-    except psycopg2.OperationalError as exc:
-        if SKIP_PG:
-            pytest.skip(f"PostgreSQL unreachable and AEGIS_TEST_SKIP_PG=1: {exc}")
-        pytest.fail(f"PostgreSQL unreachable at {PG_BASE} (set AEGIS_TEST_SKIP_PG=1): {exc}")
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
-@pytest.fixture
-def pg_dsn(pg_admin: psycopg2.extensions.connection) -> Iterator[str]:
-    """A brand-new database per test, force-dropped afterwards."""
-    name = f"aegis_test_{uuid.uuid4().hex[:12]}"
-    with pg_admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {name}")
-    try:
-        yield psycopg2.extensions.make_dsn(PG_BASE, dbname=name)
-    finally:
-        with pg_admin.cursor() as cur:
-            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def make_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Factory]:
     """Factory of un-migrated Database handles that all point at the same store."""
