@@ -10,6 +10,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -84,13 +85,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    rt = app.start()
+    stop_asked = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
-        rt.shutdown.set()
+        stop_asked.set()
+        if app.rt is not None:
+            app.rt.shutdown.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    rt = app.start()
+    if stop_asked.is_set():
+        rt.shutdown.set()
     why = app.wait(args.for_s)
     if why == "shutdown requested":
         why = "signal or shutdown command"

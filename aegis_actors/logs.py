@@ -85,7 +85,7 @@ def configure(
     logger.add(
         str(path),
         level="DEBUG",
-        format="{extra[_json]}\n",
+        format=lambda _record: "{extra[_json]}\n",  # a function: no traceback appended
         rotation=rotation,
         retention=retention,
         enqueue=True,

@@ -26,6 +26,23 @@ DEFAULT_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "SPY"
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _over_defaults(cls, data: Any) -> Any:
+        """A partial sub-table (`[posture.offensive] stop_loss = -0.02`) overrides only the
+        keys it names; the rest keep that sub-table's own defaults, not the class's."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, field in cls.model_fields.items():
+            given = out.get(name)
+            if not isinstance(given, dict):
+                continue
+            default = field.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                out[name] = {**default.model_dump(), **given}
+        return out
+
 
 class RunSettings(Section):
     log_dir: str = "logs"

@@ -138,7 +138,8 @@ def event_sink(rt: Runtime) -> Any:
     """Supervisor events: a log line and a message to the watchdog (restarts, escalations)."""
 
     def events(ev: dict[str, Any]) -> None:
-        log.warning("supervision: {}", ev)
+        quiet = ev.get("type") == "supervisor.child_started" and not ev.get("restarts")
+        log.log("DEBUG" if quiet else "WARNING", "supervision: {}", ev)
         data = {k: v if isinstance(v, int | float | str | None) else str(v) for k, v in ev.items()}
         rt.directory.tell(WATCHDOG, SupervisorEvent(data=data))
 

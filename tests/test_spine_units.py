@@ -1,0 +1,203 @@
+"""Pure parts of the spine: tick checks, the intake, the mode machine, risk, sla, rules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from aegis_actors.execution.risk import OrderMix, PreTradeRisk, client_order_id
+from aegis_actors.gateway.intake import Intake
+from aegis_actors.gateway.synthetic import SyntheticMarket
+from aegis_actors.gateway.ticks import check_tick
+from aegis_actors.messages import (
+    CONTEXT,
+    T0,
+    Context,
+    Direction,
+    MarketEvent,
+    Order,
+    OrderType,
+    Posture,
+    PostureParams,
+    Side,
+    TradingMode,
+)
+from aegis_actors.posture import evaluate
+from aegis_actors.roles import rules
+from aegis_actors.settings import RiskSettings
+from aegis_actors.watchdog.modes import ModeMachine
+from aegis_actors.watchdog.sla import StageHistograms, stage_latencies
+
+KNOWN = frozenset({"AAPL"})
+
+
+@pytest.mark.parametrize(
+    ("tick", "reason"),
+    [
+        (("AAPL", 10.0, 5.0, 100.0), None),
+        (("ZZZ", 10.0, 5.0, 100.0), "unknown_symbol"),
+        (("AAPL", math.nan, 5.0, 100.0), "bad_price"),
+        (("AAPL", -1.0, 5.0, 100.0), "bad_price"),
+        (("AAPL", "10", 5.0, 100.0), "bad_price"),
+        (("AAPL", True, 5.0, 100.0), "bad_price"),
+        (("AAPL", 10.0, -5.0, 100.0), "bad_volume"),
+        (("AAPL", 10.0, 5.0, math.inf), "bad_timestamp"),
+        (("AAPL", 10.0, 5.0, 99.0), "timestamp_backwards"),
+        (("AAPL", 10.0, 5.0, 1000.0), "future_timestamp"),
+    ],
+)
+def test_tick_checks(tick: tuple, reason: str | None) -> None:
+    assert check_tick(*tick, known=KNOWN, last_ts=99.5, now=100.0) == reason
+
+
+def ev(symbol: str, n: int) -> MarketEvent:
+    return MarketEvent(event_id=f"e{n}", symbol=symbol, price=1.0, ts=float(n))
+
+
+def test_intake_one_in_flight_per_symbol_latest_wins() -> None:
+    i = Intake()
+    assert i.offer(ev("A", 1)) is not None
+    assert i.offer(ev("B", 2)) is not None  # other symbols are not held up
+    assert i.offer(ev("A", 3)) is None
+    assert i.offer(ev("A", 4)) is None
+    assert i.coalesced == 1
+    assert i.done("A", "e3") is None  # a stale report frees nothing
+    nxt = i.done("A", "e1")
+    assert nxt is not None and nxt.event_id == "e4"
+    assert i.done("A", "e4") is None and "A" not in i.inflight
+
+
+def test_modes_go_up_automatically_and_down_only_by_operator() -> None:
+    m = ModeMachine()
+    assert m.request(TradingMode.LIMITED, operator=False).ok
+    assert not m.request(TradingMode.NORMAL, operator=False).ok
+    assert m.request(TradingMode.SAFE, operator=False).ok
+    assert not m.request(TradingMode.LIMITED, operator=False).ok
+    assert m.request(TradingMode.NORMAL, operator=True).ok
+    assert m.request(TradingMode.SHUTDOWN, operator=False).ok
+    assert not m.request(TradingMode.NORMAL, operator=True).ok
+
+
+@pytest.mark.parametrize(
+    ("vix", "current", "expected"),
+    [
+        (12.0, Posture.GUERRILLA, Posture.OFFENSIVE),
+        (14.5, Posture.GUERRILLA, Posture.GUERRILLA),  # inside the band: no flap
+        (15.5, Posture.OFFENSIVE, Posture.OFFENSIVE),
+        (20.0, Posture.OFFENSIVE, Posture.GUERRILLA),
+        (25.5, Posture.GUERRILLA, Posture.GUERRILLA),
+        (27.0, Posture.GUERRILLA, Posture.DEFENSIVE),
+        (24.5, Posture.DEFENSIVE, Posture.DEFENSIVE),
+        (12.0, Posture.DEFENSIVE, Posture.OFFENSIVE),
+    ],
+)
+def test_posture_evaluation_with_hysteresis(
+    vix: float, current: Posture, expected: Posture
+) -> None:
+    assert evaluate(vix, current, 15.0, 25.0, 1.0) is expected
+
+
+PARAMS = PostureParams(
+    entry_size=0.02, stop_loss=-0.012, take_profit=0.024, max_positions=3, limit_ratio=0.9
+)
+
+
+def order(qty: float, intent: str = "entry") -> Order:
+    return Order(
+        client_order_id="x",
+        decision_id="d",
+        event_id="e",
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=qty,
+        order_type=OrderType.LIMIT,
+        limit_price=100.0,
+        intent=intent,
+        created_at=0.0,
+    )
+
+
+def test_pre_trade_risk_names_the_check_that_refused() -> None:
+    r = PreTradeRisk(RiskSettings(max_orders_per_minute=2), 100_000.0, 0.0)
+    kw = dict(
+        mode=TradingMode.NORMAL, params=PARAMS, price=100.0, equity=100_000.0, open_positions=0
+    )
+    assert r.check(order(20), now=0.0, **kw) is None
+    assert r.check(order(21), now=0.0, **kw).check == "size"  # 2,100 > 2 % of 100,000
+    assert r.check(order(5), now=0.0, **{**kw, "open_positions": 3}).check == "max_positions"
+    assert r.check(order(5), now=0.0, **{**kw, "mode": TradingMode.LIMITED}).check == "mode"
+    assert r.check(order(5, "exit"), now=0.0, **{**kw, "mode": TradingMode.LIMITED}) is None
+    assert r.check(order(5, "exit"), now=0.0, **{**kw, "mode": TradingMode.HALTED}).check == "mode"
+    r.record_sent(0.0)
+    r.record_sent(1.0)
+    assert r.check(order(5), now=30.0, **kw).check == "rate"
+    assert r.check(order(5), now=61.0, **kw) is None  # the window moved on
+    assert r.check(order(5), now=61.0, **{**kw, "equity": 96_000.0}).check == "daily_loss"
+
+
+def test_order_mix_holds_the_ratio_deterministically() -> None:
+    picks = []
+    m = OrderMix(window=20)
+    for _ in range(100):
+        t = m.choose(0.7)
+        m.record(t)
+        picks.append(t)
+    window = picks[-20:]
+    assert window.count(OrderType.LIMIT) == 14
+    again = OrderMix(window=20)
+    assert [again.choose(0.7) for _ in range(1)] == picks[:1]
+    assert OrderMix().choose(1.0) is OrderType.LIMIT
+
+
+def test_client_order_id_is_deterministic_per_decision() -> None:
+    assert client_order_id("d1", "entry") == client_order_id("d1", "entry")
+    assert client_order_id("d1", "entry") != client_order_id("d2", "entry")
+    assert client_order_id("d1", "entry") != client_order_id("d1", "exit")
+
+
+def test_stage_latencies_and_histograms() -> None:
+    lat = stage_latencies({T0: 10.0, CONTEXT: 10.02})
+    assert lat == {"detect_to_analysis": pytest.approx(20.0)}
+    h = StageHistograms()
+    for ms in range(1, 101):
+        h.record("analysis", float(ms))
+    s = h.summary()["analysis"]
+    assert s["count"] == 100 and 49 <= s["p50_ms"] <= 51 and 98 <= s["p99_ms"] <= 100
+
+
+def context(prices: list[float], **kw: object) -> Context:
+    e = MarketEvent(event_id="e1", symbol="AAPL", price=prices[-1], ts=0.0)
+    base = dict(
+        event_id="e1",
+        event=e,
+        symbol="AAPL",
+        prices=prices,
+        capital=100_000.0,
+        posture=Posture.GUERRILLA,
+        params=PARAMS,
+        mode=TradingMode.NORMAL,
+    )
+    base.update(kw)
+    return Context(**base)  # type: ignore[arg-type]
+
+
+def test_rules_roles_trade_a_clear_trend_and_veto_stale_data() -> None:
+    up = [100.0 * (1.001**i) for i in range(30)]
+    ctx = context(up)
+    a = rules.analyse(ctx, 1.0)
+    assert a.direction is Direction.UP and a.confidence > 0.55
+    v = rules.verify(ctx, None, 1.0)
+    assert v.approve
+    d = rules.decide(ctx, a, v, 1.0)
+    assert d.action.value == "buy" and d.stop_loss < up[-1] < d.take_profit
+    stale = rules.verify(context(up, stale=True, price_age_s=45.0), None, 1.0)
+    assert not stale.approve and "stale" in stale.reasons[0]
+    limited = rules.verify(context(up, mode=TradingMode.LIMITED), None, 1.0)
+    assert not limited.approve
+
+
+def test_synthetic_market_is_deterministic_per_seed() -> None:
+    a, b = SyntheticMarket(["A", "B"], seed=3), SyntheticMarket(["A", "B"], seed=3)
+    assert [a.step() for _ in range(5)] == [b.step() for _ in range(5)]
+    assert SyntheticMarket(["A"], seed=4).step() != SyntheticMarket(["A"], seed=3).step()
