@@ -9,7 +9,7 @@ from loguru import logger
 
 from aegis_actors.brokers import Broker
 from aegis_actors.clock import Clock, WallClock, set_clock
-from aegis_actors.logs import configure
+from aegis_actors.logs import configure, flush
 from aegis_actors.runtime import Runtime
 from aegis_actors.settings import Settings
 from aegis_actors.tree import build, check_supported, event_sink, exhausted_to, make_broker
@@ -109,7 +109,7 @@ class Aegis:
         else:
             log.info("AEGIS stopped cleanly in {:.1f}s ({})", took, why)
             code = 0
-        logger.complete()
+        flush()
         return code
 
     def status(self) -> dict[str, Any]:

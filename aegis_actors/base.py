@@ -31,6 +31,7 @@ class AegisActor(SupervisedActor):
         self.metrics = rt.metrics
         self.log = logger.bind(actor=ctx.name)
         self._timers: list[Timer] = []
+        self._prune_at = 256
 
     # -- messaging -------------------------------------------------------------------
 
@@ -78,8 +79,11 @@ class AegisActor(SupervisedActor):
                 pass  # I was stopped or restarted; my successor has its own timers
 
         timer = self.clock.call_later(delay_s, fire)
-        self._timers = [t for t in self._timers if not t.cancelled and t.when > self.clock.now()]
         self._timers.append(timer)
+        if len(self._timers) > self._prune_at:  # amortised: drop fired and cancelled ones
+            now = self.clock.now()
+            self._timers = [t for t in self._timers if not t.cancelled and t.when > now]
+            self._prune_at = max(256, 2 * len(self._timers))
         return timer
 
     def cancel_timers(self) -> None:

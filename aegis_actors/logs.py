@@ -18,12 +18,15 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from aegis_actors.jsonlog import JsonLines
+
 if TYPE_CHECKING:
     from loguru import Logger, Record
 
-__all__ = ["actor_logger", "configure", "logger"]
+__all__ = ["actor_logger", "configure", "flush", "logger"]
 
 _secrets: list[str] = []
+_sink: JsonLines | None = None
 _RESERVED = {"actor", "event_id"}
 
 
@@ -82,17 +85,25 @@ def configure(
     logger.configure(patcher=_patch)
     if stderr:
         logger.add(sys.stderr, level=level, format=_human, colorize=None, backtrace=False)
+    global _sink
+    if _sink is not None:
+        _sink.stop()
+    _sink = JsonLines(path, rotation=rotation, retention=retention)
     logger.add(
-        str(path),
+        _sink,
         level="DEBUG",
         format=lambda _record: "{extra[_json]}\n",  # a function: no traceback appended
-        rotation=rotation,
-        retention=retention,
-        enqueue=True,
-        encoding="utf-8",
+        catch=True,
     )
     intercept_stdlib()
     return path
+
+
+def flush() -> None:
+    """Everything logged so far is in the JSON file when this returns."""
+    logger.complete()
+    if _sink is not None:
+        _sink.flush()
 
 
 class _Intercept(logging.Handler):

@@ -71,10 +71,17 @@ class SupervisedActor(pykka.ThreadingActor):
             self.ctx.report_exit(self._exit_reason, urn=self.actor_urn)
 
     def _actor_loop_teardown(self) -> None:
-        with self.ctx.directory.delivery_lock:  # closes pykka's tell-after-drain race
-            self._drain_inbox()
+        # Holding my name's delivery lock closes pykka's tell-after-drain race: a tell that
+        # comes later finds me dead and is held for my successor.
+        with self.ctx.directory.delivery_lock_for(self.ctx.name):
+            leftovers = self._drain_inbox()
+        if leftovers:
+            try:
+                self.ctx.return_unprocessed(self.actor_urn, leftovers)
+            except Exception:
+                log.exception("could not requeue %d messages of %s", len(leftovers), self.ctx.path)
 
-    def _drain_inbox(self) -> None:
+    def _drain_inbox(self) -> list[Any]:
         leftovers: list[Any] = []
         while not self.actor_inbox.empty():
             envelope = self.actor_inbox.get()
@@ -87,8 +94,4 @@ class SupervisedActor(pykka.ThreadingActor):
                     envelope.reply_to.set_exception(exc_info=(ActorDeadError, err, None))
             elif not stop and not isinstance(envelope.message, SupervisorMessage):
                 leftovers.append(envelope.message)
-        if leftovers:
-            try:
-                self.ctx.return_unprocessed(self.actor_urn, leftovers)
-            except Exception:
-                log.exception("could not requeue %d messages of %s", len(leftovers), self.ctx.path)
+        return leftovers

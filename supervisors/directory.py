@@ -29,6 +29,9 @@ class _Entry:
     state: str = RESTARTING
     ref: pykka.ActorRef[Any] | None = None
     held: deque[Any] = field(default_factory=deque)
+    # Per-name delivery lock: a tell puts into the inbox while holding it, and a dying
+    # instance drains its inbox while holding it, so no tell lands after the drain.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Directory:
@@ -64,8 +67,28 @@ class Directory:
         with self._lock:
             return dict(self._dead)
 
+    def delivery_lock_for(self, name: str) -> AbstractContextManager[Any]:
+        """Held by a dying instance of `name` while it drains its inbox."""
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                entry = self._entries[name] = _Entry(name)
+            return entry.lock
+
     def tell(self, name: str, message: Any) -> bool:
         """Deliver or hold `message`; False means it became a dead letter."""
+        # Fast path, no global lock: the child is running and nothing is held for it.
+        entry = self._entries.get(name)
+        if entry is not None and entry.state == RUNNING and not entry.held:
+            ref = entry.ref
+            if ref is not None:
+                with entry.lock:
+                    if entry.state == RUNNING and not entry.held and entry.ref is ref:
+                        try:
+                            ref.tell(message)
+                            return True
+                        except ActorDeadError:
+                            pass  # fall through to the careful path
         with self._lock:
             entry = self._entries.get(name)
             if entry is None or entry.state == GONE:
@@ -75,7 +98,8 @@ class Directory:
                 self._flush(entry)  # keep order behind anything already held
                 if not entry.held:
                     try:
-                        entry.ref.tell(message)
+                        with entry.lock:
+                            entry.ref.tell(message)
                         return True
                     except ActorDeadError:
                         pass  # died; its supervisor will restart it or give up
@@ -186,7 +210,8 @@ class Directory:
     def _flush(self, entry: _Entry) -> None:
         while entry.held and entry.ref is not None:
             try:
-                entry.ref.tell(entry.held[0])
+                with entry.lock:
+                    entry.ref.tell(entry.held[0])
             except ActorDeadError:
                 return  # the new instance died already; keep holding
             entry.held.popleft()

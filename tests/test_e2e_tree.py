@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
+from aegis_actors.logs import flush
 
 from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import ANALYST, COMMANDER
@@ -35,7 +35,7 @@ def rows(db: Path, sql: str) -> list[sqlite3.Row]:
 
 
 def log_lines(log_dir: Path) -> list[dict[str, Any]]:
-    logger.complete()
+    flush()
     return [json.loads(x) for x in (log_dir / "aegis.jsonl").read_text().splitlines() if x]
 
 

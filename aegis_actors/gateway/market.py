@@ -25,6 +25,7 @@ from aegis_actors.messages import (
     VolatilityIndex,
 )
 from aegis_actors.runtime import CONTEXT, EXECUTION, POSTURE, WATCHDOG
+from supervisors import Timer
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ class MarketFeed(AegisActor):
         self.symbols = frozenset(feed.symbols)
         self.last_ts: dict[str, float] = {}
         self.intake = Intake()
+        self.expiry: dict[str, Timer] = {}
         self.ticks = 0
         self.bad: dict[str, int] = {}
         self.vix: float | None = None
@@ -135,10 +137,16 @@ class MarketFeed(AegisActor):
         self.log.bind(event_id=event.event_id).debug(
             "event {} {} @ {}", event.kind, event.symbol, event.price
         )
-        self.after(self.settings.watchdog.event_timeout_s, _Expire(event.symbol, event.event_id))
+        self.expiry[event.symbol] = self.after(
+            self.settings.watchdog.event_timeout_s, _Expire(event.symbol, event.event_id)
+        )
         self.send(CONTEXT, event)
 
     def on_EventDone(self, done: EventDone) -> None:
+        if self.intake.inflight.get(done.symbol) == done.event_id:
+            timer = self.expiry.pop(done.symbol, None)
+            if timer is not None:
+                timer.cancel()
         nxt = self.intake.done(done.symbol, done.event_id)
         if nxt is not None:
             self.dispatch(nxt)
