@@ -1,7 +1,7 @@
 """Benchmarks: figures printed beside a raw baseline measured in the same run.
 
     python scripts/bench.py            # every section
-    python scripts/bench.py spine      # one section (spine, or an area with scripts/bench_<area>.py)
+    python scripts/bench.py spine      # one section: spine, or <area> for scripts/bench_<area>.py
 
 spine: events per second through the whole tree on the rules backend, and per-hop latency
 p50/p99, beside a raw 6-actor pykka chain doing nothing but forwarding.
@@ -51,7 +51,7 @@ class Hop(pykka.ThreadingActor):
             self.finished.set()
 
 
-def raw_chain(n: int) -> dict[str, float]:
+def raw_chain(n: int, rate: float = 0.0) -> dict[str, float]:
     done: list[float] = []
     stamps: list[list[float]] = []
     finished = threading.Event()
@@ -63,6 +63,7 @@ def raw_chain(n: int) -> dict[str, float]:
     head = refs[-1]
     t0 = time.perf_counter()
     for i in range(n):
+        pace(t0, i, rate)
         head.tell((i, [time.perf_counter()]))
     finished.wait(120)
     took = time.perf_counter() - t0
@@ -70,6 +71,14 @@ def raw_chain(n: int) -> dict[str, float]:
         r.stop()
     hop_us = [(b - a) * 1e6 for s in stamps for a, b in zip(s, s[1:], strict=False)]
     return {"per_s": n / took, "hop_p50_us": pct(hop_us, 50), "hop_p99_us": pct(hop_us, 99)}
+
+
+def pace(t0: float, i: int, rate: float) -> None:
+    """Offer load at `rate` per second (0 = as fast as possible)."""
+    if rate > 0:
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -81,12 +90,11 @@ def pct(values: list[float], q: float) -> float:
 # -- the whole tree ----------------------------------------------------------------------
 
 
-def aegis_tree(n: int, symbols: int) -> dict[str, object]:
+def aegis_tree(n: int, symbols: int, rate: float = 0.0) -> dict[str, object]:
     from aegis_actors.app import Aegis
     from aegis_actors.gateway.market import new_event_id
-    from aegis_actors.messages import T0, MarketEvent
+    from aegis_actors.messages import T0, GetStatus, MarketEvent
     from aegis_actors.runtime import MARKET, WATCHDOG
-    from aegis_actors.messages import GetStatus
     from aegis_actors.settings import load_settings
 
     tmp = Path(tempfile.mkdtemp(prefix="aegis-bench-"))
@@ -119,6 +127,7 @@ def aegis_tree(n: int, symbols: int) -> dict[str, object]:
 
     t0 = time.perf_counter()
     for i in range(n):
+        pace(t0, i, rate)
         s = names[i % symbols]
         rt.directory.tell(
             MARKET,
@@ -152,20 +161,24 @@ def spine(n: int = 5000) -> None:
     raw = raw_chain(n)
     tree = aegis_tree(n, symbols=max(50, n // 10))
     print(
-        f"raw 6-actor pykka chain: {raw['per_s']:,.0f} msgs/s, per hop p50 "
-        f"{raw['hop_p50_us']:.0f} us, p99 {raw['hop_p99_us']:.0f} us"
-    )
+        f"flood of {n}: raw 6-actor pykka chain {raw['per_s']:,.0f} msgs/s; AEGIS tree "
+        f"{tree['per_s']:,.0f} events/s ({tree['events']} events through, "
+        f"{tree['coalesced']} coalesced); ratio {tree['per_s'] / raw['per_s']:.3f}"
+    )  # type: ignore[operator]
+    rate, paced_n = 200.0, 1000
+    raw_p = raw_chain(paced_n, rate)
+    tree_p = aegis_tree(paced_n, symbols=paced_n, rate=rate)
     print(
-        f"AEGIS tree: {tree['per_s']:,.0f} events/s ({tree['events']} events, "
-        f"{tree['coalesced']} coalesced), outcomes {tree['outcomes']}"
+        f"paced at {rate:.0f}/s: raw chain per hop p50 {raw_p['hop_p50_us']:.0f} us, "
+        f"p99 {raw_p['hop_p99_us']:.0f} us; AEGIS per stage:"
     )
-    for stage, s in tree["latency"].items():  # type: ignore[union-attr]
-        if s["count"]:
+    for stage, st in tree_p["latency"].items():  # type: ignore[union-attr]
+        if st["count"]:
             print(
-                f"  {stage:<20} p50 {s['p50_ms']:8.2f} ms   p99 {s['p99_ms']:8.2f} ms "
-                f"  (n={s['count']})"
+                f"  {stage:<20} p50 {st['p50_ms']:8.2f} ms   p99 {st['p99_ms']:8.2f} ms "
+                f"  (n={st['count']})"
             )
-    print(f"ratio tree/raw throughput: {tree['per_s'] / raw['per_s']:.3f}")  # type: ignore[operator]
+    print(f"  outcomes {tree_p['outcomes']}")
 
 
 def area(name: str) -> None:

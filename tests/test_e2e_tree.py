@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from aegis_actors.logs import flush
-
 from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import ANALYST, COMMANDER
 from tests.conftest import drive, settle, wait_until
