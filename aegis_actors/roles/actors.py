@@ -290,8 +290,10 @@ class Commander(_RoleBase):
                 stamps.update(part.stamps)
         self.record(slot, outcome.value, decision)
         self.drop(slot)
-        if outcome in (Outcome.VETOED, Outcome.TIMEOUT, Outcome.FAILED):
-            self.log.bind(event_id=ctx.event_id).info("event {}: {}", outcome, detail)
+        if outcome in (Outcome.TIMEOUT, Outcome.FAILED):
+            self.log.bind(event_id=ctx.event_id).warning("event {}: {}", outcome, detail)
+        elif outcome is Outcome.VETOED:
+            self.log.bind(event_id=ctx.event_id).debug("event vetoed: {}", detail)
         done = EventDone(
             event_id=ctx.event_id,
             stamps=stamps,
