@@ -77,7 +77,7 @@ class Admin(AegisActor):
             client=self.client,
             deliver=deliver,
         )
-        self.sub = Subscriber(s.store.redis_url, self.channel, gate, self.redis_error)
+        self.sub = Subscriber(s.store.redis_url, self.channel, gate, self.redis_error, gate.idle)
         self.replies.start()
         self.events.start()
         self.rt.event_sinks.append(self.publish_event)

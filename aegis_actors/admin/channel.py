@@ -7,6 +7,7 @@ callback (cheap checks, then a tell), and publishers drain a bounded queue, drop
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -20,8 +21,12 @@ log = logger.bind(actor="admin")
 RECONNECT_MAX_S = 5.0
 
 
-def connect(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5.0, socket_connect_timeout=3.0)
+def connect(url: str, name: str | None = None) -> redis.Redis:
+    """A client; `name` shows in CLIENT LIST, so an operator can tell the admin apart."""
+    clean = re.sub(r"[^A-Za-z0-9:._-]", "_", name) if name else None
+    return redis.Redis.from_url(
+        url, socket_timeout=5.0, socket_connect_timeout=3.0, client_name=clean
+    )
 
 
 class Subscriber:
@@ -33,9 +38,10 @@ class Subscriber:
         channel: str,
         on_message: Callable[[bytes | str], None],
         on_error: Callable[[str], None],
+        on_idle: Callable[[], None] | None = None,
     ) -> None:
         self.url, self.channel = url, channel
-        self.on_message, self.on_error = on_message, on_error
+        self.on_message, self.on_error, self.on_idle = on_message, on_error, on_idle
         self.subscribed = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="aegis-admin-sub", daemon=True)
@@ -48,34 +54,39 @@ class Subscriber:
         self._thread.join(timeout)
 
     def _run(self) -> None:
-        delay = 0.1
-        while not self._stop.is_set():
-            client: redis.Redis | None = None
-            pubsub: Any = None
-            try:
-                client = connect(self.url)
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.channel)
-                self.subscribed.set()
-                log.info("admin listening on {}", self.channel)
-                delay = 0.1
-                while not self._stop.is_set():
+        """One pubsub for the thread's life: redis-py reconnects it and subscribes again.
+
+        Tearing it down on an error would drop what its fresh connection already holds.
+        """
+        client = connect(self.url, f"aegis-admin-sub:{self.channel}")
+        pubsub: Any = client.pubsub(ignore_subscribe_messages=True)
+        delay, subscribed = 0.1, False
+        try:
+            while not self._stop.is_set():
+                try:
+                    if not subscribed:
+                        pubsub.subscribe(self.channel)
+                        subscribed = True
+                        log.info("admin listening on {}", self.channel)
                     m = pubsub.get_message(timeout=0.2)
+                    self.subscribed.set()
+                    delay = 0.1
                     if m is not None and m.get("type") == "message":
                         self.deliver(m["data"])
-            except redis.RedisError as exc:
-                self.subscribed.clear()
-                self.on_error(f"{type(exc).__name__}: {exc}")
-                self._stop.wait(delay)  # a background thread: waiting here blocks no actor
-                delay = min(delay * 2, RECONNECT_MAX_S)
-            finally:
-                self.subscribed.clear()
-                for closing in (pubsub, client):
-                    if closing is not None:
-                        try:
-                            closing.close()
-                        except Exception:
-                            pass
+                    elif m is None and self.on_idle is not None:
+                        self.on_idle()
+                except redis.RedisError as exc:
+                    self.subscribed.clear()
+                    self.on_error(f"{type(exc).__name__}: {exc}")
+                    self._stop.wait(delay)  # a background thread: this blocks no actor
+                    delay = min(delay * 2, RECONNECT_MAX_S)
+        finally:
+            self.subscribed.clear()
+            for closing in (pubsub, client):
+                try:
+                    closing.close()
+                except Exception:
+                    pass
 
     def deliver(self, data: Any) -> None:
         try:

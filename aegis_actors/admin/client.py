@@ -20,6 +20,7 @@ from aegis_actors.admin.protocol import COMMANDS, request
 from aegis_actors.settings import Settings, SettingsError, load_settings
 
 CHOICES = [*COMMANDS, "watch"]
+RETRY_S = 0.1
 ARG_FLAG = {
     "posture": ("set", "set"),
     "mode": ("set", "set"),
@@ -130,8 +131,13 @@ def round_trip(
     try:
         pubsub.subscribe(f"{channel}:reply:{req['id']}")
         pubsub.get_message(timeout=0.0)  # reads the subscribe confirmation when it is there
-        if client.publish(channel, json.dumps(req)) == 0:
-            return None  # nobody listens: no reply can come
+        text = json.dumps(req)
+        # Nobody received it: the admin may be reconnecting; the same request again is no
+        # replay (no one saw it), so retry until the deadline.
+        while client.publish(channel, text) == 0:
+            if time.monotonic() + RETRY_S > deadline:
+                return None
+            time.sleep(RETRY_S)
         while (left := deadline - time.monotonic()) > 0:
             m = pubsub.get_message(timeout=min(left, 1.0))
             if m is not None and m.get("type") == "message":

@@ -88,9 +88,7 @@ class SecurityLog:
         self.suppressed: dict[str, int] = {}
 
     def refused(self, r: Refusal) -> None:
-        now = self.clock.now()
-        if now - self.window >= 1.0:
-            self.flush(now)
+        self.tick()
         if self.logged < self.per_s:
             self.logged += 1
             security.warning(
@@ -98,6 +96,12 @@ class SecurityLog:
             )
         else:
             self.suppressed[r.reason] = self.suppressed.get(r.reason, 0) + 1
+
+    def tick(self) -> None:
+        """Close the window once it is a second old (also called when the channel is idle)."""
+        now = self.clock.now()
+        if now - self.window >= 1.0:
+            self.flush(now)
 
     def flush(self, now: float) -> None:
         if self.suppressed:
@@ -138,6 +142,9 @@ class Gate:
             self.refuse(result)
             return
         self.deliver(result)
+
+    def idle(self) -> None:
+        self.log.tick()
 
     def first_use(self, req: Request) -> bool:
         """Also remember the id in Redis, so a restarted process still refuses a replay."""
