@@ -252,6 +252,36 @@ def test_restart_analyst_leaves_a_new_actor_and_one_more_restart(raw: Raw, event
     assert ev["child"] == "analyst" and ev["reason"] == "operator" and ev["ts"] > 0
 
 
+def test_admin_watch_prints_events_live(proc: Proc, raw: Raw) -> None:
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "aegis_actors", "admin", "watch", "--count", "1", "--json"],
+        env=proc.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: (
+                raw.client.pubsub_numsub(proc.events_channel)[0][1] >= 1
+                or watcher.poll() is not None
+            ),
+            timeout=20,
+            what="admin watch subscribed",
+        )
+        raw.ok("mode", {"set": "limited"})
+        out, err = watcher.communicate(timeout=20)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+            watcher.wait()
+        raw.ok("mode", {"set": "normal"})
+    assert watcher.returncode == 0, err
+    event = json.loads(out.splitlines()[0])
+    assert event["type"] == "mode" and event["new"] == "limited" and event["ts"] > 0
+
+
 def test_restart_of_unknown_or_self_is_refused(raw: Raw) -> None:
     reply = raw.send(raw.make("restart", {"actor": "nobody"}))
     assert reply["ok"] is False and "no actor named 'nobody'" in reply["error"]

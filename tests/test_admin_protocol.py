@@ -7,9 +7,11 @@ import json
 from typing import Any
 
 import pytest
+from conftest import wait_until
 from loguru import logger
 
 from aegis_actors.admin import protocol as p
+from aegis_actors.admin.channel import Subscriber
 from aegis_actors.admin.client import build_args, event_line, redacted_url, render
 from aegis_actors.admin.gate import SecurityLog
 from aegis_actors.admin.protocol import Refusal, Request, SeenIds, canonical, check, sign, verify
@@ -248,3 +250,14 @@ def test_cli_parts_hide_passwords_and_print_readably() -> None:
     )
     assert "mode: safe" in render("mode", {"mode": "safe"})
     assert event_line({"type": "mode", "ts": NOW, "new": "safe"}).endswith("mode        new=safe")
+
+
+def test_subscriber_keeps_retrying_while_redis_is_unreachable() -> None:
+    errors: list[str] = []
+    sub = Subscriber("redis://127.0.0.1:1/0", "nowhere", lambda _m: None, errors.append)
+    sub.start()
+    wait_until(lambda: len(errors) >= 2, what="two connection errors")
+    assert not sub.subscribed.is_set()
+    sub.stop()
+    assert not sub._thread.is_alive()
+    assert all("ConnectionError" in e for e in errors)

@@ -92,7 +92,7 @@ class SecurityLog:
         if self.logged < self.per_s:
             self.logged += 1
             security.warning(
-                "admin refused ({}): {} [id={} cmd={}]", r.reason, r.error, r.id, r.cmd
+                "admin refused ({}): {} [id={} cmd={!r}]", r.reason, r.error, r.id, r.cmd
             )
         else:
             self.suppressed[r.reason] = self.suppressed.get(r.reason, 0) + 1
