@@ -554,3 +554,39 @@ def test_a_flood_big_enough_to_make_redis_drop_the_listener_is_survived(
     status = raw.send(raw.make("status"), timeout=10.0)
     assert status is not None and status["ok"] is True
     assert proc.popen.poll() is None
+
+
+def test_a_replay_is_refused_even_by_a_freshly_started_process() -> None:
+    """The id is also kept in Redis (for the ts window), so a restart forgets nothing."""
+    from aegis_actors.admin.channel import Publisher
+    from aegis_actors.admin.gate import Gate, RunState, run_state
+    from aegis_actors.metrics import Metrics
+    from supervisors import WallClock
+
+    channel = f"aegis-test-{uuid.uuid4().hex[:8]}:admin"
+    client = redis.Redis.from_url(REDIS_URL)
+    req = json.dumps(request(SECRET, "status", {}, time.time()))
+
+    def fresh_gate() -> tuple[Gate, list[Any], RunState]:
+        delivered: list[Any] = []
+        state = run_state(Metrics())  # a new process: empty memory of ids
+        replies = Publisher(client, "test-replies")
+        gate = Gate(
+            channel=channel,
+            secret=SECRET,
+            clock=WallClock(),
+            state=state,
+            replies=replies,
+            client=client,
+            deliver=delivered.append,
+        )
+        return gate, delivered, state
+
+    first, got, _ = fresh_gate()
+    first(req)
+    assert len(got) == 1
+    second, got2, state2 = fresh_gate()
+    second(req)
+    assert got2 == [] and state2.refused == {"replay": 1}
+    client.delete(f"{channel}:seen:{json.loads(req)['id']}")
+    client.close()
