@@ -1,4 +1,4 @@
-"""The command line: `python -m aegis_actors [run|check|tail] ...`.
+"""The command line: `python -m aegis_actors [run|check|tail|admin] ...`.
 
 Exit status: 0 success, 1 a check or run failed, 2 bad usage or bad settings (one line
 naming the key and why).
@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aegis_actors.admin import client as admin_cli
 from aegis_actors.settings import Settings, SettingsError, load_settings
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
@@ -65,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
         "--file", metavar="PATH", help="log file (default: <run.log_dir>/aegis.jsonl)"
     )
     tail.add_argument("--settings", metavar="FILE")
+    admin_cli.add_parser(sub)
     return p
 
 
@@ -215,5 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args)
     if command == "tail":
         return cmd_tail(args)
+    if command == "admin":
+        return admin_cli.main(args)
     parser().print_help()
     return 2

@@ -338,6 +338,12 @@ class StageFailure(Msg):
     ts: float
 
 
+class AckAlert(Msg):
+    """An operator acknowledged an alert: its escalation stops."""
+
+    alert_id: str
+
+
 # -- store side --------------------------------------------------------------------------
 
 

@@ -11,7 +11,15 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -217,6 +225,11 @@ class Settings(BaseSettings):
     redis_url: str = ""
     postgres_dsn: str = ""
     admin_secret: SecretStr = SecretStr("")
+    _file: Path | None = PrivateAttr(default=None)  # where it was read from (admin `reload`)
+
+    @property
+    def source_file(self) -> Path | None:
+        return self._file
 
     @model_validator(mode="after")
     def _short_names(self) -> Settings:
@@ -269,7 +282,9 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             raise SettingsError(f"settings file {file}: not valid TOML: {exc}") from None
     _toml_path = file
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
+        settings._file = file
+        return settings
     except ValidationError as exc:
         raise SettingsError(describe(exc)) from None
     finally:

@@ -11,6 +11,7 @@ from typing import Any
 
 from loguru import logger
 
+from aegis_actors.admin.actor import Admin
 from aegis_actors.base import AegisActor
 from aegis_actors.brokers import Broker, PaperBroker
 from aegis_actors.context import ContextLoader
@@ -23,6 +24,7 @@ from aegis_actors.messages import RequestMode, SupervisorEvent, TradingMode
 from aegis_actors.posture import PostureActor
 from aegis_actors.roles.actors import Analyst, Commander, Verifier
 from aegis_actors.runtime import (
+    ADMIN,
     ANALYST,
     CALENDAR,
     COMMANDER,
@@ -129,6 +131,8 @@ def build(rt: Runtime, broker: Broker) -> tuple[list[ChildSpec], Policy]:
         actor(CONTEXT, ContextLoader, rt),
         gateway,
     ]
+    if s.store.redis_url:  # the admin channel lives on Redis; without it there is no admin
+        children.append(actor(ADMIN, Admin, rt))
     if s.dashboard.port:
         children.append(actor(DASHBOARD, Dashboard, rt))
     return children, policy(sup.root)

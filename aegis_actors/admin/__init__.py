@@ -1,0 +1,1 @@
+"""Operator control over the Redis pub/sub admin channel (ARCHITECTURE.md "Admin channel")."""

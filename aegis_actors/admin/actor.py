@@ -1,0 +1,270 @@
+"""The admin actor: runs operator commands that passed the gate, and publishes events.
+
+Requests arrive as tells from the subscriber thread (already checked); each command
+asks the actor that owns the matter (watchdog for the mode, posture for the posture,
+a supervisor for a restart), so the admin never changes another actor's state itself.
+Every command gets exactly one reply on `<channel>:reply:<id>`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+import redis
+
+from aegis_actors.admin.channel import Publisher, Subscriber, connect
+from aegis_actors.admin.gate import Gate, run_state
+from aegis_actors.admin.protocol import Request, reply_channel
+from aegis_actors.admin.reload import apply
+from aegis_actors.base import AegisActor
+from aegis_actors.messages import AckAlert, Posture, RequestMode, SetPosture, TradingMode
+from aegis_actors.runtime import POSTURE, WATCHDOG
+from aegis_actors.settings import SettingsError, load_settings
+from aegis_actors.status import collect_status
+
+ASK_TIMEOUT_S = 5.0
+RESTART_TIMEOUT_S = 15.0  # the supervisor waits for the old instance to stop first
+
+
+@dataclass(frozen=True)
+class _Command:
+    request: Request
+
+
+class Refused(Exception):
+    """A command that could not be carried out; its text is the reply's one-line error."""
+
+
+class Admin(AegisActor):
+    def on_start(self) -> None:
+        s = self.settings
+        self.channel = s.admin.channel
+        self.events_channel = s.admin.events_channel
+        self.secret = s.admin_secret.get_secret_value()
+        self.state = run_state(self.metrics)
+        am = self.state.metrics
+        self.client = connect(s.store.redis_url)
+        self.replies = Publisher(
+            self.client,
+            "admin-replies",
+            on_drop=am.dropped.labels("reply").inc,
+            on_error=self.redis_error,
+        )
+        self.events = Publisher(
+            self.client,
+            "admin-events",
+            limit=10_000,
+            on_drop=am.dropped.labels("event").inc,
+            on_error=self.redis_error,
+        )
+        ref = self.actor_ref
+
+        def deliver(req: Request) -> None:
+            try:
+                ref.tell(_Command(req))
+            except pykka.ActorDeadError:
+                self.log.warning("admin stopped before running {} (id={})", req.cmd, req.id)
+
+        gate = Gate(
+            channel=self.channel,
+            secret=self.secret,
+            clock=self.clock,
+            state=self.state,
+            replies=self.replies,
+            client=self.client,
+            deliver=deliver,
+        )
+        self.sub = Subscriber(s.store.redis_url, self.channel, gate, self.redis_error, gate.idle)
+        self.replies.start()
+        self.events.start()
+        self.rt.event_sinks.append(self.publish_event)
+        self.sub.start()
+        if not self.secret:
+            self.log.error(
+                "admin: AEGIS_ADMIN_SECRET is not set; every command on {} will be refused",
+                self.channel,
+            )
+
+    def stopping(self) -> None:
+        if not hasattr(self, "sub"):
+            return
+        if self.publish_event in self.rt.event_sinks:
+            self.rt.event_sinks.remove(self.publish_event)
+        self.sub.stop()
+        self.replies.stop()
+        self.events.stop()
+        self.client.close()
+
+    # -- Redis side --------------------------------------------------------------------
+
+    def publish_event(self, event: dict[str, Any]) -> None:
+        """Event sink: queue for `aegis:events` (never blocks the emitting actor)."""
+        self.events.put(self.events_channel, json.dumps(event, default=str))
+
+    def redis_error(self, what: str) -> None:
+        self.state.metrics.redis_errors.inc()
+        self.log.warning("admin: Redis error: {}", what)
+
+    def reply(self, req: Request, body: dict[str, Any]) -> None:
+        text = json.dumps({"id": req.id, **body}, default=str)
+        try:
+            self.client.publish(reply_channel(self.channel, req.id), text)
+        except redis.RedisError as exc:
+            self.redis_error(f"reply to {req.id} lost: {type(exc).__name__}: {exc}")
+
+    # -- commands ----------------------------------------------------------------------
+
+    def on__Command(self, msg: _Command) -> None:
+        req = msg.request
+        audit = self.log.bind(security=True, admin_id=req.id)
+        try:
+            result = getattr(self, f"cmd_{req.cmd}")(req)
+        except Refused as exc:
+            self.count(req.cmd, "refused")
+            audit.warning("admin {} {} refused: {}", req.cmd, req.args, exc)
+            self.reply(req, {"ok": False, "error": str(exc)})
+            return
+        except Exception as exc:  # a command must never take the admin down
+            self.count(req.cmd, "error")
+            audit.exception("admin {} failed", req.cmd)
+            self.reply(
+                req, {"ok": False, "error": f"{req.cmd} failed: {type(exc).__name__}: {exc}"}
+            )
+            return
+        self.count(req.cmd, "ok")
+        audit.info("admin {} {} done", req.cmd, req.args)
+        self.reply(req, {"ok": True, "result": result})
+        if req.cmd == "shutdown":
+            self.rt.emit("shutdown", reason=f"admin command {req.id}", operator=True)
+            self.rt.shutdown.set()
+
+    def count(self, cmd: str, outcome: str) -> None:
+        self.state.metrics.commands.labels(cmd, outcome).inc()
+        with self.state.lock:
+            key = f"{cmd}:{outcome}"
+            self.state.commands[key] = self.state.commands.get(key, 0) + 1
+
+    def ask_owner(self, name: str, message: Any, timeout: float = ASK_TIMEOUT_S) -> Any:
+        try:
+            return self.ask(name, message, timeout)
+        except pykka.Timeout:
+            raise Refused(f"{name} did not answer within {timeout:g} s") from None
+        except LookupError as exc:
+            raise Refused(str(exc)) from None
+
+    def cmd_status(self, _req: Request) -> dict[str, Any]:
+        out = collect_status(self.rt)
+        out["admin"] = self.status()
+        out["settings"] = self.rt.settings.redacted()
+        return out
+
+    def cmd_tree(self, _req: Request) -> dict[str, Any]:
+        if self.rt.tree is None:
+            raise Refused("the tree is not started yet")
+        return self.with_urns(self.rt.tree())
+
+    def with_urns(self, node: dict[str, Any]) -> dict[str, Any]:
+        """Each live node's actor urn: a restarted actor shows a new one."""
+        ref = self.rt.directory.get(str(node.get("name")))
+        node["urn"] = ref.actor_urn if ref is not None else None
+        for child in node.get("children", []) or []:
+            self.with_urns(child)
+        return node
+
+    def cmd_posture(self, req: Request) -> dict[str, Any]:
+        value = req.args["set"]
+        posture = None if value == "auto" else Posture(value)
+        msg = SetPosture(posture=posture, reason=f"admin command {req.id}", operator=True)
+        answer: dict[str, Any] = self.ask_owner(POSTURE, msg)
+        return answer
+
+    def cmd_mode(self, req: Request) -> dict[str, Any]:
+        msg = RequestMode(
+            target=TradingMode(req.args["set"]), reason=f"admin command {req.id}", operator=True
+        )
+        answer: dict[str, Any] = self.ask_owner(WATCHDOG, msg)
+        if not answer.get("ok"):
+            raise Refused(f"mode {req.args['set']} refused: {answer.get('error')}")
+        return {"mode": answer.get("mode")}
+
+    def cmd_restart(self, req: Request) -> dict[str, Any]:
+        name = req.args["actor"]
+        if name == self.name:
+            raise Refused("admin cannot restart itself over its own channel")
+        if self.rt.tree is None:
+            raise Refused("the tree is not started yet")
+        tree = self.rt.tree()
+        if name == tree.get("name"):
+            raise Refused(f"{name} is the root; use shutdown")
+        parent = parent_of(tree, name)
+        if parent is None:
+            raise Refused(f"no actor named {name!r} in the tree")
+        ref = self.rt.directory.get(parent)
+        if ref is None:
+            raise Refused(f"{name}'s supervisor {parent} is not running")
+        try:
+            ref.proxy().restart_child(name).get(timeout=RESTART_TIMEOUT_S)
+        except pykka.Timeout:
+            raise Refused(
+                f"{parent} did not restart {name} within {RESTART_TIMEOUT_S:g} s"
+            ) from None
+        except RuntimeError as exc:
+            raise Refused(f"restart {name} refused: {exc}") from None
+        self.log.warning("operator restart of {} (supervisor {})", name, parent)
+        return {"actor": name, "supervisor": parent}
+
+    def cmd_ack(self, req: Request) -> dict[str, Any]:
+        answer = self.ask_owner(WATCHDOG, AckAlert(alert_id=req.args["alert"]))
+        if isinstance(answer, dict):
+            if answer.get("ok") is False:
+                raise Refused(f"ack {req.args['alert']} refused: {answer.get('error')}")
+            return {"alert": req.args["alert"], **answer}
+        return {"alert": req.args["alert"], "acked": True}
+
+    def cmd_reload(self, _req: Request) -> dict[str, Any]:
+        source = self.settings.source_file
+        try:
+            fresh = load_settings(source)
+        except SettingsError as exc:
+            raise Refused(f"reload refused: {exc}") from None
+        applied, refused = apply(self.rt.settings, fresh)
+        if refused:
+            raise Refused(
+                "reload refused, nothing applied: cannot change while running: "
+                + ", ".join(refused)
+                + " (restart the process for these)"
+            )
+        if applied:
+            self.log.warning("settings reloaded from {}: {}", source or "environment", applied)
+        return {"file": str(source) if source else None, "changed": applied}
+
+    def cmd_shutdown(self, _req: Request) -> dict[str, Any]:
+        self.log.warning("shutdown requested over the admin channel")
+        return {"stopping": True}
+
+    def status(self) -> dict[str, Any]:
+        with self.state.lock:
+            refused, commands = dict(self.state.refused), dict(self.state.commands)
+        return {
+            "channel": self.channel,
+            "events_channel": self.events_channel,
+            "listening": self.sub.subscribed.is_set() if hasattr(self, "sub") else False,
+            "secret": "set" if self.secret else "missing (every command refused)",
+            "refused": refused,
+            "refused_total": sum(refused.values()),
+            "commands": commands,
+        }
+
+
+def parent_of(node: dict[str, Any], name: str) -> str | None:
+    """The name of the supervisor whose direct child is `name`, if any."""
+    for child in node.get("children", []) or []:
+        if child.get("name") == name:
+            return str(node.get("name"))
+        found = parent_of(child, name)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,181 @@
+"""Admin round trip beside a raw redis-py publish/subscribe round trip, same run, same Redis.
+
+    python scripts/bench_admin.py [--n 300] [--redis redis://127.0.0.1:6379/15]
+
+Starts `python -m aegis_actors` (synthetic feed, paper broker) with its own channels,
+then measures: a raw pub/sub echo (a thread that publishes each message straight back),
+the admin `status` and `tree` round trips as the `admin` command line makes them
+(sign, subscribe to the reply channel, publish, wait), and how long a 10,000-message
+junk flood delays a `status` sent right behind it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from aegis_actors.admin.client import round_trip  # noqa: E402
+from aegis_actors.admin.protocol import request  # noqa: E402
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+def line(name: str, xs: list[float]) -> str:
+    ms = [x * 1000 for x in xs]
+    return (
+        f"{name:<34} n={len(ms):<5} p50 {pct(ms, 50):7.2f} ms   p99 {pct(ms, 99):7.2f} ms   "
+        f"mean {statistics.fmean(ms):7.2f} ms"
+    )
+
+
+def raw_echo(url: str, n: int) -> list[float]:
+    """The floor: one message there and one back over redis-py pub/sub."""
+    tag = uuid.uuid4().hex[:8]
+    ping, pong = f"bench-{tag}:ping", f"bench-{tag}:pong"
+    stop = threading.Event()
+    ready = threading.Event()
+
+    def echo() -> None:
+        c = redis.Redis.from_url(url)
+        ps = c.pubsub(ignore_subscribe_messages=True)
+        ps.subscribe(ping)
+        ready.set()
+        while not stop.is_set():
+            m = ps.get_message(timeout=0.2)
+            if m is not None and m["type"] == "message":
+                c.publish(pong, m["data"])
+        ps.close()
+        c.close()
+
+    t = threading.Thread(target=echo, daemon=True)
+    t.start()
+    ready.wait(5)
+    c = redis.Redis.from_url(url)
+    ps = c.pubsub(ignore_subscribe_messages=True)
+    ps.subscribe(pong)
+    while c.pubsub_numsub(ping)[0][1] == 0:
+        time.sleep(0.01)
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        c.publish(ping, str(i))
+        while True:
+            m = ps.get_message(timeout=5)
+            if m is not None and m["type"] == "message":
+                break
+        out.append(time.perf_counter() - t0)
+    stop.set()
+    t.join(2)
+    ps.close()
+    c.close()
+    return out
+
+
+def admin_rtt(url: str, channel: str, secret: str, cmd: str, n: int) -> list[float]:
+    c = redis.Redis.from_url(url)
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        answer = round_trip(c, channel, request(secret, cmd, {}, time.time()), 10.0)
+        out.append(time.perf_counter() - t0)
+        assert answer is not None and answer["ok"], answer
+    c.close()
+    return out
+
+
+def flood_then_status(url: str, channel: str, secret: str) -> tuple[float, float]:
+    c = redis.Redis.from_url(url)
+    junk = [
+        "not json",
+        "[1]",
+        json.dumps({"id": "j", "cmd": "status", "args": {}, "ts": time.time(), "sig": "0" * 64}),
+        "x" * 20_000,
+    ]
+    t0 = time.perf_counter()
+    pipe = c.pipeline(transaction=False)
+    for i in range(10_000):
+        pipe.publish(channel, junk[i % len(junk)])
+    pipe.execute()
+    sent = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    answer = round_trip(c, channel, request(secret, "status", {}, time.time()), 10.0)
+    assert answer is not None and answer["ok"], answer
+    c.close()
+    return sent, time.perf_counter() - t1
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=300)
+    ap.add_argument(
+        "--redis", default=os.environ.get("AEGIS_TEST_REDIS", "redis://127.0.0.1:6379/15")
+    )
+    a = ap.parse_args()
+    tag = uuid.uuid4().hex[:8]
+    secret = uuid.uuid4().hex
+    channel = f"bench-{tag}:admin"
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}
+        env.update(
+            AEGIS_REDIS_URL=a.redis,
+            AEGIS_ADMIN_SECRET=secret,
+            AEGIS_ADMIN__CHANNEL=channel,
+            AEGIS_ADMIN__EVENTS_CHANNEL=f"bench-{tag}:events",
+            AEGIS_DASHBOARD__PORT="0",
+            AEGIS_RUN__LOG_DIR=f"{tmp}/logs",
+            AEGIS_STORE__SQLITE_PATH=f"{tmp}/aegis.db",
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "aegis_actors"],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            c = redis.Redis.from_url(a.redis)
+            deadline = time.monotonic() + 30
+            while c.pubsub_numsub(channel)[0][1] == 0:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("AEGIS did not start listening")
+                time.sleep(0.05)
+            c.close()
+            admin_rtt(a.redis, channel, secret, "status", 10)  # warm up
+            print(f"{a.n} round trips each, Redis {a.redis}, AEGIS running (synthetic feed)")
+            print(line("raw redis-py pub/sub echo", raw_echo(a.redis, a.n)))
+            print(
+                line(
+                    "admin status (sign+sub+pub+reply)",
+                    admin_rtt(a.redis, channel, secret, "status", a.n),
+                )
+            )
+            print(line("admin tree", admin_rtt(a.redis, channel, secret, "tree", a.n)))
+            sent, answered = flood_then_status(a.redis, channel, secret)
+            print(
+                f"10,000 junk messages published in {sent * 1000:.0f} ms; a status sent right "
+                f"after was answered {answered * 1000:.0f} ms later"
+            )
+        finally:
+            proc.terminate()
+            proc.wait(20)
+
+
+if __name__ == "__main__":
+    main()
