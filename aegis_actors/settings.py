@@ -113,6 +113,18 @@ class RolesSettings(Section):
     limited_after_s: float = Field(30.0, gt=0)  # API failing this long -> limited + alert
     safe_after_s: float = Field(300.0, gt=0)  # API failing this long -> safe
 
+    @model_validator(mode="before")
+    @classmethod
+    def _role_defaults(cls, data: Any) -> Any:
+        """A partial table (or env override) for the verifier or commander keeps that role's
+        own defaults (model, api, prices) instead of falling back to the analyst's."""
+        if isinstance(data, dict):
+            for name, factory in (("verifier", _verifier), ("commander", _commander)):
+                given = data.get(name)
+                if isinstance(given, dict):
+                    data = {**data, name: {**factory().model_dump(exclude_unset=True), **given}}
+        return data
+
 
 class BrokerSettings(Section):
     kind: Literal["paper", "alpaca"] = "paper"

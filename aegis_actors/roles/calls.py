@@ -118,6 +118,7 @@ class RoleCalls:
         self.submitted = 0  # HTTP attempts handed to workers
         self.delivered = 0  # their outcomes handled here (on time or late)
         self.late = 0
+        self.retries = 0
         self.repairs = 0
         self.failovers = 0
 
@@ -226,6 +227,7 @@ class RoleCalls:
             self.fail(call, f"{err}; retry in {delay:g}s is past the stage budget", api=True)
             return
         call.retries += 1
+        self.retries += 1
         call.timers.append(self.actor.after(delay, _Retry(call.key, call.attempt)))
 
     def failover(self, call: _Call, to: ChatClient, why: str) -> None:
@@ -360,7 +362,10 @@ class RoleCalls:
     # -- lifecycle ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"in_flight": len(self.calls)}
+        out: dict[str, Any] = {
+            "in_flight": len(self.calls),
+            "http_out": self.submitted - self.delivered,
+        }
         if isinstance(self.backend, LlmBackend):
             pool = self.backend.pool
             out.update(
@@ -369,6 +374,7 @@ class RoleCalls:
                 failovers=self.failovers,
                 repairs=self.repairs,
                 late=self.late,
+                retries=self.retries,
                 api_down_since=self.health.down_since,
                 usage=self.meter.summary(),
             )
