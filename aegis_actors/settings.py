@@ -72,8 +72,8 @@ class RoleSettings(Section):
     failover_after_s: float = Field(2.5, gt=0, le=5.0)  # a primary this slow hands to the backup
     retry_primary_s: float = Field(60.0, ge=0)  # back to the primary after this long on backup
     max_retries: int = Field(2, ge=0)  # 429/5xx retries per call, within the stage budget
-    workers: int = Field(4, ge=1, le=64)  # HTTP worker threads (the mailbox never waits)
-    max_pending: int = Field(64, ge=1)  # calls in flight beyond this fail the event at once
+    workers: int = Field(32, ge=1, le=512)  # HTTP worker threads (the mailbox never waits)
+    max_pending: int = Field(256, ge=1)  # calls in flight beyond this fail the event at once
     max_tokens: int = Field(512, ge=16)
     temperature: float = Field(0.0, ge=0, le=2)
     price_in_per_1k: float = Field(0.00027, ge=0)  # USD per 1,000 input tokens

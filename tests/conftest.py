@@ -3,6 +3,7 @@ a bounded condition wait (never a sleep), and a whole AEGIS tree on a virtual cl
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -44,6 +45,19 @@ def vclock() -> VirtualClock:
 def _no_leaked_actors() -> Iterator[None]:
     yield
     pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _stdlib_logging_restored() -> Iterator[None]:
+    """A started Aegis routes the supervisors/pykka loggers into loguru (propagate off);
+    put them back so a later test's caplog still sees their records."""
+    loggers = [logging.getLogger(n) for n in ("supervisors", "pykka")]
+    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    yield
+    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
 
 
 @pytest.fixture(scope="session")

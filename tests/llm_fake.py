@@ -82,6 +82,8 @@ class FakeLlm:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # answer in one segment, as real servers do
+            wbufsize = 1 << 16
 
             def log_message(self, *_a: Any) -> None:
                 pass
@@ -152,6 +154,7 @@ class FakeLlm:
         h.end_headers()
         try:
             h.wfile.write(payload)
+            h.wfile.flush()
         except OSError:
             pass  # the client gave up
 

@@ -24,7 +24,7 @@ ROLES = (ANALYST, VERIFIER, COMMANDER)
 
 def llm_roles(primary: str, backup: str = "", **per_role: dict[str, Any]) -> dict[str, Any]:
     """Settings for the three roles on the llm backend (commander on the Anthropic format)."""
-    roles: dict[str, Any] = {}
+    roles: dict[str, Any] = {k: v for k, v in per_role.items() if k not in ROLES}
     for role in ROLES:
         cfg: dict[str, Any] = {"backend": "llm", "url": primary, "backup_url": backup}
         if role == VERIFIER:

@@ -296,17 +296,15 @@ def cycle_ms(r: Rig) -> float:
     return float(latency["p50_ms"])
 
 
-@pytest.mark.parametrize("_round", [0])
 def test_parallel_cycle_is_shorter_by_the_verifiers_time(
-    rig: Callable[..., Rig], servers: list[FakeLlm], _round: int
+    rig: Callable[..., Rig], servers: list[FakeLlm]
 ) -> None:
     lat = {"analyst": 2.0, "verifier": 1.5, "commander": 1.0}
     servers[0].default_latency.update(lat)
     timeouts = {"analyst": {"timeout_s": 5.0}, "verifier": {"timeout_s": 4.0}}
     cycles = {}
     for parallel in (True, False):
-        r = rig(roles=timeouts | {"commander": {"timeout_s": 2.0}})
-        r.rt.settings.roles.parallel_verification = parallel
+        r = rig(roles=timeouts | {"parallel_verification": parallel})
         r.event("AAPL")
         r.drive(6.0)
         cycles[parallel] = cycle_ms(r)
@@ -314,3 +312,47 @@ def test_parallel_cycle_is_shorter_by_the_verifiers_time(
     assert cycles[True] == pytest.approx(3000, abs=70)  # analyst 2 s + commander 1 s
     assert cycles[False] == pytest.approx(4500, abs=70)  # + the verifier's 1.5 s
     assert cycles[False] - cycles[True] == pytest.approx(1500, abs=70)
+
+
+def test_sequential_verifier_checks_the_analysts_proposal(
+    rig: Callable[..., Rig], servers: list[FakeLlm]
+) -> None:
+    r = rig(roles={"parallel_verification": False})
+    servers[0].script(
+        "verifier", Step(answer={"verdict": "veto", "reasons": ["weak logic"], "confidence": 0.7})
+    )
+    r.event("AAPL")
+    r.drive(0.1)
+    (asked,) = servers[0].calls("verifier")
+    assert "higher highs on rising volume" in asked.body["messages"][1]["content"]
+    assert outcomes(r).get("vetoed") == 1 and servers[0].calls("commander") == []
+
+
+def test_commander_past_its_timeout_fails_the_decision_stage(
+    rig: Callable[..., Rig], servers: list[FakeLlm]
+) -> None:
+    r = rig()
+    servers[0].script("commander", Step(hang=True))
+    r.event("AAPL")
+    r.drive(1.9)
+    assert outcomes(r) == {}
+    r.drive(0.2)
+    assert outcomes(r).get("timeout") == 1
+    (row,) = r.decisions()
+    assert row["outcome"] == "timeout" and row["analysis"] and row["verdict"]
+    servers[0].release()
+    assert r.orders() == []
+
+
+def test_api_keys_never_reach_the_log(
+    rig: Callable[..., Rig], servers: list[FakeLlm], aegis_env: Path
+) -> None:
+    r = rig(roles={"analyst": {"max_retries": 0}})
+    servers[0].script("analyst", Step(status=401, body='{"error": "invalid key"}'))
+    r.event("AAPL")
+    r.drive(0.1)
+    assert outcomes(r).get("failed") == 1
+    r.app.stop("check logs")
+    text = "".join(p.read_text() for p in (aegis_env / "logs").glob("*"))
+    assert "HTTP 401" in text
+    assert "ds-key-from-env" not in text and "an-key-from-env" not in text

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import requests.adapters
 
 from aegis_actors.llm.cost import Usage
 from aegis_actors.llm.errors import LlmError, retry_after
@@ -51,12 +52,23 @@ class ChatClient:
 
     path = ""
 
-    def __init__(self, endpoint: Endpoint, *, max_tokens: int = 512, temperature: float = 0.0):
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        max_tokens: int = 512,
+        temperature: float = 0.0,
+        pool_size: int = 10,
+    ) -> None:
         self.endpoint = endpoint
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.session = requests.Session()
         self.session.headers.update(self.headers())
+        # one kept-alive connection per worker thread, none discarded under load
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
 
     def headers(self) -> dict[str, str]:
         return {"content-type": "application/json"}
@@ -77,7 +89,7 @@ class ChatClient:
         t0 = time.monotonic()
         try:
             resp = self.session.post(
-                self.url, data=json.dumps(self.body(system, messages)), timeout=timeout_s
+                self.url, data=json.dumps(self.body(system, messages)).encode(), timeout=timeout_s
             )
         except requests.Timeout as exc:
             raise LlmError("timeout", type(exc).__name__, endpoint=name) from None
@@ -178,10 +190,10 @@ class AnthropicMessages(ChatClient):
 
 
 def make_client(
-    endpoint: Endpoint, *, max_tokens: int = 512, temperature: float = 0.0
+    endpoint: Endpoint, *, max_tokens: int = 512, temperature: float = 0.0, pool_size: int = 10
 ) -> ChatClient:
     cls = AnthropicMessages if endpoint.api == "anthropic" else OpenAIChat
-    return cls(endpoint, max_tokens=max_tokens, temperature=temperature)
+    return cls(endpoint, max_tokens=max_tokens, temperature=temperature, pool_size=pool_size)
 
 
 def _short(text: str, n: int = 200) -> str:

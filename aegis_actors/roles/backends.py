@@ -88,7 +88,9 @@ class LlmBackend:
 
         def client(url: str, name: str) -> Any:
             ep = Endpoint(url=url, api=cfg.api, model=cfg.model, key=key, name=name)
-            return make_client(ep, max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+            return make_client(
+                ep, max_tokens=cfg.max_tokens, temperature=cfg.temperature, pool_size=cfg.workers
+            )
 
         backup = client(cfg.backup_url, "backup") if cfg.backup_url else None
         self.pool = EndpointPool(client(cfg.url, "primary"), backup, cfg.retry_primary_s)

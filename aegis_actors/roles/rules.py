@@ -35,7 +35,7 @@ RSI_HIGH, RSI_LOW = 75.0, 25.0
 MAX_SPREAD_BPS = 25.0
 JUMP_SIGMAS, JUMP_MIN = 6.0, 0.01  # a last print this far off is a bad print or a gap
 MAX_EXPOSURE_ENTRIES = 1.5  # one symbol may hold at most this many posture entry sizes
-MARKET_ORDER_CONFIDENCE = 0.85
+MARKET_ORDER_CONFIDENCE = 0.7  # strong, not stretched: the posture may then use a market order
 
 
 def meta() -> dict[str, Any]:
