@@ -104,6 +104,13 @@ def test_key_falls_back_to_provider_env(monkeypatch: pytest.MonkeyPatch) -> None
     assert "an-env" not in repr(Endpoint("http://x", "anthropic", "m", key="an-env"))
 
 
+def test_token_budget_is_reported_too() -> None:
+    meter = CostMeter(price_in_per_1k=0.0, price_out_per_1k=0.0, budget_tokens=1000)
+    assert meter.add(Usage(600, 300), 0.0) is False
+    assert meter.add(Usage(100, 0), 1.0) is True
+    assert meter.spent()
+
+
 def test_cost_meter_counts_per_day_and_reports_budget_once() -> None:
     meter = CostMeter(price_in_per_1k=1.0, price_out_per_1k=2.0, budget_usd=5.0)
     day1 = 1_767_225_600.0

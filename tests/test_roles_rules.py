@@ -183,3 +183,32 @@ def test_answers_parse_from_fenced_json_and_reject_bad_values() -> None:
             {"action": "buy", "size_fraction": 2.0, "confidence": 0.5}
         )
     assert math.isfinite(0.0)
+
+
+def test_rules_backend_runs_the_whole_tree_and_records_provenance(
+    aegis_factory: Any, vclock: Any
+) -> None:
+    from conftest import drive
+
+    from aegis_actors.messages import GetStatus
+    from aegis_actors.runtime import ANALYST, COMMANDER, STORE
+    from aegis_actors.store.factory import open_database
+
+    app = aegis_factory(feed={"symbols": ["AAPL", "MSFT"], "tick_interval_s": 0.5})
+    drive(vclock, 30.0, step=0.5)
+    rt = app.rt
+    analyst = rt.directory.ask(ANALYST, GetStatus(), 5.0)
+    commander = rt.directory.ask(COMMANDER, GetStatus(), 5.0)
+    assert analyst["backend"] == "rules" and analyst["handled"] > 10
+    assert commander["in_flight"] == 0 and "http_out" in commander
+    assert rt.directory.ask(STORE, GetStatus(), 5.0) is not None
+    app.stop("check rows")
+    db = open_database(sqlite_path=app.settings.store.sqlite_path)
+    try:
+        rows = db.select("decisions")
+    finally:
+        db.close()
+    assert rows
+    versions = {r["prompt_versions"] for r in rows if r["verdict"] and r["analysis"]}
+    assert versions and all(rules.VERSION in v for v in versions)
+    assert all(r["tokens"] in ("{}", None) for r in rows)  # no LLM, no tokens
