@@ -9,6 +9,7 @@ from loguru import logger
 
 from aegis_actors.brokers import Broker
 from aegis_actors.clock import Clock, WallClock, set_clock
+from aegis_actors.llm.keys import fallback_secrets
 from aegis_actors.logs import configure, flush
 from aegis_actors.runtime import Runtime
 from aegis_actors.settings import Settings
@@ -45,7 +46,7 @@ class Aegis:
                 s.roles.verifier.api_key,
                 s.roles.commander.api_key,
             )
-        ]
+        ] + fallback_secrets()
         configure(
             s.run.log_dir,
             level=s.run.log_level,

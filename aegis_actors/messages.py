@@ -185,6 +185,7 @@ class Analysis(Stamped):
     pattern: str = ""
     risk_score: float = Field(ge=0.0, le=1.0)
     rationale: str = ""
+    meta: dict[str, Any] = Field(default_factory=dict)  # backend, model, prompt, tokens, cost
 
 
 class Verdict(Stamped):
@@ -192,6 +193,7 @@ class Verdict(Stamped):
     approve: bool
     reasons: list[str] = Field(default_factory=list)
     confidence: float = Field(ge=0.0, le=1.0)
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class Decision(Stamped):
@@ -207,6 +209,7 @@ class Decision(Stamped):
     reason: str = ""
     posture: Posture
     reference_price: float
+    meta: dict[str, Any] = Field(default_factory=dict)
 
 
 class Order(Msg):
@@ -258,6 +261,13 @@ class DecisionRecord(Msg):
     outcome: str
     latency_ms: dict[str, float]
     created_at: float
+    # per role (analyst, verifier, commander): what answered and what it cost
+    prompt_versions: dict[str, str] = Field(default_factory=dict)
+    models: dict[str, str] = Field(default_factory=dict)
+    tokens: dict[str, dict[str, int]] = Field(default_factory=dict)
+    cost_usd: float = 0.0
+    analysis_confidence: float | None = None
+    verdict_confidence: float | None = None
 
 
 # -- control side ------------------------------------------------------------------------

@@ -94,14 +94,39 @@ class RoleSettings(Section):
     backup_url: str = ""
     timeout_s: float = Field(5.0, gt=0)
     api_key: SecretStr = SecretStr("")
+    failover_after_s: float = Field(2.5, gt=0, le=5.0)  # a primary this slow hands to the backup
+    retry_primary_s: float = Field(60.0, ge=0)  # back to the primary after this long on backup
+    max_retries: int = Field(2, ge=0)  # 429/5xx retries per call, within the stage budget
+    workers: int = Field(32, ge=1, le=512)  # HTTP worker threads (the mailbox never waits)
+    max_pending: int = Field(256, ge=1)  # calls in flight beyond this fail the event at once
+    max_tokens: int = Field(512, ge=16)
+    temperature: float = Field(0.0, ge=0, le=2)
+    price_in_per_1k: float = Field(0.00027, ge=0)  # USD per 1,000 input tokens
+    price_out_per_1k: float = Field(0.0011, ge=0)  # USD per 1,000 output tokens
+    daily_budget_usd: float = Field(25.0, ge=0)  # 0 = no limit; spent -> limited + alert
+    daily_budget_tokens: int = Field(0, ge=0)  # 0 = no limit
 
 
 def _verifier() -> RoleSettings:
-    return RoleSettings(model="deepseek-reasoner", timeout_s=4.0)
+    return RoleSettings(
+        model="deepseek-reasoner",
+        timeout_s=4.0,
+        failover_after_s=2.0,
+        price_in_per_1k=0.00055,
+        price_out_per_1k=0.00219,
+    )
 
 
 def _commander() -> RoleSettings:
-    return RoleSettings(api="anthropic", model="claude-opus-4-1", timeout_s=2.0)
+    return RoleSettings(
+        api="anthropic",
+        model="claude-opus-4-1",
+        timeout_s=2.0,
+        failover_after_s=1.0,
+        price_in_per_1k=0.015,
+        price_out_per_1k=0.075,
+        daily_budget_usd=100.0,
+    )
 
 
 class RolesSettings(Section):
@@ -110,6 +135,20 @@ class RolesSettings(Section):
     commander: RoleSettings = Field(default_factory=_commander)
     parallel_verification: bool = True
     max_consecutive_failures: int = Field(3, ge=1)
+    limited_after_s: float = Field(30.0, gt=0)  # API failing this long -> limited + alert
+    safe_after_s: float = Field(300.0, gt=0)  # API failing this long -> safe
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_defaults(cls, data: Any) -> Any:
+        """A partial table (or env override) for the verifier or commander keeps that role's
+        own defaults (model, api, prices) instead of falling back to the analyst's."""
+        if isinstance(data, dict):
+            for name, factory in (("verifier", _verifier), ("commander", _commander)):
+                given = data.get(name)
+                if isinstance(given, dict):
+                    data = {**data, name: {**factory().model_dump(exclude_unset=True), **given}}
+        return data
 
 
 class BrokerSettings(Section):

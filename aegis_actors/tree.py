@@ -76,9 +76,10 @@ def make_broker(settings: Settings, rt: Runtime) -> Broker:
 def check_supported(settings: Settings) -> None:
     """Refuse, as bad settings, what this build cannot run yet (rather than run a stub)."""
     for role in ("analyst", "verifier", "commander"):
-        if getattr(settings.roles, role).backend != "rules":
+        cfg = getattr(settings.roles, role)
+        if cfg.backend == "llm" and not cfg.url:
             raise SettingsError(
-                f"settings: roles.{role}.backend: 'llm' is not available in this build; use 'rules'"
+                f"settings: roles.{role}.url: empty, but backend 'llm' needs an endpoint URL"
             )
     if settings.feed.kind != "synthetic":
         raise SettingsError(

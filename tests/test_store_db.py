@@ -27,6 +27,7 @@ from aegis_actors.store import (
     StoreUnavailable,
     open_database,
 )
+from aegis_actors.store.schema import LATEST_VERSION
 
 PG_BASE = os.environ.get("AEGIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SKIP_PG = os.environ.get("AEGIS_TEST_SKIP_PG") == "1"
@@ -104,13 +105,13 @@ def _physical_columns(db: Database, table: str) -> set[str]:
 def test_migrate_creates_all_tables_and_records_version(make_db: Factory) -> None:
     db = make_db()
     assert db.schema_version() == 0
-    assert db.migrate() == 1
-    assert db.schema_version() == 1
+    assert db.migrate() == LATEST_VERSION
+    assert db.schema_version() == LATEST_VERSION
     versions = db.select("schema_version")
     assert [v["version"] for v in versions] == [m.version for m in MIGRATIONS]
     assert isinstance(versions[0]["applied_at"], float)
     for name, info in TABLES.items():
-        assert db.count(name) == (1 if name == "schema_version" else 0)
+        assert db.count(name) == (len(MIGRATIONS) if name == "schema_version" else 0)
         assert _physical_columns(db, name) == set(info.columns), name
 
 
@@ -118,9 +119,9 @@ def test_migrate_twice_is_noop_and_keeps_data(make_db: Factory) -> None:
     db = make_db()
     db.migrate()
     db.insert("orders", _order())
-    assert db.migrate() == 1
-    assert make_db().migrate() == 1  # a second process starting up
-    assert db.count("schema_version") == 1
+    assert db.migrate() == LATEST_VERSION
+    assert make_db().migrate() == LATEST_VERSION  # a second process starting up
+    assert db.count("schema_version") == len(MIGRATIONS)
     assert db.count("orders") == 1
 
 
@@ -143,8 +144,8 @@ def test_concurrent_migrate_from_two_handles(make_db: Factory) -> None:
     for t in threads:
         t.join(timeout=15)
     assert errors == []
-    assert results == [1, 1]
-    assert handles[0].count("schema_version") == 1
+    assert results == [LATEST_VERSION, LATEST_VERSION]
+    assert handles[0].count("schema_version") == len(MIGRATIONS)
 
 
 def test_open_database_creates_parent_dirs(tmp_path: Path) -> None:
@@ -153,7 +154,7 @@ def test_open_database_creates_parent_dirs(tmp_path: Path) -> None:
     try:
         assert db.kind == "sqlite"
         assert path.exists()
-        assert db.schema_version() == 1
+        assert db.schema_version() == LATEST_VERSION
         mode = db._ensure().execute("PRAGMA journal_mode").fetchone()[0]  # type: ignore[attr-defined]
         assert mode == "wal"
     finally:
@@ -164,7 +165,7 @@ def test_open_database_postgres(pg_dsn: str) -> None:
     db = open_database(postgres_dsn=pg_dsn)
     try:
         assert db.kind == "postgres"
-        assert db.schema_version() == 1
+        assert db.schema_version() == LATEST_VERSION
         assert db.ping()
     finally:
         db.close()

@@ -24,26 +24,67 @@ from aegis_actors.messages import (
     Proposal,
     SessionSave,
     StageFailure,
+    Stamped,
     Verdict,
 )
 from aegis_actors.roles import rules
+from aegis_actors.roles.backends import RoleTask, make_backend
+from aegis_actors.roles.calls import RoleCalls, _Budget, _Reply, _Retry, _Slow, _TierCheck
 from aegis_actors.runtime import COMMANDER, EXECUTION, MARKET, STORE, VERIFIER, WATCHDOG
 from supervisors import Timer
 
 
 class _RoleBase(AegisActor):
+    """A role: its backend (rules or LLM) runs through `RoleCalls`, answers come back as
+    messages, so the mailbox is never blocked on HTTP."""
+
     def on_start(self) -> None:
         self.handled = 0
         self.failed = 0
+        cfg = getattr(self.settings.roles, self.name)
+        self.backend = make_backend(self.name, cfg)
+        self.calls = RoleCalls(self, self.name, self.backend, self.role_answered, self.role_failed)
 
-    def fail(self, ctx: Context, exc: Exception) -> None:
+    def on_stop(self) -> None:
+        self.calls.close()
+        super().on_stop()
+
+    def on_failure(self, *exc: object) -> None:
+        self.calls.close()
+        super().on_failure(*exc)
+
+    # private messages of RoleCalls: worker outcomes and clock timers
+    def on__Reply(self, msg: _Reply) -> None:
+        self.calls.on_reply(msg)
+
+    def on__Slow(self, msg: _Slow) -> None:
+        self.calls.on_slow(msg)
+
+    def on__Retry(self, msg: _Retry) -> None:
+        self.calls.on_retry(msg)
+
+    def on__Budget(self, msg: _Budget) -> None:
+        self.calls.on_budget(msg)
+
+    def on__TierCheck(self, msg: _TierCheck) -> None:
+        self.calls.on_tier(msg)
+
+    def role_answered(self, task: RoleTask, msg: Stamped) -> None:
+        self.handled += 1
+        self.send(COMMANDER, msg)
+
+    def role_failed(self, task: RoleTask, reason: str, timed_out: bool) -> None:
+        ctx = task.ctx
         self.failed += 1
         self.metrics.errors.labels(f"{self.name}_failed").inc()
-        self.log.bind(event_id=ctx.event_id).error("{} failed: {}", self.name, exc)
+        self.log.bind(event_id=ctx.event_id).error("{} failed: {}", self.name, reason)
         self.send(
             COMMANDER,
             StageFailure(
-                role=self.name, event_id=ctx.event_id, reason=str(exc), ts=self.clock.now()
+                role=self.name,
+                event_id=ctx.event_id,
+                reason=("timeout: " if timed_out else "") + reason,
+                ts=self.clock.now(),
             ),
         )
 
@@ -54,41 +95,35 @@ class _RoleBase(AegisActor):
             "model": role.model,
             "handled": self.handled,
             "failed": self.failed,
+            **self.calls.status(),
         }
 
 
 class Analyst(_RoleBase):
     def on_Context(self, ctx: Context) -> None:
-        try:
-            analysis = rules.analyse(ctx, self.clock.now())
-        except Exception as exc:
-            self.fail(ctx, exc)
-            return
-        self.handled += 1
-        self.log.bind(event_id=ctx.event_id).debug(
-            "analysis {} conf={} ({})", analysis.direction, analysis.confidence, analysis.pattern
-        )
-        self.send(COMMANDER, analysis)
+        self.calls.start(RoleTask(ctx))
+
+    def role_answered(self, task: RoleTask, msg: Stamped) -> None:
+        if isinstance(msg, Analysis):
+            self.log.bind(event_id=msg.event_id).debug(
+                "analysis {} conf={} ({})", msg.direction, msg.confidence, msg.pattern
+            )
+        super().role_answered(task, msg)
 
 
 class Verifier(_RoleBase):
     def on_Context(self, ctx: Context) -> None:
-        self.check(ctx, None)
+        self.calls.start(RoleTask(ctx))
 
     def on_Proposal(self, p: Proposal) -> None:
-        self.check(p.context, p.analysis)
+        self.calls.start(RoleTask(p.context, p.analysis))
 
-    def check(self, ctx: Context, analysis: Analysis | None) -> None:
-        try:
-            verdict = rules.verify(ctx, analysis, self.clock.now())
-        except Exception as exc:
-            self.fail(ctx, exc)
-            return
-        self.handled += 1
-        self.log.bind(event_id=ctx.event_id).debug(
-            "verdict {} ({})", "approve" if verdict.approve else "VETO", "; ".join(verdict.reasons)
-        )
-        self.send(COMMANDER, verdict)
+    def role_answered(self, task: RoleTask, msg: Stamped) -> None:
+        if isinstance(msg, Verdict):
+            self.log.bind(event_id=msg.event_id).debug(
+                "verdict {} ({})", "approve" if msg.approve else "VETO", "; ".join(msg.reasons)
+            )
+        super().role_answered(task, msg)
 
 
 @dataclass
@@ -97,6 +132,7 @@ class _Slot:
     analysis: Analysis | None = None
     verdict: Verdict | None = None
     timers: list[Timer] = field(default_factory=list)
+    deciding: bool = False
 
 
 @dataclass(frozen=True)
@@ -246,14 +282,31 @@ class Commander(_RoleBase):
 
     def try_decide(self, event_id: str) -> None:
         slot = self.slots.get(event_id)
-        if slot is None or slot.analysis is None or slot.verdict is None:
+        if slot is None or slot.analysis is None or slot.verdict is None or slot.deciding:
             return
-        try:
-            decision = rules.decide(slot.ctx, slot.analysis, slot.verdict, self.clock.now())
-        except Exception as exc:
-            self.log.bind(event_id=event_id).error("commander failed: {}", exc)
-            self.finish(slot, Outcome.FAILED, f"commander: {exc}", stage="decision")
-            return
+        slot.deciding = True
+        self.calls.start(RoleTask(slot.ctx, slot.analysis, slot.verdict))
+
+    def role_failed(self, task: RoleTask, reason: str, timed_out: bool) -> None:
+        event_id = task.event_id
+        self.failed += 1
+        self.metrics.errors.labels("commander_failed").inc()
+        self.log.bind(event_id=event_id).error("commander failed: {}", reason)
+        self.send(
+            WATCHDOG,
+            StageFailure(role=self.name, event_id=event_id, reason=reason, ts=self.clock.now()),
+        )
+        slot = self.slots.get(event_id)
+        if slot is not None:
+            outcome = Outcome.TIMEOUT if timed_out else Outcome.FAILED
+            self.finish(slot, outcome, f"commander: {reason}", stage="decision")
+
+    def role_answered(self, task: RoleTask, msg: Stamped) -> None:
+        slot = self.slots.get(task.event_id)
+        if slot is None or not isinstance(msg, Decision):
+            return self.late(task.event_id, "decision")
+        decision = msg
+        event_id = task.event_id
         self.handled += 1
         self.session_decisions += 1
         self.session_dirty = True
@@ -331,6 +384,7 @@ class Commander(_RoleBase):
                 outcome=outcome,
                 latency_ms=stage_ms(stamps),
                 created_at=self.clock.now(),
+                **provenance(slot.analysis, slot.verdict, decision),
             ),
         )
 
@@ -342,6 +396,31 @@ class Commander(_RoleBase):
             "session": self.session_id,
             "sessions": self.sessions,
         }
+
+
+def provenance(
+    analysis: Analysis | None, verdict: Verdict | None, decision: Decision | None
+) -> dict[str, Any]:
+    """Per role: prompt version, model, tokens, and the event's total estimated cost."""
+    out: dict[str, Any] = {
+        "prompt_versions": {},
+        "models": {},
+        "tokens": {},
+        "cost_usd": 0.0,
+        "analysis_confidence": analysis.confidence if analysis else None,
+        "verdict_confidence": verdict.confidence if verdict else None,
+    }
+    for role, part in (("analyst", analysis), ("verifier", verdict), ("commander", decision)):
+        if part is None or not part.meta:
+            continue
+        m = part.meta
+        out["prompt_versions"][role] = str(m.get("prompt_version", ""))
+        out["models"][role] = str(m.get("model", ""))
+        if "tokens_in" in m:
+            out["tokens"][role] = {"input": int(m["tokens_in"]), "output": int(m["tokens_out"])}
+            out["cost_usd"] += float(m.get("cost_usd", 0.0))
+    out["cost_usd"] = round(out["cost_usd"], 6)
+    return out
 
 
 def stage_ms(stamps: dict[str, float]) -> dict[str, float]:

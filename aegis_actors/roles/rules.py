@@ -1,14 +1,15 @@
 """The local rules backend: deterministic stand-ins for the three LLM roles.
 
-Simple, explainable indicators: a fast and slow moving average for direction, return
-volatility for risk, and the posture's numbers for sizing. Same input, same answer,
-so runs and tests are reproducible without any outside service.
+Explainable indicators: a fast/slow moving-average trend and its crosses, momentum,
+RSI for stretched moves, return volatility for risk; the verifier's independent checks
+(posture limits, exposure, stale data, spread); sizing by the posture's numbers. Same
+input, same answer, so runs and tests are reproducible without any outside service.
 """
 
 from __future__ import annotations
 
 import hashlib
-import statistics
+from typing import Any
 
 from aegis_actors.messages import (
     ANALYSIS,
@@ -22,26 +23,46 @@ from aegis_actors.messages import (
     OrderType,
     Verdict,
 )
+from aegis_actors.roles import indicators as ind
 
+VERSION = "rules.v2"
 MIN_HISTORY = 10
-FAST, SLOW = 5, 20
+FAST, SLOW, MOMENTUM, RSI_N = 5, 20, 10, 14
 ENTRY_CONFIDENCE = 0.55
 EXIT_CONFIDENCE = 0.5
 MAX_RISK = 0.9
+RSI_HIGH, RSI_LOW = 75.0, 25.0
+MAX_SPREAD_BPS = 25.0
+JUMP_SIGMAS, JUMP_MIN = 6.0, 0.01  # a last print this far off is a bad print or a gap
+MAX_EXPOSURE_ENTRIES = 1.5  # one symbol may hold at most this many posture entry sizes
+MARKET_ORDER_CONFIDENCE = 0.7  # strong, not stretched: the posture may then use a market order
 
 
-def _returns(prices: list[float]) -> list[float]:
-    return [b / a - 1.0 for a, b in zip(prices, prices[1:], strict=False) if a > 0]
+def meta() -> dict[str, Any]:
+    return {"backend": "rules", "model": "rules", "prompt_version": VERSION}
 
 
 def volatility(prices: list[float]) -> float:
-    r = _returns(prices[-SLOW - 1 :])
-    return statistics.pstdev(r) if len(r) >= 2 else 0.0
+    return ind.volatility(prices, SLOW)
+
+
+def indicators(prices: list[float]) -> dict[str, float]:
+    """The numbers both backends see (the LLM prompt includes them too)."""
+    fast, slow = ind.sma(prices, FAST), ind.sma(prices, SLOW)
+    return {
+        "sma_fast": round(fast, 6),
+        "sma_slow": round(slow, 6),
+        "trend": round(fast / slow - 1.0, 6) if slow else 0.0,
+        "cross": float(ind.sma_cross(prices, FAST, SLOW)),
+        "momentum": round(ind.momentum(prices, MOMENTUM), 6),
+        "rsi": round(ind.rsi(prices, RSI_N), 3),
+        "volatility": round(volatility(prices), 6),
+    }
 
 
 def analyse(ctx: Context, now: float) -> Analysis:
     p = ctx.prices
-    base = {"event_id": ctx.event_id, "stamps": ctx.stamps, "symbol": ctx.symbol}
+    base = {"event_id": ctx.event_id, "stamps": ctx.stamps, "symbol": ctx.symbol, "meta": meta()}
     if len(p) < MIN_HISTORY:
         return Analysis(
             **base,
@@ -52,39 +73,67 @@ def analyse(ctx: Context, now: float) -> Analysis:
             risk_score=0.5,
             rationale=f"{len(p)} prices, need {MIN_HISTORY}",
         ).stamp(ANALYSIS, now)
-    fast = statistics.fmean(p[-FAST:])
-    slow = statistics.fmean(p[-SLOW:])
-    momentum = fast / slow - 1.0
-    vol = volatility(p)
-    z = abs(momentum) / (vol + 1e-9)
-    confidence = min(0.95, z / (z + 1.0))
-    if z < 0.5:
+    x = indicators(p)
+    vol = x["volatility"] + 1e-9
+    # trend and momentum in units of one print's volatility, blended
+    score = 0.6 * x["trend"] / vol + 0.4 * x["momentum"] / (vol * MOMENTUM**0.5)
+    confidence = min(0.95, abs(score) / (abs(score) + 1.0))
+    if abs(score) < 0.5:
         direction, pattern = Direction.FLAT, "range"
-    elif momentum > 0:
+    elif score > 0:
         direction, pattern = Direction.UP, "uptrend"
     else:
         direction, pattern = Direction.DOWN, "downtrend"
+    if x["cross"] > 0:
+        pattern = "golden_cross"
+    elif x["cross"] < 0:
+        pattern = "death_cross"
+    if direction is Direction.UP and x["rsi"] >= RSI_HIGH:
+        pattern += "+overbought"
+        confidence *= 0.7
+    elif direction is Direction.DOWN and x["rsi"] <= RSI_LOW:
+        pattern += "+oversold"
+        confidence *= 0.7
     if ctx.event.headline:
         pattern += "+event"
     return Analysis(
         **base,
         direction=direction,
-        expected_move_pct=round(momentum * 100.0, 4),
+        expected_move_pct=round(x["trend"] * 100.0, 4),
         confidence=round(confidence, 4),
         pattern=pattern,
         risk_score=round(min(1.0, vol / 0.01), 4),
-        rationale=f"sma{FAST}/sma{SLOW}-1={momentum:.5f}, vol={vol:.5f}, z={z:.2f}",
+        rationale=(
+            f"sma{FAST}/sma{SLOW}-1={x['trend']:.5f}, mom{MOMENTUM}={x['momentum']:.5f}, "
+            f"rsi={x['rsi']:.1f}, vol={vol:.5f}, score={score:.2f}"
+        ),
     ).stamp(ANALYSIS, now)
+
+
+def spread_bps(ctx: Context) -> float | None:
+    bid, ask = getattr(ctx.event, "bid", None), getattr(ctx.event, "ask", None)
+    if not bid or not ask or bid <= 0 or ask < bid:
+        return None
+    return float((ask - bid) / ((ask + bid) / 2.0) * 10_000.0)
 
 
 def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
     """Independent risk checks on the context (and on the proposal, when given)."""
     reasons: list[str] = []
-    holding = ctx.position is not None and ctx.position.qty != 0
+    p = ctx.prices
+    pos = ctx.position
+    holding = pos is not None and pos.qty != 0
     if ctx.stale:
-        reasons.append(f"market data stale ({ctx.price_age_s:.0f}s old)")
-    if len(ctx.prices) < MIN_HISTORY:
+        reasons.append(f"market data stale ({ctx.price_age_s or 0:.0f}s old)")
+    if len(p) < MIN_HISTORY:
         reasons.append("not enough price history")
+    spread = spread_bps(ctx)
+    if spread is not None and spread > MAX_SPREAD_BPS:
+        reasons.append(f"spread {spread:.1f} bps > {MAX_SPREAD_BPS:.0f}")
+    if len(p) >= 2 and p[-2] > 0:
+        jump = abs(p[-1] / p[-2] - 1.0)
+        if jump > max(JUMP_MIN, JUMP_SIGMAS * volatility(p[:-1])):
+            reasons.append(f"last print moved {jump:.2%}: bad print or gap")
     if not holding:
         if not ctx.mode.allows_entries():
             reasons.append(f"mode {ctx.mode} allows no new entries")
@@ -92,11 +141,19 @@ def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
             reasons.append(
                 f"{ctx.open_positions} open positions, posture max {ctx.params.max_positions}"
             )
-        risk = min(1.0, volatility(ctx.prices) / 0.01)
+        risk = min(1.0, volatility(p) / 0.01)
         if risk >= MAX_RISK:
             reasons.append(f"volatility risk {risk:.2f} >= {MAX_RISK}")
-    weak = analysis is not None and analysis.direction is not Direction.FLAT
-    if weak and analysis is not None and analysis.confidence < 0.2:
+    elif pos is not None and p and ctx.capital > 0 and analysis is not None:
+        adding = (pos.qty > 0 and analysis.direction is Direction.UP) or (
+            pos.qty < 0 and analysis.direction is Direction.DOWN
+        )
+        exposure = abs(pos.qty) * p[-1] / ctx.capital
+        limit = ctx.params.entry_size * MAX_EXPOSURE_ENTRIES
+        if adding and exposure >= limit:
+            reasons.append(f"exposure {exposure:.2%} of capital >= {limit:.2%}")
+    directional = analysis is not None and analysis.direction is not Direction.FLAT
+    if directional and analysis is not None and analysis.confidence < 0.2:
         reasons.append(f"analysis confidence {analysis.confidence:.2f} too low")
     return Verdict(
         event_id=ctx.event_id,
@@ -105,6 +162,7 @@ def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
         approve=not reasons,
         reasons=reasons or ["checks passed"],
         confidence=0.9 if not reasons else 0.8,
+        meta=meta(),
     ).stamp(VERIFICATION, now)
 
 
@@ -112,8 +170,11 @@ def decision_id(event_id: str) -> str:
     return "dc-" + hashlib.sha256(event_id.encode()).hexdigest()[:20]
 
 
+def price_of(ctx: Context) -> float:
+    return ctx.prices[-1] if ctx.prices else (ctx.event.price or 0.0)
+
+
 def decide(ctx: Context, analysis: Analysis, verdict: Verdict, now: float) -> Decision:
-    price = ctx.prices[-1] if ctx.prices else (ctx.event.price or 0.0)
     action, size, reason = Action.HOLD, 0.0, "no signal"
     pos = ctx.position
     if pos is not None and pos.qty != 0:
@@ -130,23 +191,79 @@ def decide(ctx: Context, analysis: Analysis, verdict: Verdict, now: float) -> De
         elif analysis.direction is Direction.DOWN:
             action = Action.SELL
         if action is not Action.HOLD:
-            size = round(max(0.25, min(1.0, analysis.confidence)), 4)
+            # sizing by posture: full confidence buys the posture's whole entry size,
+            # riskier tape buys less
+            size = round(
+                max(0.25, min(1.0, analysis.confidence * (1.0 - 0.5 * analysis.risk_score))), 4
+            )
             reason = f"{analysis.pattern} at confidence {analysis.confidence:.2f}"
-    sign = -1.0 if action is Action.SELL else 1.0
     entry = action in (Action.BUY, Action.SELL)
+    market = (
+        entry and ctx.params.limit_ratio < 1.0 and analysis.confidence >= MARKET_ORDER_CONFIDENCE
+    )
+    return finish_decision(
+        ctx,
+        analysis,
+        verdict,
+        now,
+        action=action,
+        size=size,
+        order_type=OrderType.MARKET if market else OrderType.LIMIT,
+        confidence=min(analysis.confidence, verdict.confidence),
+        reason=reason,
+        meta=meta(),
+    )
+
+
+def finish_decision(
+    ctx: Context,
+    analysis: Analysis,
+    verdict: Verdict,
+    now: float,
+    *,
+    action: Action,
+    size: float,
+    order_type: OrderType,
+    confidence: float,
+    reason: str,
+    meta: dict[str, Any],
+    limit_price: float | None = None,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+) -> Decision:
+    """A Decision with the posture's guard rails: stops and targets from the posture when
+    absent or on the wrong side, no entry in a mode that forbids one."""
+    price = price_of(ctx)
+    entry = action in (Action.BUY, Action.SELL)
+    if entry and not (verdict.approve and ctx.mode.allows_entries()):
+        action, size, entry = Action.HOLD, 0.0, False
+        reason = f"entry refused in mode {ctx.mode}: {reason}"
+    if action is Action.HOLD:
+        size = 0.0
+    sign = -1.0 if action is Action.SELL else 1.0
+    if entry and price:
+        default_sl = price * (1 + sign * ctx.params.stop_loss)
+        default_tp = price * (1 + sign * ctx.params.take_profit)
+        if stop_loss is None or (stop_loss - price) * sign >= 0:
+            stop_loss = default_sl
+        if take_profit is None or (take_profit - price) * sign <= 0:
+            take_profit = default_tp
+    else:
+        stop_loss = take_profit = None
     return Decision(
         event_id=ctx.event_id,
         stamps={**analysis.stamps, **verdict.stamps},
         decision_id=decision_id(ctx.event_id),
         symbol=ctx.symbol,
         action=action,
-        size_fraction=size,
-        order_type=OrderType.LIMIT,
-        limit_price=round(price, 4) if price else None,
-        stop_loss=round(price * (1 + sign * ctx.params.stop_loss), 4) if entry else None,
-        take_profit=round(price * (1 + sign * ctx.params.take_profit), 4) if entry else None,
-        confidence=round(min(analysis.confidence, verdict.confidence), 4),
+        size_fraction=round(size, 4),
+        order_type=order_type if entry else OrderType.LIMIT,
+        limit_price=round(limit_price or price, 4) if price else None,
+        stop_loss=round(stop_loss, 4) if stop_loss else None,
+        take_profit=round(take_profit, 4) if take_profit else None,
+        confidence=round(confidence, 4),
         reason=reason,
         posture=ctx.posture,
         reference_price=price,
+        meta=meta,
     ).stamp(DECISION, now)

@@ -162,6 +162,17 @@ CREATE TABLE IF NOT EXISTS kv (
 """
 
 
+# The AI roles' provenance on each decision row (issue 5).
+_MIGRATION_5 = """
+ALTER TABLE decisions ADD COLUMN prompt_versions TEXT;
+ALTER TABLE decisions ADD COLUMN models TEXT;
+ALTER TABLE decisions ADD COLUMN tokens TEXT;
+ALTER TABLE decisions ADD COLUMN cost_usd {real};
+ALTER TABLE decisions ADD COLUMN analysis_confidence {real};
+ALTER TABLE decisions ADD COLUMN verdict_confidence {real}
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step; ``sql`` is a dialect template of ``;``-separated statements."""
@@ -176,7 +187,10 @@ class Migration:
 
 
 # Append only: never edit a shipped migration, add a new version instead.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "initial schema", _MIGRATION_1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial schema", _MIGRATION_1),
+    Migration(5, "decisions: prompt versions, models, tokens, cost, confidences", _MIGRATION_5),
+)
 
 
 def render_statements(template: str, dialect: str) -> list[str]:

@@ -1,0 +1,397 @@
+"""One role's calls: worker pool, attempts, retries, failover, repair, tiers, cost.
+
+Everything that waits is judged on the actor's clock: the stage budget, the wait before
+a retry (Retry-After), the slow-primary failover, the API outage tiers. A worker thread
+only makes one HTTP attempt and tells the actor the outcome; an outcome that arrives
+after its attempt was given up is ignored. So a test on a virtual clock decides when a
+request "took too long", not how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pykka
+from pydantic import ValidationError
+
+from aegis_actors.llm.client import ChatClient, Reply
+from aegis_actors.llm.cost import CostMeter, Usage
+from aegis_actors.llm.errors import LlmError
+from aegis_actors.llm.health import ApiHealth
+from aegis_actors.llm.metrics import llm_metrics
+from aegis_actors.messages import Alert, AlertLevel, RequestMode, Stamped, TradingMode
+from aegis_actors.roles import prompts
+from aegis_actors.roles.backends import Backend, LlmBackend, RoleTask
+from aegis_actors.roles.schemas import extract_json
+from aegis_actors.runtime import WATCHDOG
+from supervisors import Timer
+
+if TYPE_CHECKING:
+    from aegis_actors.base import AegisActor
+
+BACKOFF_S = 0.25  # first retry wait when the server names none; doubles per retry
+
+
+@dataclass(frozen=True)
+class _Reply:
+    key: str
+    attempt: int
+    reply: Reply | None
+    error: LlmError | None
+
+
+@dataclass(frozen=True)
+class _Slow:
+    key: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class _Retry:
+    key: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class _Budget:
+    key: str
+
+
+@dataclass(frozen=True)
+class _TierCheck:
+    outage: int
+
+
+@dataclass
+class _Call:
+    key: str
+    task: RoleTask
+    system: str
+    messages: list[dict[str, str]]
+    started: float
+    deadline: float
+    client: ChatClient | None = None
+    attempt: int = 0
+    retries: int = 0
+    repaired: bool = False
+    usage: Usage = field(default_factory=Usage)
+    timers: list[Timer] = field(default_factory=list)
+
+
+Answered = Callable[[RoleTask, Stamped], None]
+Failed = Callable[[RoleTask, str, bool], None]  # task, reason, timed out
+
+
+class RoleCalls:
+    """Owned by one role actor and used only from its thread (workers only post back)."""
+
+    def __init__(
+        self,
+        actor: AegisActor,
+        role: str,
+        backend: Backend,
+        answered: Answered,
+        failed: Failed,
+    ) -> None:
+        self.actor = actor
+        self.role = role
+        self.backend = backend
+        self.answered = answered
+        self.failed = failed
+        self.cfg = getattr(actor.settings.roles, role)
+        roles = actor.settings.roles
+        self.health = ApiHealth(roles.limited_after_s, roles.safe_after_s)
+        self.meter = CostMeter(
+            self.cfg.price_in_per_1k,
+            self.cfg.price_out_per_1k,
+            self.cfg.daily_budget_usd,
+            self.cfg.daily_budget_tokens,
+        )
+        self.calls: dict[str, _Call] = {}
+        self.pool: ThreadPoolExecutor | None = None
+        if isinstance(backend, LlmBackend):
+            self.pool = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix=f"llm-{role}")
+        self.submitted = 0  # HTTP attempts handed to workers
+        self.delivered = 0  # their outcomes handled here (on time or late)
+        self.late = 0
+        self.retries = 0
+        self.repairs = 0
+        self.failovers = 0
+
+    # -- entry -------------------------------------------------------------------------
+
+    def start(self, task: RoleTask) -> None:
+        now = self.actor.clock.now()
+        backend = self.backend
+        if not isinstance(backend, LlmBackend):
+            try:
+                msg = backend.run(task, now)
+            except Exception as exc:  # a rules bug fails the event, never the actor
+                self.failed(task, f"rules backend: {exc}", False)
+                return
+            self.answered(task, msg)
+            return
+        key = task.event_id
+        if key in self.calls:
+            self.drop(self.calls[key])
+        if len(self.calls) >= self.cfg.max_pending:
+            self.actor.metrics.errors.labels(f"{self.role}_overloaded").inc()
+            self.failed(task, f"{len(self.calls)} calls in flight (max_pending)", False)
+            return
+        system, user = backend.prompt(task)
+        call = _Call(
+            key=key,
+            task=task,
+            system=system,
+            messages=[{"role": "user", "content": user}],
+            started=now,
+            deadline=now + self.cfg.timeout_s,
+        )
+        self.calls[key] = call
+        call.timers.append(self.actor.after(self.cfg.timeout_s, _Budget(key)))
+        self.launch(call, backend.pool.pick(now))
+
+    def launch(self, call: _Call, client: ChatClient) -> None:
+        assert self.pool is not None and isinstance(self.backend, LlmBackend)
+        call.attempt += 1
+        call.client = client
+        attempt, key = call.attempt, call.key
+        ref = self.actor.actor_ref
+        system, messages = call.system, list(call.messages)
+        timeout = self.cfg.timeout_s
+
+        def work() -> Reply:
+            return client.complete(system, messages, timeout_s=timeout)
+
+        def posted(fut: Future[Reply]) -> None:
+            exc = fut.exception()
+            if exc is not None and not isinstance(exc, LlmError):
+                exc = LlmError("network", f"{type(exc).__name__}: {exc}", endpoint="?")
+            msg = _Reply(key, attempt, None if exc else fut.result(), exc)
+            try:
+                ref.tell(msg)
+            except pykka.ActorDeadError:
+                pass  # the role restarted; its successor does not know this call
+
+        self.submitted += 1
+        try:
+            self.pool.submit(work).add_done_callback(posted)
+        except RuntimeError:  # pool shut down while stopping
+            self.submitted -= 1
+            return
+        now = self.actor.clock.now()
+        if self.backend.pool.other(client) is not None:
+            wait = min(self.cfg.failover_after_s, max(0.0, call.deadline - now))
+            call.timers.append(self.actor.after(wait, _Slow(key, attempt)))
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def on_reply(self, msg: _Reply) -> None:
+        self.delivered += 1
+        call = self.calls.get(msg.key)
+        if call is None or call.attempt != msg.attempt:
+            self.late += 1
+            self.actor.log.bind(event_id=msg.key).debug(
+                "{} late answer ignored (attempt {})", self.role, msg.attempt
+            )
+            return
+        if msg.error is not None:
+            self.on_error(call, msg.error)
+        else:
+            assert msg.reply is not None
+            self.on_answer(call, msg.reply)
+
+    def on_error(self, call: _Call, err: LlmError) -> None:
+        now = self.actor.clock.now()
+        log = self.actor.log.bind(event_id=call.key)
+        self.actor.metrics.errors.labels(f"llm_{self.role}_{err.kind}").inc()
+        log.warning("{} attempt {} failed: {}", self.role, call.attempt, err)
+        assert isinstance(self.backend, LlmBackend) and call.client is not None
+        pool = self.backend.pool
+        if not err.retryable:
+            self.fail(call, str(err), api=True)
+            return
+        other = pool.other(call.client)
+        if other is not None:
+            self.failover(call, other, f"{err.kind}")
+            return
+        if call.retries >= self.cfg.max_retries:
+            self.fail(call, f"{err} (after {call.retries} retries)", api=True)
+            return
+        delay = err.retry_after_s if err.retry_after_s is not None else BACKOFF_S * 2**call.retries
+        if now + delay >= call.deadline:
+            self.fail(call, f"{err}; retry in {delay:g}s is past the stage budget", api=True)
+            return
+        call.retries += 1
+        self.retries += 1
+        call.timers.append(self.actor.after(delay, _Retry(call.key, call.attempt)))
+
+    def failover(self, call: _Call, to: ChatClient, why: str) -> None:
+        assert isinstance(self.backend, LlmBackend) and call.client is not None
+        now = self.actor.clock.now()
+        if self.backend.pool.failed(call.client, now):
+            self.failovers += 1
+            self.actor.log.warning(
+                "{} primary endpoint {}: switching to the backup", self.role, why
+            )
+            self.actor.rt.emit("llm_failover", role=self.role, reason=why)
+        self.launch(call, to)
+
+    def on_slow(self, msg: _Slow) -> None:
+        call = self.calls.get(msg.key)
+        if call is None or call.attempt != msg.attempt or call.client is None:
+            return
+        assert isinstance(self.backend, LlmBackend)
+        other = self.backend.pool.other(call.client)
+        if other is not None:
+            self.failover(call, other, f"slow (no answer in {self.cfg.failover_after_s:g}s)")
+
+    def on_retry(self, msg: _Retry) -> None:
+        call = self.calls.get(msg.key)
+        if call is not None and call.attempt == msg.attempt and call.client is not None:
+            self.launch(call, call.client)
+
+    def on_budget(self, msg: _Budget) -> None:
+        call = self.calls.get(msg.key)
+        if call is not None:
+            self.fail(call, f"no answer within {self.cfg.timeout_s:g}s", api=True, timeout=True)
+
+    def on_answer(self, call: _Call, reply: Reply) -> None:
+        now = self.actor.clock.now()
+        assert isinstance(self.backend, LlmBackend)
+        self.health.success()
+        call.usage = call.usage + reply.usage
+        self.count_usage(reply, now)
+        try:
+            answer = self.backend.schema.model_validate(extract_json(reply.text))
+        except (ValueError, ValidationError) as exc:
+            problem = _one_line(exc)
+            self.actor.metrics.errors.labels(f"llm_{self.role}_bad_answer").inc()
+            if call.repaired:
+                self.fail(call, f"answer invalid after one repair: {problem}", api=False)
+                return
+            self.actor.log.bind(event_id=call.key).warning(
+                "{} answer invalid, asking once for a repair: {}", self.role, problem
+            )
+            call.repaired = True
+            self.repairs += 1
+            call.messages += [
+                {"role": "assistant", "content": reply.text[:4000]},
+                {"role": "user", "content": prompts.REPAIR.format(error=problem)},
+            ]
+            self.launch(call, call.client or self.backend.pool.pick(now))
+            return
+        meta = {
+            "backend": "llm",
+            "model": reply.model,
+            "prompt_version": self.backend.prompt_version,
+            "tokens_in": call.usage.input_tokens,
+            "tokens_out": call.usage.output_tokens,
+            "cost_usd": round(self.meter.cost(call.usage), 6),
+            "attempts": call.attempt,
+            "endpoint": reply.endpoint,
+            "repaired": call.repaired,
+            "call_s": round(now - call.started, 6),
+        }
+        try:
+            msg = self.backend.to_message(call.task, answer, meta, now)
+        except (ValueError, ValidationError) as exc:
+            self.fail(call, f"answer unusable: {_one_line(exc)}", api=False)
+            return
+        self.drop(call)
+        self.answered(call.task, msg)
+
+    def fail(self, call: _Call, reason: str, *, api: bool, timeout: bool = False) -> None:
+        self.drop(call)
+        if api and self.health.failure(self.actor.clock.now()):
+            outage = self.health.outage
+            self.actor.after(self.health.limited_after_s, _TierCheck(outage))
+            self.actor.after(self.health.safe_after_s, _TierCheck(outage))
+        self.failed(call.task, reason, timeout)
+
+    def drop(self, call: _Call) -> None:
+        for t in call.timers:
+            t.cancel()
+        self.calls.pop(call.key, None)
+
+    # -- tiers and cost ----------------------------------------------------------------
+
+    def on_tier(self, msg: _TierCheck) -> None:
+        now = self.actor.clock.now()
+        tier = self.health.check(msg.outage, now)
+        if tier is None:
+            return
+        down = now - (self.health.down_since or now)
+        target = TradingMode.SAFE if tier == "safe" else TradingMode.LIMITED
+        level = AlertLevel.CRITICAL if tier == "safe" else AlertLevel.WARNING
+        text = f"{self.role} LLM API failing for {down:.0f}s: trading mode -> {tier}"
+        self.actor.log.error(text)
+        self.alert(level, "llm_api", text)
+        self.actor.send(WATCHDOG, RequestMode(target=target, reason=text))
+
+    def count_usage(self, reply: Reply, now: float) -> None:
+        lm = llm_metrics(self.actor.metrics.registry)
+        lm.tokens.labels(self.role, "input").inc(reply.usage.input_tokens)
+        lm.tokens.labels(self.role, "output").inc(reply.usage.output_tokens)
+        lm.cost.labels(self.role).inc(self.meter.cost(reply.usage))
+        if self.meter.add(reply.usage, now):
+            text = (
+                f"{self.role} daily LLM budget spent (${self.meter.cost_usd:.2f}, "
+                f"{self.meter.usage.total} tokens): trading mode -> limited"
+            )
+            self.actor.log.error(text)
+            self.alert(AlertLevel.WARNING, "llm_budget", text)
+            self.actor.send(WATCHDOG, RequestMode(target=TradingMode.LIMITED, reason=text))
+
+    def alert(self, level: AlertLevel, kind: str, text: str) -> None:
+        self.actor.send(
+            WATCHDOG,
+            Alert(
+                alert_id="al-" + uuid.uuid4().hex[:12],
+                level=level,
+                kind=kind,
+                message=text,
+                ts=self.actor.clock.now(),
+            ),
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "in_flight": len(self.calls),
+            "http_out": self.submitted - self.delivered,
+        }
+        if isinstance(self.backend, LlmBackend):
+            pool = self.backend.pool
+            out.update(
+                prompt_version=self.backend.prompt_version,
+                endpoint="backup" if pool.on_backup_since is not None else "primary",
+                failovers=self.failovers,
+                repairs=self.repairs,
+                late=self.late,
+                retries=self.retries,
+                api_down_since=self.health.down_since,
+                usage=self.meter.summary(),
+            )
+        return out
+
+    def close(self) -> None:
+        for call in list(self.calls.values()):
+            self.drop(call)
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+        self.backend.close()
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        errs = exc.errors()
+        first = errs[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "answer"
+        return f"{loc}: {first['msg']}" + (f" (+{len(errs) - 1} more)" if len(errs) > 1 else "")
+    return " ".join(str(exc).split())[:200]

@@ -1,0 +1,51 @@
+"""Price indicators for the rules backend: moving averages, momentum, RSI, volatility."""
+
+from __future__ import annotations
+
+import statistics
+
+
+def returns(prices: list[float]) -> list[float]:
+    return [b / a - 1.0 for a, b in zip(prices, prices[1:], strict=False) if a > 0]
+
+
+def sma(prices: list[float], n: int) -> float:
+    window = prices[-n:]
+    return statistics.fmean(window) if window else 0.0
+
+
+def momentum(prices: list[float], n: int) -> float:
+    """Return over the last `n` prints (0 without enough history)."""
+    if len(prices) <= n or prices[-n - 1] <= 0:
+        return 0.0
+    return prices[-1] / prices[-n - 1] - 1.0
+
+
+def volatility(prices: list[float], n: int = 20) -> float:
+    r = returns(prices[-n - 1 :])
+    return statistics.pstdev(r) if len(r) >= 2 else 0.0
+
+
+def rsi(prices: list[float], n: int = 14) -> float:
+    """Wilder's RSI over the last `n` changes, 0..100 (50 when flat or too short)."""
+    changes = [b - a for a, b in zip(prices[-n - 1 :], prices[-n:], strict=False)]
+    if not changes:
+        return 50.0
+    gain = sum(c for c in changes if c > 0) / len(changes)
+    loss = -sum(c for c in changes if c < 0) / len(changes)
+    if loss == 0:
+        return 100.0 if gain > 0 else 50.0
+    return 100.0 - 100.0 / (1.0 + gain / loss)
+
+
+def sma_cross(prices: list[float], fast: int, slow: int) -> int:
+    """+1 golden cross (fast crossed above slow on the last print), -1 death cross, else 0."""
+    if len(prices) < slow + 1:
+        return 0
+    before = sma(prices[:-1], fast) - sma(prices[:-1], slow)
+    now = sma(prices, fast) - sma(prices, slow)
+    if before <= 0 < now:
+        return 1
+    if before >= 0 > now:
+        return -1
+    return 0
