@@ -97,7 +97,7 @@ class RedisCache:
         self._call(push, None, write=True)
 
     def prices(self, symbol: str, n: int = PRICE_HISTORY) -> list[tuple[float, float]]:
-        raw: list[str] = self._call(lambda: self._client.lrange(self._pkey(symbol), -n, -1), [])
+        raw: list[Any] = self._call(lambda: self._client.lrange(self._pkey(symbol), -n, -1), [])
         out: list[tuple[float, float]] = []
         for item in raw:
             ts, _, price = item.partition(",")
