@@ -46,7 +46,9 @@ def test_json_values_round_trip_and_delete(cache: Cache) -> None:
 
 
 @pytest.mark.integration
-def test_redis_keys_stay_under_the_prefix(redis_prefix: tuple[str, str], vclock: VirtualClock) -> None:
+def test_redis_keys_stay_under_the_prefix(
+    redis_prefix: tuple[str, str], vclock: VirtualClock
+) -> None:
     url, prefix = redis_prefix
     c = RedisCache(url, prefix=prefix, now=vclock.now)
     c.set_json("mode", "normal")
