@@ -254,6 +254,7 @@ def test_spool_is_bounded_and_counts_what_it_refuses(
     rt, _ = start_store(postgres_dsn=f"postgresql://postgres@127.0.0.1:{proxy.port}/x", spool_max=3)
     for n in range(5):
         rt.directory.tell(STORE, decision(n, vclock.now()))
+    settle()
     status = ask(rt, GetStatus())
     # 5 decisions plus the watchdog's mode change and alert: 3 kept, the rest refused.
     assert (status["spool"], status["spooled"]) == (3, 3)
