@@ -37,16 +37,19 @@ class DurablePaperBroker:
         self.inner = inner
         self.path = Path(path)
         self.journal: dict[str, dict[str, Any]] = {}
+        self.sent: dict[str, int] = {}  # submits per client order id, for audits
         if self.path.exists():
             state = json.loads(self.path.read_text())
             inner.restore_state(state["book"])
             self.journal = {f["fill_id"]: f for f in state["fills"]}
+            self.sent = state.get("sent", {})
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
 
     # -- writes: change the book, then persist it --------------------------------------
 
     def submit(self, order: BrokerOrder) -> Ack:
+        self.sent[order.client_order_id] = self.sent.get(order.client_order_id, 0) + 1
         ack = self.inner.submit(order)
         self.save()
         return ack
@@ -119,7 +122,9 @@ class DurablePaperBroker:
             *(BrokerFill(**{**o, "side": Side(o["side"])}) for o in book["outbox"]),
         ]:
             self.journal[f.fill_id] = {**asdict(f), "side": f.side.value}
-        data = json.dumps({"book": book, "fills": list(self.journal.values())}, default=str)
+        data = json.dumps(
+            {"book": book, "fills": list(self.journal.values()), "sent": self.sent}, default=str
+        )
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         with open(tmp, "w") as fh:
             fh.write(data)

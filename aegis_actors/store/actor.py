@@ -367,16 +367,29 @@ class Store(AegisActor):
         }
 
     def on_LoadLedger(self, _msg: LoadLedger) -> dict[str, Any]:
-        """Orders not final in the ledger, with the fill qty recorded for each."""
+        """Orders to check against the broker: those not final, and those marked filled
+        whose recorded fills fall short (the process died between the two writes)."""
         db = self.durable
-        orders = db.select("orders", {"status": OPEN_ORDER_STATUSES}, order_by="id")
-        ids = [o["client_order_id"] for o in orders]
+        rows = db.select("orders", {"status": (*OPEN_ORDER_STATUSES, "filled")}, order_by="id")
+        ids = [o["client_order_id"] for o in rows]
         filled: dict[str, float] = dict.fromkeys(ids, 0.0)
         fill_ids: dict[str, list[str]] = {i: [] for i in ids}
         for f in db.select("fills", {"client_order_id": ids}) if ids else []:
             filled[f["client_order_id"]] += float(f["qty"] or 0)
             fill_ids[f["client_order_id"]].append(f["fill_id"])
-        return {"orders": orders, "filled": filled, "fill_ids": fill_ids}
+        orders = [
+            o
+            for o in rows
+            if o["status"] != "filled"
+            or filled[o["client_order_id"]] < float(o["qty"]) - 1e-9
+            or float(o["filled_qty"] or 0) < float(o["qty"]) - 1e-9
+        ]
+        keep = {o["client_order_id"] for o in orders}
+        return {
+            "orders": orders,
+            "filled": {k: v for k, v in filled.items() if k in keep},
+            "fill_ids": {k: v for k, v in fill_ids.items() if k in keep},
+        }
 
     def on_StoreHealth(self, _msg: StoreHealth) -> dict[str, Any]:
         return {"up": not self.outage_reason, "why": self.outage_reason, "spool": len(self.spool)}
