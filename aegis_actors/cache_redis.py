@@ -3,8 +3,9 @@
 A cache is never the truth, so Redis being down must not stop anyone: while it is down
 every read is a miss (the context loader falls back to the durable store) and every write
 is dropped and counted. Reconnection is tried on the clock with exponential backoff, not
-on every call. After an outage every key under the prefix is cleared, because writes made
-meanwhile were lost and what Redis still holds may be stale.
+on every call. This process is the only writer of its prefix, so it keeps the last value
+it set for each key: after an outage those values are written back (what Redis held may
+be stale), and price histories are cleared (they would hide the gap).
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class RedisCache:
         self.failures = 0
         self.reconnects = 0
         self.dropped = 0
+        self._shadow: dict[str, str] = {}  # last value this process set, per key
 
     def __repr__(self) -> str:
         return f"RedisCache({redact_url(self.url)!r}, prefix={self.prefix!r})"
@@ -110,9 +112,13 @@ class RedisCache:
 
     def set_json(self, key: str, value: Any) -> None:
         raw = json.dumps(value, separators=(",", ":"), default=str)
+        with self._lock:
+            self._shadow[key] = raw
         self._call(lambda: self._client.set(self._kkey(key), raw), None, write=True)
 
     def delete(self, key: str) -> None:
+        with self._lock:
+            self._shadow.pop(key, None)
         self._call(lambda: self._client.delete(self._kkey(key)), None, write=True)
 
     # -- health ------------------------------------------------------------------------
@@ -123,6 +129,15 @@ class RedisCache:
         for key in self._client.scan_iter(match=self.prefix + "*", count=500):
             n += int(self._client.delete(key))
         return n
+
+    def resync(self) -> int:
+        """After an outage: Redis gets back exactly the values this process last set."""
+        cleared = self.clear()
+        with self._lock:
+            shadow = dict(self._shadow)
+        if shadow:
+            self._client.mset({self._kkey(k): v for k, v in shadow.items()})
+        return cleared
 
     def status(self) -> dict[str, Any]:
         return {
@@ -176,7 +191,7 @@ class RedisCache:
             self._retry_at = self._now() + self._backoff
         try:
             self._client.ping()
-            cleared = self.clear()
+            cleared = self.resync()
         except redis.RedisError as exc:
             self._went_down(exc)
             return False
@@ -184,7 +199,7 @@ class RedisCache:
             self.up = True
             self.reconnects += 1
             self._backoff = self._backoff_initial
-        log.warning("redis cache back: {} stale keys cleared", cleared)
+        log.warning("redis cache back: {} keys rewritten from this process's values", cleared)
         return True
 
 

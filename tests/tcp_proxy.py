@@ -76,3 +76,12 @@ class TcpProxy:
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+
+
+def proxied_dsn(dsn: str) -> tuple[TcpProxy, str]:
+    """A proxy in front of the server of a PostgreSQL DSN, and the DSN through it."""
+    import psycopg2.extensions
+
+    params = psycopg2.extensions.parse_dsn(dsn)
+    proxy = TcpProxy(params.get("host", "127.0.0.1"), int(params.get("port", "5432")))
+    return proxy, psycopg2.extensions.make_dsn(dsn, host="127.0.0.1", port=proxy.port)

@@ -86,9 +86,12 @@ def test_redis_down_means_misses_then_reconnect_on_backoff(
         proxy.restore()
         # Not retried before the backoff has run out on the clock.
         assert c.get_json("positions") is None and not c.up
+        c.push_price("AAPL", 1.0, 2.0)
         vclock.advance(1.0)
-        assert c.get_json("positions") is None  # back, but stale keys were cleared
+        # Back: the value set while it was down replaces the stale one, history is reset.
+        assert c.get_json("positions") == {"AAPL": {"qty": 2}}
         assert c.up and c.reconnects == 1
+        assert c.prices("AAPL") == []
         c.set_json("positions", {"AAPL": {"qty": 3}})
         assert c.get_json("positions") == {"AAPL": {"qty": 3}}
     finally:

@@ -7,12 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-import psycopg2
 import pytest
 from conftest import settle, wait_until
-from tcp_proxy import TcpProxy
+from tcp_proxy import TcpProxy, proxied_dsn
 
 from aegis_actors.messages import (
     DecisionRecord,
@@ -157,12 +155,7 @@ def test_state_read_has_the_open_session_and_fills_are_summed(
 @pytest.fixture
 def pg_proxy(pg_dsn: str) -> Iterator[tuple[TcpProxy, str]]:
     """A cuttable proxy in front of the per-test PostgreSQL database, and its DSN."""
-    u = urlparse(pg_dsn) if "://" in pg_dsn else None
-    params = dict(p.split("=", 1) for p in pg_dsn.split()) if u is None else {}
-    host = params.get("host", "127.0.0.1")
-    port = int(params.get("port", "5432"))
-    proxy = TcpProxy(host, port)
-    dsn = psycopg2.extensions.make_dsn(pg_dsn, host="127.0.0.1", port=proxy.port)
+    proxy, dsn = proxied_dsn(pg_dsn)
     yield proxy, dsn
     proxy.close()
 

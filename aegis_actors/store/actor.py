@@ -61,6 +61,8 @@ class Store(AegisActor):
         self.spooled = 0
         self.replayed = 0
         self.spool_refused = 0
+        self.received: dict[str, int] = {}  # non-order writes asked for, by message type
+        self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
         self.backoff = cfg.retry_initial_s
         self.db: Database | None = None
@@ -175,6 +177,8 @@ class Store(AegisActor):
 
     def write(self, msg: Msg) -> None:
         """A non-order write: now if the store is up and nothing waits, else to the spool."""
+        kind = type(msg).__name__
+        self.received[kind] = self.received.get(kind, 0) + 1
         if not self.outage_reason and not len(self.spool):
             try:
                 self.apply(msg)
@@ -188,8 +192,9 @@ class Store(AegisActor):
             else:
                 self.writes += 1
                 return
-        if self.spool.append(type(msg).__name__, msg.model_dump(mode="json")):
+        if self.spool.append(kind, msg.model_dump(mode="json")):
             self.spooled += 1
+            self.spooled_kinds[kind] = self.spooled_kinds.get(kind, 0) + 1
             return
         self.spool_refused += 1
         self.metrics.errors.labels("spool_full").inc()
@@ -406,4 +411,6 @@ class Store(AegisActor):
             "spooled": self.spooled,
             "replayed": self.replayed,
             "spool_refused": self.spool_refused,
+            "received": dict(self.received),
+            "spooled_kinds": dict(self.spooled_kinds),
         }
