@@ -81,9 +81,7 @@ def tree(
 def event(rt: Runtime, symbol: str, price: float) -> Context:
     n = len(SEEN)
     now = rt.clock.now()
-    rt.directory.tell(
-        CONTEXT, MarketEvent(event_id=f"ev-{n}", symbol=symbol, price=price, ts=now)
-    )
+    rt.directory.tell(CONTEXT, MarketEvent(event_id=f"ev-{n}", symbol=symbol, price=price, ts=now))
     wait_until(lambda: len(SEEN) > n, what="context")
     return SEEN[-1]
 
@@ -95,9 +93,7 @@ def durable_reads(rt: Runtime) -> int:
 def seed_durable(rt: Runtime, now: float) -> None:
     tell: Callable[[Any], bool] = lambda m: rt.directory.tell(STORE, m)  # noqa: E731
     tell(PositionUpdate(symbol="AAPL", qty=7.0, avg_price=101.0, ts=now, opened_at=now - 60))
-    tell(
-        ModeChange(old=TradingMode.NORMAL, new=TradingMode.LIMITED, reason="test", ts=now)
-    )
+    tell(ModeChange(old=TradingMode.NORMAL, new=TradingMode.LIMITED, reason="test", ts=now))
     params = PostureParams(
         entry_size=0.015, stop_loss=-0.008, take_profit=0.018, max_positions=2, limit_ratio=1.0
     )
@@ -126,9 +122,7 @@ def test_miss_reads_the_durable_store_and_warms_the_cache(
     assert durable_reads(rt) == 1  # served from the warmed cache
 
 
-def test_prices_carry_their_age_and_go_stale_after_30s(
-    tree: Runtime, vclock: VirtualClock
-) -> None:
+def test_prices_carry_their_age_and_go_stale_after_30s(tree: Runtime, vclock: VirtualClock) -> None:
     rt = tree
     t0 = vclock.now()
     for i in range(3):
