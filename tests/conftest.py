@@ -3,6 +3,7 @@ a bounded condition wait (never a sleep), and a whole AEGIS tree on a virtual cl
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -44,6 +45,10 @@ def vclock() -> VirtualClock:
 def _no_leaked_actors() -> Iterator[None]:
     yield
     pykka.ActorRegistry.stop_all()
+    for name in ("supervisors", "pykka"):  # undo logs.intercept_stdlib for caplog users
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True
 
 
 @pytest.fixture(scope="session")
