@@ -110,6 +110,13 @@ class RedisCache:
         raw = self._call(lambda: self._client.get(self._kkey(key)), None)
         return None if raw is None else json.loads(raw)
 
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        """Several values in one round trip (MGET); all None while Redis is down."""
+        raws: list[Any] = self._call(
+            lambda: self._client.mget([self._kkey(k) for k in keys]), [None] * len(keys)
+        )
+        return [None if r is None else json.loads(r) for r in raws]
+
     def set_json(self, key: str, value: Any) -> None:
         raw = json.dumps(value, separators=(",", ":"), default=str)
         with self._lock:

@@ -68,10 +68,9 @@ class ContextLoader(AegisActor):
         stale = age is not None and age > STALE_AFTER_S
         if stale:
             self.stale += 1
-        positions = cache.get_json(K_POSITIONS)
-        posture_doc = cache.get_json(K_POSTURE)
-        mode = cache.get_json(K_MODE)
-        session = cache.get_json(K_SESSION)
+        positions, posture_doc, mode, session, account = cache.get_many(
+            [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT]
+        )
         if positions is None or posture_doc is None or mode is None:
             durable = self.load_durable(event.symbol)
             positions = positions if positions is not None else durable.get("positions", {})
@@ -85,7 +84,7 @@ class ContextLoader(AegisActor):
             else posture_params(self.settings, posture)
         )
         pos = positions.get(event.symbol)
-        account = cache.get_json(K_ACCOUNT) or {}
+        account = account or {}
         session = session or {}
         return Context(
             event_id=event.event_id,

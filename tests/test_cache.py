@@ -41,6 +41,11 @@ def test_json_values_round_trip_and_delete(cache: Cache) -> None:
     cache.set_json("mode", "limited")
     assert cache.get_json("positions") == {"AAPL": {"qty": 3.0, "avg_price": 101.5}}
     assert cache.get_json("mode") == "limited"
+    assert cache.get_many(["mode", "nothing", "positions"]) == [
+        "limited",
+        None,
+        {"AAPL": {"qty": 3.0, "avg_price": 101.5}},
+    ]
     cache.delete("mode")
     assert cache.get_json("mode") is None
 
