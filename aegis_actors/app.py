@@ -8,6 +8,7 @@ from typing import Any
 from loguru import logger
 
 from aegis_actors.brokers import Broker
+from aegis_actors.cache_redis import make_cache
 from aegis_actors.clock import Clock, WallClock, set_clock
 from aegis_actors.llm.keys import fallback_secrets
 from aegis_actors.logs import configure, flush
@@ -58,6 +59,7 @@ class Aegis:
         set_clock(self.clock)
         directory = Directory()
         rt = self.rt = Runtime(settings=s, clock=self.clock, directory=directory)
+        rt.cache = make_cache(s, self.clock.now, lambda kind: rt.metrics.errors.labels(kind).inc())
         directory.on_dead_letter = lambda name, msg: rt.metrics.dead_letters.labels(name).inc()
         self.broker = make_broker(s, rt)
         children, policy = build(rt, self.broker)

@@ -23,6 +23,8 @@ class Cache(Protocol):
 
     def get_json(self, key: str) -> Any | None: ...
 
+    def get_many(self, keys: list[str]) -> list[Any | None]: ...
+
     def set_json(self, key: str, value: Any) -> None: ...
 
     def delete(self, key: str) -> None: ...
@@ -58,6 +60,12 @@ class MemoryCache:
         with self._lock:
             raw = self._kv.get(key)
         return None if raw is None else json.loads(raw)
+
+    def get_many(self, keys: list[str]) -> list[Any | None]:
+        """Several values in one call (one round trip on Redis)."""
+        with self._lock:
+            raws = [self._kv.get(k) for k in keys]
+        return [None if r is None else json.loads(r) for r in raws]
 
     def set_json(self, key: str, value: Any) -> None:
         raw = json.dumps(value, separators=(",", ":"), default=str)

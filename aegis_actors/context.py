@@ -68,14 +68,15 @@ class ContextLoader(AegisActor):
         stale = age is not None and age > STALE_AFTER_S
         if stale:
             self.stale += 1
-        positions = cache.get_json(K_POSITIONS)
-        posture_doc = cache.get_json(K_POSTURE)
-        mode = cache.get_json(K_MODE)
+        positions, posture_doc, mode, session, account = cache.get_many(
+            [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT]
+        )
         if positions is None or posture_doc is None or mode is None:
             durable = self.load_durable(event.symbol)
             positions = positions if positions is not None else durable.get("positions", {})
             posture_doc = posture_doc or durable.get("posture")
             mode = mode or durable.get("mode")
+            session = session or durable.get("session")
         posture = Posture(posture_doc["posture"]) if posture_doc else Posture.GUERRILLA
         params = (
             PostureParams(**posture_doc["params"])
@@ -83,8 +84,8 @@ class ContextLoader(AegisActor):
             else posture_params(self.settings, posture)
         )
         pos = positions.get(event.symbol)
-        account = cache.get_json(K_ACCOUNT) or {}
-        session = cache.get_json(K_SESSION) or {}
+        account = account or {}
+        session = session or {}
         return Context(
             event_id=event.event_id,
             stamps=event.stamps,
@@ -118,6 +119,9 @@ class ContextLoader(AegisActor):
             cache.set_json(K_POSTURE, state["posture"])
         if state.get("mode") and cache.get_json(K_MODE) is None:
             cache.set_json(K_MODE, state["mode"])
+        if state.get("session") and cache.get_json(K_SESSION) is None:
+            s = state["session"]
+            cache.set_json(K_SESSION, {"session_id": s["session_id"], "opened_at": s["opened_at"]})
         return state
 
     def status(self) -> dict[str, Any]:

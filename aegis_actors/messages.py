@@ -411,6 +411,14 @@ class LoadState(Msg):
     symbol: str
 
 
+class LoadLedger(Msg):
+    """Execution's start-up read: the orders not yet final and each one's recorded fills."""
+
+
+class StoreHealth(Msg):
+    """Ask the store whether the durable store is up and how much waits in the spool."""
+
+
 class Proposal(Stamped):
     """Sequential verification: the analyst's result sent on for checking."""
 

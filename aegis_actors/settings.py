@@ -160,6 +160,7 @@ class BrokerSettings(Section):
     min_commission: float = Field(1.0, ge=0)
     key_id: SecretStr = SecretStr("")
     secret_key: SecretStr = SecretStr("")
+    paper_state_path: str = ""
 
 
 class StoreSettings(Section):
@@ -168,6 +169,14 @@ class StoreSettings(Section):
     postgres_dsn: str = ""
     save_every_s: float = Field(10.0, gt=0)
     session_s: float = Field(180.0, gt=0)
+    redis_prefix: str = "aegis:"
+    redis_backoff_initial_s: float = Field(0.5, gt=0)
+    redis_backoff_max_s: float = Field(30.0, gt=0)
+    spool_path: str = "var/spool.db"
+    spool_max: int = Field(100_000, ge=1)
+    retry_initial_s: float = Field(1.0, gt=0)
+    retry_max_s: float = Field(30.0, gt=0)
+    connect_timeout_s: int = Field(3, ge=1)
 
 
 class PostureLevel(Section):

@@ -14,6 +14,7 @@ from loguru import logger
 from aegis_actors.admin.actor import Admin
 from aegis_actors.base import AegisActor
 from aegis_actors.brokers import Broker, PaperBroker
+from aegis_actors.brokers.durable_paper import DurablePaperBroker
 from aegis_actors.context import ContextLoader
 from aegis_actors.dashboard import Dashboard
 from aegis_actors.execution.actor import Execution
@@ -64,13 +65,14 @@ def make_broker(settings: Settings, rt: Runtime) -> Broker:
     b = settings.broker
     if b.kind != "paper":
         raise SettingsError(f"settings: broker.kind: {b.kind!r} is not available in this build")
-    return PaperBroker(
+    paper = PaperBroker(
         capital=b.capital,
         slippage_bps=b.slippage_bps,
         commission_per_share=b.commission_per_share,
         min_commission=b.min_commission,
         clock_now=rt.clock.now,
     )
+    return DurablePaperBroker(paper, b.paper_state_path) if b.paper_state_path else paper
 
 
 def check_supported(settings: Settings) -> None:

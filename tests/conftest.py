@@ -51,19 +51,6 @@ def _no_leaked_actors() -> Iterator[None]:
         lg.propagate = True
 
 
-@pytest.fixture(autouse=True)
-def _stdlib_logging_restored() -> Iterator[None]:
-    """A started Aegis routes the supervisors/pykka loggers into loguru (propagate off);
-    put them back so a later test's caplog still sees their records."""
-    loggers = [logging.getLogger(n) for n in ("supervisors", "pykka")]
-    saved = [(lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
-    yield
-    for lg, (handlers, level, propagate) in zip(loggers, saved, strict=True):
-        lg.handlers[:] = handlers
-        lg.setLevel(level)
-        lg.propagate = propagate
-
-
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[psycopg2.extensions.connection]:
     """Autocommit connection to the maintenance DB, used to create/drop test DBs."""

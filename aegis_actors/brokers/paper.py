@@ -13,8 +13,9 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from numbers import Real
+from typing import Any
 
 from aegis_actors.brokers.base import (
     Account,
@@ -242,6 +243,50 @@ class PaperBroker:
                         break
             self._last[symbol] = float(price)
             return fills
+
+    # -- persistence (so a paper book can outlive its process, like a real broker's) ----
+
+    def export_state(self) -> dict[str, Any]:
+        """The whole book as JSON-able data; `restore_state` rebuilds it exactly."""
+        with self._lock:
+            return {
+                "cash": self._cash,
+                "realized": self._realized,
+                "positions": {s: [p.qty, p.avg_price] for s, p in self._positions.items()},
+                "last": dict(self._last),
+                "acks": [asdict(a) for a in self._acks.values()],
+                "orders": [asdict(r) for r in self._orders.values()],
+                "open": list(self._open),
+                "outbox": [asdict(f) for f in self._outbox],
+                "seq": self._seq,
+                "flatten_seq": self._flatten_seq,
+            }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        with self._lock:
+            self._cash = float(state["cash"])
+            self._realized = float(state["realized"])
+            self._positions = {s: _Position(q, a) for s, (q, a) in state["positions"].items()}
+            self._last = {s: float(p) for s, p in state["last"].items()}
+            self._acks = {
+                a["client_order_id"]: Ack(**{**a, "status": OrderStatus(a["status"])})
+                for a in state["acks"]
+            }
+            self._orders = {
+                r["client_order_id"]: _Order(
+                    **{
+                        **r,
+                        "side": Side(r["side"]),
+                        "order_type": OrderType(r["order_type"]),
+                        "status": OrderStatus(r["status"]),
+                    }
+                )
+                for r in state["orders"]
+            }
+            self._open = {cid: self._orders[cid] for cid in state["open"]}
+            self._outbox = [BrokerFill(**{**f, "side": Side(f["side"])}) for f in state["outbox"]]
+            self._seq = int(state["seq"])
+            self._flatten_seq = int(state["flatten_seq"])
 
     # -- internals ------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from aegis_actors.brokers import Broker, BrokerError, BrokerFill, BrokerOrder
 from aegis_actors.brokers import OrderType as BOrderType
 from aegis_actors.brokers import Side as BSide
 from aegis_actors.context import K_ACCOUNT, K_MODE, K_POSITIONS, posture_params
+from aegis_actors.execution.reconcile import reconcile_on_start
 from aegis_actors.execution.risk import OrderMix, PreTradeRisk, client_order_id
 from aegis_actors.messages import (
     DONE,
@@ -26,7 +27,6 @@ from aegis_actors.messages import (
     Decision,
     EventDone,
     Fill,
-    LoadState,
     ModeChange,
     Order,
     OrderType,
@@ -104,52 +104,11 @@ class Execution(AegisActor):
         self.stats = {"orders": 0, "fills": 0, "refused": 0, "rejected": 0, "errors": 0}
         self.realised = 0.0
         self.prices: dict[str, float] = {}
-        self.reconcile()
+        self.reconciled = reconcile_on_start(self)  # execution/reconcile.py
         equity = self.broker.account().equity
         self.risk = PreTradeRisk(self.settings.risk, equity, now)
         self.publish_account()
         self.after(SWEEP_EVERY_S, _Sweep())
-
-    # -- start-up reconciliation -----------------------------------------------------
-
-    def reconcile(self) -> None:
-        """Rebuild positions from the broker (the truth) and stops from the durable store."""
-        try:
-            durable = self.ask(STORE, LoadState(symbol=""), timeout=5.0).get("positions", {})
-        except Exception as exc:
-            self.log.warning("durable positions unavailable at start: {}", exc)
-            durable = {}
-        now = self.clock.now()
-        for p in self.broker.positions():
-            d = durable.get(p.symbol, {})
-            self.positions[p.symbol] = Held(
-                symbol=p.symbol,
-                qty=p.qty,
-                avg_price=p.avg_price,
-                opened_at=float(d.get("opened_at") or now),
-                posture=Posture(d["posture"]) if d.get("posture") else None,
-                stop_loss=d.get("stop_loss"),
-                take_profit=d.get("take_profit"),
-            )
-            if d and not math.isclose(float(d.get("qty", 0)), p.qty):
-                self.log.warning(
-                    "reconcile {}: ledger qty {} != broker {}; broker wins",
-                    p.symbol,
-                    d.get("qty"),
-                    p.qty,
-                )
-                self.persist_position(self.positions[p.symbol])
-        for symbol in set(durable) - {p.symbol for p in self.broker.positions()}:
-            self.log.warning(
-                "reconcile {}: ledger shows a position the broker does not; closed in the ledger",
-                symbol,
-            )
-            self.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
-        for o in self.broker.open_orders():
-            self.log.info(
-                "reconcile: open order {} {} {} at the broker", o.client_order_id, o.side, o.symbol
-            )
-        self.publish_positions()
 
     # -- decisions -> orders ---------------------------------------------------------
 

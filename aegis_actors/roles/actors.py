@@ -7,12 +7,10 @@ the 3-minute commander sessions with a save every 10 s (SPEC 1.1).
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from aegis_actors.base import AegisActor
-from aegis_actors.context import K_SESSION
 from aegis_actors.messages import (
     Action,
     Analysis,
@@ -22,7 +20,6 @@ from aegis_actors.messages import (
     EventDone,
     Outcome,
     Proposal,
-    SessionSave,
     StageFailure,
     Stamped,
     Verdict,
@@ -31,6 +28,7 @@ from aegis_actors.roles import rules
 from aegis_actors.roles.backends import RoleTask, make_backend
 from aegis_actors.roles.calls import RoleCalls, _Budget, _Reply, _Retry, _Slow, _TierCheck
 from aegis_actors.runtime import COMMANDER, EXECUTION, MARKET, STORE, VERIFIER, WATCHDOG
+from aegis_actors.sessions import CommanderSession
 from supervisors import Timer
 
 
@@ -151,73 +149,27 @@ class Commander(_RoleBase):
         super().on_start()
         self.slots: dict[str, _Slot] = {}
         self.outcomes: dict[str, int] = {}
-        self.session_id = ""
-        self.session_opened = 0.0
-        self.session_decisions = 0
-        self.session_dirty = False
-        self.sessions = 0
+        self.session = CommanderSession(self, self.session_state)
+        self.session.resume(self.clock.now())
         self.after(self.settings.store.save_every_s, _SaveTick())
 
-    # -- sessions (SPEC 1.1) -----------------------------------------------------------
-
-    def ensure_session(self, now: float) -> None:
-        if self.session_id and now - self.session_opened < self.settings.store.session_s:
-            return
-        if self.session_id:
-            self.save_session(now, closed=True)
-        self.session_id = "ss-" + uuid.uuid4().hex[:12]
-        self.session_opened = now
-        self.session_decisions = 0
-        self.sessions += 1
-        self.session_dirty = True
-        self.rt.cache.set_json(K_SESSION, {"session_id": self.session_id, "opened_at": now})
-        self.log.info("commander session {} opened", self.session_id)
+    # -- sessions (SPEC 1.1; the logic lives in aegis_actors.sessions) ----------------
 
     def session_state(self) -> dict[str, Any]:
-        return {
-            "decisions": self.session_decisions,
-            "outcomes": dict(self.outcomes),
-            "pending": len(self.slots),
-        }
-
-    def save_session(self, now: float, *, closed: bool = False) -> None:
-        if not self.session_id:
-            return
-        self.send(
-            STORE,
-            SessionSave(
-                session_id=self.session_id,
-                opened_at=self.session_opened,
-                state=self.session_state(),
-                ts=now,
-                closed_at=now if closed else None,
-                full=closed,
-            ),
-        )
-        self.session_dirty = False
-        if closed:
-            self.log.info(
-                "commander session {} closed after {} decisions",
-                self.session_id,
-                self.session_decisions,
-            )
+        return {"outcomes": dict(self.outcomes), "pending": len(self.slots)}
 
     def on__SaveTick(self, _msg: _SaveTick) -> None:
-        now = self.clock.now()
-        if self.session_id and now - self.session_opened >= self.settings.store.session_s:
-            self.save_session(now, closed=True)
-            self.session_id = ""
-        elif self.session_dirty:
-            self.save_session(now)
+        self.session.tick(self.clock.now())
         self.after(self.settings.store.save_every_s, _SaveTick())
 
     def stopping(self) -> None:
-        self.save_session(self.clock.now(), closed=True)
+        if hasattr(self, "session"):
+            self.session.stop(self.clock.now())
 
     # -- one event ---------------------------------------------------------------------
 
     def on_Context(self, ctx: Context) -> None:
-        self.ensure_session(self.clock.now())
+        self.session.ensure(self.clock.now())
         slot = self.slots.get(ctx.event_id)
         if slot is None:
             slot = self.slots[ctx.event_id] = _Slot(ctx)
@@ -308,8 +260,7 @@ class Commander(_RoleBase):
         decision = msg
         event_id = task.event_id
         self.handled += 1
-        self.session_decisions += 1
-        self.session_dirty = True
+        self.session.decided()
         log = self.log.bind(event_id=event_id)
         if decision.action is Action.HOLD:
             log.debug("decision hold: {}", decision.reason)
@@ -393,8 +344,8 @@ class Commander(_RoleBase):
             **super().status(),
             "pending": len(self.slots),
             "outcomes": dict(self.outcomes),
-            "session": self.session_id,
-            "sessions": self.sessions,
+            "session": self.session.id,
+            "sessions": self.session.count,
         }
 
 

@@ -7,13 +7,19 @@ from .postgres import PostgresDatabase
 from .sqlite import SQLiteDatabase
 
 
-def open_database(*, sqlite_path: str = "var/aegis.db", postgres_dsn: str = "") -> Database:
+def open_database(
+    *, sqlite_path: str = "var/aegis.db", postgres_dsn: str = "", connect_timeout_s: int = 5
+) -> Database:
     """PostgreSQL when ``postgres_dsn`` is set, else SQLite at ``sqlite_path``; migrated.
 
     Raises StoreUnavailable if the store cannot be reached; the connection is closed
     again when migration fails so no half-open handle leaks.
     """
-    db: Database = PostgresDatabase(postgres_dsn) if postgres_dsn else SQLiteDatabase(sqlite_path)
+    db: Database = (
+        PostgresDatabase(postgres_dsn, connect_timeout=connect_timeout_s)
+        if postgres_dsn
+        else SQLiteDatabase(sqlite_path)
+    )
     try:
         db.migrate()
     except BaseException:

@@ -1,0 +1,250 @@
+"""Start-up reconciliation: make the ledger agree with the broker, logging each difference.
+
+The broker is the truth for what happened to an order and for positions; the ledger is
+the truth for what we meant (stops, targets, posture, intent). So on start:
+- an order the ledger has as open but the broker never saw (the process died between
+  the write-ahead and the send) is marked cancelled, never resent: its decision is stale;
+- an order whose status or filled qty differ takes the broker's, and fills the ledger
+  missed are recovered from the broker's fill history when it has one;
+- an order working at the broker is tracked again, so its later fills update its row;
+- an order working at the broker that the ledger lacks is written into it;
+- positions are rebuilt from the broker, with stops and targets from the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from aegis_actors.brokers import OPEN_STATUSES, BrokerFill, OpenOrder
+from aegis_actors.messages import (
+    Fill,
+    LoadLedger,
+    LoadState,
+    Order,
+    OrderType,
+    OrderUpdate,
+    PositionUpdate,
+    Posture,
+    RecordFill,
+    Side,
+    WriteOrder,
+)
+from aegis_actors.runtime import STORE
+
+if TYPE_CHECKING:
+    from aegis_actors.execution.actor import Execution
+
+EPS = 1e-9
+READ_TIMEOUT_S = 5.0
+
+
+@dataclass
+class Report:
+    """What reconciliation found; `differences` are the lines it logged."""
+
+    differences: list[str] = field(default_factory=list)
+    tracked: list[str] = field(default_factory=list)  # orders working at the broker
+    recovered_fills: int = 0
+    ledger_read: bool = True
+
+
+def reconcile_on_start(ex: Execution) -> Report:
+    from aegis_actors.execution.actor import Held
+
+    report = Report()
+    now = ex.clock.now()
+    broker = ex.broker
+
+    def differ(line: str) -> None:
+        report.differences.append(line)
+        ex.log.warning("reconcile: {}", line)
+        ex.metrics.errors.labels("reconcile_difference").inc()
+
+    try:
+        durable: dict[str, Any] = ex.ask(STORE, LoadState(symbol=""), READ_TIMEOUT_S)["positions"]
+        ledger: dict[str, Any] = ex.ask(STORE, LoadLedger(), READ_TIMEOUT_S)
+    except Exception as exc:
+        ex.log.error("reconcile: ledger unavailable ({}); positions from the broker only", exc)
+        report.ledger_read = False
+        durable, ledger = {}, {"orders": [], "filled": {}, "fill_ids": {}}
+
+    # -- positions: the broker's qty and price, the ledger's stops and targets ----------
+    held_at_broker = {p.symbol: p for p in broker.positions()}
+    for p in held_at_broker.values():
+        d = durable.get(p.symbol, {})
+        held = ex.positions[p.symbol] = Held(
+            symbol=p.symbol,
+            qty=p.qty,
+            avg_price=p.avg_price,
+            opened_at=float(d.get("opened_at") or now),
+            posture=Posture(d["posture"]) if d.get("posture") else None,
+            stop_loss=d.get("stop_loss"),
+            take_profit=d.get("take_profit"),
+        )
+        if not d or not math.isclose(float(d.get("qty") or 0), p.qty):
+            differ(f"position {p.symbol}: ledger qty {d.get('qty')} != broker {p.qty}; broker wins")
+            ex.persist_position(held)
+    for symbol in set(durable) - set(held_at_broker):
+        differ(f"position {symbol}: in the ledger, not at the broker; closed in the ledger")
+        ex.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
+
+    # -- orders the ledger has as open --------------------------------------------------
+    fills_for = getattr(broker, "fills_for", None)
+    known: set[str] = set()
+    for row in ledger["orders"]:
+        coid = row["client_order_id"]
+        known.add(coid)
+        at_broker = broker.order(coid)
+        if at_broker is None:
+            differ(
+                f"order {coid} ({row['status']}) never reached the broker: cancelled, not resent"
+            )
+            ex.send(
+                STORE,
+                OrderUpdate(
+                    client_order_id=coid,
+                    status="cancelled",
+                    ts=now,
+                    error="never reached the broker (found at start-up reconciliation)",
+                ),
+            )
+            continue
+        fills = list(fills_for(coid)) if fills_for is not None else []
+        recorded = float(ledger["filled"].get(coid, 0.0))
+        if at_broker.filled_qty > recorded + EPS:
+            seen = set(ledger["fill_ids"].get(coid, []))
+            missing = [f for f in fills if f.fill_id not in seen]
+            for f in missing:
+                ex.send(STORE, RecordFill(fill=fill_message(f)))
+            report.recovered_fills += len(missing)
+            differ(
+                f"order {coid}: broker filled {at_broker.filled_qty}, ledger has fills for "
+                f"{recorded}; {len(missing)} fill(s) recovered from the broker"
+            )
+        avg = avg_price(fills) or row.get("avg_fill_price")
+        if (
+            at_broker.status.value != row["status"]
+            or not math.isclose(at_broker.filled_qty, float(row.get("filled_qty") or 0.0))
+            or at_broker.broker_order_id != row.get("broker_order_id")
+        ):
+            differ(
+                f"order {coid}: ledger {row['status']} filled {row.get('filled_qty')} -> "
+                f"broker {at_broker.status.value} filled {at_broker.filled_qty}"
+            )
+            ex.send(
+                STORE,
+                OrderUpdate(
+                    client_order_id=coid,
+                    status=at_broker.status.value,
+                    ts=now,
+                    broker_order_id=at_broker.broker_order_id,
+                    filled_qty=at_broker.filled_qty,
+                    avg_fill_price=avg if at_broker.filled_qty > 0 else None,
+                ),
+            )
+        if at_broker.status in OPEN_STATUSES:
+            track(ex, order_from_row(row, now), at_broker, avg, report)
+
+    # -- orders working at the broker that the ledger does not list as open -------------
+    for o in broker.open_orders():
+        if o.client_order_id in known:
+            continue
+        order = order_from_broker(o, now)
+        written = ex.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
+        if written == "new":
+            differ(f"order {o.client_order_id} working at the broker, not in the ledger: added")
+        else:
+            differ(f"order {o.client_order_id}: ledger has it final, broker still working it")
+        ex.send(
+            STORE,
+            OrderUpdate(
+                client_order_id=o.client_order_id,
+                status=o.status.value,
+                ts=now,
+                broker_order_id=o.broker_order_id,
+                filled_qty=o.filled_qty,
+            ),
+        )
+        track(ex, order, o, None, report)
+
+    if report.differences:
+        ex.log.warning("reconcile: {} difference(s) fixed in the ledger", len(report.differences))
+    else:
+        ex.log.info(
+            "reconcile: ledger matches the broker ({} positions, {} working orders)",
+            len(ex.positions),
+            len(report.tracked),
+        )
+    ex.publish_positions()
+    return report
+
+
+def track(
+    ex: Execution, order: Order, at_broker: OpenOrder, avg: float | None, report: Report
+) -> None:
+    """Follow an order still working at the broker, as if this process had placed it."""
+    from aegis_actors.execution.actor import Live
+
+    price = avg or order.limit_price or 0.0
+    ex.live[order.client_order_id] = Live(
+        order, filled=at_broker.filled_qty, notional=at_broker.filled_qty * price
+    )
+    held = ex.positions.get(order.symbol)
+    if order.intent == "exit" and held is not None:
+        held.exiting = order.client_order_id
+    report.tracked.append(order.client_order_id)
+
+
+def order_from_row(row: dict[str, Any], now: float) -> Order:
+    return Order(
+        client_order_id=row["client_order_id"],
+        decision_id=row.get("decision_id") or "",
+        event_id=row.get("event_id") or "",
+        symbol=row["symbol"],
+        side=Side(row["side"]),
+        qty=float(row["qty"]),
+        order_type=OrderType(row.get("order_type") or "market"),
+        limit_price=row.get("limit_price"),
+        stop_loss=row.get("stop_loss"),
+        take_profit=row.get("take_profit"),
+        intent=row.get("intent") or "entry",
+        posture=Posture(row["posture"]) if row.get("posture") else None,
+        status=row["status"],
+        created_at=float(row.get("created_at") or now),
+    )
+
+
+def order_from_broker(o: OpenOrder, now: float) -> Order:
+    return Order(
+        client_order_id=o.client_order_id,
+        decision_id="",
+        event_id="",
+        symbol=o.symbol,
+        side=Side(o.side.value),
+        qty=o.qty,
+        order_type=OrderType(o.order_type.value),
+        limit_price=o.limit_price,
+        intent="entry",
+        status=o.status.value,
+        created_at=now,
+    )
+
+
+def fill_message(f: BrokerFill) -> Fill:
+    return Fill(
+        fill_id=f.fill_id,
+        client_order_id=f.client_order_id,
+        symbol=f.symbol,
+        side=Side(f.side.value),
+        qty=f.qty,
+        price=f.price,
+        fee=f.fee,
+        ts=f.ts,
+    )
+
+
+def avg_price(fills: list[BrokerFill]) -> float | None:
+    qty = sum(f.qty for f in fills)
+    return sum(f.qty * f.price for f in fills) / qty if qty > 0 else None

@@ -1,0 +1,81 @@
+"""Write-ahead orders: an order that is not written first is never sent, and the same
+decision can never produce a second order (deterministic client order id)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import settle, wait_until
+from tcp_proxy import proxied_dsn
+
+from aegis_actors.execution.risk import client_order_id
+from aegis_actors.messages import Action, Decision, GetStatus, Posture
+from aegis_actors.runtime import EXECUTION
+from aegis_actors.store import open_database
+from supervisors.clock import VirtualClock
+
+
+def buy(decision_id: str, now: float) -> Decision:
+    return Decision(
+        event_id=f"ev-{decision_id}",
+        decision_id=decision_id,
+        symbol="AAPL",
+        action=Action.BUY,
+        size_fraction=1.0,
+        limit_price=100.0,
+        confidence=0.9,
+        posture=Posture.GUERRILLA,
+        reference_price=100.0,
+        stamps={"t0": now},
+    )
+
+
+def execution(app: Any) -> dict[str, Any]:
+    return app.rt.directory.ask(EXECUTION, GetStatus(), 5.0)
+
+
+def test_same_decision_gives_one_id_and_one_order(
+    aegis_factory: Callable[..., Any], aegis_env: Path, vclock: VirtualClock
+) -> None:
+    assert client_order_id("d-1", "entry") == client_order_id("d-1", "entry")
+    assert client_order_id("d-1", "entry") != client_order_id("d-2", "entry")
+    app = aegis_factory(
+        feed={"symbols": ["SPY"]},
+        broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
+    )
+    app.rt.directory.tell(EXECUTION, buy("d-1", vclock.now()))
+    app.rt.directory.tell(EXECUTION, buy("d-1", vclock.now()))  # replayed decision
+    settle()
+    assert app.broker.sent == {client_order_id("d-1", "entry"): 1}
+    db = open_database(sqlite_path=str(aegis_env / "var" / "aegis.db"))
+    assert [r["client_order_id"] for r in db.select("orders")] == [client_order_id("d-1", "entry")]
+    db.close()
+
+
+@pytest.mark.integration
+def test_order_not_written_is_never_sent(
+    aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: VirtualClock
+) -> None:
+    proxy, dsn = proxied_dsn(pg_dsn)
+    try:
+        app = aegis_factory(
+            feed={"symbols": ["SPY"]},
+            store={"postgres_dsn": dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+            broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
+        )
+        assert execution(app)["mode"] == "normal"
+        proxy.cut()  # the write-ahead itself meets the outage
+        app.rt.directory.tell(EXECUTION, buy("d-down", vclock.now()))
+        wait_until(lambda: execution(app)["errors"] == 1, what="write-ahead failure")
+        assert app.broker.sent == {}
+        assert app.broker.open_orders() == [] and app.broker.positions() == []
+        wait_until(lambda: app.rt.cache.get_json("mode") == "limited", what="limited")
+        proxy.restore()
+        db = open_database(postgres_dsn=pg_dsn)
+        assert db.select("orders") == []
+        db.close()
+    finally:
+        proxy.close()

@@ -1,0 +1,255 @@
+"""The store actor on SQLite and real PostgreSQL: write-ahead answers, state reads, and a
+durable-store outage (a proxy in front of PostgreSQL cut and restored): no order written,
+the watchdog goes `limited`, writes spooled and replayed in order, spool survives restart."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import settle, wait_until
+from tcp_proxy import TcpProxy, proxied_dsn
+
+from aegis_actors.messages import (
+    DecisionRecord,
+    GetStatus,
+    LoadLedger,
+    LoadState,
+    Order,
+    OrderType,
+    RecordFill,
+    SessionSave,
+    Side,
+    StoreHealth,
+    TradingMode,
+    WriteOrder,
+)
+from aegis_actors.messages import Fill as FillMsg
+from aegis_actors.runtime import STORE, WATCHDOG, Runtime
+from aegis_actors.settings import load_settings
+from aegis_actors.store import open_database
+from aegis_actors.store.actor import Store
+from aegis_actors.tree import actor
+from aegis_actors.watchdog.actor import Watchdog
+from supervisors import Directory, Policy, RootHandle, start_tree
+from supervisors.clock import VirtualClock
+
+
+def order(n: int, ts: float) -> Order:
+    return Order(
+        client_order_id=f"coid-{n}",
+        decision_id=f"d-{n}",
+        event_id=f"e-{n}",
+        symbol="AAPL",
+        side=Side.BUY,
+        qty=10.0,
+        order_type=OrderType.LIMIT,
+        limit_price=100.0,
+        created_at=ts,
+    )
+
+
+def decision(n: int, ts: float) -> DecisionRecord:
+    return DecisionRecord(
+        decision_id=f"d-{n}",
+        event_id=f"e-{n}",
+        symbol="AAPL",
+        analysis=None,
+        verdict=None,
+        decision=None,
+        vetoed=False,
+        confidence=None,
+        outcome="hold",
+        latency_ms={"whole_cycle": 1.0},
+        created_at=ts,
+    )
+
+
+StartStore = Callable[..., tuple[Runtime, RootHandle]]
+
+
+@pytest.fixture
+def start_store(
+    aegis_env: Path, vclock: VirtualClock
+) -> Iterator[Callable[..., tuple[Runtime, RootHandle]]]:
+    roots: list[RootHandle] = []
+
+    def start(**store: Any) -> tuple[Runtime, RootHandle]:
+        store.setdefault("sqlite_path", str(aegis_env / "var" / "aegis.db"))
+        store.setdefault("spool_path", str(aegis_env / "var" / "spool.db"))
+        settings = load_settings(None, store=store, run={"log_dir": str(aegis_env / "logs")})
+        directory = Directory()
+        rt = Runtime(settings=settings, clock=vclock, directory=directory)
+        root = start_tree(
+            "root",
+            [actor(STORE, Store, rt), actor(WATCHDOG, Watchdog, rt)],
+            Policy(),
+            clock=vclock,
+            directory=directory,
+        )
+        roots.append(root)
+        settle()
+        return rt, root
+
+    yield start
+    for root in roots:
+        if not root.wait(0):
+            root.stop(timeout=5)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.integration)])
+def durable(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "sqlite":
+        return {}
+    return {"postgres_dsn": request.getfixturevalue("pg_dsn")}
+
+
+def ask(rt: Runtime, msg: Any) -> Any:
+    return rt.directory.ask(STORE, msg, 5.0)
+
+
+def test_write_ahead_answers_new_then_duplicate(
+    start_store: StartStore, durable: dict[str, str], vclock: VirtualClock
+) -> None:
+    rt, _ = start_store(**durable)
+    assert ask(rt, WriteOrder(order=order(1, vclock.now()))) == "new"
+    assert ask(rt, WriteOrder(order=order(1, vclock.now()))) == "duplicate"
+    ledger = ask(rt, LoadLedger())
+    assert [o["client_order_id"] for o in ledger["orders"]] == ["coid-1"]
+    assert ledger["filled"] == {"coid-1": 0.0}
+
+
+def test_state_read_has_the_open_session_and_fills_are_summed(
+    start_store: StartStore, durable: dict[str, str], vclock: VirtualClock
+) -> None:
+    rt, _ = start_store(**durable)
+    now = vclock.now()
+    rt.directory.tell(
+        STORE, SessionSave(session_id="ss-1", opened_at=now - 200, state={}, ts=now, closed_at=now)
+    )
+    rt.directory.tell(
+        STORE, SessionSave(session_id="ss-2", opened_at=now - 5, state={"decisions": 4}, ts=now)
+    )
+    assert ask(rt, WriteOrder(order=order(1, now))) == "new"
+    for i, qty in enumerate((4.0, 6.0)):
+        fill = FillMsg(
+            fill_id=f"f-{i}",
+            client_order_id="coid-1",
+            symbol="AAPL",
+            side=Side.BUY,
+            qty=qty,
+            price=100.0,
+            fee=1.0,
+            ts=now,
+        )
+        rt.directory.tell(STORE, RecordFill(fill=fill))
+        rt.directory.tell(STORE, RecordFill(fill=fill))  # a replayed fill is not doubled
+    state = ask(rt, LoadState(symbol="AAPL"))
+    assert state["session"]["session_id"] == "ss-2"
+    assert state["session"]["state"] == {"decisions": 4}
+    assert ask(rt, LoadLedger())["filled"] == {"coid-1": 10.0}
+
+
+@pytest.fixture
+def pg_proxy(pg_dsn: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A cuttable proxy in front of the per-test PostgreSQL database, and its DSN."""
+    proxy, dsn = proxied_dsn(pg_dsn)
+    yield proxy, dsn
+    proxy.close()
+
+
+def decisions_in(dsn: str) -> list[str]:
+    db = open_database(postgres_dsn=dsn)
+    try:
+        return [r["decision_id"] for r in db.select("decisions", order_by="id")]
+    finally:
+        db.close()
+
+
+@pytest.mark.integration
+def test_outage_refuses_orders_goes_limited_and_replays_in_order(
+    start_store: StartStore, pg_proxy: tuple[TcpProxy, str], pg_dsn: str, vclock: VirtualClock
+) -> None:
+    proxy, dsn = pg_proxy
+    rt, _ = start_store(postgres_dsn=dsn, retry_initial_s=1.0)
+    rt.directory.tell(STORE, decision(0, vclock.now()))
+    settle()
+    proxy.cut()
+    for n in range(1, 6):
+        rt.directory.tell(STORE, decision(n, vclock.now()))
+    answer = ask(rt, WriteOrder(order=order(1, vclock.now())))
+    assert answer.startswith("error:")
+    wait_until(lambda: rt.cache.get_json("mode") == TradingMode.LIMITED.value, what="limited")
+    settle()
+    # 5 decisions, plus the mode change and alerts, written while the store is down.
+    spooled = ask(rt, StoreHealth())
+    assert spooled["up"] is False and spooled["spool"] >= 7
+    vclock.advance(1.0)  # a retry while still down: nothing lost, nothing sent
+    settle()
+    assert ask(rt, StoreHealth())["spool"] == spooled["spool"]
+    assert decisions_in(pg_dsn) == ["d-0"]
+    proxy.restore()
+    vclock.advance(2.0)  # the next retry (backoff doubled to 2 s)
+    settle()
+    assert ask(rt, StoreHealth()) == {"up": True, "why": "", "spool": 0}
+    assert decisions_in(pg_dsn) == [f"d-{n}" for n in range(6)]
+    assert ask(rt, WriteOrder(order=order(2, vclock.now()))) == "new"
+    rt.directory.tell(STORE, decision(6, vclock.now()))
+    settle()
+    assert decisions_in(pg_dsn)[-1] == "d-6"
+    db = open_database(postgres_dsn=pg_dsn)
+    assert [r["client_order_id"] for r in db.select("orders")] == ["coid-2"]
+    assert [(r["old"], r["new"]) for r in db.select("mode_changes")] == [("normal", "limited")]
+    db.close()
+
+
+@pytest.mark.integration
+def test_spool_survives_a_restart_and_is_replayed_at_start(
+    start_store: StartStore, pg_proxy: tuple[TcpProxy, str], pg_dsn: str, vclock: VirtualClock
+) -> None:
+    proxy, dsn = pg_proxy
+    rt, root = start_store(postgres_dsn=dsn)
+    proxy.cut()
+    for n in range(4):
+        rt.directory.tell(STORE, decision(n, vclock.now()))
+    wait_until(lambda: ask(rt, StoreHealth())["spool"] == 4)
+    root.stop(timeout=5)
+    proxy.restore()
+    rt2, _ = start_store(postgres_dsn=dsn)
+    assert ask(rt2, StoreHealth()) == {"up": True, "why": "", "spool": 0}
+    assert decisions_in(pg_dsn) == [f"d-{n}" for n in range(4)]
+
+
+@pytest.mark.integration
+def test_store_down_at_start_spools_then_catches_up(
+    start_store: StartStore, pg_proxy: tuple[TcpProxy, str], pg_dsn: str, vclock: VirtualClock
+) -> None:
+    proxy, dsn = pg_proxy
+    proxy.cut()
+    rt, _ = start_store(postgres_dsn=dsn, retry_initial_s=1.0)
+    rt.directory.tell(STORE, decision(0, vclock.now()))
+    assert ask(rt, WriteOrder(order=order(1, vclock.now()))).startswith("error:")
+    proxy.restore()
+    vclock.advance(1.0)
+    settle()
+    assert ask(rt, StoreHealth())["up"] is True
+    assert decisions_in(pg_dsn) == ["d-0"]
+
+
+def test_spool_is_bounded_and_counts_what_it_refuses(
+    start_store: StartStore, vclock: VirtualClock, aegis_env: Path
+) -> None:
+    # A PostgreSQL port nobody listens on: the store is down from the start.
+    proxy = TcpProxy("127.0.0.1", 5432)
+    proxy.cut()
+    rt, _ = start_store(postgres_dsn=f"postgresql://postgres@127.0.0.1:{proxy.port}/x", spool_max=3)
+    for n in range(5):
+        rt.directory.tell(STORE, decision(n, vclock.now()))
+    settle()
+    status = ask(rt, GetStatus())
+    # 5 decisions plus the watchdog's mode change and alert: 3 kept, the rest refused.
+    assert (status["spool"], status["spooled"]) == (3, 3)
+    assert status["spool_refused"] >= 2
+    assert rt.metrics.errors.labels("spool_full")._value.get() == status["spool_refused"]
