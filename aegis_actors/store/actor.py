@@ -14,6 +14,8 @@ from aegis_actors.base import AegisActor
 from aegis_actors.messages import (
     Alert,
     DecisionRecord,
+    KvGet,
+    KvPut,
     LoadState,
     ModeChange,
     OrderUpdate,
@@ -205,6 +207,15 @@ class Store(AegisActor):
             "mode": mode_rows[0]["new"] if mode_rows else None,
             "posture": json.loads(posture_rows[0]["value"]) if posture_rows else None,
         }
+
+    def on_KvGet(self, msg: KvGet) -> Any:
+        rows = self.db.select("kv", {"key": msg.key})
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def on_KvPut(self, msg: KvPut) -> None:
+        value = json.dumps(msg.value, separators=(",", ":"), default=str)
+        row = {"key": msg.key, "value": value, "updated_at": msg.ts}
+        self.write(f"kv {msg.key}", self.db.upsert, "kv", row, ("key",))
 
     def status(self) -> dict[str, Any]:
         return {
