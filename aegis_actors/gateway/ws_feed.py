@@ -217,6 +217,10 @@ def _close(ws: websocket.WebSocket | None) -> None:
             ws.close(timeout=0.5)
         except Exception:
             pass
+        try:  # after a server's close frame `close` returns early and leaves the socket open
+            ws.shutdown()
+        except Exception:
+            pass
 
 
 def _one_line(exc: BaseException) -> str:
