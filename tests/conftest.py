@@ -3,6 +3,7 @@ a bounded condition wait (never a sleep), and a whole AEGIS tree on a virtual cl
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -44,6 +45,18 @@ def vclock() -> VirtualClock:
 def _no_leaked_actors() -> Iterator[None]:
     yield
     pykka.ActorRegistry.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _stdlib_logging_restored() -> Iterator[None]:
+    """A started app routes the `supervisors`/`pykka` loggers into loguru; undo it after
+    each test so later tests' `caplog` still sees them."""
+    yield
+    for name in ("supervisors", "pykka"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+        lg.setLevel(logging.NOTSET)
 
 
 @pytest.fixture(scope="session")
