@@ -42,6 +42,8 @@ class FeedServer:
         self.subscriptions: list[dict[str, Any]] = []
         self.connections = 0
         self.refused = 0
+        self.greeting: list[str] = []  # frames sent to every client once it is subscribed
+        self.greeting_rate = 0.0  # frames per second for the greeting; 0 = as fast as it can
         self._ready: set[ServerConnection] = set()
         self._loop = asyncio.new_event_loop()
         self._server: Server | None = None
@@ -131,12 +133,26 @@ class FeedServer:
             if self.protocol == "alpaca" and not await self._alpaca_handshake(conn):
                 return
             self._ready.add(conn)
+            if self.greeting:
+                asyncio.get_running_loop().create_task(self._greet(conn))
             async for _msg in conn:  # further actions are acknowledged by silence
                 pass
         except ConnectionClosed:
             pass
         finally:
             self._ready.discard(conn)
+
+    async def _greet(self, conn: ServerConnection) -> None:
+        gap = 1.0 / self.greeting_rate if self.greeting_rate else 0.0
+        start = asyncio.get_running_loop().time()
+        try:
+            for i, text in enumerate(self.greeting):
+                await conn.send(text)
+                if gap:
+                    delay = start + (i + 1) * gap - asyncio.get_running_loop().time()
+                    await asyncio.sleep(max(0.0, delay))
+        except ConnectionClosed:
+            pass
 
     async def _alpaca_handshake(self, conn: ServerConnection) -> bool:
         await conn.send(json.dumps([{"T": "success", "msg": "connected"}]))

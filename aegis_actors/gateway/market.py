@@ -19,6 +19,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import pykka
+
 from aegis_actors.base import AegisActor
 from aegis_actors.context import K_FEED
 from aegis_actors.gateway.intake import Intake, PendingTick, Waiting
@@ -79,8 +81,7 @@ class _FeedNote:
 
 @dataclass(frozen=True)
 class _Expire:
-    symbol: str
-    event_id: str
+    """Timer: the oldest in-flight event's whole-cycle deadline has come."""
 
 
 class MarketFeed(AegisActor):
@@ -105,6 +106,10 @@ class MarketFeed(AegisActor):
         self.client: FeedClient | None = None
         self.inbox: deque[tuple[float, Any]] = deque()
         self.wake_pending = False
+        # Whole-cycle deadlines in dispatch order (all share one timeout, so the oldest is
+        # first): one timer at a time instead of one per event.
+        self.deadlines: deque[tuple[float, str, str]] = deque()
+        self.expiry_armed = False
         self.link: dict[str, Any] = {"connected": False, "role": None, "url": None}
         self.link_counts = {"connects": 0, "failovers": 0, "disconnects": 0, "failed": 0}
         self.tiers = NetworkTiers(feed.stale_after_s, feed.safe_after_s, feed.shutdown_after_s)
@@ -156,10 +161,16 @@ class MarketFeed(AegisActor):
             self.inbox.append((rx, frame))
             if not self.wake_pending:
                 self.wake_pending = True
-                me.tell(_Frames())
+                try:
+                    me.tell(_Frames())
+                except pykka.ActorDeadError:
+                    pass  # stopping: the reader is being told to end too
 
         def report(what: str, data: dict[str, Any]) -> None:
-            me.tell(_FeedNote(what, data))
+            try:
+                me.tell(_FeedNote(what, data))
+            except pykka.ActorDeadError:
+                pass
 
         self.client = FeedClient(cfg, self.clock, deliver, report)
         self.client.start()
@@ -452,10 +463,21 @@ class MarketFeed(AegisActor):
                 "ts": self.clock.now(),
             }
         )
-        self.log.bind(event_id=event.event_id).debug(
-            "event {} {} @ {}", event.kind, event.symbol, event.price
+        # A tick's entry is TRACE: at DEBUG the JSON sink costs ~120 us a line, more than
+        # the rest of the path, and a tick's trail starts at the roles anyway.
+        level = "TRACE" if event.kind is EventKind.TICK else "DEBUG"
+        self.log.bind(event_id=event.event_id).log(
+            level, "event {} {} @ {} {}", event.kind, event.symbol, event.price, event.headline
         )
-        self.after(self.settings.watchdog.event_timeout_s, _Expire(event.symbol, event.event_id))
+        self.deadlines.append(
+            (
+                self.clock.now() + self.settings.watchdog.event_timeout_s,
+                event.symbol,
+                event.event_id,
+            )
+        )
+        if not self.expiry_armed:
+            self.arm_expiry()
         self.send(CONTEXT, event)
 
     def release(self, nxt: Waiting | None) -> None:
@@ -469,17 +491,31 @@ class MarketFeed(AegisActor):
     def on_EventDone(self, done: EventDone) -> None:
         self.release(self.intake.done(done.symbol, done.event_id))
 
-    def on__Expire(self, msg: _Expire) -> None:
-        if self.intake.inflight.get(msg.symbol) != msg.event_id:
-            return
-        self.log.bind(event_id=msg.event_id).error(
+    def arm_expiry(self) -> None:
+        inflight = self.intake.inflight
+        while self.deadlines and inflight.get(self.deadlines[0][1]) != self.deadlines[0][2]:
+            self.deadlines.popleft()  # finished in time
+        self.expiry_armed = bool(self.deadlines)
+        if self.deadlines:
+            self.after(max(0.0, self.deadlines[0][0] - self.clock.now()), _Expire())
+
+    def on__Expire(self, _msg: _Expire) -> None:
+        now = self.clock.now()
+        while self.deadlines and self.deadlines[0][0] <= now:
+            _, symbol, event_id = self.deadlines.popleft()
+            if self.intake.inflight.get(symbol) == event_id:
+                self.expire(symbol, event_id)
+        self.arm_expiry()
+
+    def expire(self, symbol: str, event_id: str) -> None:
+        self.log.bind(event_id=event_id).error(
             "event for {} did not finish within {}s: failed",
-            msg.symbol,
+            symbol,
             self.settings.watchdog.event_timeout_s,
         )
         done = EventDone(
-            event_id=msg.event_id,
-            symbol=msg.symbol,
+            event_id=event_id,
+            symbol=symbol,
             outcome=Outcome.TIMEOUT,
             stage="cycle",
             detail="whole cycle past its timeout",
