@@ -7,6 +7,10 @@ checked where a user would look: the status, the trading mode, the alerts, the c
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -258,3 +262,75 @@ def test_primary_killed_switches_to_backup_within_5s(
         assert any(a["kind"] == "feed_failover" for a in alerts)
     finally:
         backup.stop()
+
+
+def test_a_quiet_market_on_a_live_link_is_kept_alive_by_pongs(
+    feed_app: Callable[..., Any], server: FeedServer, vclock: VirtualClock
+) -> None:
+    app = feed_app(ping_every_s=2.0)
+    send_trade(server, vclock, app)
+    for _ in range(40):  # 20 virtual seconds without a print; each ping is answered
+        vclock.advance(0.5)
+        wait_until(lambda: status(app, MARKET)["silent_s"] < 2.6, what="a pong")
+    assert tiers_taken(app) == []
+    assert link(app)["connects"] == 1
+
+
+class BlackHole:
+    """Completes the websocket upgrade, then never reads or writes again (a dead peer)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            request = conn.recv(4096).decode()
+            key = next(
+                line.split(":", 1)[1].strip()
+                for line in request.split("\r\n")
+                if line.lower().startswith("sec-websocket-key")
+            )
+            accept = base64.b64encode(
+                hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()
+            ).decode()
+            conn.sendall(
+                (
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+                ).encode()
+            )
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self.accepted:
+            c.close()
+
+
+def test_a_peer_that_stops_answering_pings_is_dropped_and_redialled(
+    aegis_factory: Callable[..., Any], vclock: VirtualClock
+) -> None:
+    hole = BlackHole()
+    try:
+        app = aegis_factory(
+            feed={
+                "kind": "json",
+                "url": f"ws://127.0.0.1:{hole.port}/",
+                "symbols": ["AAPL"],
+                "ping_every_s": 2.0,
+                "ping_timeout_s": 1.0,
+            }
+        )
+        wait_until(lambda: link(app)["connected"], what="upgraded")
+        took = advance_until(vclock, lambda: link(app)["disconnects"] >= 1, step=0.25)
+        assert 3.0 <= took <= 3.75  # a ping at 2 s, unanswered for 1 s
+        advance_until(vclock, lambda: len(hole.accepted) >= 2, step=0.1)
+    finally:
+        hole.close()
