@@ -59,7 +59,7 @@ class FeedSettings(Section):
     safe_after_s: float = Field(10.0, gt=0)
     shutdown_after_s: float = Field(30.0, gt=0)
     liveness_check_s: float = Field(0.5, gt=0)
-    batch_max: int = Field(2000, ge=1)  # frames decoded per mailbox turn
+    batch_max: int = Field(100, ge=1)  # frames decoded per mailbox turn
 
     @model_validator(mode="after")
     def _tiers_climb(self) -> FeedSettings:

@@ -46,6 +46,8 @@ from aegis_actors.messages import (
 from aegis_actors.runtime import CONTEXT, EXECUTION, POSTURE, WATCHDOG
 
 RECENT = 50  # dispatched events kept for `status`
+DROP_LOG_BURST = 20  # bad-input lines logged per reason per window (all are counted)
+DROP_LOG_WINDOW_S = 10.0
 WS_KINDS = ("alpaca", "json")
 _TIER_ALERT = {
     OK: AlertLevel.INFO,
@@ -95,6 +97,7 @@ class MarketFeed(AegisActor):
         self.ticks = 0
         self.frames = 0
         self.bad: dict[str, int] = {}
+        self.drop_log: dict[str, list[float]] = {}  # reason -> [window start, logged, hushed]
         self.feed_errors = 0
         self.vix: float | None = None
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -289,10 +292,23 @@ class MarketFeed(AegisActor):
             self.on_volatility(*vix)
 
     def drop(self, reason: str, raw: Any) -> None:
-        """A bad frame or print: one log line and a counter per reason, then carry on."""
+        """A bad frame or print: one log line and a counter per reason, then carry on.
+
+        A flood of bad input is logged at most `DROP_LOG_BURST` lines per reason per
+        `DROP_LOG_WINDOW_S`; the rest are counted and summed up in the next line."""
         self.bad[reason] = self.bad.get(reason, 0) + 1
         self.metrics.bad_ticks.labels(reason).inc()
-        self.log.warning("dropped ({}): {}", reason, _short(raw))
+        now = self.clock.now()
+        window = self.drop_log.get(reason)
+        if window is None or now - window[0] >= DROP_LOG_WINDOW_S:
+            if window is not None and window[2]:
+                self.log.warning("dropped ({}): {} more not logged", reason, window[2])
+            window = self.drop_log[reason] = [now, 0, 0]
+        if window[1] < DROP_LOG_BURST:
+            window[1] += 1
+            self.log.warning("dropped ({}): {}", reason, _short(raw))
+        else:
+            window[2] += 1
 
     def control(self, tag: str, obj: dict[str, Any]) -> None:
         if tag == "error":
