@@ -21,7 +21,7 @@ from conftest import drive, settle, wait_until
 from feed_server import FeedServer, trade
 
 from aegis_actors.messages import GetStatus
-from aegis_actors.runtime import CONTEXT, EXECUTION, MARKET, WATCHDOG
+from aegis_actors.runtime import CONTEXT, EXECUTION, MARKET, POSTURE, WATCHDOG
 from supervisors.clock import VirtualClock
 
 KEY, SECRET = "AKTESTKEY123", "very-secret-value-42"
@@ -135,8 +135,9 @@ def test_alpaca_handshake_uses_env_keys_and_subscribes_the_symbols(
             trade("VIX", 27.5, vclock.now()),
         ]
     )
-    wait_until(lambda: status(app, MARKET)["vix"] == 27.5, what="the VIX reached the market")
+    wait_until(lambda: status(app, POSTURE)["vix"] == 27.5, what="the VIX reached the posture")
     settle()
+    assert status(app, POSTURE)["posture"] == "defensive"  # VIX > 25 (SPEC 3)
     market = status(app, MARKET)
     assert market["ticks"] == 2  # AAPL trade, MSFT bar; the quote's "t" is no time
     assert market["bad_ticks"] == {"bad_timestamp": 1}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from aegis_actors.gateway.calendar import load_releases
 from aegis_actors.gateway.intake import Intake, PendingTick
 from aegis_actors.gateway.protocols import alpaca_item, decode_frame, parse_ts, plain_item
 from aegis_actors.gateway.tiers import NetworkTiers
@@ -97,3 +98,21 @@ def test_websocket_feeds_need_ws_urls(aegis_env: Path) -> None:
         check_supported(load_settings(None, feed={"kind": "replay"}))
     with pytest.raises(SettingsError, match="stale_after_s"):
         load_settings(None, feed={"safe_after_s": 50.0})
+
+
+def test_calendar_files_load_from_csv_and_json(tmp_path: Path) -> None:
+    csv_file = tmp_path / "releases.csv"
+    csv_file.write_text(
+        "name,time,symbols,importance\n"
+        "CPI,2026-01-02T13:30:00Z,AAPL;MSFT,high\n"
+        "GDP,1767360000,SPY,medium\n"
+        "BAD,next tuesday,SPY,high\n"
+    )
+    releases = load_releases(file=str(csv_file))
+    assert [(r.name, r.ts, r.symbols, r.importance) for r in releases] == [
+        ("CPI", 1767360600.0, ("AAPL", "MSFT"), "high"),
+        ("GDP", 1767360000.0, ("SPY",), "medium"),
+    ]
+    json_file = tmp_path / "releases.json"
+    json_file.write_text('[{"name": "NFP", "time": 1767360000, "symbols": ["AAPL"]}]')
+    assert load_releases(file=str(json_file))[0].symbols == ("AAPL",)

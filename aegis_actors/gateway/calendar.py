@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from loguru import logger
 
 from aegis_actors.base import AegisActor
 from aegis_actors.gateway.market import new_event_id
 from aegis_actors.messages import EventKind, KvGet, KvPut, MarketEvent
 from aegis_actors.runtime import MARKET, STORE
+
+log = logger.bind(actor="calendar")
 
 
 @dataclass(frozen=True)
@@ -33,23 +36,31 @@ class _Due:
 def parse_time(value: Any) -> float:
     if isinstance(value, int | float):
         return float(value)
+    try:  # CSV cells are text: epoch seconds arrive as "1767360000"
+        return float(value)
+    except (TypeError, ValueError):
+        pass
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
 def parse_releases(rows: list[dict[str, Any]]) -> list[Release]:
+    """Good rows become releases; a bad row is skipped with one log line, not the file."""
     out = []
     for row in rows:
-        symbols = row.get("symbols", [])
-        if isinstance(symbols, str):
-            symbols = [s.strip() for s in symbols.replace(";", ",").split(",") if s.strip()]
-        out.append(
-            Release(
-                name=str(row["name"]),
-                ts=parse_time(row["time"]),
-                symbols=tuple(symbols),
-                importance=str(row.get("importance", "medium")),
+        try:
+            symbols = row.get("symbols", [])
+            if isinstance(symbols, str):
+                symbols = [s.strip() for s in symbols.replace(";", ",").split(",") if s.strip()]
+            out.append(
+                Release(
+                    name=str(row["name"]),
+                    ts=parse_time(row["time"]),
+                    symbols=tuple(str(s) for s in symbols),
+                    importance=str(row.get("importance", "medium")),
+                )
             )
-        )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("calendar row skipped ({}): {!r}", exc, row)
     return out
 
 
