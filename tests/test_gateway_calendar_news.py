@@ -4,6 +4,7 @@ twice across restarts (the last fired one is kept in the durable store)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,7 +13,7 @@ from conftest import drive, settle
 from feed_server import HttpJson
 
 from aegis_actors.messages import GetStatus, RequestMode, TradingMode
-from aegis_actors.runtime import CALENDAR, MARKET, NEWS, WATCHDOG
+from aegis_actors.runtime import CALENDAR, MARKET, NEWS, STORE, WATCHDOG
 from supervisors.clock import VirtualClock
 
 QUIET_FEED = {"symbols": ["AAPL", "MSFT", "NVDA"], "tick_interval_s": 1e6}
@@ -60,9 +61,19 @@ def test_releases_enter_at_their_time_for_each_affected_symbol(
     assert status(app, CALENDAR)["fired"] == 2
 
 
+@pytest.mark.parametrize(
+    "durable", ["sqlite", pytest.param("postgres", marks=pytest.mark.integration)]
+)
 def test_missed_release_fires_once_after_restart_never_twice(
-    aegis_factory: Callable[..., Any], http: HttpJson, vclock: VirtualClock
+    aegis_factory: Callable[..., Any],
+    http: HttpJson,
+    vclock: VirtualClock,
+    durable: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    if durable == "postgres":
+        pg = {"postgres_dsn": request.getfixturevalue("pg_dsn")}
+        aegis_factory = functools.partial(aegis_factory, store=pg)
     t0 = vclock.now()
     http.docs["/calendar"] = [
         {"name": "OLD", "time": t0 - 400, "symbols": ["AAPL"]},  # past catch_up_s: never
@@ -83,6 +94,7 @@ def test_missed_release_fires_once_after_restart_never_twice(
         ("B (medium)", "MSFT")
     ]
     assert status(second, CALENDAR)["caught_up"] == 1
+    assert status(second, STORE)["durable"] == durable
     second.stop("restart again")
 
     third = aegis_factory(feed=QUIET_FEED, calendar=cal)
