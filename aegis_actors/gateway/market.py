@@ -141,7 +141,7 @@ class MarketFeed(AegisActor):
         if saved and saved.get("tier", OK) > OK:  # a restart in the middle of an outage
             self.tiers.tier = int(saved["tier"])
             self.last_seen = float(saved.get("since", self.last_seen))
-        tradable = [s for s in feed.symbols]
+        tradable = list(feed.symbols)
         watched = tradable + ([feed.vix_symbol] if feed.vix_symbol not in self.symbols else [])
         cfg = ClientConfig(
             urls=[u for u in (feed.url, feed.backup_url) if u],
@@ -214,8 +214,13 @@ class MarketFeed(AegisActor):
                 item = decode(obj)
                 if item[0] == "print":
                     _, symbol, price, volume, ts, open_price = item
-                    if symbol == self.vix_symbol and symbol not in self.symbols:
-                        if self.accept_vix(price, ts):
+                    if symbol == self.vix_symbol:  # the volatility index drives the posture
+                        ok = (
+                            self.accept(rx, symbol, price, volume, ts, open_price, batch)
+                            if symbol in self.symbols
+                            else self.accept_vix(price, ts)
+                        )
+                        if ok:
                             vix = (float(price), float(ts))
                         continue
                     self.accept(rx, symbol, price, volume, ts, open_price, batch)
