@@ -25,7 +25,13 @@ def status(app: Any, name: str) -> dict[str, Any]:
 
 
 def entered(app: Any, kind: str) -> list[dict[str, Any]]:
-    """Events of `kind` the gateway sent into the pipeline, oldest first."""
+    """Events of `kind` the gateway sent into the pipeline, oldest first.
+
+    Asking the calendar and news actors first waits out a poll or release still being
+    handled (an idle mailbox is not an idle actor); what they told the market is then
+    ahead of this ask in its mailbox."""
+    status(app, CALENDAR)
+    status(app, NEWS)
     return [e for e in status(app, MARKET)["recent"] if e["kind"] == kind]
 
 
@@ -120,12 +126,14 @@ def test_news_polls_dedupes_and_maps_headlines_to_symbols(
         news={"url": http.url("/news"), "poll_every_s": 5.0, "keywords": {"AAPL": ["apple"]}},
     )
     drive(vclock, 0.25)  # first poll: the endpoint is not there yet
+    assert status(app, NEWS)["polls"] == 1
     assert http.hits == {"/news": 1}
     assert app.rt.metrics.errors.labels("news_poll")._value.get() == 1
     http.docs["/news"] = {"items": items}
     drive(vclock, 4.5)
     assert http.hits == {"/news": 1}
     drive(vclock, 0.5)
+    assert status(app, NEWS)["polls"] == 2
     assert http.hits == {"/news": 2}
     news = entered(app, "news")
     assert [(e["symbol"], e["headline"]) for e in news] == [
@@ -134,7 +142,7 @@ def test_news_polls_dedupes_and_maps_headlines_to_symbols(
     ]
     http.docs["/news"] = {"items": [*items, {"id": "n4", "headline": "x", "symbols": ["MSFT"]}]}
     drive(vclock, 5.0)
-    settle()
+    assert status(app, NEWS)["polls"] == 3
     assert http.hits == {"/news": 3}
     assert [e["symbol"] for e in entered(app, "news")] == ["AAPL", "NVDA", "MSFT"]
     assert status(app, NEWS)["emitted"] == 3

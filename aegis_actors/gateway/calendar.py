@@ -13,7 +13,7 @@ import requests
 from loguru import logger
 
 from aegis_actors.base import AegisActor
-from aegis_actors.gateway.market import new_event_id
+from aegis_actors.gateway.admission import new_event_id
 from aegis_actors.messages import EventKind, KvGet, KvPut, MarketEvent
 from aegis_actors.runtime import MARKET, STORE
 
