@@ -20,7 +20,7 @@ import pytest
 from conftest import drive, settle, wait_until
 from feed_server import FeedServer, trade
 
-from aegis_actors.messages import GetStatus
+from aegis_actors.messages import Action, Decision, GetStatus, OrderType, Posture
 from aegis_actors.runtime import CONTEXT, EXECUTION, MARKET, POSTURE, WATCHDOG
 from supervisors.clock import VirtualClock
 
@@ -205,11 +205,27 @@ def test_over_10s_cancels_all_and_moves_to_safe(
     feed_app: Callable[..., Any], server: FeedServer, vclock: VirtualClock
 ) -> None:
     app = feed_app()
+    send_trade(server, vclock, app)
+    resting = Decision(  # a buy limit far under the market: it rests, open
+        event_id="ev-resting",
+        decision_id="dec-resting",
+        symbol="AAPL",
+        action=Action.BUY,
+        size_fraction=1.0,
+        order_type=OrderType.LIMIT,
+        limit_price=80.0,
+        confidence=0.9,
+        posture=Posture.DEFENSIVE,
+        reference_price=101.5,
+    )
+    app.rt.directory.tell(EXECUTION, resting)
+    wait_until(lambda: status(app, EXECUTION)["open_orders"], what="the order resting")
     silent = outage(server, vclock, app, 12.0)
     assert silent > 12.0
     assert tiers_taken(app) == ["stale", "safe", "ok"]
     assert status(app, WATCHDOG)["mode"] == "safe"  # and stays there: only up by itself
-    assert status(app, EXECUTION)["mode"] == "safe"  # execution cancelled all, liquidating
+    assert status(app, EXECUTION)["mode"] == "safe"
+    assert status(app, EXECUTION)["open_orders"] == []  # cancelled at the safe step
     assert [a["level"] for a in feed_alerts(app)] == ["warning", "critical", "info"]
     assert not app.rt.shutdown.is_set()
 
