@@ -351,3 +351,18 @@ def test_a_peer_that_stops_answering_pings_is_dropped_and_redialled(
         advance_until(vclock, lambda: len(hole.accepted) >= 2, step=0.1)
     finally:
         hole.close()
+
+
+def test_a_reconnect_within_3s_counts_as_back_even_with_no_prints_after_it(
+    feed_app: Callable[..., Any], server: FeedServer, vclock: VirtualClock
+) -> None:
+    app = feed_app()
+    send_trade(server, vclock, app)
+    server.cut()
+    wait_until(lambda: not link(app)["connected"])
+    drive(vclock, 2.0)
+    server.restore()
+    advance_until(vclock, lambda: link(app)["connected"] and server.ready >= 1)
+    drive(vclock, 2.5)  # a quiet market: no print, no ping yet
+    assert tiers_taken(app) == []
+    assert status(app, MARKET)["silent_s"] <= 2.5

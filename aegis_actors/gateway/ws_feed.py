@@ -132,6 +132,7 @@ class FeedClient:
             if ws is not None:
                 attempt = 0
                 self.report("connected", {"url": url, "role": role})
+                self.deliver(self.clock.now(), None)  # a live link, even in a quiet market
                 why = self._read(ws)
                 _close(ws)
                 self.report("disconnected", {"url": url, "role": role, "reason": why})
