@@ -3,8 +3,8 @@ liveness walking the SPEC 4.2 network tiers; validation and the intake are `Admi
 
 With a websocket feed the reader thread only appends frames to a deque and wakes this
 actor when it is not already awake, so frames arrive in batches and the reader never
-waits on the mailbox. The silence since the last frame (or pong) is measured on the
-clock: back within 3 s nothing; then stale; then safe (cancel all, liquidate); then
+waits on the mailbox. The silence since the last frame, pong or reconnection is measured
+on the clock: back within 3 s nothing; then stale; then safe (cancel all, liquidate); then
 shutdown. Each step is logged, alerted, emitted, in `status`, and enters as a system event.
 """
 
