@@ -32,6 +32,7 @@ K_POSTURE = "posture"  # {"posture": ..., "params": {...}}
 K_MODE = "mode"
 K_ACCOUNT = "account"  # {"equity": ..., "cash": ...}
 K_SESSION = "session"  # {"session_id": ..., "opened_at": ...}
+K_FEED = "feed_state"  # {"tier": ..., "stale": bool, "since": ts data stopped} (gateway)
 
 
 def posture_params(settings: Any, posture: Posture) -> PostureParams:
@@ -66,6 +67,10 @@ class ContextLoader(AegisActor):
         if not prices and event.price is not None:
             prices, age = [event.price], now - event.ts
         stale = age is not None and age > STALE_AFTER_S
+        feed = cache.get_json(K_FEED)
+        if feed and feed.get("stale"):  # the feed went silent (SPEC 4.2 tier 3-10 s)
+            stale = True
+            age = max(age or 0.0, now - float(feed.get("since", now)))
         if stale:
             self.stale += 1
         positions, posture_doc, mode, session, account = cache.get_many(

@@ -270,6 +270,16 @@ class DecisionRecord(Msg):
     verdict_confidence: float | None = None
 
 
+class Ticks(Msg):
+    """A batch of validated prints for execution, in arrival order (never coalesced).
+
+    One message per feed batch instead of one per print keeps ingestion lean at tens of
+    thousands of prints a second. Items: (symbol, price, volume, ts, open_price or None).
+    """
+
+    ticks: list[tuple[str, float, float, float, float | None]]
+
+
 # -- control side ------------------------------------------------------------------------
 
 
@@ -430,3 +440,17 @@ class SupervisorEvent(Msg):
     """A restart, an escalation or an abandoned child, as the supervisors reported it."""
 
     data: dict[str, Any]
+
+
+class KvGet(Msg):
+    """Asked of the store: the durable value under `key` (JSON), or None."""
+
+    key: str
+
+
+class KvPut(Msg):
+    """Told to the store: keep `value` (JSON-able) under `key`, replacing the old one."""
+
+    key: str
+    value: Any
+    ts: float

@@ -72,11 +72,31 @@ class FeedSettings(Section):
     vix_start: float = Field(18.0, gt=0)
     key: SecretStr = SecretStr("")
     secret: SecretStr = SecretStr("")
+    subscribe_quotes: bool = False  # alpaca: quotes (mid price) besides trades
+    subscribe_bars: bool = False  # alpaca: minute bars besides trades
+    reconnect_initial_s: float = Field(0.1, ge=0)
+    reconnect_max_s: float = Field(1.0, ge=0)
+    reconnect_jitter: float = Field(0.2, ge=0, le=1)
+    connect_timeout_s: float = Field(3.0, gt=0)
+    ping_every_s: float = Field(5.0, gt=0)
+    ping_timeout_s: float = Field(3.0, gt=0)
+    stale_after_s: float = Field(3.0, gt=0)  # SPEC 4.2 network tiers, from when data stops
+    safe_after_s: float = Field(10.0, gt=0)
+    shutdown_after_s: float = Field(30.0, gt=0)
+    liveness_check_s: float = Field(0.5, gt=0)
+    batch_max: int = Field(100, ge=1)  # frames decoded per mailbox turn
+
+    @model_validator(mode="after")
+    def _tiers_climb(self) -> FeedSettings:
+        if not self.stale_after_s < self.safe_after_s < self.shutdown_after_s:
+            raise ValueError("stale_after_s < safe_after_s < shutdown_after_s must hold")
+        return self
 
 
 class CalendarSettings(Section):
     file: str = ""  # JSON or CSV of releases
     url: str = ""
+    catch_up_s: float = Field(300.0, ge=0)  # releases missed while down, fired once at start
 
 
 class NewsSettings(Section):

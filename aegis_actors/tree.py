@@ -83,11 +83,20 @@ def check_supported(settings: Settings) -> None:
             raise SettingsError(
                 f"settings: roles.{role}.url: empty, but backend 'llm' needs an endpoint URL"
             )
-    if settings.feed.kind != "synthetic":
+    feed = settings.feed
+    if feed.kind not in ("synthetic", "alpaca", "json"):
         raise SettingsError(
-            f"settings: feed.kind: {settings.feed.kind!r} is not available in "
-            "this build; use 'synthetic'"
+            f"settings: feed.kind: {feed.kind!r} is not available in this build; "
+            "use 'synthetic', 'alpaca' or 'json'"
         )
+    if feed.kind in ("alpaca", "json"):
+        for key in ("url", "backup_url"):
+            url = getattr(feed, key)
+            if (url or key == "url") and not url.startswith(("ws://", "wss://")):
+                raise SettingsError(
+                    f"settings: feed.{key}: {url!r} is not a ws:// or wss:// URL "
+                    f"(feed.kind {feed.kind!r} needs one)"
+                )
 
 
 def actor(

@@ -51,6 +51,18 @@ def _no_leaked_actors() -> Iterator[None]:
         lg.propagate = True
 
 
+@pytest.fixture(autouse=True)
+def _stdlib_logging_restored() -> Iterator[None]:
+    """A started app routes the `supervisors`/`pykka` loggers into loguru; undo it after
+    each test so later tests' `caplog` still sees them."""
+    yield
+    for name in ("supervisors", "pykka"):
+        lg = logging.getLogger(name)
+        lg.handlers[:] = []
+        lg.propagate = True
+        lg.setLevel(logging.NOTSET)
+
+
 @pytest.fixture(scope="session")
 def pg_admin() -> Iterator[psycopg2.extensions.connection]:
     """Autocommit connection to the maintenance DB, used to create/drop test DBs."""

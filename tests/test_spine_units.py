@@ -57,15 +57,16 @@ def ev(symbol: str, n: int) -> MarketEvent:
 
 def test_intake_one_in_flight_per_symbol_latest_wins() -> None:
     i = Intake()
-    assert i.offer(ev("A", 1)) is not None
-    assert i.offer(ev("B", 2)) is not None  # other symbols are not held up
-    assert i.offer(ev("A", 3)) is None
-    assert i.offer(ev("A", 4)) is None
+    assert i.offer("A", ev("A", 1))
+    i.admit("A", "e1")
+    assert i.offer("B", ev("B", 2))  # other symbols are not held up
+    assert not i.offer("A", ev("A", 3))
+    assert not i.offer("A", ev("A", 4))
     assert i.coalesced == 1
     assert i.done("A", "e3") is None  # a stale report frees nothing
     nxt = i.done("A", "e1")
-    assert nxt is not None and nxt.event_id == "e4"
-    assert i.done("A", "e4") is None and "A" not in i.inflight
+    assert isinstance(nxt, MarketEvent) and nxt.event_id == "e4"
+    assert "A" not in i.inflight
 
 
 def test_modes_go_up_automatically_and_down_only_by_operator() -> None:

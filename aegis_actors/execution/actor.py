@@ -40,6 +40,7 @@ from aegis_actors.messages import (
     Side,
     Snapshot,
     Tick,
+    Ticks,
     TradingMode,
     WriteOrder,
 )
@@ -282,14 +283,22 @@ class Execution(AegisActor):
     # -- prices -> fills and exits ---------------------------------------------------
 
     def on_Tick(self, t: Tick) -> None:
-        self.prices[t.symbol] = t.price
-        fills = self.broker.on_price(t.symbol, t.price, t.ts, open_price=t.open_price)
+        self.on_price(t.symbol, t.price, t.ts, t.open_price)
+
+    def on_Ticks(self, batch: Ticks) -> None:
+        """A feed batch: every print in order, as if each came alone."""
+        for symbol, price, _volume, ts, open_price in batch.ticks:
+            self.on_price(symbol, price, ts, open_price)
+
+    def on_price(self, symbol: str, price: float, ts: float, open_price: float | None) -> None:
+        self.prices[symbol] = price
+        fills = self.broker.on_price(symbol, price, ts, open_price=open_price)
         fills += self.broker.poll_fills()
         if fills:
             self.apply_fills(fills)
-        held = self.positions.get(t.symbol)
+        held = self.positions.get(symbol)
         if held is not None and held.qty != 0:
-            self.check_exits(held, t.price)
+            self.check_exits(held, price)
 
     def apply_fills(self, fills: list[BrokerFill]) -> None:
         if not fills:

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from loguru import logger
 
 from aegis_actors.base import AegisActor
-from aegis_actors.gateway.market import new_event_id
-from aegis_actors.messages import EventKind, MarketEvent
-from aegis_actors.runtime import MARKET
+from aegis_actors.gateway.admission import new_event_id
+from aegis_actors.messages import EventKind, KvGet, KvPut, MarketEvent
+from aegis_actors.runtime import MARKET, STORE
+
+log = logger.bind(actor="calendar")
 
 
 @dataclass(frozen=True)
@@ -33,23 +36,31 @@ class _Due:
 def parse_time(value: Any) -> float:
     if isinstance(value, int | float):
         return float(value)
+    try:  # CSV cells are text: epoch seconds arrive as "1767360000"
+        return float(value)
+    except (TypeError, ValueError):
+        pass
     return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
 
 
 def parse_releases(rows: list[dict[str, Any]]) -> list[Release]:
+    """Good rows become releases; a bad row is skipped with one log line, not the file."""
     out = []
     for row in rows:
-        symbols = row.get("symbols", [])
-        if isinstance(symbols, str):
-            symbols = [s.strip() for s in symbols.replace(";", ",").split(",") if s.strip()]
-        out.append(
-            Release(
-                name=str(row["name"]),
-                ts=parse_time(row["time"]),
-                symbols=tuple(symbols),
-                importance=str(row.get("importance", "medium")),
+        try:
+            symbols = row.get("symbols", [])
+            if isinstance(symbols, str):
+                symbols = [s.strip() for s in symbols.replace(";", ",").split(",") if s.strip()]
+            out.append(
+                Release(
+                    name=str(row["name"]),
+                    ts=parse_time(row["time"]),
+                    symbols=tuple(str(s) for s in symbols),
+                    importance=str(row.get("importance", "medium")),
+                )
             )
-        )
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("calendar row skipped ({}): {!r}", exc, row)
     return out
 
 
@@ -67,33 +78,67 @@ def load_releases(file: str = "", url: str = "") -> list[Release]:
     return parse_releases(json.loads(path.read_text(encoding="utf-8")))
 
 
+K_LAST_FIRED = "calendar:last_fired"  # durable kv: {"ts": release time, "names": [...]}
+
+
+def already_fired(r: Release, last: dict[str, Any] | None) -> bool:
+    """Releases are fired in time order, so the last fired one marks all before it."""
+    if not last:
+        return False
+    ts = float(last.get("ts", 0.0))
+    return r.ts < ts or (r.ts == ts and r.name in last.get("names", []))
+
+
 class Calendar(AegisActor):
+    """Fires each release once, at its time; after a restart, a release missed while down
+    (no older than `calendar.catch_up_s`) fires once at start, and one already fired never
+    again: the last fired release is written to the durable store before its events go."""
+
     def on_start(self) -> None:
         cfg = self.settings.calendar
         self.fired = 0
         self.scheduled = 0
+        self.caught_up = 0
+        self.last: dict[str, Any] | None = None
+        if not (cfg.file or cfg.url):
+            self.log.info("calendar: no schedule configured (calendar.file / calendar.url)")
+            return
         try:
             releases = load_releases(cfg.file, cfg.url)
         except (OSError, ValueError, KeyError, requests.RequestException) as exc:
             self.log.error("calendar could not be loaded: {}", exc)
             self.metrics.errors.labels("calendar_load").inc()
             releases = []
+        catch_up = cfg.catch_up_s
+        try:
+            self.last = self.ask(STORE, KvGet(key=K_LAST_FIRED), timeout=3.0)
+        except Exception as exc:  # unknown history: replay nothing rather than twice
+            self.log.error("calendar: last fired release unreadable ({}); no catch-up", exc)
+            self.metrics.errors.labels("calendar_history").inc()
+            catch_up = 0.0
         now = self.clock.now()
         known = set(self.settings.feed.symbols)
-        for r in releases:
-            if r.ts < now:
-                continue  # past releases are not replayed
-            if not set(r.symbols) & known:
+        for r in sorted(releases, key=lambda r: r.ts):
+            if already_fired(r, self.last) or not set(r.symbols) & known:
                 continue
-            self.after(r.ts - now, _Due(r))
+            if r.ts < now:
+                if now - r.ts > catch_up:
+                    continue  # too old to matter
+                self.caught_up += 1
+                self.log.warning("release {} was missed while down: firing it now", r.name)
+            self.after(max(0.0, r.ts - now), _Due(r))
             self.scheduled += 1
-        if cfg.file or cfg.url:
-            self.log.info("calendar: {} upcoming releases scheduled", self.scheduled)
-        else:
-            self.log.info("calendar: no schedule configured (calendar.file / calendar.url)")
+        self.log.info("calendar: {} releases scheduled", self.scheduled)
 
     def on__Due(self, msg: _Due) -> None:
         r = msg.release
+        if already_fired(r, self.last):
+            return
+        names = [r.name]
+        if self.last and float(self.last.get("ts", 0.0)) == r.ts:
+            names = [*self.last.get("names", []), r.name]
+        self.last = {"ts": r.ts, "names": names}
+        self.send(STORE, KvPut(key=K_LAST_FIRED, value=self.last, ts=self.clock.now()))
         self.fired += 1
         self.log.info("release due: {} ({}) for {}", r.name, r.importance, ",".join(r.symbols))
         for symbol in r.symbols:
@@ -111,4 +156,9 @@ class Calendar(AegisActor):
                 )
 
     def status(self) -> dict[str, Any]:
-        return {"scheduled": self.scheduled, "fired": self.fired}
+        return {
+            "scheduled": self.scheduled,
+            "fired": self.fired,
+            "caught_up": self.caught_up,
+            "last_fired": self.last,
+        }

@@ -1,31 +1,41 @@
-"""The market actor: the feed, tick validation, and the gateway's intake for every event.
+"""The market actor: where prints come from (synthetic or a websocket), and the feed's
+liveness walking the SPEC 4.2 network tiers; validation and the intake are `Admission`'s.
 
-Every valid tick goes to execution (prices for fills and exits) and the cache; events go
-to the context loader one per symbol at a time (latest wins), and each event's end comes
-back here as `EventDone`, which frees the symbol.
+With a websocket feed the reader thread only appends frames to a deque and wakes this
+actor when it is not already awake, so frames arrive in batches and the reader never
+waits on the mailbox. The silence since the last frame, pong or reconnection is measured
+on the clock: back within 3 s nothing; then stale; then safe (cancel all, liquidate); then
+shutdown. Each step is logged, alerted, emitted, in `status`, and enters as a system event.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from aegis_actors.base import AegisActor
-from aegis_actors.gateway.intake import Intake
+import pykka
+
+from aegis_actors.context import K_FEED
+from aegis_actors.gateway.admission import Admission, Batch, new_event_id, short_repr
+from aegis_actors.gateway.protocols import DECODERS, decode_frame
 from aegis_actors.gateway.synthetic import SyntheticMarket
-from aegis_actors.gateway.ticks import check_tick
-from aegis_actors.messages import (
-    T0,
-    EventDone,
-    EventKind,
-    MarketEvent,
-    Outcome,
-    Tick,
-    VolatilityIndex,
-)
-from aegis_actors.runtime import CONTEXT, EXECUTION, POSTURE, WATCHDOG
-from supervisors import Timer
+from aegis_actors.gateway.tiers import NAMES, OK, SAFE, SHUTDOWN, STALE, NetworkTiers, Step
+from aegis_actors.gateway.ws_feed import ClientConfig, FeedClient
+from aegis_actors.messages import Alert, AlertLevel, RequestMode, TradingMode
+from aegis_actors.runtime import WATCHDOG
+
+__all__ = ["MarketFeed", "new_event_id"]
+
+WS_KINDS = ("alpaca", "json")
+_TIER_ALERT = {
+    OK: AlertLevel.INFO,
+    STALE: AlertLevel.WARNING,
+    SAFE: AlertLevel.CRITICAL,
+    SHUTDOWN: AlertLevel.CRITICAL,
+}
+_TIER_MODE = {SAFE: TradingMode.SAFE, SHUTDOWN: TradingMode.SHUTDOWN}
 
 
 @dataclass(frozen=True)
@@ -34,22 +44,38 @@ class _Pump:
 
 
 @dataclass(frozen=True)
-class _Expire:
-    symbol: str
-    event_id: str
+class _Frames:
+    """The reader thread put frames in the inbox."""
 
 
-class MarketFeed(AegisActor):
+@dataclass(frozen=True)
+class _Liveness:
+    """Timer: measure the feed's silence against the network tiers."""
+
+
+@dataclass(frozen=True)
+class _FeedNote:
+    """The reader thread's news: connected, disconnected, retry, refused."""
+
+    what: str
+    data: dict[str, Any]
+
+
+class MarketFeed(Admission):
     def on_start(self) -> None:
         feed = self.settings.feed
-        self.symbols = frozenset(feed.symbols)
-        self.last_ts: dict[str, float] = {}
-        self.intake = Intake()
-        self.expiry: dict[str, Timer] = {}
-        self.ticks = 0
-        self.bad: dict[str, int] = {}
-        self.vix: float | None = None
+        self.setup_admission()
+        self.frames = 0
+        self.feed_errors = 0
+        self.tier_steps: deque[dict[str, Any]] = deque(maxlen=20)
         self.source: SyntheticMarket | None = None
+        self.client: FeedClient | None = None
+        self.inbox: deque[tuple[float, Any]] = deque()
+        self.wake_pending = False
+        self.link: dict[str, Any] = {"connected": False, "role": None, "url": None}
+        self.link_counts = {"connects": 0, "failovers": 0, "disconnects": 0, "failed": 0}
+        self.tiers = NetworkTiers(feed.stale_after_s, feed.safe_after_s, feed.shutdown_after_s)
+        self.last_seen = self.clock.now()
         if feed.kind == "synthetic":
             self.source = SyntheticMarket(
                 list(feed.symbols),
@@ -62,124 +88,222 @@ class MarketFeed(AegisActor):
             self.log.info(
                 "synthetic feed: {} symbols every {}s", len(self.symbols), feed.tick_interval_s
             )
+        elif feed.kind in WS_KINDS:
+            self.start_client()
         else:
             self.log.warning("feed kind {} is not available in this build", feed.kind)
 
-    # -- ticks -----------------------------------------------------------------------
+    def start_client(self) -> None:
+        feed = self.settings.feed
+        self.decode = DECODERS[feed.kind]
+        saved = self.rt.cache.get_json(K_FEED)
+        if saved and saved.get("tier", OK) > OK:  # a restart in the middle of an outage
+            self.tiers.tier = int(saved["tier"])
+            self.last_seen = float(saved.get("since", self.last_seen))
+        tradable = list(feed.symbols)
+        watched = tradable + ([feed.vix_symbol] if feed.vix_symbol not in self.symbols else [])
+        cfg = ClientConfig(
+            urls=[u for u in (feed.url, feed.backup_url) if u],
+            protocol=feed.kind,
+            key=feed.key.get_secret_value(),
+            secret=feed.secret.get_secret_value(),
+            trades=watched,
+            quotes=tradable if feed.subscribe_quotes else [],
+            bars=tradable if feed.subscribe_bars else [],
+            reconnect_initial_s=feed.reconnect_initial_s,
+            reconnect_max_s=feed.reconnect_max_s,
+            reconnect_jitter=feed.reconnect_jitter,
+            connect_timeout_s=feed.connect_timeout_s,
+            ping_every_s=feed.ping_every_s,
+            ping_timeout_s=feed.ping_timeout_s,
+        )
+        me = self.actor_ref
+
+        def deliver(rx: float, frame: Any) -> None:  # reader thread: append, wake, never wait
+            self.inbox.append((rx, frame))
+            if not self.wake_pending:
+                self.wake_pending = True
+                try:
+                    me.tell(_Frames())
+                except pykka.ActorDeadError:
+                    pass  # stopping: the reader is being told to end too
+
+        def report(what: str, data: dict[str, Any]) -> None:
+            try:
+                me.tell(_FeedNote(what, data))
+            except pykka.ActorDeadError:
+                pass
+
+        self.client = FeedClient(cfg, self.clock, deliver, report)
+        self.client.start()
+        self.after(feed.liveness_check_s, _Liveness())
+        self.log.info(
+            "{} websocket feed: {} symbols, primary {}, backup {}",
+            feed.kind,
+            len(self.symbols),
+            feed.url,
+            feed.backup_url or "none",
+        )
+
+    def stopping(self) -> None:
+        if self.client is not None and not self.client.stop(timeout=2.0):
+            self.log.warning("feed reader thread did not end within 2s")
+
+    # -- frames from the websocket ------------------------------------------------------
+
+    def on__Frames(self, _msg: _Frames) -> None:
+        self.wake_pending = False
+        inbox = self.inbox
+        decode = self.decode
+        batch: Batch = []
+        vix: tuple[float, float] | None = None
+        n = 0
+        limit = self.settings.feed.batch_max
+        while inbox and n < limit:
+            rx, frame = inbox.popleft()
+            n += 1
+            self.seen(rx)
+            if frame is None:
+                continue  # a pong: the link is alive
+            items = decode_frame(frame)
+            if isinstance(items, str):
+                self.drop(items, frame)
+                continue
+            for obj in items:
+                item = decode(obj)
+                if item[0] == "print":
+                    _, symbol, price, volume, ts, open_price = item
+                    if symbol == self.vix_symbol:  # the volatility index drives the posture
+                        ok = (
+                            self.accept(rx, symbol, price, volume, ts, open_price, batch)
+                            if symbol in self.symbols
+                            else self.accept_vix(price, ts)
+                        )
+                        if ok:
+                            vix = (float(price), float(ts))
+                        continue
+                    self.accept(rx, symbol, price, volume, ts, open_price, batch)
+                elif item[0] == "control":
+                    self.control(item[1], item[2])
+                else:
+                    self.drop(item[1], item[2])
+        self.frames += n
+        self.flush(batch, vix)
+        if inbox and not self.wake_pending:
+            self.wake_pending = True
+            self.actor_ref.tell(_Frames())
+
+    def control(self, tag: str, obj: dict[str, Any]) -> None:
+        if tag == "error":
+            self.feed_errors += 1
+            self.metrics.errors.labels("feed_error").inc()
+            self.log.error("feed error message: {}", short_repr(obj))
+        else:
+            self.log.debug("feed {}: {}", tag, short_repr(obj))
+
+    # -- the synthetic feed -------------------------------------------------------------
 
     def on__Pump(self, _msg: _Pump) -> None:
         assert self.source is not None
         prints, vix = self.source.step()
         now = self.clock.now()
+        batch: Batch = []
         for p in prints:
-            self.ingest(p.symbol, p.price, p.volume, now)
-        self.on_volatility(vix, now)
+            self.accept(now, p.symbol, p.price, p.volume, now, None, batch)
+        self.flush(batch, (vix, now))
         self.after(self.settings.feed.tick_interval_s, _Pump())
 
-    def on_volatility(self, value: float, ts: float) -> None:
-        self.vix = value
-        self.send(POSTURE, VolatilityIndex(value=value, ts=ts))
+    # -- liveness and the network tiers (SPEC 4.2) ---------------------------------------
 
-    def ingest(self, symbol: Any, price: Any, volume: Any, ts: Any) -> bool:
-        """Validate one print and feed it on; False (with a counted reason) if dropped."""
-        reason = check_tick(
-            symbol,
-            price,
-            volume,
-            ts,
-            known=self.symbols,
-            last_ts=self.last_ts.get(symbol) if isinstance(symbol, str) else None,
-            now=self.clock.now(),
-        )
-        if reason is not None:
-            self.bad[reason] = self.bad.get(reason, 0) + 1
-            self.metrics.bad_ticks.labels(reason).inc()
-            self.log.warning(
-                "dropped tick ({}): {!r} {!r} {!r} {!r}", reason, symbol, price, volume, ts
-            )
-            return False
-        price, volume, ts = float(price), float(volume), float(ts)
-        self.last_ts[symbol] = ts
-        self.ticks += 1
-        self.metrics.ticks.inc()
-        self.rt.cache.push_price(symbol, price, ts)
-        self.send(EXECUTION, Tick(symbol=symbol, price=price, volume=volume, ts=ts))
-        self.offer(
-            MarketEvent(
-                event_id=new_event_id(),
-                kind=EventKind.TICK,
-                symbol=symbol,
-                price=price,
-                volume=volume,
-                ts=ts,
-                stamps={T0: self.clock.now()},
-            )
-        )
-        return True
-
-    # -- the intake ------------------------------------------------------------------
-
-    def on_MarketEvent(self, event: MarketEvent) -> None:
-        """Calendar, news and system events enter here too."""
-        if T0 not in event.stamps:
-            event = event.stamp(T0, self.clock.now())
-        self.offer(event)
-
-    def offer(self, event: MarketEvent) -> None:
-        before = self.intake.coalesced
-        ready = self.intake.offer(event)
-        if self.intake.coalesced != before:
-            self.metrics.coalesced.inc()
-        if ready is not None:
-            self.dispatch(ready)
-
-    def dispatch(self, event: MarketEvent) -> None:
-        self.log.bind(event_id=event.event_id).debug(
-            "event {} {} @ {}", event.kind, event.symbol, event.price
-        )
-        self.expiry[event.symbol] = self.after(
-            self.settings.watchdog.event_timeout_s, _Expire(event.symbol, event.event_id)
-        )
-        self.send(CONTEXT, event)
-
-    def on_EventDone(self, done: EventDone) -> None:
-        if self.intake.inflight.get(done.symbol) == done.event_id:
-            timer = self.expiry.pop(done.symbol, None)
-            if timer is not None:
-                timer.cancel()
-        nxt = self.intake.done(done.symbol, done.event_id)
-        if nxt is not None:
-            self.dispatch(nxt)
-
-    def on__Expire(self, msg: _Expire) -> None:
-        if self.intake.inflight.get(msg.symbol) != msg.event_id:
+    def seen(self, rx: float) -> None:
+        """A frame arrived: if the feed had gone quiet past a tier, it is back."""
+        if rx <= self.last_seen:
             return
-        self.log.bind(event_id=msg.event_id).error(
-            "event for {} did not finish within {}s: failed",
-            msg.symbol,
-            self.settings.watchdog.event_timeout_s,
+        silent = rx - self.last_seen
+        self.last_seen = rx
+        if self.tiers.tier != OK:
+            step = self.tiers.data_back(silent)
+            if step is not None:
+                self.take(step)
+
+    def on__Liveness(self, _msg: _Liveness) -> None:
+        if self.inbox:  # frames already here but not yet decoded count as data
+            self.seen(self.inbox[-1][0])
+        silent = self.clock.now() - self.last_seen
+        for step in self.tiers.check(silent):
+            self.take(step)
+        self.after(self.settings.feed.liveness_check_s, _Liveness())
+
+    def take(self, step: Step) -> None:
+        """One tier step: logged, alerted, in status, emitted, and acted on."""
+        now = self.clock.now()
+        if step.tier == OK:
+            text = f"market data back after {step.silent_s:.1f}s of silence"
+            self.log.warning(text)
+            self.rt.cache.set_json(K_FEED, {"tier": OK, "stale": False, "since": None})
+        else:
+            text = f"market data silent for {step.silent_s:.1f}s: tier {step.name}"
+            self.log.error(text)
+            self.rt.cache.set_json(
+                K_FEED, {"tier": step.tier, "stale": True, "since": self.last_seen}
+            )
+        self.tier_steps.append({"tier": step.name, "silent_s": round(step.silent_s, 3), "ts": now})
+        self.send(
+            WATCHDOG,
+            Alert(
+                alert_id="al-" + uuid.uuid4().hex[:12],
+                level=_TIER_ALERT[step.tier],
+                kind="feed_tier",
+                message=text,
+                ts=now,
+            ),
         )
-        done = EventDone(
-            event_id=msg.event_id,
-            symbol=msg.symbol,
-            outcome=Outcome.TIMEOUT,
-            stage="cycle",
-            detail="whole cycle past its timeout",
+        self.rt.emit("tier", tier=step.name, silent_s=round(step.silent_s, 3), source="feed")
+        mode = _TIER_MODE.get(step.tier)
+        if mode is not None:  # safe: execution cancels every open order and liquidates
+            self.send(WATCHDOG, RequestMode(target=mode, reason=text))
+        self.system_events(f"network tier {step.name}: {text}")
+
+    def on__FeedNote(self, note: _FeedNote) -> None:
+        d = note.data
+        if note.what == "connected":
+            self.link_counts["connects"] += 1
+            backup = d.get("role") == "backup"
+            if backup and self.link.get("role") != "backup":
+                self.link_counts["failovers"] += 1
+                self.send_alert(AlertLevel.WARNING, "feed_failover", f"feed failed over to {d}")
+            self.link = {"connected": True, "role": d.get("role"), "url": d.get("url")}
+            self.log.info("feed connected to {} {}", d.get("role"), d.get("url"))
+        elif note.what == "disconnected":
+            self.link_counts["disconnects"] += 1
+            self.link = {**self.link, "connected": False}
+            self.log.warning("feed disconnected from {}: {}", d.get("url"), d.get("reason"))
+        elif note.what in ("connect_failed", "refused"):
+            self.link_counts["failed"] += 1
+            self.metrics.errors.labels(f"feed_{note.what}").inc()
+            self.log.warning("feed {} {}: {}", d.get("role"), d.get("url"), d.get("error"))
+        else:
+            self.log.debug("feed {}: {}", note.what, d)
+
+    def send_alert(self, level: AlertLevel, kind: str, message: str) -> None:
+        alert = Alert(
+            alert_id="al-" + uuid.uuid4().hex[:12],
+            level=level,
+            kind=kind,
+            message=message,
+            ts=self.clock.now(),
         )
-        self.send(WATCHDOG, done)
-        self.on_EventDone(done)
+        self.send(WATCHDOG, alert)
 
     def status(self) -> dict[str, Any]:
-        return {
-            "kind": self.settings.feed.kind,
-            "ticks": self.ticks,
-            "bad_ticks": dict(self.bad),
-            "inflight": len(self.intake.inflight),
-            "waiting": len(self.intake.waiting),
-            "coalesced": self.intake.coalesced,
-            "vix": self.vix,
-        }
-
-
-def new_event_id() -> str:
-    return "ev-" + uuid.uuid4().hex[:16]
+        out = self.admission_status()
+        if self.client is not None:
+            out.update(
+                frames=self.frames,
+                feed_errors=self.feed_errors,
+                link={**self.link, **self.link_counts},
+                tier=NAMES[self.tiers.tier],
+                silent_s=round(self.clock.now() - self.last_seen, 3),
+                tier_steps=list(self.tier_steps),
+            )
+        return out

@@ -11,7 +11,7 @@ from typing import Any
 import requests
 
 from aegis_actors.base import AegisActor
-from aegis_actors.gateway.market import new_event_id
+from aegis_actors.gateway.admission import new_event_id
 from aegis_actors.messages import EventKind, MarketEvent
 from aegis_actors.runtime import MARKET
 

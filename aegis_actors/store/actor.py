@@ -23,6 +23,8 @@ from aegis_actors.base import AegisActor
 from aegis_actors.messages import (
     Alert,
     DecisionRecord,
+    KvGet,
+    KvPut,
     LoadLedger,
     LoadState,
     ModeChange,
@@ -398,6 +400,22 @@ class Store(AegisActor):
 
     def on_StoreHealth(self, _msg: StoreHealth) -> dict[str, Any]:
         return {"up": not self.outage_reason, "why": self.outage_reason, "spool": len(self.spool)}
+
+    def on_KvGet(self, msg: KvGet) -> Any:
+        """Small durable state (e.g. the calendar's last release); None when unknown or down."""
+        try:
+            rows = self.durable.select("kv", {"key": msg.key})
+        except StoreError as exc:
+            self.log.warning("kv {} unreadable: {}", msg.key, exc)
+            return None
+        return json.loads(rows[0]["value"]) if rows else None
+
+    def on_KvPut(self, msg: KvPut) -> None:
+        self.write(msg)
+
+    def apply_KvPut(self, msg: KvPut) -> None:
+        value = json.dumps(msg.value, separators=(",", ":"), default=str)
+        self.durable.upsert("kv", {"key": msg.key, "value": value, "updated_at": msg.ts}, ("key",))
 
     def status(self) -> dict[str, Any]:
         return {
