@@ -338,6 +338,13 @@ class StageFailure(Msg):
     ts: float
 
 
+class AckAlert(Msg):
+    """An operator acknowledged an alert (admin `ack`): its escalation stops."""
+
+    alert_id: str
+    by: str = "operator"
+
+
 # -- store side --------------------------------------------------------------------------
 
 
