@@ -51,13 +51,13 @@ class Courier:
             return False
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop after what is queued (bounded by `timeout`; retries are cut short)."""
+        """Stop after what is queued (bounded by `timeout`; pending retries are cut short)."""
+        self._stop.set()
         try:
             self._q.put_nowait(None)
         except queue.Full:
             pass
         self._thread.join(timeout)
-        self._stop.set()
 
     def _run(self) -> None:
         while True:
