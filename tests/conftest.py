@@ -3,6 +3,7 @@ a bounded condition wait (never a sleep), and a whole AEGIS tree on a virtual cl
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
@@ -142,3 +143,7 @@ def aegis_factory(aegis_env: Path, vclock: VirtualClock) -> Iterator[Callable[..
     yield make
     for app in apps:
         app.stop("test over")
+    for name in ("supervisors", "pykka"):  # undo logs.intercept_stdlib so caplog works again
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True

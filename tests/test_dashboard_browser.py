@@ -10,7 +10,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -146,7 +145,6 @@ def test_dashboard_in_headless_chromium(aegis_factory: Any, vclock: Any, browser
     shot = browser.call("Page.captureScreenshot", format="png")
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "dashboard.png").write_bytes(base64.b64decode(shot["data"]))
-    time.sleep(0)  # noqa: the screenshot is the artifact; no timing depends on it
     browser.call("Runtime.evaluate", expression="1")  # drain pending console events
     assert browser.errors == []
     assert app.rt is not None
