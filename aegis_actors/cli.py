@@ -67,6 +67,11 @@ def parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--settings", metavar="FILE")
     admin_cli.add_parser(sub)
+    top = sub.add_parser("top", help="live terminal view of a running process")
+    top.add_argument("--url", help="dashboard URL (default: from dashboard.host/port)")
+    top.add_argument("--every", type=float, default=2.0, metavar="SECONDS")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+    top.add_argument("--settings", metavar="FILE")
     return p
 
 
@@ -170,6 +175,25 @@ def format_line(d: dict[str, Any]) -> str:
     )
 
 
+def event_path(event_id: str, seen: list[tuple[str, str]]) -> str:
+    """One line: the actors an event passed through, in order, and how long it took."""
+    if not seen:
+        return f"event {event_id}: no lines"
+    hops: list[str] = []
+    for _ts, actor in seen:
+        if not hops or hops[-1] != actor:
+            hops.append(actor)
+    took = ""
+    try:
+        from datetime import datetime
+
+        t0, t1 = datetime.fromisoformat(seen[0][0]), datetime.fromisoformat(seen[-1][0])
+        took = f" in {(t1 - t0).total_seconds() * 1000:.0f} ms"
+    except ValueError:
+        pass
+    return f"event {event_id}: {len(seen)} lines{took}, path " + " -> ".join(hops)
+
+
 def cmd_tail(args: argparse.Namespace) -> int:
     path = (
         Path(args.file)
@@ -194,11 +218,27 @@ def cmd_tail(args: argparse.Namespace) -> int:
             return
         print(format_line(d), flush=True)
 
+    path_of_event: list[tuple[str, str]] = []  # (ts, actor) of each line about --event
+    if args.event:
+        inner = show
+
+        def show(line: str) -> None:
+            try:
+                d = json.loads(line)
+            except ValueError:
+                return
+            if d.get("event_id") == args.event:
+                path_of_event.append((str(d.get("ts", "")), str(d.get("actor", ""))))
+            inner(line)
+
     while not path.exists():
         time.sleep(0.5)
     with path.open(encoding="utf-8") as f:
         for line in f:
             show(line)
+        if args.event and not args.follow:
+            print(event_path(args.event, path_of_event))
+            return 0 if path_of_event else 1
         while args.follow:
             line = f.readline()
             if line:
@@ -219,5 +259,17 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_tail(args)
     if command == "admin":
         return admin_cli.main(args)
+    if command == "top":
+        from aegis_actors.top import run as top
+
+        if args.url:
+            url = args.url
+        else:
+            d = settings_or_exit(args.settings).dashboard
+            url = f"http://{d.host}:{d.port}/"
+        try:
+            return top(url, args.every, args.once)
+        except KeyboardInterrupt:
+            return 0
     parser().print_help()
     return 2

@@ -359,9 +359,10 @@ class StageFailure(Msg):
 
 
 class AckAlert(Msg):
-    """An operator acknowledged an alert: its escalation stops."""
+    """An operator acknowledged an alert (admin `ack`): its escalation stops."""
 
     alert_id: str
+    by: str = "operator"
 
 
 # -- store side --------------------------------------------------------------------------

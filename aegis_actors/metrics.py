@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Iterator
 
+from prometheus_client import (
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+POSTURE_RANK = {"offensive": 0, "guerrilla": 1, "defensive": 2}
+FAILED_ORDER_STATUSES = frozenset({"error", "rejected", "not_written"})
 _MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 200, 500, 1000, 1500, 2000, 3000, 4000, 5000, 10000)
 
 
@@ -49,3 +62,84 @@ class Metrics:
         )
         self.equity = Gauge("aegis_equity", "Account equity", registry=r)
         self.open_positions = Gauge("aegis_open_positions", "Open positions", registry=r)
+        # -- monitoring (watchdog, alerts, dashboard) ---------------------------------
+        self.posture = Gauge(
+            "aegis_posture", "Posture rank (0 offensive, 1 guerrilla, 2 defensive)", registry=r
+        )
+        self.alerts_suppressed = Counter(
+            "aegis_alerts_suppressed_total",
+            "Alerts not sent again: a repeat within the de-duplication window",
+            ["level"],
+            registry=r,
+        )
+        self.alert_deliveries = Counter(
+            "aegis_alert_deliveries_total",
+            "Alert deliveries by channel and result (sent | failed | dropped)",
+            ["channel", "result"],
+            registry=r,
+        )
+        self.accuracy = Gauge(
+            "aegis_accuracy_ratio",
+            "SPEC 5.3 rates: analysis (7-day), veto hit rate, execution success",
+            ["kind"],
+            registry=r,
+        )
+        self.heartbeat_misses = Counter(
+            "aegis_heartbeat_misses_total", "Heartbeats not answered in time", ["actor"], registry=r
+        )
+        self.anomalies = Counter(
+            "aegis_anomalies_total", "Z-score anomalies, by series", ["series"], registry=r
+        )
+        r.register(_Drops(self))
+        if PROCESS_COLLECTOR is not None:
+            ProcessCollector(registry=r)  # CPU, memory, open files of this process
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample's current value (0 when absent), through the registry's public API."""
+        return self.registry.get_sample_value(name, labels or {}) or 0.0
+
+    def order_success(self) -> tuple[float | None, int]:
+        """Share of orders sent that the broker did not refuse or fail (SPEC 5.3)."""
+        ok = bad = 0.0
+        for metric in self.orders.collect():
+            for s in metric.samples:
+                if not s.name.endswith("_total"):
+                    continue
+                if s.labels.get("status") in FAILED_ORDER_STATUSES:
+                    bad += s.value
+                else:
+                    ok += s.value
+        n = int(ok + bad)
+        return (ok / n if n else None), n
+
+
+class _Drops(Collector):
+    """`aegis_drops_total{reason}`: every way an input is dropped, in one family."""
+
+    def __init__(self, m: Metrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        fam = CounterMetricFamily(
+            "aegis_drops",
+            "Inputs dropped, by reason (bad ticks, coalesced, dead letters)",
+            labels=["reason"],
+        )
+        for metric in self.m.bad_ticks.collect():
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    fam.add_metric([f"bad_tick:{s.labels.get('reason', '?')}"], s.value)
+        fam.add_metric(["coalesced"], self.m.value("aegis_events_coalesced_total"))
+        dead = 0.0
+        for metric in self.m.dead_letters.collect():
+            dead += sum(s.value for s in metric.samples if s.name.endswith("_total"))
+        fam.add_metric(["dead_letter"], dead)
+        dropped = 0.0
+        for metric in self.m.alert_deliveries.collect():
+            dropped += sum(
+                s.value
+                for s in metric.samples
+                if s.name.endswith("_total") and s.labels.get("result") == "dropped"
+            )
+        fam.add_metric(["alert_delivery"], dropped)
+        yield fam

@@ -237,6 +237,61 @@ class WatchdogSettings(Section):
     heartbeat_every_s: float = Field(5.0, gt=0)
     heartbeat_timeout_s: float = Field(2.0, gt=0)
     event_timeout_s: float = Field(10.0, gt=0)  # whole-cycle critical (SPEC 5.1)
+    heartbeat_misses: int = Field(2, ge=1)  # missed beats in a row before a restart
+    capital_loss_halt_pct: float = Field(5.0, gt=0)  # severe: halted (SPEC 6.2)
+    daily_target_pct: float = Field(1.0, gt=0)  # the day's profit target, % of capital
+    daily_target_alert_ratio: float = Field(0.8, gt=0, le=1)  # info alert at this share
+    account_every_s: float = Field(1.0, gt=0)  # how often equity is checked for losses
+    accuracy_horizon_s: float = Field(300.0, gt=0)  # a call is judged this long after
+    accuracy_days: int = Field(7, ge=1)  # moving-average window (SPEC 5.3)
+    accuracy_flat_band_pct: float = Field(0.05, ge=0)  # |move| under this counts as flat
+    latency_log_every_s: float = Field(600.0, gt=0)  # SPEC 7: latency summary
+    pnl_log_every_s: float = Field(1800.0, gt=0)  # SPEC 7: PnL
+    success_log_every_s: float = Field(3600.0, gt=0)  # SPEC 7: success rates
+    anomaly_every_s: float = Field(60.0, gt=0)  # tick-rate sample period
+    anomaly_z: float = Field(4.0, gt=0)  # |z| at or over this is an anomaly (warning)
+    anomaly_min_samples: int = Field(30, ge=3)  # history needed before judging
+    anomaly_window: int = Field(500, ge=10)  # samples kept per series
+
+
+class Contact(Section):
+    name: str
+    email: str = ""
+    phone: str = ""
+
+
+AlertLevelName = Literal["info", "warning", "critical", "severe"]
+
+
+def _slack_channels() -> dict[str, str]:
+    return {"info": "#alerts", "warning": "#urgent", "critical": "#urgent", "severe": "#urgent"}
+
+
+class AlertsSettings(Section):
+    slack_url: SecretStr = SecretStr("")  # incoming webhook URL: a secret, environment only
+    slack_channels: dict[str, str] = Field(default_factory=_slack_channels)
+    smtp_host: str = ""
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_from: str = "aegis@localhost"
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    sms_url: str = ""
+    phone_url: str = ""
+    webhook_token: SecretStr = SecretStr("")
+    timeout_s: float = Field(5.0, gt=0)
+    retries: int = Field(3, ge=0)
+    retry_backoff_s: float = Field(2.0, ge=0)
+    queue_limit: int = Field(1000, ge=1)
+    dedup_window_s: float = Field(300.0, ge=0)
+    severe_sms_repeat: int = Field(3, ge=1)
+    escalate_from: AlertLevelName = "warning"
+    escalation_after_s: list[float] = Field(
+        default_factory=lambda: [300.0, 600.0, 900.0], min_length=3, max_length=3
+    )
+    first: list[Contact] = Field(default_factory=list)
+    second: list[Contact] = Field(default_factory=list)
+    third: list[Contact] = Field(default_factory=list)
 
 
 class AdminSettings(Section):
@@ -289,6 +344,7 @@ class Settings(BaseSettings):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     # Short environment names the architecture promises (AEGIS_REDIS_URL, ...).
     redis_url: str = ""
     postgres_dsn: str = ""

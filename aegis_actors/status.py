@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
+
+import psutil
 
 from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import (
@@ -36,6 +40,48 @@ PARTS = {
 }
 
 
+_net_lock = threading.Lock()
+_net_last: list[float] = []  # [t, bytes_sent, bytes_recv]
+
+
+def system_health() -> dict[str, Any]:
+    """CPU, memory and network of the host and this process (SPEC 6.1), never blocking."""
+    proc = psutil.Process()
+    vm = psutil.virtual_memory()
+    net = psutil.net_io_counters()
+    now = time.monotonic()
+    with _net_lock:
+        last = list(_net_last)
+        _net_last[:] = [now, float(net.bytes_sent), float(net.bytes_recv)]
+    dt = now - last[0] if last else 0.0
+    return {
+        "cpu_pct": psutil.cpu_percent(interval=None),
+        "process_cpu_pct": proc.cpu_percent(interval=None),
+        "memory_pct": vm.percent,
+        "process_rss_mb": round(proc.memory_info().rss / 1e6, 1),
+        "net_sent_bytes": net.bytes_sent,
+        "net_recv_bytes": net.bytes_recv,
+        "net_sent_bps": round((net.bytes_sent - last[1]) / dt, 1) if dt > 0 else None,
+        "net_recv_bps": round((net.bytes_recv - last[2]) / dt, 1) if dt > 0 else None,
+        "threads": proc.num_threads(),
+    }
+
+
+def position_pnl(rt: Runtime, positions: dict[str, Any]) -> dict[str, Any]:
+    """Each position marked at the last cached price, with the total."""
+    rows: dict[str, Any] = {}
+    total = 0.0
+    for sym, p in positions.items():
+        last = rt.cache.prices(sym, 1)
+        price = last[-1][1] if last else None
+        qty, avg = float(p.get("qty", 0)), float(p.get("avg_price", 0))
+        pnl = (price - avg) * qty if price is not None else None
+        pct = (price / avg - 1) * 100 * (1 if qty > 0 else -1) if price and avg else None
+        total += pnl or 0.0
+        rows[sym] = {**p, "price": price, "pnl": pnl, "pnl_pct": pct}
+    return {"positions": rows, "unrealised": round(total, 2)}
+
+
 def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
     out: dict[str, Any] = {"run_id": rt.run_id, "ts": rt.clock.now()}
     for key, name in PARTS.items():
@@ -44,6 +90,12 @@ def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
         except Exception as exc:  # a restarting or hung actor: say so, don't fail the page
             out[key] = {"error": f"{type(exc).__name__}: {exc}"}
     w, e, p = out.get("watchdog", {}), out.get("execution", {}), out.get("posture", {})
+    out["health"] = system_health()
+    out["pnl"] = position_pnl(rt, e.get("positions", {}) or {})
+    try:
+        out["tree"] = rt.tree() if rt.tree else {}
+    except Exception as exc:
+        out["tree"] = {"error": f"{type(exc).__name__}: {exc}"}
     out["summary"] = {
         "mode": w.get("mode"),
         "posture": p.get("posture"),
@@ -52,6 +104,8 @@ def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
         "positions": len(e.get("positions", {}) or {}),
         "open_orders": len(e.get("open_orders", []) or []),
         "feed_ticks": out.get("feed", {}).get("ticks"),
+        "order_success": (w.get("accuracy") or {}).get("execution_success"),
+        "alerts_open": len(w.get("escalating", []) or []),
         "admin": "running"
         if rt.directory.get(ADMIN) is not None
         else "absent (no Redis configured)",

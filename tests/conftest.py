@@ -159,3 +159,7 @@ def aegis_factory(aegis_env: Path, vclock: VirtualClock) -> Iterator[Callable[..
     yield make
     for app in apps:
         app.stop("test over")
+    for name in ("supervisors", "pykka"):  # undo logs.intercept_stdlib so caplog works again
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True

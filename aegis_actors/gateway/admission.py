@@ -223,11 +223,10 @@ class Admission(AegisActor):
                 "ts": self.clock.now(),
             }
         )
-        # A tick's entry is TRACE: at DEBUG the JSON sink costs ~120 us a line, more than
-        # the rest of the path, and a tick's trail starts at the roles anyway.
-        level = "TRACE" if event.kind is EventKind.TICK else "DEBUG"
-        self.log.bind(event_id=event.event_id).log(
-            level, "event {} {} @ {} {}", event.kind, event.symbol, event.price, event.headline
+        # Logged per dispatched event (not per tick: waiting ticks were coalesced), so
+        # `tail --event` follows the path from the gateway on.
+        self.log.bind(event_id=event.event_id).debug(
+            "event {} {} @ {} {}", event.kind, event.symbol, event.price, event.headline
         )
         self.deadlines.append(
             (

@@ -321,23 +321,22 @@ class Commander(_RoleBase):
         for part in (slot.analysis, slot.verdict, decision):
             if part is not None:
                 stamps.update(part.stamps)
-        self.send(
-            STORE,
-            DecisionRecord(
-                decision_id=rules.decision_id(ctx.event_id),
-                event_id=ctx.event_id,
-                symbol=ctx.symbol,
-                analysis=slot.analysis.model_dump(mode="json") if slot.analysis else None,
-                verdict=slot.verdict.model_dump(mode="json") if slot.verdict else None,
-                decision=decision.model_dump(mode="json") if decision else None,
-                vetoed=slot.verdict is not None and not slot.verdict.approve,
-                confidence=decision.confidence if decision else None,
-                outcome=outcome,
-                latency_ms=stage_ms(stamps),
-                created_at=self.clock.now(),
-                **provenance(slot.analysis, slot.verdict, decision),
-            ),
+        rec = DecisionRecord(
+            decision_id=rules.decision_id(ctx.event_id),
+            event_id=ctx.event_id,
+            symbol=ctx.symbol,
+            analysis=slot.analysis.model_dump(mode="json") if slot.analysis else None,
+            verdict=slot.verdict.model_dump(mode="json") if slot.verdict else None,
+            decision=decision.model_dump(mode="json") if decision else None,
+            vetoed=slot.verdict is not None and not slot.verdict.approve,
+            confidence=decision.confidence if decision else None,
+            outcome=outcome,
+            latency_ms=stage_ms(stamps),
+            created_at=self.clock.now(),
+            **provenance(slot.analysis, slot.verdict, decision),
         )
+        self.send(STORE, rec)
+        self.send(WATCHDOG, rec)  # accuracy tracking and confidence (SPEC 5.3)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -1,12 +1,15 @@
 """The watchdog actor: where every failure tier meets and the trading mode is decided.
 
 It holds stage latencies against the SLA, counts consecutive failed events (three force
-the defensive posture, SPEC 2), heartbeats every actor, raises alerts, and owns the
+the defensive posture, SPEC 2), heartbeats every actor and has a hung one restarted,
+watches equity for money alarms, tracks accuracy (SPEC 5.3), runs the in-session routines
+(SPEC 7), raises alerts (routed, de-duplicated, escalated until acked) and owns the
 automatic moves of the trading mode.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -14,12 +17,15 @@ from typing import Any
 
 import pykka
 
+from aegis_actors.alerts import AlertDesk, Delivery
 from aegis_actors.base import AegisActor
-from aegis_actors.context import K_MODE
+from aegis_actors.context import K_ACCOUNT, K_MODE, K_POSITIONS, K_POSTURE
 from aegis_actors.messages import (
     DONE,
+    AckAlert,
     Alert,
     AlertLevel,
+    DecisionRecord,
     EventDone,
     Heartbeat,
     ModeChange,
@@ -31,13 +37,38 @@ from aegis_actors.messages import (
     SupervisorEvent,
     TradingMode,
 )
-from aegis_actors.runtime import EXECUTION, GATEWAY, MARKET, POSTURE, ROLES, STORE, WATCHDOG
+from aegis_actors.metrics import POSTURE_RANK
+from aegis_actors.runtime import (
+    ANALYST,
+    CALENDAR,
+    COMMANDER,
+    EXECUTION,
+    GATEWAY,
+    MARKET,
+    NEWS,
+    POSTURE,
+    ROLES,
+    STORE,
+    VERIFIER,
+    WATCHDOG,
+)
+from aegis_actors.watchdog.account import AccountWatch
+from aegis_actors.watchdog.accuracy import AccuracyBook, Call
+from aegis_actors.watchdog.anomaly import ZScore
 from aegis_actors.watchdog.modes import ModeMachine
 from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
 
 FAILURE_STREAK = 3
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
+PARENTS = {
+    ANALYST: ROLES,
+    VERIFIER: ROLES,
+    COMMANDER: ROLES,
+    MARKET: GATEWAY,
+    CALENDAR: GATEWAY,
+    NEWS: GATEWAY,
+}  # everything else is a child of the root
 MODE_SUBSCRIBERS = (EXECUTION, POSTURE, MARKET, STORE)
 _LOG_LEVEL = {
     AlertLevel.INFO: "INFO",
@@ -52,6 +83,7 @@ _MODE_ALERT = {
     TradingMode.HALTED: AlertLevel.SEVERE,
     TradingMode.SHUTDOWN: AlertLevel.CRITICAL,
 }
+_NUMBERS = re.compile(r"[-+]?\d[\d,.]*")
 
 
 @dataclass(frozen=True)
@@ -64,12 +96,42 @@ class _CheckBeat:
     seq: int
 
 
+@dataclass(frozen=True)
+class _Escalate:
+    alert_id: str
+    step: int
+
+
+@dataclass(frozen=True)
+class _Account:
+    pass
+
+
+@dataclass(frozen=True)
+class _Judge:
+    decision_id: str
+    symbol: str
+
+
+@dataclass(frozen=True)
+class _Routine:
+    name: str  # latency | pnl | success | anomaly
+
+
+@dataclass(frozen=True)
+class _Delivered:
+    channel: str
+    result: str
+
+
 class Watchdog(AegisActor):
     def on_start(self) -> None:
+        w = self.settings.watchdog
         saved = self.rt.cache.get_json(K_MODE)
         self.modes = ModeMachine(TradingMode(saved) if saved else TradingMode.NORMAL)
         self.rt.cache.set_json(K_MODE, self.modes.mode.value)
         self.metrics.mode.set(self.modes.mode.rank)
+        self.metrics.posture.set_function(self._posture_rank)
         self.hist = StageHistograms()
         self.warn_streak: dict[str, int] = {s: 0 for s in STAGES}
         self.sla_breaches: dict[str, int] = {s: 0 for s in STAGES}
@@ -79,12 +141,52 @@ class Watchdog(AegisActor):
         self.sup_events: deque[dict[str, Any]] = deque(maxlen=100)
         self.beat_seq = 0
         self.beats: dict[str, pykka.Future[Any]] = {}
+        self.misses: dict[str, int] = {}
         self.hung: dict[str, int] = {}
-        self.after(self.settings.watchdog.heartbeat_every_s, _Beat())
+        self.desk = AlertDesk(self.settings.alerts, on_outcome=self._delivered)
+        self.open: dict[str, dict[str, Any]] = {}  # alert_id -> escalation in progress
+        self.account = AccountWatch(
+            self.settings.broker.capital,
+            minute_loss_pct=self.settings.risk.minute_loss_limit_pct,
+            capital_loss_pct=w.capital_loss_halt_pct,
+            daily_target_pct=w.daily_target_pct,
+            target_ratio=w.daily_target_alert_ratio,
+        )
+        self.book = AccuracyBook(w.accuracy_days, w.accuracy_flat_band_pct)
+        self.confidence: dict[str, deque[float]] = {
+            r: deque(maxlen=200) for r in ("analyst", "verifier", "commander")
+        }
+        self.z_stage = {s: ZScore(w.anomaly_window, w.anomaly_min_samples) for s in STAGES}
+        self.z_ticks = ZScore(w.anomaly_window, w.anomaly_min_samples)
+        self.last_ticks = self.metrics.value("aegis_ticks_total")
+        self.after(w.heartbeat_every_s, _Beat())
+        self.after(w.account_every_s, _Account())
+        for name, every in self.routines().items():
+            self.after(every, _Routine(name))
+
+    def routines(self) -> dict[str, float]:
+        w = self.settings.watchdog
+        return {
+            "latency": w.latency_log_every_s,
+            "pnl": w.pnl_log_every_s,
+            "success": w.success_log_every_s,
+            "anomaly": w.anomaly_every_s,
+        }
+
+    def stopping(self) -> None:
+        if hasattr(self, "desk"):
+            self.desk.close()
+
+    def _posture_rank(self) -> float:
+        p = self.rt.cache.get_json(K_POSTURE) or {}
+        return float(POSTURE_RANK.get(str(p.get("posture")), -1))
 
     # -- trading mode ------------------------------------------------------------------
 
     def on_RequestMode(self, req: RequestMode) -> dict[str, Any]:
+        return self.move_mode(req)
+
+    def move_mode(self, req: RequestMode, *, alert: bool = True) -> dict[str, Any]:
         move = self.modes.request(req.target, operator=req.operator)
         if not move.ok:
             if req.operator:
@@ -102,11 +204,12 @@ class Watchdog(AegisActor):
         self.rt.emit(
             "mode", old=move.old.value, new=move.new.value, reason=req.reason, operator=req.operator
         )
-        self.raise_alert(
-            _MODE_ALERT[move.new],
-            "mode_change",
-            f"trading mode {move.old} -> {move.new}: {req.reason}",
-        )
+        if alert:
+            self.raise_alert(
+                _MODE_ALERT[move.new],
+                "mode_change",
+                f"trading mode {move.old} -> {move.new}: {req.reason}",
+            )
         if move.new is TradingMode.SHUTDOWN:
             self.rt.shutdown.set()
         return {"ok": True, "mode": move.new.value}
@@ -115,19 +218,24 @@ class Watchdog(AegisActor):
 
     def on_EventDone(self, done: EventDone) -> None:
         stamps = done.stamps if DONE in done.stamps else {**done.stamps, DONE: self.clock.now()}
-        self.outcomes[done.outcome] = self.outcomes.get(done.outcome, 0) + 1
-        self.metrics.events.labels(done.outcome.value).inc()
+        outcome = done.outcome
+        critical = ""
         for stage, ms in stage_latencies(stamps).items():
             self.hist.record(stage, ms)
             self.metrics.stage_ms.labels(stage).observe(ms)
-            grade = STAGES[stage][2].grade(ms)
+            sla = STAGES[stage][2]
+            z = self.z_stage[stage]
+            if z.observe(ms) is not None and ms >= sla.target_ms:  # fast outliers are no news
+                self.anomaly(f"latency:{stage}", z.last_z, f"{ms:.0f} ms")
+            grade = sla.grade(ms)
             if grade == "ok":
                 self.warn_streak[stage] = 0
                 continue
             self.sla_breaches[stage] += 1
             if grade == "critical":
+                critical = critical or stage
                 self.log.bind(event_id=done.event_id).error(
-                    "stage {} took {:.0f} ms, past critical", stage, ms
+                    "stage {} took {:.0f} ms, past critical: event failed", stage, ms
                 )
             self.warn_streak[stage] += 1
             if self.warn_streak[stage] == 2:
@@ -135,27 +243,137 @@ class Watchdog(AegisActor):
                     AlertLevel.WARNING,
                     "latency_sla",
                     f"stage {stage} over its SLA twice in a row ({ms:.0f} ms)",
+                    event_id=done.event_id,
                 )
-        if done.outcome in (Outcome.FAILED, Outcome.TIMEOUT):
+        if critical and outcome not in (Outcome.FAILED, Outcome.TIMEOUT):
+            outcome = Outcome.FAILED  # SPEC 2: a stage past its critical time fails the event
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        self.metrics.events.labels(outcome.value).inc()
+        if outcome in (Outcome.FAILED, Outcome.TIMEOUT):
             self.failure_streak += 1
             if self.failure_streak == FAILURE_STREAK:
                 self.raise_alert(
                     AlertLevel.CRITICAL,
                     "consecutive_failures",
-                    f"{FAILURE_STREAK} consecutive failed events; forcing defensive",
+                    f"{FAILURE_STREAK} consecutive system errors (failed events); "
+                    "forcing defensive",
+                    event_id=done.event_id,
                 )
                 self.send(
                     POSTURE,
                     SetPosture(
                         posture=Posture.DEFENSIVE,
-                        reason=(f"{FAILURE_STREAK} consecutive failed events"),
+                        reason=f"{FAILURE_STREAK} consecutive failed events",
                     ),
                 )
-        elif done.outcome in (Outcome.ORDERED, Outcome.HOLD, Outcome.VETOED):
+        elif outcome in (Outcome.ORDERED, Outcome.HOLD, Outcome.VETOED):
             self.failure_streak = 0
 
     def on_StageFailure(self, f: StageFailure) -> None:
         self.metrics.errors.labels(f"stage_{f.role}").inc()
+
+    # -- accuracy (SPEC 5.3) -----------------------------------------------------------
+
+    def on_DecisionRecord(self, rec: DecisionRecord) -> None:
+        a, v, d = rec.analysis or {}, rec.verdict or {}, rec.decision or {}
+        for role, part in (("analyst", a), ("verifier", v), ("commander", d)):
+            if isinstance(part.get("confidence"), int | float):
+                self.confidence[role].append(float(part["confidence"]))
+        direction = a.get("direction")
+        price = d.get("reference_price") or self.last_price(rec.symbol)
+        if direction not in ("up", "down", "flat") or not price:
+            return
+        self.book.call(
+            Call(
+                rec.decision_id,
+                rec.symbol,
+                str(direction),
+                rec.vetoed,
+                float(price),
+                rec.created_at,
+            )
+        )
+        self.after(self.settings.watchdog.accuracy_horizon_s, _Judge(rec.decision_id, rec.symbol))
+
+    def on__Judge(self, msg: _Judge) -> None:
+        price = self.last_price(msg.symbol)
+        scored = self.book.judge(msg.decision_id, price or 0.0, self.clock.now())
+        if scored is not None:
+            self.log.debug("judged {}: {}", msg.decision_id, scored)
+        self.update_accuracy_metrics()
+
+    def last_price(self, symbol: str) -> float | None:
+        prices = self.rt.cache.prices(symbol, 1)
+        return prices[-1][1] if prices else None
+
+    def accuracy(self) -> dict[str, Any]:
+        out = self.book.summary(self.clock.now())
+        rate, n = self.metrics.order_success()
+        out["execution_success"] = rate
+        out["orders_judged"] = n
+        return out
+
+    def update_accuracy_metrics(self) -> None:
+        acc = self.accuracy()
+        for kind, key in (
+            ("analysis", "analysis_accuracy"),
+            ("veto", "veto_hit_rate"),
+            ("execution", "execution_success"),
+        ):
+            if acc[key] is not None:
+                self.metrics.accuracy.labels(kind).set(acc[key])
+
+    # -- money -------------------------------------------------------------------------
+
+    def on__Account(self, _msg: _Account) -> None:
+        self.after(self.settings.watchdog.account_every_s, _Account())
+        acct = self.rt.cache.get_json(K_ACCOUNT)
+        if not isinstance(acct, dict) or not isinstance(acct.get("equity"), int | float):
+            return
+        for t in self.account.observe(float(acct["equity"]), self.clock.now()):
+            self.raise_alert(t.level, t.kind, t.message)
+
+    # -- in-session routines (SPEC 7) --------------------------------------------------
+
+    def on__Routine(self, msg: _Routine) -> None:
+        self.after(self.routines()[msg.name], msg)
+        log = self.log.bind(routine=msg.name)
+        if msg.name == "latency":
+            parts = [
+                f"{s} n={v['count']} p50={v['p50_ms']:.0f} p95={v['p95_ms']:.0f} "
+                f"p99={v['p99_ms']:.0f}"
+                for s, v in self.hist.summary().items()
+                if v["count"]
+            ]
+            log.info("latency summary (ms): {}", "; ".join(parts) or "no events yet")
+        elif msg.name == "pnl":
+            acct = self.rt.cache.get_json(K_ACCOUNT) or {}
+            positions = self.rt.cache.get_json(K_POSITIONS) or {}
+            equity = acct.get("equity")
+            pnl = None if equity is None else equity - self.settings.broker.capital
+            log.info(
+                "PnL: equity {} pnl {} realised {} open positions {}",
+                equity,
+                None if pnl is None else round(pnl, 2),
+                acct.get("realised"),
+                len(positions),
+            )
+        elif msg.name == "success":
+            self.update_accuracy_metrics()
+            log.info("success rates: outcomes {} accuracy {}", self.outcomes, self.accuracy())
+        else:
+            ticks = self.metrics.value("aegis_ticks_total")
+            rate = (ticks - self.last_ticks) / self.settings.watchdog.anomaly_every_s
+            self.last_ticks = ticks
+            self.anomaly("tick_rate", self.z_ticks.observe(rate), f"{rate:.1f} ticks/s")
+
+    def anomaly(self, series: str, score: float | None, shown: str) -> None:
+        if score is None or abs(score) < self.settings.watchdog.anomaly_z:
+            return
+        self.metrics.anomalies.labels(series).inc()
+        self.raise_alert(
+            AlertLevel.WARNING, "anomaly", f"{series} at {shown} is {score:+.1f} sd off its norm"
+        )
 
     # -- alerts ------------------------------------------------------------------------
 
@@ -177,13 +395,83 @@ class Watchdog(AegisActor):
         return alert
 
     def record_alert(self, alert: Alert) -> None:
-        self.metrics.alerts.labels(alert.level.value).inc()
-        self.alerts.append(alert.model_dump(mode="json"))
-        self.log.bind(event_id=alert.event_id, alert_id=alert.alert_id).log(
-            _LOG_LEVEL[alert.level], "ALERT {} {}: {}", alert.level, alert.kind, alert.message
+        """Log, store, broadcast, deliver and (from `escalate_from` up) escalate; a repeat
+        of the same condition within the de-duplication window is only counted."""
+        log = self.log.bind(event_id=alert.event_id, alert_id=alert.alert_id)
+        dedup = alert.model_copy(update={"message": _NUMBERS.sub("#", alert.message)})
+        repeats = self.desk.admit(dedup)
+        if repeats is None:
+            self.metrics.alerts_suppressed.labels(alert.level.value).inc()
+            log.debug("repeat alert suppressed {} {}: {}", alert.level, alert.kind, alert.message)
+        else:
+            self.metrics.alerts.labels(alert.level.value).inc()
+            entry = alert.model_dump(mode="json")
+            entry["acked"] = False
+            self.alerts.append(entry)
+            log.log(
+                _LOG_LEVEL[alert.level],
+                "ALERT {} {}: {}",
+                alert.level,
+                alert.kind,
+                alert.message,
+            )
+            self.send(STORE, alert)
+            self.rt.emit("alert", **alert.model_dump(mode="json"))
+            self.desk.notify(alert, 0, repeats)
+            if self.desk.escalates(alert.level):
+                self.open[alert.alert_id] = {"alert": alert, "step": 0, "since": alert.ts}
+                self.schedule_escalation(alert.alert_id, 0)
+        if alert.level is AlertLevel.SEVERE and self.modes.mode.rank < TradingMode.HALTED.rank:
+            self.move_mode(
+                RequestMode(target=TradingMode.HALTED, reason=f"severe alert {alert.kind}"),
+                alert=False,
+            )
+
+    def schedule_escalation(self, alert_id: str, step: int) -> None:
+        delay = self.desk.next_delay(step)
+        if delay is not None:
+            self.open[alert_id]["timer"] = self.after(delay, _Escalate(alert_id, step + 1))
+
+    def on__Escalate(self, msg: _Escalate) -> None:
+        esc = self.open.get(msg.alert_id)
+        if esc is None or esc["step"] >= msg.step:
+            return  # acked meanwhile, or a stale timer
+        esc["step"] = msg.step
+        alert: Alert = esc["alert"]
+        sent = self.desk.notify(alert, msg.step)
+        tier = ["", "2nd", "3rd", "everyone"][min(msg.step, 3)]
+        self.log.bind(alert_id=alert.alert_id).warning(
+            "alert {} not acked after {:.0f}s: escalated to {} ({} deliveries)",
+            alert.alert_id,
+            self.clock.now() - esc["since"],
+            tier,
+            len(sent),
         )
-        self.send(STORE, alert)
-        self.rt.emit("alert", **alert.model_dump(mode="json"))
+        self.rt.emit("escalation", alert_id=alert.alert_id, step=msg.step, tier=tier)
+        self.schedule_escalation(alert.alert_id, msg.step)
+
+    def on_AckAlert(self, ack: AckAlert) -> dict[str, Any]:
+        esc = self.open.pop(ack.alert_id, None)
+        known = esc is not None or any(a["alert_id"] == ack.alert_id for a in self.alerts)
+        if not known:
+            return {"ok": False, "error": f"no alert {ack.alert_id}"}
+        for a in self.alerts:
+            if a["alert_id"] == ack.alert_id:
+                a["acked"] = True
+        step = 0
+        if esc is not None:
+            step = esc["step"]
+            if esc.get("timer") is not None:
+                esc["timer"].cancel()
+        self.log.bind(alert_id=ack.alert_id).info(
+            "alert {} acknowledged by {} (escalation step {})", ack.alert_id, ack.by, step
+        )
+        self.rt.emit("ack", alert_id=ack.alert_id, by=ack.by, step=step)
+        return {"ok": True, "alert": ack.alert_id, "escalation_step": step}
+
+    def _delivered(self, d: Delivery, result: str, _attempts: int) -> None:
+        """Courier thread: metrics only (thread-safe), no actor state."""
+        self.metrics.alert_deliveries.labels(d.channel, result).inc()
 
     # -- supervision and heartbeats ----------------------------------------------------
 
@@ -204,10 +492,9 @@ class Watchdog(AegisActor):
     def on__Beat(self, _msg: _Beat) -> None:
         self.beat_seq += 1
         seq = self.beat_seq
-        self.beats = {}
         for name in self.rt.directory.names():
-            if name in NOT_BEATEN:
-                continue
+            if name in NOT_BEATEN or name in self.beats:
+                continue  # a beat still unanswered stays the one we judge
             ref = self.rt.directory.get(name)
             if ref is None:
                 continue
@@ -221,28 +508,76 @@ class Watchdog(AegisActor):
     def on__CheckBeat(self, msg: _CheckBeat) -> None:
         if msg.seq != self.beat_seq:
             return
-        for name, fut in self.beats.items():
+        for name, fut in list(self.beats.items()):
             try:
                 fut.get(timeout=0)
             except pykka.Timeout:
-                self.hung[name] = self.hung.get(name, 0) + 1
-                self.raise_alert(
-                    AlertLevel.WARNING,
-                    "heartbeat",
-                    f"{name} did not answer its heartbeat in "
-                    f"{self.settings.watchdog.heartbeat_timeout_s}s",
-                )
+                self.missed(name)
+                continue
             except Exception:
                 pass  # died meanwhile: its supervisor already knows
+            del self.beats[name]
+            self.misses.pop(name, None)
+
+    def missed(self, name: str) -> None:
+        w = self.settings.watchdog
+        n = self.misses[name] = self.misses.get(name, 0) + 1
+        self.metrics.heartbeat_misses.labels(name).inc()
+        if n < w.heartbeat_misses:
+            self.log.warning("{} missed a heartbeat ({}/{})", name, n, w.heartbeat_misses)
+            return
+        self.hung[name] = self.hung.get(name, 0) + 1
+        self.misses.pop(name, None)
+        self.beats.pop(name, None)
+        parent = PARENTS.get(name, "root")
+        self.raise_alert(
+            AlertLevel.WARNING,
+            "heartbeat",
+            f"{name} missed {n} heartbeats ({w.heartbeat_timeout_s}s each): hung; "
+            f"asking {parent} to restart it",
+        )
+        ref = self.rt.directory.get(parent)
+        if ref is None:
+            self.log.error("cannot restart hung {}: supervisor {} not running", name, parent)
+            return
+        ref.proxy().restart_child(name)  # a future: the supervisor reports the restart
 
     def status(self) -> dict[str, Any]:
         return {
             "mode": self.modes.mode.value,
             "latency": self.hist.summary(),
+            "sla": {
+                s: {
+                    "target_ms": v.target_ms,
+                    "warning_ms": v.warning_ms,
+                    "critical_ms": v.critical_ms,
+                }
+                for s, (_a, _b, v) in STAGES.items()
+            },
             "sla_breaches": dict(self.sla_breaches),
             "outcomes": dict(self.outcomes),
             "failure_streak": self.failure_streak,
-            "alerts": list(self.alerts)[-10:],
+            "accuracy": self.accuracy(),
+            "confidence": {
+                r: {
+                    "last": q[-1] if q else None,
+                    "mean": round(sum(q) / len(q), 3) if q else None,
+                    "n": len(q),
+                }
+                for r, q in self.confidence.items()
+            },
+            "account": {k: round(v, 3) for k, v in self.account.last.items()},
+            "alerts": list(self.alerts)[-20:],
+            "escalating": [
+                {
+                    "alert_id": k,
+                    "step": v["step"],
+                    "level": v["alert"].level.value,
+                    "kind": v["alert"].kind,
+                }
+                for k, v in self.open.items()
+            ],
+            "delivery": self.desk.status(),
             "supervisor_events": list(self.sup_events)[-10:],
             "hung": dict(self.hung),
         }

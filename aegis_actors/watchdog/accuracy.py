@@ -1,0 +1,85 @@
+"""Accuracy tracking (SPEC 5.3): was the analyst right, did the veto avoid a loss?
+
+A call is judged once its horizon has passed, on the realised move from the price at the
+call to the price then. Results are kept per day, so the rate is a moving average over
+the last `days` days.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+DAY_S = 86_400.0
+
+
+@dataclass
+class Call:
+    decision_id: str
+    symbol: str
+    direction: str  # up | down | flat
+    vetoed: bool
+    price: float
+    ts: float
+
+
+class DailyRate:
+    """Hits over judged calls, bucketed by day, over a moving window of days."""
+
+    def __init__(self, days: int) -> None:
+        self.days = days
+        self.buckets: dict[int, list[int]] = {}
+
+    def add(self, ts: float, hit: bool) -> None:
+        b = self.buckets.setdefault(int(ts // DAY_S), [0, 0])
+        b[0] += int(hit)
+        b[1] += 1
+
+    def rate(self, now: float) -> tuple[float | None, int]:
+        today = int(now // DAY_S)
+        for day in [d for d in self.buckets if d <= today - self.days]:
+            del self.buckets[day]
+        hits = sum(b[0] for b in self.buckets.values())
+        n = sum(b[1] for b in self.buckets.values())
+        return (hits / n if n else None), n
+
+
+class AccuracyBook:
+    def __init__(self, days: int = 7, flat_band_pct: float = 0.05) -> None:
+        self.flat_band_pct = flat_band_pct
+        self.pending: dict[str, Call] = {}
+        self.analysis = DailyRate(days)
+        self.veto = DailyRate(days)
+
+    def call(self, c: Call) -> None:
+        self.pending[c.decision_id] = c
+
+    def judge(self, decision_id: str, price: float, now: float) -> dict[str, Any] | None:
+        """Judge one call on `price`; returns what was scored (None if unknown or unpriced)."""
+        c = self.pending.pop(decision_id, None)
+        if c is None or c.price <= 0 or price <= 0:
+            return None
+        move = (price / c.price - 1.0) * 100.0
+        realised = "flat" if abs(move) < self.flat_band_pct else ("up" if move > 0 else "down")
+        out: dict[str, Any] = {"symbol": c.symbol, "move_pct": move, "realised": realised}
+        out["analysis_hit"] = realised == c.direction
+        self.analysis.add(now, out["analysis_hit"])
+        if c.vetoed and c.direction in ("up", "down"):
+            # the vetoed trade followed the analyst; it would have lost if the move went against
+            lost = (move < 0) if c.direction == "up" else (move > 0)
+            out["veto_hit"] = lost
+            self.veto.add(now, lost)
+        return out
+
+    def summary(self, now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        a, an = self.analysis.rate(now)
+        v, vn = self.veto.rate(now)
+        return {
+            "analysis_accuracy": a,
+            "analysis_judged": an,
+            "veto_hit_rate": v,
+            "vetoes_judged": vn,
+            "pending": len(self.pending),
+        }

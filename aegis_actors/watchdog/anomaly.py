@@ -1,0 +1,40 @@
+"""Anomaly detection for the in-session checks (SPEC 7): a z-score against recent history.
+
+Running sums keep each observation O(1): the watchdog scores every stage of every event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+
+class ZScore:
+    """A rolling series; `observe` scores a value against the history before adding it."""
+
+    def __init__(self, window: int = 500, min_samples: int = 30) -> None:
+        self.values: deque[float] = deque()
+        self.window = window
+        self.min_samples = min_samples
+        self.total = 0.0
+        self.squares = 0.0
+        self.last_z: float | None = None
+
+    def observe(self, x: float) -> float | None:
+        n = len(self.values)
+        z = None
+        if n >= self.min_samples:
+            mean = self.total / n
+            sd = math.sqrt(max(0.0, self.squares / n - mean * mean))
+            # a floor on the spread: a steady series must not flag a 10% wobble
+            sd = max(sd, abs(mean) * 0.1, 1e-9)
+            z = (x - mean) / sd
+        self.values.append(x)
+        self.total += x
+        self.squares += x * x
+        if len(self.values) > self.window:
+            old = self.values.popleft()
+            self.total -= old
+            self.squares -= old * old
+        self.last_z = z
+        return z

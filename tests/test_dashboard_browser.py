@@ -1,0 +1,150 @@
+"""The dashboard in a real headless Chromium, driven over the DevTools protocol: the page
+loads with no console error, shows mode, posture, the latency chart and the tree, and
+updates after events. A screenshot is saved under artifacts/."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import websocket
+from alerts_receivers import free_port
+from conftest import drive, wait_until
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
+
+
+class Browser:
+    """A headless Chromium and one page, spoken to over the DevTools websocket."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.profile = tempfile.mkdtemp(prefix="aegis-chromium-")
+        assert CHROMIUM is not None
+        self.proc = subprocess.Popen(
+            [
+                CHROMIUM,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--no-first-run",
+                f"--user-data-dir={self.profile}",
+                f"--remote-debugging-port={self.port}",
+                "--window-size=1400,1800",
+                "about:blank",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{self.port}"
+
+        def page_ws() -> str | None:
+            try:
+                pages = requests.get(base + "/json", timeout=1).json()
+            except requests.RequestException:
+                return None
+            return next((p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page"), None)
+
+        url = wait_until(page_ws, timeout=20, what="chromium devtools")
+        self.ws = websocket.create_connection(url, timeout=10, suppress_origin=True)
+        self.ids = itertools.count(1)
+        self.errors: list[str] = []
+        for domain in ("Runtime", "Log", "Page"):
+            self.call(f"{domain}.enable")
+
+    def _note(self, msg: dict[str, Any]) -> None:
+        method, p = msg.get("method"), msg.get("params", {})
+        if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            self.errors.append(json.dumps(p.get("args"))[:300])
+        elif method == "Runtime.exceptionThrown":
+            self.errors.append(json.dumps(p.get("exceptionDetails"))[:300])
+        elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+            self.errors.append(p["entry"].get("text", "")[:300])
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        n = next(self.ids)
+        self.ws.send(json.dumps({"id": n, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == n:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                result: dict[str, Any] = msg.get("result", {})
+                return result
+            self._note(msg)
+
+    def js(self, expr: str) -> Any:
+        r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)
+        return r.get("result", {}).get("value")
+
+    def close(self) -> None:
+        try:
+            self.ws.close()
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    b = Browser()
+    yield b
+    b.close()
+
+
+@pytest.mark.e2e
+def test_dashboard_in_headless_chromium(aegis_factory: Any, vclock: Any, browser: Browser) -> None:
+    port = free_port()
+    app = aegis_factory(dashboard={"port": port}, feed={"symbols": ["AAPL", "MSFT"]})
+    drive(vclock, 5)
+    browser.call("Page.navigate", url=f"http://127.0.0.1:{port}/?refresh_ms=250")
+    wait_until(
+        lambda: browser.js("document.getElementById('mode').textContent") == "normal",
+        timeout=15,
+        what="mode shown",
+    )
+    assert browser.js("document.getElementById('posture').textContent") in (
+        "offensive",
+        "guerrilla",
+        "defensive",
+    )
+    bars = browser.js("document.querySelectorAll('#latency-chart rect.bar').length")
+    sla_lines = browser.js("document.querySelectorAll('#latency-chart line.sla').length")
+    assert bars == 15 and sla_lines == 15  # 5 stages x (P50, P95, P99) and x 3 SLA lines
+    tree = browser.js("document.getElementById('tree').innerText")
+    for name in ("root", "watchdog", "roles", "analyst", "market", "restarts"):
+        assert name in tree
+    assert "CPU" in browser.js("document.getElementById('health').innerText")
+
+    def events_shown() -> int:
+        text = browser.js("document.getElementById('rates').innerText") or ""
+        line = next((ln for ln in text.splitlines() if ln.startswith("events")), "")
+        return sum(int(x) for x in line.replace(",", " ").split() if x.isdigit())
+
+    before = wait_until(events_shown, timeout=10, what="events on the page")
+    drive(vclock, 5)  # more events flow; the page must follow without a reload
+    wait_until(lambda: events_shown() > before, timeout=10, what="page update")
+    shot = browser.call("Page.captureScreenshot", format="png")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "dashboard.png").write_bytes(base64.b64decode(shot["data"]))
+    browser.call("Runtime.evaluate", expression="1")  # drain pending console events
+    assert browser.errors == []
+    assert app.rt is not None

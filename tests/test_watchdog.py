@@ -1,0 +1,441 @@
+"""The watchdog on the virtual clock: each alert condition fires at its level and only then,
+escalation steps at 5/10/15 min stop on ack, severe halts, a hung actor is restarted."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pykka
+import pytest
+from alerts_receivers import Webhook
+from conftest import wait_until
+
+from aegis_actors.base import AegisActor
+from aegis_actors.context import K_ACCOUNT
+from aegis_actors.messages import (
+    CONTEXT,
+    DONE,
+    T0,
+    AckAlert,
+    Alert,
+    AlertLevel,
+    DecisionRecord,
+    EventDone,
+    GetStatus,
+    ModeChange,
+    Outcome,
+    SetPosture,
+)
+from aegis_actors.runtime import ANALYST, POSTURE, ROLES, STORE, WATCHDOG, Runtime
+from aegis_actors.settings import load_settings
+from aegis_actors.tree import actor, event_sink
+from aegis_actors.watchdog.actor import Watchdog
+from supervisors import Directory, Policy, start_tree, supervisor_spec
+from supervisors.clock import VirtualClock
+
+HUNG: set[str] = set()  # actor URNs that settle() does not wait for
+
+
+def settle(timeout: float = 5.0) -> None:
+    """Every mailbox empty twice in a row, except a deliberately hung actor's."""
+    quiet = 0
+    deadline = time.monotonic() + timeout
+    while quiet < 2:
+        busy = any(
+            not ref.actor_inbox.empty()
+            for ref in pykka.ActorRegistry.get_all()
+            if ref.actor_urn not in HUNG
+        )
+        quiet = 0 if busy else quiet + 1
+        if time.monotonic() > deadline:
+            pytest.fail("actors did not settle")
+        time.sleep(0.002)
+
+
+class Recorder(AegisActor):
+    """Stands in for posture / store: keeps what it was told."""
+
+    seen: list[Any]
+
+    def on_start(self) -> None:
+        self.seen = []
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, GetStatus):
+            return {"seen": list(self.seen)}
+        self.seen.append(message)
+        return None
+
+
+class Hanger(AegisActor):
+    """An actor whose `Block` handler never returns until the test lets it go."""
+
+    gate = threading.Event()
+
+    def on_Alert(self, _msg: Alert) -> None:
+        self.gate.wait(30)
+
+
+CONTACTS = {
+    "first": [{"name": "eng", "email": "eng@desk", "phone": "+1001"}],
+    "second": [{"name": "arch", "email": "arch@desk", "phone": "+1002"}],
+    "third": [{"name": "cto", "email": "cto@desk", "phone": "+1003"}],
+}
+
+
+class Desk:
+    def __init__(self, rt: Runtime, clock: VirtualClock, events: list[dict[str, Any]]) -> None:
+        self.rt, self.clock, self.events = rt, clock, events
+
+    def tell(self, msg: Any) -> None:
+        self.rt.directory.tell(WATCHDOG, msg)
+        settle()
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.rt.directory.ask(WATCHDOG, GetStatus(), 5)
+        return result
+
+    def seen(self, name: str) -> list[Any]:
+        return list(self.rt.directory.ask(name, GetStatus(), 5)["seen"])
+
+    def advance(self, seconds: float, step: float = 30.0) -> None:
+        end = self.clock.now() + seconds
+        while self.clock.now() < end - 1e-9:
+            self.clock.advance(min(step, end - self.clock.now()))
+            settle()
+
+    def alerts(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [
+            e for e in self.events if e["type"] == "alert" and (kind is None or e["kind"] == kind)
+        ]
+
+
+@pytest.fixture
+def hook() -> Iterator[Webhook]:
+    w = Webhook()
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def make_desk(vclock: VirtualClock, hook: Webhook, tmp_path: Any) -> Iterator[Callable[..., Desk]]:
+    roots: list[Any] = []
+
+    def make(hang: bool = False, **watchdog: Any) -> Desk:
+        settings = load_settings(
+            None,
+            run={"log_dir": str(tmp_path)},
+            watchdog={"heartbeat_every_s": 5.0, "heartbeat_timeout_s": 2.0, **watchdog},
+            alerts={
+                "sms_url": hook.url + "/sms",
+                "phone_url": hook.url + "/phone",
+                "retry_backoff_s": 0.01,
+                **CONTACTS,
+            },
+        )
+        rt = Runtime(settings=settings, clock=vclock, directory=Directory())
+        events: list[dict[str, Any]] = []
+        rt.event_sinks.append(events.append)
+        children = [
+            actor(STORE, Recorder, rt),
+            actor(WATCHDOG, Watchdog, rt),
+            actor(POSTURE, Recorder, rt),
+        ]
+        if hang:
+            Hanger.gate.clear()
+            children.append(
+                supervisor_spec(
+                    ROLES,
+                    [actor(ANALYST, Hanger, rt, shutdown_timeout_s=0.2)],
+                    Policy(),
+                    on_event=event_sink(rt),
+                )
+            )
+        root = start_tree("root", children, Policy(), clock=vclock, directory=rt.directory)
+        rt.tree = lambda: root.snapshot(timeout=3.0)
+        roots.append(root)
+        settle()
+        return Desk(rt, vclock, events)
+
+    yield make
+    Hanger.gate.set()
+    for root in roots:
+        root.stop(timeout=10)
+
+
+def done(
+    event: str, outcome: Outcome = Outcome.HOLD, *, detect_ms: float = 10, cycle_ms: float = 100
+) -> EventDone:
+    t0 = 1000.0
+    return EventDone(
+        event_id=event,
+        symbol="AAPL",
+        outcome=outcome,
+        stamps={T0: t0, CONTEXT: t0 + detect_ms / 1000, DONE: t0 + cycle_ms / 1000},
+    )
+
+
+def test_two_consecutive_sla_warnings_raise_one_warning(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk()
+    d.tell(done("e1", detect_ms=150))  # past warning (100 ms), not critical (200 ms)
+    assert d.alerts("latency_sla") == []
+    d.tell(done("e2", detect_ms=10))  # ok: the streak resets
+    d.tell(done("e3", detect_ms=150))
+    assert d.alerts("latency_sla") == []
+    d.tell(done("e4", detect_ms=120))
+    [alert] = d.alerts("latency_sla")
+    assert alert["level"] == "warning" and "detect_to_analysis" in alert["message"]
+
+
+def test_one_event_past_critical_fails_that_event(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk()
+    d.tell(done("e1", Outcome.ORDERED, cycle_ms=10_500))  # whole cycle past 10 s
+    st = d.status()
+    assert st["outcomes"] == {"failed": 1}
+    assert st["failure_streak"] == 1
+
+
+def test_three_consecutive_system_errors_are_critical_and_force_defensive(
+    make_desk: Callable[..., Desk],
+) -> None:
+    d = make_desk()
+    d.tell(done("e1", Outcome.FAILED))
+    d.tell(done("e2", Outcome.TIMEOUT))
+    d.tell(done("e3", Outcome.HOLD))  # a success breaks the streak
+    d.tell(done("e4", Outcome.FAILED))
+    d.tell(done("e5", Outcome.FAILED))
+    assert d.alerts("consecutive_failures") == []
+    d.tell(done("e6", Outcome.FAILED))
+    [alert] = d.alerts("consecutive_failures")
+    assert alert["level"] == "critical"
+    forced = [m for m in d.seen(POSTURE) if isinstance(m, SetPosture)]
+    assert len(forced) == 1 and forced[0].posture == "defensive"
+
+
+def test_minute_loss_limit_is_critical_once(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk()
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 100_000.0})
+    d.advance(10, step=1)
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 99_200.0})  # -0.8 %: under the 1 % limit
+    d.advance(5, step=1)
+    assert d.alerts("minute_loss") == []
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 98_900.0})  # -1.1 % within the minute
+    d.advance(5, step=1)
+    [alert] = d.alerts("minute_loss")
+    assert alert["level"] == "critical"
+    assert d.status()["mode"] == "normal"  # critical alerts, it does not halt
+
+
+def test_five_percent_capital_loss_is_severe_and_halts(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk()
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 95_500.0})  # -4.5 %
+    d.advance(3, step=1)
+    assert d.alerts("capital_loss") == [] and d.status()["mode"] == "normal"
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 94_900.0})  # -5.1 %
+    d.advance(2, step=1)
+    [alert] = d.alerts("capital_loss")
+    assert alert["level"] == "severe"
+    assert d.status()["mode"] == "halted"
+    changes = [m for m in d.seen(STORE) if isinstance(m, ModeChange)]
+    assert [(c.old, c.new) for c in changes] == [("normal", "halted")]
+
+
+def test_data_integrity_violation_is_severe_and_halts(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk()
+    d.tell(
+        Alert(
+            alert_id="mm-1",
+            level=AlertLevel.SEVERE,
+            kind="data_integrity",
+            message="broker qty 10 vs store 12",
+            ts=d.clock.now(),
+        )
+    )
+    assert d.status()["mode"] == "halted"
+
+
+def test_daily_target_info_once_a_day(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk()  # target 1 % of 100k; info at 80 % of it = +800
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 100_000.0})
+    d.advance(2, step=1)
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 100_700.0})
+    d.advance(2, step=1)
+    assert d.alerts("daily_target") == []
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 100_850.0})
+    d.advance(2, step=1)
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 100_900.0})
+    d.advance(2, step=1)
+    [alert] = d.alerts("daily_target")
+    assert alert["level"] == "info"
+
+
+def test_posture_change_is_an_info_alert(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk()
+    d.tell(
+        Alert(
+            alert_id="posture-1",
+            level=AlertLevel.INFO,
+            kind="posture_change",
+            message="posture guerrilla -> defensive: vix 27",
+            ts=d.clock.now(),
+        )
+    )
+    [alert] = d.alerts("posture_change")
+    assert alert["level"] == "info"
+    assert d.status()["escalating"] == []  # info does not escalate
+
+
+def test_escalation_steps_at_5_10_15_minutes(make_desk: Callable[..., Desk], hook: Webhook) -> None:
+    d = make_desk()
+    d.tell(done("e1", Outcome.FAILED))
+    d.tell(done("e2", Outcome.FAILED))
+    d.tell(done("e3", Outcome.FAILED))  # critical: SMS + phone to the 1st responder
+    wait_until(lambda: len(hook.of("/sms")) == 1 and len(hook.of("/phone")) == 1)
+    assert hook.of("/sms")[0]["to"] == "+1001"
+
+    def sms_to() -> list[str]:
+        return [p["to"] for p in hook.of("/sms")]
+
+    d.advance(299)
+    assert sms_to() == ["+1001"]
+    d.advance(1)  # 5 min: 2nd
+    wait_until(lambda: sms_to() == ["+1001", "+1002"])
+    d.advance(599)
+    assert sms_to() == ["+1001", "+1002"]
+    d.advance(1)  # +10 min: 3rd
+    wait_until(lambda: sms_to() == ["+1001", "+1002", "+1003"])
+    d.advance(899)
+    assert len(sms_to()) == 3
+    d.advance(1)  # +15 min: everyone
+    wait_until(lambda: sorted(sms_to()[3:]) == ["+1001", "+1002", "+1003"])
+    d.advance(3600)
+    assert len(sms_to()) == 6  # nothing after "everyone"
+    assert [e["step"] for e in d.events if e["type"] == "escalation"] == [1, 2, 3]
+
+
+def test_ack_stops_escalation(make_desk: Callable[..., Desk], hook: Webhook) -> None:
+    d = make_desk()
+    for i in range(3):
+        d.tell(done(f"e{i}", Outcome.FAILED))
+    alert_id = d.alerts("consecutive_failures")[0]["alert_id"]
+    d.advance(300)  # 2nd tier reached
+    wait_until(lambda: len(hook.of("/sms")) == 2)
+    reply = d.rt.directory.ask(WATCHDOG, AckAlert(alert_id=alert_id, by="arch"), 5)
+    assert reply == {"ok": True, "alert": alert_id, "escalation_step": 1}
+    d.advance(3600)
+    assert len(hook.of("/sms")) == 2
+    assert d.status()["escalating"] == []
+    assert [a["acked"] for a in d.status()["alerts"] if a["alert_id"] == alert_id] == [True]
+    unknown = d.rt.directory.ask(WATCHDOG, AckAlert(alert_id="al-nope"), 5)
+    assert unknown["ok"] is False
+
+
+def test_severe_sends_sms_three_times_and_phone(
+    make_desk: Callable[..., Desk], hook: Webhook
+) -> None:
+    d = make_desk()
+    d.rt.cache.set_json(K_ACCOUNT, {"equity": 90_000.0})
+    d.advance(2, step=1)
+    wait_until(lambda: len(hook.of("/sms")) == 3 and len(hook.of("/phone")) == 1)
+    assert [p["copy"] for p in hook.of("/sms")] == [1, 2, 3]
+    assert all(p["to"] == "+1001" and "capital_loss" in p["text"] for p in hook.of("/sms"))
+
+
+def test_flapping_condition_is_deduplicated(make_desk: Callable[..., Desk], hook: Webhook) -> None:
+    d = make_desk()
+    for i in range(100):  # a flapping disk/link: the same critical condition over and over
+        d.rt.directory.tell(
+            WATCHDOG,
+            Alert(
+                alert_id=f"x{i}",
+                level=AlertLevel.CRITICAL,
+                kind="store_down",
+                message=f"store unreachable for {i} s",
+                ts=d.clock.now(),
+            ),
+        )
+    settle()
+    assert len(d.alerts("store_down")) == 1
+    wait_until(lambda: len(hook.of("/sms")) == 1)
+    d.advance(301, step=60)  # past the window: the next one goes out, with the count
+    d.tell(
+        Alert(
+            alert_id="x100",
+            level=AlertLevel.CRITICAL,
+            kind="store_down",
+            message="store unreachable for 400 s",
+            ts=d.clock.now(),
+        )
+    )
+    wait_until(lambda: any("99 repeats suppressed" in p["text"] for p in hook.of("/sms")))
+    assert d.rt.metrics.value("aegis_alerts_suppressed_total", {"level": "critical"}) == 99
+
+
+def test_hung_actor_is_restarted_by_its_supervisor(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk(hang=True)
+    first = d.rt.directory.get(ANALYST)
+    assert first is not None
+    HUNG.add(first.actor_urn)
+    d.rt.directory.tell(
+        ANALYST, Alert(alert_id="b", level=AlertLevel.INFO, kind="x", message="x", ts=0)
+    )  # the analyst now blocks in its handler
+    d.advance(5 + 2, step=1)  # one missed beat: a warning in the log only
+    assert d.alerts("heartbeat") == [] and d.rt.directory.get(ANALYST) is first
+    d.advance(5, step=1)  # the second missed beat: hung
+    [alert] = d.alerts("heartbeat")
+    assert "analyst" in alert["message"] and "hung" in alert["message"]
+    wait_until(lambda: d.rt.directory.get(ANALYST) not in (None, first), timeout=10, what="restart")
+    wait_until(lambda: d.status()["hung"] == {"analyst": 1})
+    restarts = [e for e in d.events if e["type"] == "supervisor" and e["kind"].endswith("restart")]
+    assert restarts and restarts[0]["child"] == ANALYST
+    Hanger.gate.set()
+    d.advance(20, step=1)  # the new instance answers: no more heartbeat alerts
+    assert len(d.alerts("heartbeat")) == 1
+
+
+def record(decision_id: str, direction: str, *, vetoed: bool, price: float, ts: float) -> Any:
+    return DecisionRecord(
+        decision_id=decision_id,
+        event_id="ev-" + decision_id,
+        symbol="AAPL",
+        analysis={"direction": direction, "confidence": 0.7},
+        verdict={"approve": not vetoed, "confidence": 0.9},
+        decision=None,
+        vetoed=vetoed,
+        confidence=None,
+        outcome="vetoed" if vetoed else "hold",
+        latency_ms={},
+        created_at=ts,
+    )
+
+
+def test_accuracy_is_judged_on_later_prices(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk()
+    now = d.clock.now()
+    d.rt.cache.push_price("AAPL", 100.0, now)
+    d.tell(record("d1", "up", vetoed=False, price=100.0, ts=now))  # right: it rises
+    d.tell(record("d2", "down", vetoed=False, price=100.0, ts=now))  # wrong
+    d.tell(record("d3", "up", vetoed=True, price=100.0, ts=now))  # veto hit: it would have lost?
+    d.advance(100)
+    d.rt.cache.push_price("AAPL", 101.0, d.clock.now())
+    d.advance(199)
+    assert d.status()["accuracy"]["analysis_judged"] == 0  # horizon not reached
+    d.advance(2)
+    acc = d.status()["accuracy"]
+    assert acc["analysis_judged"] == 3 and acc["analysis_accuracy"] == pytest.approx(2 / 3)
+    assert acc["vetoes_judged"] == 1 and acc["veto_hit_rate"] == 0.0  # the veto cost a gain
+    assert d.status()["confidence"]["analyst"]["n"] == 3
+
+
+def test_latency_anomaly_raises_a_warning(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk(anomaly_min_samples=20)
+    for i in range(30):
+        d.rt.directory.tell(WATCHDOG, done(f"e{i}", cycle_ms=4000 + (i % 5) * 50))
+    settle()
+    assert d.alerts("anomaly") == []
+    d.tell(done("slow", cycle_ms=9000))  # far off its norm, under critical
+    [alert] = d.alerts("anomaly")
+    assert alert["level"] == "warning" and "latency:cycle" in alert["message"]
