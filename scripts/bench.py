@@ -187,7 +187,11 @@ def area(name: str) -> None:
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.main()
+    saved, sys.argv = sys.argv, [str(path)]  # each area parses its own (default) arguments
+    try:
+        mod.main()
+    finally:
+        sys.argv = saved
 
 
 def main() -> None:
