@@ -103,7 +103,7 @@ def settle(timeout: float = 5.0) -> None:
     quiet = 0
     deadline = time.monotonic() + timeout
     while quiet < 2:
-        busy = any(not ref._actor.actor_inbox.empty() for ref in pykka.ActorRegistry.get_all())
+        busy = any(not ref.actor_inbox.empty() for ref in pykka.ActorRegistry.get_all())
         quiet = 0 if busy else quiet + 1
         if time.monotonic() > deadline:
             pytest.fail("actors did not settle")

@@ -1,0 +1,30 @@
+"""Execution inside the whole tree on the virtual clock: orders flow, modes reach it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from aegis_actors.messages import GetStatus, RequestMode, TradingMode
+from aegis_actors.runtime import EXECUTION, WATCHDOG
+from tests.conftest import drive, settle
+
+pytestmark = pytest.mark.e2e
+
+
+def test_tree_trades_then_safe_closes_everything(aegis_factory: Any, vclock: Any) -> None:
+    app = aegis_factory(feed={"symbols": ["AAPL", "MSFT", "SPY"], "volatility": 0.004})
+    d = app.rt.directory
+    drive(vclock, 120.0, step=0.5)
+    st = d.ask(EXECUTION, GetStatus(), 5.0)
+    assert st["orders"] > 0, st
+    assert st["execution"]["success_rate_pct"] == 100.0
+    reply = d.ask(WATCHDOG, RequestMode(target=TradingMode.SAFE, reason="test", operator=True), 5)
+    assert reply["ok"]
+    drive(vclock, 10.0, step=0.5)
+    settle()
+    st = d.ask(EXECUTION, GetStatus(), 5.0)
+    assert st["mode"] == "safe"
+    assert st["positions"] == {}
+    assert st["open_orders"] == []
