@@ -104,6 +104,7 @@ class AlpacaBroker:
         self._http.headers.update({"APCA-API-KEY-ID": key_id, "APCA-API-SECRET-KEY": secret_key})
         self._lock = threading.RLock()
         self._acks: dict[str, Ack] = {}
+        self._attempted: set[str] = set()  # submits whose answer may have been lost
         self._ids: dict[str, str] = {}  # client order id -> broker order id
         self._tracked: dict[str, tuple[float, float]] = {}  # coid -> (filled qty, avg price)
         self._fill_seq: dict[str, int] = {}
@@ -158,6 +159,7 @@ class AlpacaBroker:
             first = self._acks.get(order.client_order_id)
             if first is not None:
                 return first
+            self._attempted.add(order.client_order_id)
             body: dict[str, Any] = {
                 "symbol": order.symbol,
                 "qty": _qty(order.qty),
@@ -260,6 +262,8 @@ class AlpacaBroker:
                 raise BrokerError(str(exc)) from None
             if raw is None:
                 return None
+            if client_order_id in self._attempted and client_order_id not in self._acks:
+                self._remember(client_order_id, raw)  # a lost answer found: track its fills
             o = self._parse(raw)
             self._ids[client_order_id] = o.broker_order_id
             return o

@@ -192,10 +192,12 @@ class ExecutionCore:
         params = posture_params(self.settings, posture)
         self.equity = self.broker.account().equity
         self.risk.mark_equity(self.equity, now)
-        qty = math.floor(params.entry_size * d.size_fraction * self.equity / price)
-        if qty < 1:
-            return self.refuse(d, "size", f"entry size buys less than one share at {price}")
         otype = self.mix[posture].choose(params.limit_ratio)
+        limit = round(d.limit_price or price, 4) if otype is OrderType.LIMIT else None
+        worst = max(price, limit or price)
+        qty = math.floor(params.entry_size * d.size_fraction * self.equity / worst)
+        if qty < 1:
+            return self.refuse(d, "size", f"entry size buys less than one share at {worst}")
         order = Order(
             client_order_id=client_order_id(d.decision_id, "entry"),
             decision_id=d.decision_id,
@@ -204,7 +206,7 @@ class ExecutionCore:
             side=Side.BUY if d.action is Action.BUY else Side.SELL,
             qty=float(qty),
             order_type=otype,
-            limit_price=round(d.limit_price or price, 4) if otype is OrderType.LIMIT else None,
+            limit_price=limit,
             stop_loss=d.stop_loss,
             take_profit=d.take_profit,
             intent="entry",
@@ -267,6 +269,8 @@ class ExecutionCore:
         price = self.prices.get(order.symbol) or order.limit_price
         if price is None and decision is not None:
             price = decision.reference_price
+        if price is not None and order.limit_price is not None:
+            price = max(price, order.limit_price)  # size is held at the worst price it may pay
         refusal = self.risk.check(
             order,
             mode=self.mode,
@@ -747,7 +751,6 @@ class ExecutionCore:
         """Ask the broker about orders whose answer was lost, and orders that ended at the
         broker without us seeing it (expired, cancelled there), so the ledger stays true."""
         try:
-            self.apply_fills(self.broker.poll_fills())
             for coid, live in list(self.unknown.items()):
                 o = self.broker.order(coid)
                 if o is None:
@@ -772,6 +775,7 @@ class ExecutionCore:
                     self.live[coid] = live
                 else:
                     self.clear_exit(live.order.symbol, coid)
+            self.apply_fills(self.broker.poll_fills())
             for coid, live in list(self.live.items()):
                 o = self.broker.order(coid)
                 if o is not None and o.status in _FINAL:
