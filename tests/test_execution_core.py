@@ -10,8 +10,6 @@ import pytest
 from aegis_actors.brokers.alpaca import AlpacaBroker
 from aegis_actors.brokers.alpaca_sim import AlpacaSim
 from aegis_actors.execution.core import ExecutionCore
-from aegis_actors.metrics import Metrics
-
 from aegis_actors.messages import (
     Action,
     Alert,
@@ -27,7 +25,8 @@ from aegis_actors.messages import (
     Tick,
     TradingMode,
 )
-from aegis_actors.runtime import EXECUTION, POSTURE, STORE, VERIFIER, WATCHDOG
+from aegis_actors.metrics import Metrics
+from aegis_actors.runtime import POSTURE, STORE, VERIFIER, WATCHDOG
 from aegis_actors.settings import Settings
 from tests.execution_harness import Clock, Harness, Ports, Quiet
 

@@ -265,7 +265,9 @@ class ExecutionCore:
         Returns accepted | duplicate | awaiting | refused:<check>: <why> | error:<why>.
         """
         now = self.now()
-        posture = order.posture or self.ports.current_posture() or Posture.DEFENSIVE
+        # Limits are those of the posture in force now (an order held for the verifier may
+        # have been sized under another one); exits keep their entry's posture for stops.
+        posture = self.ports.current_posture() or order.posture or Posture.DEFENSIVE
         price = self.prices.get(order.symbol) or order.limit_price
         if price is None and decision is not None:
             price = decision.reference_price
