@@ -173,6 +173,7 @@ class PostureActor(AegisActor):
         if self.vix is None:
             return
         self.evaluated = True
+        self.evaluations += 1
         if self.override is not None or self.clock.now() < self.forced_until:
             return
         cfg = self.settings.posture
@@ -182,7 +183,6 @@ class PostureActor(AegisActor):
         new, because = evaluate(
             self.vix, self.posture, cfg.vix_low, cfg.vix_high, cfg.hysteresis, self.indicators, tb
         )
-        self.evaluations += 1
         self.change(new, f"{why}: {because}")
 
     def on_SetPosture(self, msg: SetPosture) -> dict[str, Any]:

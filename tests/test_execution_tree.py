@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,6 +13,20 @@ from aegis_actors.runtime import EXECUTION, WATCHDOG
 from tests.conftest import drive, settle
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _stdlib_logging_restored() -> Iterator[None]:
+    """The app routes stdlib logging into loguru; put it back for the tests that follow."""
+    saved = {}
+    for name in ("supervisors", "pykka"):
+        lg = logging.getLogger(name)
+        saved[name] = (lg.handlers[:], lg.level, lg.propagate)
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        lg = logging.getLogger(name)
+        lg.handlers[:], lg.propagate = handlers, propagate
+        lg.setLevel(level)
 
 
 def test_tree_trades_then_safe_closes_everything(aegis_factory: Any, vclock: Any) -> None:

@@ -39,10 +39,13 @@ class OrderMix:
             return OrderType.LIMIT
         if limit_ratio <= 0.0:
             return OrderType.MARKET
-        n = len(self.recent)
-        limits = sum(1 for t in self.recent if t is OrderType.LIMIT)
+        kept = list(self.recent)
+        if self.recent.maxlen is not None and len(kept) >= self.recent.maxlen:
+            kept = kept[1:]  # the oldest leaves the window when the next one comes in
+        n = len(kept) + 1
+        limits = sum(1 for t in kept if t is OrderType.LIMIT)
         # The type that leaves the window's limit share closest to the target; ties: limit.
-        if abs((limits + 1) / (n + 1) - limit_ratio) <= abs(limits / (n + 1) - limit_ratio):
+        if abs((limits + 1) / n - limit_ratio) <= abs(limits / n - limit_ratio):
             return OrderType.LIMIT
         return OrderType.MARKET
 
