@@ -322,3 +322,19 @@ def test_lost_submit_answer_is_resolved_and_the_ledger_kept_true(sim: AlpacaSim)
     assert core.positions["AAPL"].qty == sim.positions["AAPL"][0]
     d2 = h.decide("AAPL")
     assert "already holding" in h.outcome(d2).detail  # type: ignore[union-attr]
+
+
+def test_only_the_core_sends_orders_to_a_broker() -> None:
+    """Pre-trade risk is in one place: no other module calls a broker's order entry."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "aegis_actors"
+    callers = set()
+    for path in root.rglob("*.py"):
+        if path.parts[-2] == "brokers":
+            continue  # the brokers themselves
+        text = path.read_text(encoding="utf-8")
+        if re.search(r"\.(submit|close_all_positions)\(", text):
+            callers.add(path.relative_to(root).as_posix())
+    assert callers == {"execution/core.py"}
