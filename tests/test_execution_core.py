@@ -338,3 +338,24 @@ def test_only_the_core_sends_orders_to_a_broker() -> None:
         if re.search(r"\.(submit|close_all_positions)\(", text):
             callers.add(path.relative_to(root).as_posix())
     assert callers == {"execution/core.py"}
+
+
+def test_a_broker_outage_fails_the_event_and_loses_nothing(sim: AlpacaSim) -> None:
+    core, ports, clock = rest_core(sim)
+    h = Harness()
+    h.core, h.ports, h.clock = core, ports, clock
+    sim.set_price("AAPL", 100.0)
+    h.tick("AAPL", 100.0)
+    h.decide("AAPL")
+    sim.fail("GET", "/v2/account", 503)
+    d = h.decide("MSFT")
+    assert h.outcome(d).outcome is Outcome.FAILED  # type: ignore[union-attr]
+    assert "broker unavailable" in h.outcome(d).detail  # type: ignore[union-attr]
+    sim.fail("GET", "/v2/", 503, count=50)  # everything down during the sweep: deferred
+    h.advance(70.0)
+    sim.faults.clear()
+    sim.set_price("AAPL", 103.0)
+    h.tick("AAPL", 103.0)  # take profit once it is back
+    h.advance(5.0)
+    assert sim.positions == {} and core.positions == {}
+    assert len(h.fills()) == 2 and all(n == 1 for n in sim.created.values())

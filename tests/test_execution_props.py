@@ -130,6 +130,8 @@ def reconciles(h: Harness) -> None:
     broker = {p.symbol: p.qty for p in h.broker.positions()}
     assert {s: q for s, q in qty.items() if abs(q) > 1e-9} == broker, "positions vs fills"
     assert {s: p.qty for s, p in h.core.positions.items()} == broker, "execution vs broker"
+    for p in h.broker.positions():
+        assert abs(h.core.positions[p.symbol].avg_price - p.avg_price) < 1e-6, "average price"
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

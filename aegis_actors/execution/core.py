@@ -86,6 +86,7 @@ class Held:
     warned: bool = False
     exiting: str = ""  # client order id of the exit in flight (or awaiting the verifier)
     exit_attempts: int = 0
+    realised: float = 0.0  # PnL realised by partial exits so far (before fees)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -190,7 +191,12 @@ class ExecutionCore:
                 "decision made under {}, posture now {}: sized by {}", d.posture, posture, posture
             )
         params = posture_params(self.settings, posture)
-        self.equity = self.broker.account().equity
+        try:
+            self.equity = self.broker.account().equity
+        except BrokerError as exc:
+            self.metrics.errors.labels("broker").inc()
+            self.log.bind(event_id=d.event_id).error("no entry: account unavailable: {}", exc)
+            return self.done(d, Outcome.FAILED, f"broker unavailable: {exc}")
         self.risk.mark_equity(self.equity, now)
         otype = self.mix[posture].choose(params.limit_ratio)
         limit = round(d.limit_price or price, 4) if otype is OrderType.LIMIT else None
@@ -545,40 +551,55 @@ class ExecutionCore:
         self.publish_positions()
 
     def settle(self, f: BrokerFill, live: Live | None) -> None:
-        """Mirror the broker's position for the fill's symbol and report a close."""
-        broker_pos = {p.symbol: p for p in self.broker.positions()}.get(f.symbol)
+        """Book the fill on the position (average in on adds, realise on reductions, start
+        again on a flip), the way the broker does, and report a close. Computed from the
+        fill itself so a broker that is unreachable a moment later cannot lose it."""
+        signed = f.qty if f.side == BSide.BUY else -f.qty
         old = self.positions.get(f.symbol)
-        if broker_pos is None or abs(broker_pos.qty) <= _EPS:
-            if old is not None:
-                pnl = (f.price - old.avg_price) * old.qty
-                pnl_pct = (f.price / old.avg_price - 1.0) * (1 if old.qty > 0 else -1) * 100
-                self.realised += pnl
-                reason = live.reason if live is not None and live.reason else "close"
-                self.log.bind(event_id=live.order.event_id if live else None).info(
-                    "position {} closed ({}): pnl {:.2f} ({:.2f}%)", f.symbol, reason, pnl, pnl_pct
-                )
-                self.positions.pop(f.symbol, None)
-                self.record(PositionUpdate(symbol=f.symbol, qty=0.0, avg_price=0.0, ts=f.ts))
-                self.ports.send(
-                    POSTURE,
-                    PositionClosed(
-                        symbol=f.symbol, reason=reason, pnl=pnl, pnl_pct=pnl_pct, ts=f.ts
-                    ),
-                )
-            return
         o = live.order if live is not None else None
-        if old is None:
+        if old is None or abs(old.qty) <= _EPS:
             old = self.positions[f.symbol] = Held(
                 symbol=f.symbol,
-                qty=broker_pos.qty,
-                avg_price=broker_pos.avg_price,
+                qty=signed,
+                avg_price=f.price,
                 opened_at=f.ts,
                 posture=o.posture if o else None,
             )
-        old.qty, old.avg_price = broker_pos.qty, broker_pos.avg_price
+        elif (old.qty > 0) == (signed > 0):
+            new_qty = old.qty + signed
+            old.avg_price = (abs(old.qty) * old.avg_price + f.qty * f.price) / abs(new_qty)
+            old.qty = new_qty
+        else:
+            closed = min(f.qty, abs(old.qty))
+            old.realised += closed * (f.price - old.avg_price) * (1 if old.qty > 0 else -1)
+            new_qty = old.qty + signed
+            if abs(new_qty) <= _EPS:
+                return self.closed(old, f, live)
+            if (new_qty > 0) != (old.qty > 0):  # flipped through zero: a new position
+                self.closed(old, f, live)
+                old = self.positions[f.symbol] = Held(
+                    f.symbol, new_qty, f.price, f.ts, posture=o.posture if o else None
+                )
+            else:
+                old.qty = new_qty
         if o is not None and o.intent == "entry":
             self.set_stops(old, o)
         self.persist_position(old)
+
+    def closed(self, held: Held, f: BrokerFill, live: Live | None) -> None:
+        pnl = held.realised
+        pnl_pct = (f.price / held.avg_price - 1.0) * (1 if held.qty > 0 else -1) * 100
+        self.realised += pnl
+        reason = live.reason if live is not None and live.reason else "close"
+        self.log.bind(event_id=live.order.event_id if live else None).info(
+            "position {} closed ({}): pnl {:.2f} ({:.2f}%)", f.symbol, reason, pnl, pnl_pct
+        )
+        self.positions.pop(f.symbol, None)
+        self.record(PositionUpdate(symbol=f.symbol, qty=0.0, avg_price=0.0, ts=f.ts))
+        self.ports.send(
+            POSTURE,
+            PositionClosed(symbol=f.symbol, reason=reason, pnl=pnl, pnl_pct=pnl_pct, ts=f.ts),
+        )
 
     def set_stops(self, held: Held, entry: Order) -> None:
         """Stops from the posture in force at entry; a decision's own stop or target is
@@ -725,6 +746,20 @@ class ExecutionCore:
 
     def sweep(self) -> None:
         now = self.now()
+        try:
+            self.expire_entries(now)
+        except BrokerError as exc:
+            self.log.warning("stale entries not cancelled yet: {}", exc)
+        self.resolve(now)
+        timeout = self.settings.roles.verifier.timeout_s
+        for symbol, (_rid, at) in list(self.confirm_asked.items()):
+            if now - at >= timeout:
+                self.release(symbol, False, f"no answer within {timeout}s")
+        if self.mode is TradingMode.SAFE:
+            self.liquidate()  # retry what a rate limit or a broker error left open
+        self.publish_account()
+
+    def expire_entries(self, now: float) -> None:
         for coid, live in list(self.live.items()):
             if (
                 live.order.intent == "entry"
@@ -740,14 +775,6 @@ class ExecutionCore:
                         error="entry not filled in time",
                     )
                 )
-        self.resolve(now)
-        timeout = self.settings.roles.verifier.timeout_s
-        for symbol, (_rid, at) in list(self.confirm_asked.items()):
-            if now - at >= timeout:
-                self.release(symbol, False, f"no answer within {timeout}s")
-        if self.mode is TradingMode.SAFE:
-            self.liquidate()  # retry what a rate limit or a broker error left open
-        self.publish_account()
 
     def resolve(self, now: float) -> None:
         """Ask the broker about orders whose answer was lost, and orders that ended at the
