@@ -365,6 +365,28 @@ class AckAlert(Msg):
     by: str = "operator"
 
 
+class ConfirmPrice(Msg):
+    """Execution asks the verifier to confirm a symbol whose broker and feed prices
+    differ by 0.5-2 % (SPEC 4.3) before any order on it is sent."""
+
+    request_id: str
+    symbol: str
+    broker_price: float
+    feed_price: float
+    diff_pct: float
+    ts: float
+
+
+class PriceConfirmation(Msg):
+    """The verifier's answer to `ConfirmPrice`."""
+
+    request_id: str
+    symbol: str
+    approve: bool
+    reason: str
+    ts: float
+
+
 # -- store side --------------------------------------------------------------------------
 
 

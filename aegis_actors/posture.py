@@ -7,6 +7,7 @@ three stop-losses in a row, or three failed events, force defensive for a cool-d
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,22 +25,81 @@ from aegis_actors.messages import (
 )
 from aegis_actors.runtime import STORE, WATCHDOG
 
+ORDER = (Posture.OFFENSIVE, Posture.GUERRILLA, Posture.DEFENSIVE)
 
-def evaluate(vix: float, current: Posture, low: float, high: float, band: float) -> Posture:
-    """The posture the VIX calls for; crossing a bound takes `band` beyond it."""
-    if vix < low:
-        target = Posture.OFFENSIVE
-    elif vix > high:
-        target = Posture.DEFENSIVE
+
+@dataclass(frozen=True)
+class Indicators:
+    """Tie-breakers near a VIX bound, from the benchmark's recent prints."""
+
+    trend_pct: float | None = None  # move over the window, percent
+    vol_pct: float | None = None  # stdev of print-to-print returns, percent
+
+
+@dataclass(frozen=True)
+class TieBreak:
+    trend_strong_pct: float = 0.5
+    vol_low_pct: float = 0.15
+    vol_high_pct: float = 0.35
+
+
+def indicators(prices: list[float]) -> Indicators:
+    if len(prices) < 3 or min(prices) <= 0:
+        return Indicators()
+    returns = [b / a - 1.0 for a, b in zip(prices, prices[1:], strict=False)]
+    mean = sum(returns) / len(returns)
+    var = sum((r - mean) ** 2 for r in returns) / (len(returns) - 1)
+    return Indicators((prices[-1] / prices[0] - 1.0) * 100.0, math.sqrt(var) * 100.0)
+
+
+def _vote(near: tuple[Posture, Posture], ind: Indicators, tb: TieBreak) -> Posture | None:
+    """The indicators' choice between the two postures either side of a bound, or None
+    when they are not clear (the gap between the votes is what stops flapping)."""
+    if ind.trend_pct is None or ind.vol_pct is None:
+        return None
+    trend, vol = ind.trend_pct, ind.vol_pct
+    vol_mid = (tb.vol_low_pct + tb.vol_high_pct) / 2
+    if near == (Posture.OFFENSIVE, Posture.GUERRILLA):
+        if trend >= tb.trend_strong_pct and vol <= tb.vol_low_pct:
+            return Posture.OFFENSIVE  # strong trend, low volatility
+        if trend <= tb.trend_strong_pct / 2 or vol >= vol_mid:
+            return Posture.GUERRILLA
+        return None
+    if trend <= -tb.trend_strong_pct or vol >= tb.vol_high_pct:
+        return Posture.DEFENSIVE  # falling market or high volatility
+    if trend >= -tb.trend_strong_pct / 2 and vol <= vol_mid:
+        return Posture.GUERRILLA
+    return None
+
+
+def evaluate(
+    vix: float,
+    current: Posture,
+    low: float,
+    high: float,
+    band: float,
+    ind: Indicators = Indicators(),
+    tb: TieBreak = TieBreak(),
+) -> tuple[Posture, str]:
+    """The posture the VIX calls for, and why. Within `band` of a bound the trend and
+    volatility indicators decide; when they are not clear the current posture holds
+    (hysteresis), so a VIX hovering on a bound does not flap."""
+    plain = (
+        Posture.OFFENSIVE if vix < low else Posture.DEFENSIVE if vix > high else Posture.GUERRILLA
+    )
+    if abs(vix - low) < band:
+        near, bound = (Posture.OFFENSIVE, Posture.GUERRILLA), low
+    elif abs(vix - high) < band:
+        near, bound = (Posture.GUERRILLA, Posture.DEFENSIVE), high
     else:
-        target = Posture.GUERRILLA
-    if target == current:
-        return current
-    order = [Posture.OFFENSIVE, Posture.GUERRILLA, Posture.DEFENSIVE]
-    if abs(order.index(target) - order.index(current)) > 1:
-        return target  # a jump over a whole band is no flap
-    bound = low if Posture.OFFENSIVE in (target, current) else high
-    return target if abs(vix - bound) >= band else current
+        return plain, f"VIX {vix:.2f}"
+    vote = _vote(near, ind, tb)
+    where = f"VIX {vix:.2f} near {bound:g}"
+    if vote is not None:
+        return vote, (f"{where}; trend {ind.trend_pct:+.2f}%, volatility {ind.vol_pct:.3f}% decide")
+    if current in near:
+        return current, f"{where}; indicators unclear, holding"
+    return plain, f"{where}; indicators unclear"
 
 
 @dataclass(frozen=True)
@@ -60,6 +120,8 @@ class PostureActor(AegisActor):
         self.sl_streak = 0
         self.forced_until = float(saved.get("forced_until", 0.0)) if saved else 0.0
         self.changes = 0
+        self.evaluations = 0
+        self.indicators = Indicators()
         self.publish()
         self.after(cfg.evaluate_every_s, _Evaluate())
 
@@ -111,11 +173,17 @@ class PostureActor(AegisActor):
         if self.vix is None:
             return
         self.evaluated = True
+        self.evaluations += 1
         if self.override is not None or self.clock.now() < self.forced_until:
             return
         cfg = self.settings.posture
-        new = evaluate(self.vix, self.posture, cfg.vix_low, cfg.vix_high, cfg.hysteresis)
-        self.change(new, f"{why}: VIX {self.vix:.2f}")
+        prints = [p for _, p in self.rt.cache.prices(cfg.trend_symbol, cfg.trend_window)]
+        self.indicators = indicators(prints)
+        tb = TieBreak(cfg.trend_strong_pct, cfg.vol_low_pct, cfg.vol_high_pct)
+        new, because = evaluate(
+            self.vix, self.posture, cfg.vix_low, cfg.vix_high, cfg.hysteresis, self.indicators, tb
+        )
+        self.change(new, f"{why}: {because}")
 
     def on_SetPosture(self, msg: SetPosture) -> dict[str, Any]:
         if msg.operator:
@@ -161,4 +229,7 @@ class PostureActor(AegisActor):
             "stop_loss_streak": self.sl_streak,
             "forced_until": self.forced_until or None,
             "changes": self.changes,
+            "evaluations": self.evaluations,
+            "trend_pct": self.indicators.trend_pct,
+            "volatility_pct": self.indicators.vol_pct,
         }

@@ -181,6 +181,11 @@ class BrokerSettings(Section):
     key_id: SecretStr = SecretStr("")
     secret_key: SecretStr = SecretStr("")
     paper_state_path: str = ""
+    timeout_s: float = Field(2.0, gt=0)  # alpaca: per HTTP request
+    retries: int = Field(2, ge=0)  # alpaca: extra attempts after 429/5xx/timeout
+    retry_backoff_s: float = Field(0.1, ge=0)  # alpaca: wait before attempt n: n * this
+    poll_every_s: float = Field(1.0, ge=0)  # alpaca: fill polling at most this often
+    price_ttl_s: float = Field(5.0, gt=0)  # alpaca: a broker price older than this is unknown
 
 
 class StoreSettings(Section):
@@ -224,6 +229,11 @@ class PostureSettings(Section):
     defensive: PostureLevel = PostureLevel(
         entry_size=0.015, stop_loss=-0.008, take_profit=0.018, max_positions=2, limit_ratio=1.0
     )
+    trend_symbol: str = "SPY"  # tie-breaker indicators near a bound are computed on it
+    trend_window: int = Field(120, ge=3)  # prices the trend and volatility look back over
+    trend_strong_pct: float = Field(0.5, gt=0)  # a move this large over the window is a trend
+    vol_low_pct: float = Field(0.15, gt=0)  # per-print stdev (%) at or under this is calm
+    vol_high_pct: float = Field(0.35, gt=0)  # ... at or over this is volatile
 
 
 class RiskSettings(Section):
@@ -231,6 +241,11 @@ class RiskSettings(Section):
     daily_loss_limit_pct: float = Field(3.0, gt=0)
     minute_loss_limit_pct: float = Field(1.0, gt=0)
     position_warning_pct: float = Field(-2.0, lt=0)
+    mismatch_ignore_pct: float = Field(0.5, ge=0)  # broker vs feed price under this: ignored
+    mismatch_halt_pct: float = Field(2.0, gt=0)  # over this: halted + severe alert
+    mismatch_confirm_ttl_s: float = Field(60.0, gt=0)  # a verifier confirmation lasts this long
+    entry_ttl_s: float = Field(60.0, gt=0)  # an unfilled entry order is cancelled after this
+    order_mix_window: int = Field(20, ge=1)  # orders the limit/market share is held over
 
 
 class WatchdogSettings(Section):

@@ -14,6 +14,7 @@ from loguru import logger
 from aegis_actors.admin.actor import Admin
 from aegis_actors.base import AegisActor
 from aegis_actors.brokers import Broker, PaperBroker
+from aegis_actors.brokers.alpaca import AlpacaBroker
 from aegis_actors.brokers.durable_paper import DurablePaperBroker
 from aegis_actors.context import ContextLoader
 from aegis_actors.dashboard import Dashboard
@@ -63,8 +64,26 @@ def policy(p: SupervisionPolicy) -> Policy:
 
 def make_broker(settings: Settings, rt: Runtime) -> Broker:
     b = settings.broker
-    if b.kind != "paper":
-        raise SettingsError(f"settings: broker.kind: {b.kind!r} is not available in this build")
+    if b.kind == "alpaca":
+        key, secret = b.key_id.get_secret_value(), b.secret_key.get_secret_value()
+        if not b.url:
+            raise SettingsError("settings: broker.url: the alpaca broker needs its REST base URL")
+        if not key or not secret:
+            raise SettingsError(
+                "settings: broker.key_id / broker.secret_key: set AEGIS_BROKER__KEY_ID and "
+                "AEGIS_BROKER__SECRET_KEY in the environment for the alpaca broker"
+            )
+        return AlpacaBroker(
+            b.url,
+            key,
+            secret,
+            timeout_s=b.timeout_s,
+            retries=b.retries,
+            retry_backoff_s=b.retry_backoff_s,
+            poll_every_s=b.poll_every_s,
+            price_ttl_s=b.price_ttl_s,
+            clock_now=rt.clock.now,
+        )
     paper = PaperBroker(
         capital=b.capital,
         slippage_bps=b.slippage_bps,

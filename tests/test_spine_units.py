@@ -96,7 +96,7 @@ def test_modes_go_up_automatically_and_down_only_by_operator() -> None:
 def test_posture_evaluation_with_hysteresis(
     vix: float, current: Posture, expected: Posture
 ) -> None:
-    assert evaluate(vix, current, 15.0, 25.0, 1.0) is expected
+    assert evaluate(vix, current, 15.0, 25.0, 1.0)[0] is expected
 
 
 PARAMS = PostureParams(

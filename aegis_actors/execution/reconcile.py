@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aegis_actors.brokers import OPEN_STATUSES, BrokerFill, OpenOrder
+from aegis_actors.execution.core import Held, Live, fill_message
 from aegis_actors.messages import (
-    Fill,
     LoadLedger,
     LoadState,
     Order,
@@ -51,7 +51,6 @@ class Report:
 
 
 def reconcile_on_start(ex: Execution) -> Report:
-    from aegis_actors.execution.actor import Held
 
     report = Report()
     now = ex.clock.now()
@@ -169,6 +168,12 @@ def reconcile_on_start(ex: Execution) -> Report:
         )
         track(ex, order, o, None, report)
 
+    # Fills the broker has not handed to this process yet happened before this start: the
+    # broker's positions and orders adopted above already include them, so they are
+    # recorded (the store keeps each fill id once) but not booked on the positions again.
+    for f in broker.poll_fills():
+        ex.send(STORE, RecordFill(fill=fill_message(f)))
+
     if report.differences:
         ex.log.warning("reconcile: {} difference(s) fixed in the ledger", len(report.differences))
     else:
@@ -185,7 +190,6 @@ def track(
     ex: Execution, order: Order, at_broker: OpenOrder, avg: float | None, report: Report
 ) -> None:
     """Follow an order still working at the broker, as if this process had placed it."""
-    from aegis_actors.execution.actor import Live
 
     price = avg or order.limit_price or 0.0
     ex.live[order.client_order_id] = Live(
@@ -229,19 +233,6 @@ def order_from_broker(o: OpenOrder, now: float) -> Order:
         intent="entry",
         status=o.status.value,
         created_at=now,
-    )
-
-
-def fill_message(f: BrokerFill) -> Fill:
-    return Fill(
-        fill_id=f.fill_id,
-        client_order_id=f.client_order_id,
-        symbol=f.symbol,
-        side=Side(f.side.value),
-        qty=f.qty,
-        price=f.price,
-        fee=f.fee,
-        ts=f.ts,
     )
 
 

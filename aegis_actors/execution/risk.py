@@ -39,10 +39,13 @@ class OrderMix:
             return OrderType.LIMIT
         if limit_ratio <= 0.0:
             return OrderType.MARKET
-        n = len(self.recent)
-        limits = sum(1 for t in self.recent if t is OrderType.LIMIT)
+        kept = list(self.recent)
+        if self.recent.maxlen is not None and len(kept) >= self.recent.maxlen:
+            kept = kept[1:]  # the oldest leaves the window when the next one comes in
+        n = len(kept) + 1
+        limits = sum(1 for t in kept if t is OrderType.LIMIT)
         # The type that leaves the window's limit share closest to the target; ties: limit.
-        if abs((limits + 1) / (n + 1) - limit_ratio) <= abs(limits / (n + 1) - limit_ratio):
+        if abs((limits + 1) / n - limit_ratio) <= abs(limits / n - limit_ratio):
             return OrderType.LIMIT
         return OrderType.MARKET
 
@@ -62,6 +65,10 @@ class PreTradeRisk:
     def mark_equity(self, equity: float, now: float) -> None:
         if now - self.day_start >= DAY:
             self.day_start, self.day_equity = now, equity
+        # A monotonic queue: only marks that can still be the minute's peak are kept, so
+        # the peak is the head and marking stays O(1) at any order rate.
+        while self.equity_marks and self.equity_marks[-1][1] <= equity:
+            self.equity_marks.pop()
         self.equity_marks.append((now, equity))
         while self.equity_marks and now - self.equity_marks[0][0] > MINUTE:
             self.equity_marks.popleft()
@@ -72,7 +79,7 @@ class PreTradeRisk:
     def minute_loss_pct(self, equity: float) -> float:
         if not self.equity_marks:
             return 0.0
-        peak = max(e for _, e in self.equity_marks)
+        peak = self.equity_marks[0][1]
         return max(0.0, (peak - equity) / peak * 100.0)
 
     def check(

@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aegis_actors.base import AegisActor
+from aegis_actors.execution.mismatch import verify_price
 from aegis_actors.messages import (
     Action,
     Analysis,
+    ConfirmPrice,
     Context,
     Decision,
     DecisionRecord,
     EventDone,
     Outcome,
+    PriceConfirmation,
     Proposal,
     StageFailure,
     Stamped,
@@ -122,6 +125,26 @@ class Verifier(_RoleBase):
                 "verdict {} ({})", "approve" if msg.approve else "VETO", "; ".join(msg.reasons)
             )
         super().role_answered(task, msg)
+
+    def on_ConfirmPrice(self, c: ConfirmPrice) -> None:
+        """SPEC 4.3, 0.5-2 % broker/feed mismatch: confirm before execution sends on it."""
+        history = self.rt.cache.prices(c.symbol, 1)
+        latest = history[-1][1] if history else None
+        age = self.clock.now() - history[-1][0] if history else None
+        ok, why = verify_price(
+            c.broker_price, c.feed_price, latest, age, self.settings.risk.mismatch_halt_pct
+        )
+        self.log.info("price check {}: {} ({})", c.symbol, "confirmed" if ok else "REFUSED", why)
+        self.send(
+            EXECUTION,
+            PriceConfirmation(
+                request_id=c.request_id,
+                symbol=c.symbol,
+                approve=ok,
+                reason=why,
+                ts=self.clock.now(),
+            ),
+        )
 
 
 @dataclass

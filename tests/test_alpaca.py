@@ -1,0 +1,149 @@
+"""The Alpaca REST broker against a local server on 127.0.0.1 speaking the v2 subset,
+with scripted rejections and outages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from aegis_actors.brokers import BrokerError, BrokerOrder, OrderStatus, OrderType, Side
+from aegis_actors.brokers.alpaca import AlpacaBroker
+from aegis_actors.brokers.alpaca_sim import AlpacaSim
+
+
+@pytest.fixture
+def sim() -> Iterator[AlpacaSim]:
+    s = AlpacaSim().start()
+    yield s
+    s.stop()
+
+
+def broker(sim: AlpacaSim, **kw: object) -> AlpacaBroker:
+    now = [1000.0]
+    opts: dict = {"timeout_s": 0.5, "retries": 2, "retry_backoff_s": 0.0, "poll_every_s": 0.0}
+    opts.update(kw)
+    b = AlpacaBroker(sim.url, sim.key_id, sim.secret_key, clock_now=lambda: now[0], **opts)
+    return b
+
+
+def buy(
+    coid: str, qty: float = 10, limit: float | None = None, symbol: str = "AAPL"
+) -> BrokerOrder:
+    otype = OrderType.LIMIT if limit else OrderType.MARKET
+    return BrokerOrder(coid, symbol, Side.BUY, qty, otype, limit)
+
+
+def test_account_positions_and_a_market_fill(sim: AlpacaSim) -> None:
+    b = broker(sim)
+    sim.set_price("AAPL", 100.0)
+    ack = b.submit(buy("c1"))
+    assert ack.accepted and ack.status is OrderStatus.FILLED
+    fills = b.poll_fills()
+    assert [(f.client_order_id, f.qty, f.price) for f in fills] == [("c1", 10.0, 100.0)]
+    assert b.poll_fills() == []  # each fill once
+    assert [(p.symbol, p.qty, p.avg_price) for p in b.positions()] == [("AAPL", 10.0, 100.0)]
+    acct = b.account()
+    assert acct.cash == pytest.approx(99_000.0) and acct.equity == pytest.approx(100_000.0)
+
+
+def test_keys_go_in_the_headers_and_bad_keys_are_refused(sim: AlpacaSim) -> None:
+    bad = AlpacaBroker(sim.url, "wrong", "wrong", timeout_s=0.5, retries=0)
+    with pytest.raises(BrokerError, match="not authorised"):
+        bad.account()
+    ack = bad.submit(buy("c1"))
+    assert not ack.accepted and "forbidden" in ack.reason
+
+
+def test_403_and_422_are_rejections_with_the_reason(sim: AlpacaSim) -> None:
+    b = broker(sim)
+    sim.set_price("AAPL", 100.0)
+    too_big = b.submit(buy("big", qty=5_000))
+    assert not too_big.accepted and "403" in too_big.reason and "buying power" in too_big.reason
+    bad = b.submit(BrokerOrder("lim", "AAPL", Side.BUY, 1, OrderType.LIMIT, None))
+    assert not bad.accepted and "422" in bad.reason
+    assert sim.created == {}
+    assert b.submit(buy("big", qty=5_000)) == too_big  # the same answer, no second request
+
+
+def test_lost_answer_is_resolved_by_client_order_id_never_a_second_order(sim: AlpacaSim) -> None:
+    b = broker(sim)
+    sim.set_price("AAPL", 100.0)
+    sim.fail("POST", "/v2/orders", "lost")  # created at the broker, answer is a 500
+    ack = b.submit(buy("c1"))
+    assert ack.accepted and ack.broker_order_id == sim.by_coid["c1"]
+    assert sim.created == {"c1": 1}
+    assert [m for m, p in sim.requests if p == "/v2/orders"] == ["POST"]
+    assert ("GET", "/v2/orders:by_client_order_id") in sim.requests
+
+
+def test_timeout_then_retry_creates_one_order(sim: AlpacaSim) -> None:
+    b = broker(sim, timeout_s=0.2)
+    sim.set_price("AAPL", 100.0)
+    sim.fail("POST", "/v2/orders", "hang", hang_s=0.4)  # order is created after the timeout
+    ack = b.submit(buy("c1"))
+    assert ack.accepted
+    assert sim.created == {"c1": 1}
+
+
+def test_429_and_503_are_retried_under_the_same_id(sim: AlpacaSim) -> None:
+    b = broker(sim)
+    sim.set_price("AAPL", 100.0)
+    sim.fail("POST", "/v2/orders", 429)
+    sim.fail("POST", "/v2/orders", 503)
+    ack = b.submit(buy("c1"))
+    assert ack.accepted and sim.created == {"c1": 1}
+    posts = [m for m, p in sim.requests if p == "/v2/orders" and m == "POST"]
+    assert len(posts) == 3
+
+
+def test_a_long_outage_is_an_unknown_state_then_resolved(sim: AlpacaSim) -> None:
+    b = broker(sim, retries=1)
+    sim.set_price("AAPL", 100.0)
+    sim.fail("POST", "/v2/orders", 503, count=5)
+    sim.fail("GET", "/v2/orders:by_client_order_id", 503, count=5)
+    with pytest.raises(BrokerError, match="503"):
+        b.submit(buy("c1"))
+    sim.faults.clear()
+    assert b.order("c1") is None  # never created: safe to send again under the same id
+    assert b.submit(buy("c1")).accepted and sim.created == {"c1": 1}
+
+
+def test_partial_fills_by_polling_then_cancel(sim: AlpacaSim) -> None:
+    sim.fill_fraction = 0.5
+    b = broker(sim)
+    ack = b.submit(buy("c1", qty=10, limit=100.0))
+    assert ack.status is OrderStatus.ACCEPTED and b.poll_fills() == []
+    sim.set_price("AAPL", 99.0)
+    f1 = b.poll_fills()
+    assert [(f.qty, f.price) for f in f1] == [(5.0, 99.0)]
+    assert [o.client_order_id for o in b.open_orders()] == ["c1"]
+    assert b.cancel("c1") is True
+    assert b.cancel("c1") is False  # already final: 422 not cancelable
+    assert b.order("c1").status is OrderStatus.CANCELLED  # type: ignore[union-attr]
+    assert b.open_orders() == [] and b.poll_fills() == []
+
+
+def test_cancel_all_and_close_all_positions(sim: AlpacaSim) -> None:
+    b = broker(sim)
+    sim.set_price("AAPL", 100.0)
+    sim.set_price("MSFT", 50.0)
+    b.submit(buy("a"))
+    b.submit(buy("m", symbol="MSFT"))
+    b.submit(buy("rest", limit=90.0))
+    assert b.cancel_all() == ["rest"]
+    acks = b.close_all_positions()
+    assert len(acks) == 2 and all(a.accepted for a in acks)
+    assert b.positions() == [] and b.open_orders() == []
+
+
+def test_broker_price_is_the_position_mark_while_fresh(sim: AlpacaSim) -> None:
+    now = [0.0]
+    b = AlpacaBroker(sim.url, sim.key_id, sim.secret_key, price_ttl_s=5.0, clock_now=lambda: now[0])
+    sim.set_price("AAPL", 100.0)
+    b.submit(buy("c1"))
+    sim.mark_offset["AAPL"] = 1.01
+    b.positions()
+    assert b.last_price("AAPL") == pytest.approx(101.0)
+    now[0] = 6.0
+    assert b.last_price("AAPL") is None
