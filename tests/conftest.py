@@ -24,7 +24,7 @@ SKIP_PG = os.environ.get("AEGIS_TEST_SKIP_PG") == "1"
 REDIS_URL = os.environ.get("AEGIS_TEST_REDIS", "redis://127.0.0.1:6379/15")
 
 
-def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
+def wait_until(pred: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
     """Poll `pred` until truthy (returns its value) or fail after `timeout` real seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -115,7 +115,7 @@ def aegis_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def settle(timeout: float = 5.0) -> None:
+def settle(timeout: float = 15.0) -> None:
     """Wait until every actor's mailbox is empty twice in a row (the tree is idle)."""
     quiet = 0
     deadline = time.monotonic() + timeout

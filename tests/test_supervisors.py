@@ -33,7 +33,7 @@ from supervisors import (
 NO_BACKOFF = Backoff(initial_s=0.0, jitter=0.0)
 
 
-def wait_until(pred: Callable[[], Any], timeout: float = 5.0, what: str = "") -> None:
+def wait_until(pred: Callable[[], Any], timeout: float = 15.0, what: str = "") -> None:
     """Poll a condition against a real deadline (time itself is virtual in these tests)."""
     deadline = time.monotonic() + timeout
     while not pred():
