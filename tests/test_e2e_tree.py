@@ -110,3 +110,27 @@ def test_killed_analyst_is_restarted_by_roles_and_the_run_goes_on(
     settle()
     after = rt.directory.ask(COMMANDER, GetStatus(), 2.0)["handled"]
     assert after > before, "decisions keep coming after the restart"
+
+
+def test_an_automatic_shutdown_passes_through_safe_and_closes_every_position(
+    aegis_factory: Any, aegis_env: Path, vclock: Any
+) -> None:
+    from aegis_actors.messages import RequestMode, TradingMode
+    from aegis_actors.runtime import WATCHDOG
+
+    app = aegis_factory(**FAST)
+    drive(vclock, 5.0)
+    wait = 0.0
+    while not app.broker.positions() and wait < 120:
+        drive(vclock, 5.0)
+        wait += 5.0
+    assert app.broker.positions(), "the run opened a position"
+    app.rt.directory.tell(
+        WATCHDOG, RequestMode(target=TradingMode.SHUTDOWN, reason="network down 30 s")
+    )
+    drive(vclock, 1.0)
+    assert app.rt.shutdown.is_set()
+    assert app.broker.positions() == [] and app.broker.open_orders() == []
+    db = aegis_env / "var" / "aegis.db"
+    steps = [(r["old"], r["new"]) for r in rows(db, "SELECT * FROM mode_changes ORDER BY id")]
+    assert steps[-2:] == [("normal", "safe"), ("safe", "shutdown")]

@@ -193,17 +193,18 @@ class Watchdog(AegisActor):
                 self.log.warning("mode {} refused: {}", req.target, move.why)
             return {"ok": False, "mode": self.modes.mode.value, "error": move.why}
         now = self.clock.now()
-        change = ModeChange(
-            old=move.old, new=move.new, reason=req.reason, ts=now, operator=req.operator
-        )
         self.rt.cache.set_json(K_MODE, move.new.value)
         self.metrics.mode.set(move.new.rank)
-        self.log.warning("trading mode {} -> {}: {}", move.old, move.new, req.reason)
-        for name in MODE_SUBSCRIBERS:
-            self.send(name, change)
-        self.rt.emit(
-            "mode", old=move.old.value, new=move.new.value, reason=req.reason, operator=req.operator
-        )
+        old = move.old
+        for step in move.steps or (move.new,):  # shutdown from below safe passes through safe
+            change = ModeChange(old=old, new=step, reason=req.reason, ts=now, operator=req.operator)
+            self.log.warning("trading mode {} -> {}: {}", old, step, req.reason)
+            for name in MODE_SUBSCRIBERS:
+                self.send(name, change)
+            self.rt.emit(
+                "mode", old=old.value, new=step.value, reason=req.reason, operator=req.operator
+            )
+            old = step
         if alert:
             self.raise_alert(
                 _MODE_ALERT[move.new],
