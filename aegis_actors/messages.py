@@ -363,6 +363,7 @@ class AckAlert(Msg):
 
     alert_id: str
     by: str = "operator"
+    ts: float = 0.0  # when it was acknowledged (set by the watchdog for the ledger)
 
 
 class ConfirmPrice(Msg):

@@ -253,3 +253,29 @@ def test_spool_is_bounded_and_counts_what_it_refuses(
     assert (status["spool"], status["spooled"]) == (3, 3)
     assert status["spool_refused"] >= 2
     assert rt.metrics.errors.labels("spool_full")._value.get() == status["spool_refused"]
+
+
+def test_an_acknowledged_alert_is_marked_in_the_ledger(
+    start_store: StartStore, durable: dict[str, str], aegis_env: Path, vclock: VirtualClock
+) -> None:
+    from aegis_actors.messages import AckAlert, Alert, AlertLevel
+
+    rt, _ = start_store(**durable)
+    now = vclock.now()
+    rt.directory.tell(
+        STORE,
+        Alert(
+            alert_id="al-1", level=AlertLevel.CRITICAL, kind="x", message="three failures", ts=now
+        ),
+    )
+    rt.directory.tell(STORE, AckAlert(alert_id="al-1", by="arch", ts=now + 42.0))
+    settle()
+    db = open_database(
+        sqlite_path=str(aegis_env / "var" / "aegis.db"),
+        postgres_dsn=durable.get("postgres_dsn", ""),
+    )
+    try:
+        (row,) = db.select("alerts", {"alert_id": "al-1"})
+        assert row["acked_at"] == now + 42.0
+    finally:
+        db.close()

@@ -331,6 +331,9 @@ def test_ack_stops_escalation(make_desk: Callable[..., Desk], hook: Webhook) -> 
     assert [a["acked"] for a in d.status()["alerts"] if a["alert_id"] == alert_id] == [True]
     unknown = d.rt.directory.ask(WATCHDOG, AckAlert(alert_id="al-nope"), 5)
     assert unknown["ok"] is False
+    settle()
+    acks = [m for m in d.seen(STORE) if isinstance(m, AckAlert)]  # the ack goes to the ledger
+    assert [(a.alert_id, a.by) for a in acks] == [(alert_id, "arch")] and acks[0].ts > 0
 
 
 def test_severe_sends_sms_three_times_and_phone(

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from aegis_actors import messages as m
 from aegis_actors.base import AegisActor
 from aegis_actors.messages import (
+    AckAlert,
     Alert,
     DecisionRecord,
     KvGet,
@@ -400,6 +401,12 @@ class Store(AegisActor):
 
     def on_StoreHealth(self, _msg: StoreHealth) -> dict[str, Any]:
         return {"up": not self.outage_reason, "why": self.outage_reason, "spool": len(self.spool)}
+
+    def on_AckAlert(self, a: AckAlert) -> None:
+        self.write(a)
+
+    def apply_AckAlert(self, a: AckAlert) -> None:
+        self.durable.update("alerts", {"alert_id": a.alert_id}, {"acked_at": a.ts})
 
     def on_KvGet(self, msg: KvGet) -> Any:
         """Small durable state (e.g. the calendar's last release); None when unknown or down."""

@@ -468,6 +468,7 @@ class Watchdog(AegisActor):
             "alert {} acknowledged by {} (escalation step {})", ack.alert_id, ack.by, step
         )
         self.rt.emit("ack", alert_id=ack.alert_id, by=ack.by, step=step)
+        self.send(STORE, ack.model_copy(update={"ts": self.clock.now()}))
         return {"ok": True, "alert": ack.alert_id, "escalation_step": step}
 
     def _delivered(self, d: Delivery, result: str, _attempts: int) -> None:
