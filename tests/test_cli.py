@@ -90,7 +90,7 @@ def test_missing_settings_file_exits_2(tmp_path: Path) -> None:
     assert r.returncode == 2 and "nope.toml" in r.stderr
 
 
-@pytest.mark.parametrize("cmd", [[], ["run"], ["check"], ["tail"]])
+@pytest.mark.parametrize("cmd", [[], ["run"], ["check"], ["tail"], ["admin"], ["top"]])
 def test_help_on_every_command(tmp_path: Path, cmd: list[str]) -> None:
     r = aegis(*cmd, "--help", cwd=tmp_path)
     assert r.returncode == 0 and "usage:" in r.stdout
