@@ -279,6 +279,14 @@ class ExecutionCore:
             price = decision.reference_price
         if price is not None and order.limit_price is not None:
             price = max(price, order.limit_price)  # size is held at the worst price it may pay
+        # Capital now, not when the order was sized: one held for the verifier may be
+        # released after the market moved (found by the property test).
+        try:
+            self.equity = self.broker.account().equity
+            self.risk.mark_equity(self.equity, now)
+        except BrokerError as exc:
+            if order.intent == "entry":
+                return self.refused(order, "account", f"account unavailable: {exc}")
         refusal = self.risk.check(
             order,
             mode=self.mode,
