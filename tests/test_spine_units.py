@@ -6,7 +6,6 @@ import math
 
 import pytest
 
-from aegis_actors.execution.risk import OrderMix, PreTradeRisk, client_order_id
 from aegis_actors.gateway.intake import Intake
 from aegis_actors.gateway.synthetic import SyntheticMarket
 from aegis_actors.gateway.ticks import check_tick
@@ -16,17 +15,11 @@ from aegis_actors.messages import (
     Context,
     Direction,
     MarketEvent,
-    Order,
-    OrderType,
     Posture,
     PostureParams,
-    Side,
     TradingMode,
 )
-from aegis_actors.posture import evaluate
 from aegis_actors.roles import rules
-from aegis_actors.settings import RiskSettings
-from aegis_actors.watchdog.modes import ModeMachine
 from aegis_actors.watchdog.sla import StageHistograms, stage_latencies
 
 KNOWN = frozenset({"AAPL"})
@@ -69,92 +62,9 @@ def test_intake_one_in_flight_per_symbol_latest_wins() -> None:
     assert "A" not in i.inflight
 
 
-def test_modes_go_up_automatically_and_down_only_by_operator() -> None:
-    m = ModeMachine()
-    assert m.request(TradingMode.LIMITED, operator=False).ok
-    assert not m.request(TradingMode.NORMAL, operator=False).ok
-    assert m.request(TradingMode.SAFE, operator=False).ok
-    assert not m.request(TradingMode.LIMITED, operator=False).ok
-    assert m.request(TradingMode.NORMAL, operator=True).ok
-    assert m.request(TradingMode.SHUTDOWN, operator=False).ok
-    assert not m.request(TradingMode.NORMAL, operator=True).ok
-
-
-@pytest.mark.parametrize(
-    ("vix", "current", "expected"),
-    [
-        (12.0, Posture.GUERRILLA, Posture.OFFENSIVE),
-        (14.5, Posture.GUERRILLA, Posture.GUERRILLA),  # inside the band: no flap
-        (15.5, Posture.OFFENSIVE, Posture.OFFENSIVE),
-        (20.0, Posture.OFFENSIVE, Posture.GUERRILLA),
-        (25.5, Posture.GUERRILLA, Posture.GUERRILLA),
-        (27.0, Posture.GUERRILLA, Posture.DEFENSIVE),
-        (24.5, Posture.DEFENSIVE, Posture.DEFENSIVE),
-        (12.0, Posture.DEFENSIVE, Posture.OFFENSIVE),
-    ],
-)
-def test_posture_evaluation_with_hysteresis(
-    vix: float, current: Posture, expected: Posture
-) -> None:
-    assert evaluate(vix, current, 15.0, 25.0, 1.0)[0] is expected
-
-
 PARAMS = PostureParams(
     entry_size=0.02, stop_loss=-0.012, take_profit=0.024, max_positions=3, limit_ratio=0.9
 )
-
-
-def order(qty: float, intent: str = "entry") -> Order:
-    return Order(
-        client_order_id="x",
-        decision_id="d",
-        event_id="e",
-        symbol="AAPL",
-        side=Side.BUY,
-        qty=qty,
-        order_type=OrderType.LIMIT,
-        limit_price=100.0,
-        intent=intent,
-        created_at=0.0,
-    )
-
-
-def test_pre_trade_risk_names_the_check_that_refused() -> None:
-    r = PreTradeRisk(RiskSettings(max_orders_per_minute=2), 100_000.0, 0.0)
-    kw = dict(
-        mode=TradingMode.NORMAL, params=PARAMS, price=100.0, equity=100_000.0, open_positions=0
-    )
-    assert r.check(order(20), now=0.0, **kw) is None
-    assert r.check(order(21), now=0.0, **kw).check == "size"  # 2,100 > 2 % of 100,000
-    assert r.check(order(5), now=0.0, **{**kw, "open_positions": 3}).check == "max_positions"
-    assert r.check(order(5), now=0.0, **{**kw, "mode": TradingMode.LIMITED}).check == "mode"
-    assert r.check(order(5, "exit"), now=0.0, **{**kw, "mode": TradingMode.LIMITED}) is None
-    assert r.check(order(5, "exit"), now=0.0, **{**kw, "mode": TradingMode.HALTED}).check == "mode"
-    r.record_sent(0.0)
-    r.record_sent(1.0)
-    assert r.check(order(5), now=30.0, **kw).check == "rate"
-    assert r.check(order(5), now=61.0, **kw) is None  # the window moved on
-    assert r.check(order(5), now=61.0, **{**kw, "equity": 96_000.0}).check == "daily_loss"
-
-
-def test_order_mix_holds_the_ratio_deterministically() -> None:
-    picks = []
-    m = OrderMix(window=20)
-    for _ in range(100):
-        t = m.choose(0.7)
-        m.record(t)
-        picks.append(t)
-    window = picks[-20:]
-    assert window.count(OrderType.LIMIT) == 14
-    again = OrderMix(window=20)
-    assert [again.choose(0.7) for _ in range(1)] == picks[:1]
-    assert OrderMix().choose(1.0) is OrderType.LIMIT
-
-
-def test_client_order_id_is_deterministic_per_decision() -> None:
-    assert client_order_id("d1", "entry") == client_order_id("d1", "entry")
-    assert client_order_id("d1", "entry") != client_order_id("d2", "entry")
-    assert client_order_id("d1", "entry") != client_order_id("d1", "exit")
 
 
 def test_stage_latencies_and_histograms() -> None:
