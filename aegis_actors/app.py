@@ -112,6 +112,9 @@ class Aegis:
         else:
             log.info("AEGIS stopped cleanly in {:.1f}s ({})", took, why)
             code = 0
+        close = getattr(self.rt.cache, "close", None) if self.rt is not None else None
+        if close is not None:  # the Redis pool, once every actor that used it has stopped
+            close()
         flush()
         return code
 
