@@ -32,6 +32,7 @@ from aegis_actors.roles.backends import RoleTask, make_backend
 from aegis_actors.roles.calls import RoleCalls, _Budget, _Reply, _Retry, _Slow, _TierCheck
 from aegis_actors.runtime import COMMANDER, EXECUTION, MARKET, STORE, VERIFIER, WATCHDOG
 from aegis_actors.sessions import CommanderSession
+from aegis_actors.watchdog.sla import stage_latencies
 from supervisors import Timer
 
 
@@ -154,6 +155,14 @@ class _Slot:
     verdict: Verdict | None = None
     timers: list[Timer] = field(default_factory=list)
     deciding: bool = False
+
+    def stamps(self, decision: Decision | None = None) -> dict[str, float]:
+        """Every stage's stamp so far, from the context and each answer that came back."""
+        out = dict(self.ctx.stamps)
+        for part in (self.analysis, self.verdict, decision):
+            if part is not None:
+                out.update(part.stamps)
+        return out
 
 
 @dataclass(frozen=True)
@@ -311,10 +320,7 @@ class Commander(_RoleBase):
         decision: Decision | None = None,
     ) -> None:
         ctx = slot.ctx
-        stamps = dict(ctx.stamps)
-        for part in (slot.analysis, slot.verdict, decision):
-            if part is not None:
-                stamps.update(part.stamps)
+        stamps = slot.stamps(decision)
         self.record(slot, outcome.value, decision)
         self.drop(slot)
         if outcome in (Outcome.TIMEOUT, Outcome.FAILED):
@@ -340,10 +346,7 @@ class Commander(_RoleBase):
     def record(self, slot: _Slot, outcome: str, decision: Decision | None) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         ctx = slot.ctx
-        stamps = dict(ctx.stamps)
-        for part in (slot.analysis, slot.verdict, decision):
-            if part is not None:
-                stamps.update(part.stamps)
+        stamps = slot.stamps(decision)
         rec = DecisionRecord(
             decision_id=rules.decision_id(ctx.event_id),
             event_id=ctx.event_id,
@@ -398,6 +401,4 @@ def provenance(
 
 def stage_ms(stamps: dict[str, float]) -> dict[str, float]:
     """Stage latencies (ms) from the stamps present, named as in SPEC 5.1."""
-    from aegis_actors.watchdog.sla import stage_latencies
-
     return {k: round(v, 3) for k, v in stage_latencies(stamps).items()}
