@@ -14,8 +14,8 @@ from typing import Any
 import pykka
 from loguru import logger
 
-from aegis_actors.messages import GetStatus, Heartbeat, HeartbeatAck, Msg
-from aegis_actors.runtime import Runtime
+from aegis_actors.messages import Alert, AlertLevel, GetStatus, Heartbeat, HeartbeatAck, Msg
+from aegis_actors.runtime import WATCHDOG, Runtime
 from supervisors import ChildContext, SupervisedActor, Timer
 
 _HANDLERS: dict[tuple[type, type], Callable[..., Any] | None] = {}
@@ -41,6 +41,12 @@ class AegisActor(SupervisedActor):
         if not ok:
             self.metrics.dead_letters.labels(name).inc()
         return ok
+
+    def alert(
+        self, level: AlertLevel, kind: str, message: str, event_id: str | None = None
+    ) -> None:
+        """Raise an alert: the watchdog logs, records, delivers and escalates it."""
+        self.send(WATCHDOG, Alert.new(level, kind, message, self.clock.now(), event_id))
 
     def ask(self, name: str, message: Msg, timeout: float) -> Any:
         return self.rt.directory.ask(name, message, timeout)

@@ -7,6 +7,7 @@ end to end.
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Any, Self
 
@@ -322,6 +323,20 @@ class Alert(Msg):
     message: str
     ts: float
     event_id: str | None = None
+
+    @classmethod
+    def new(
+        cls, level: AlertLevel, kind: str, message: str, ts: float, event_id: str | None = None
+    ) -> Alert:
+        """A fresh alert with its own id (what `ack` names)."""
+        return cls(
+            alert_id="al-" + uuid.uuid4().hex[:12],
+            level=level,
+            kind=kind,
+            message=message,
+            ts=ts,
+            event_id=event_id,
+        )
 
 
 class Heartbeat(Msg):

@@ -10,7 +10,6 @@ shutdown. Each step is logged, alerted, emitted, in `status`, and enters as a sy
 
 from __future__ import annotations
 
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from aegis_actors.gateway.protocols import DECODERS, decode_frame
 from aegis_actors.gateway.synthetic import SyntheticMarket
 from aegis_actors.gateway.tiers import NAMES, OK, SAFE, SHUTDOWN, STALE, NetworkTiers, Step
 from aegis_actors.gateway.ws_feed import ClientConfig, FeedClient
-from aegis_actors.messages import Alert, AlertLevel, RequestMode, TradingMode
+from aegis_actors.messages import AlertLevel, RequestMode, TradingMode
 from aegis_actors.runtime import WATCHDOG
 
 __all__ = ["MarketFeed", "new_event_id"]
@@ -248,16 +247,7 @@ class MarketFeed(Admission):
                 K_FEED, {"tier": step.tier, "stale": True, "since": self.last_seen}
             )
         self.tier_steps.append({"tier": step.name, "silent_s": round(step.silent_s, 3), "ts": now})
-        self.send(
-            WATCHDOG,
-            Alert(
-                alert_id="al-" + uuid.uuid4().hex[:12],
-                level=_TIER_ALERT[step.tier],
-                kind="feed_tier",
-                message=text,
-                ts=now,
-            ),
-        )
+        self.alert(_TIER_ALERT[step.tier], "feed_tier", text)
         self.rt.emit("tier", tier=step.name, silent_s=round(step.silent_s, 3), source="feed")
         mode = _TIER_MODE.get(step.tier)
         if mode is not None:  # safe: execution cancels every open order and liquidates
@@ -286,14 +276,7 @@ class MarketFeed(Admission):
             self.log.debug("feed {}: {}", note.what, d)
 
     def send_alert(self, level: AlertLevel, kind: str, message: str) -> None:
-        alert = Alert(
-            alert_id="al-" + uuid.uuid4().hex[:12],
-            level=level,
-            kind=kind,
-            message=message,
-            ts=self.clock.now(),
-        )
-        self.send(WATCHDOG, alert)
+        self.alert(level, kind, message)
 
     def status(self) -> dict[str, Any]:
         out = self.admission_status()

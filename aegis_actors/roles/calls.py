@@ -9,7 +9,6 @@ request "took too long", not how fast the machine is.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from aegis_actors.llm.cost import CostMeter, Usage
 from aegis_actors.llm.errors import LlmError
 from aegis_actors.llm.health import ApiHealth
 from aegis_actors.llm.metrics import llm_metrics
-from aegis_actors.messages import Alert, AlertLevel, RequestMode, Stamped, TradingMode
+from aegis_actors.messages import AlertLevel, RequestMode, Stamped, TradingMode
 from aegis_actors.roles import prompts
 from aegis_actors.roles.backends import Backend, LlmBackend, RoleTask
 from aegis_actors.roles.schemas import extract_json
@@ -348,16 +347,7 @@ class RoleCalls:
             self.actor.send(WATCHDOG, RequestMode(target=TradingMode.LIMITED, reason=text))
 
     def alert(self, level: AlertLevel, kind: str, text: str) -> None:
-        self.actor.send(
-            WATCHDOG,
-            Alert(
-                alert_id="al-" + uuid.uuid4().hex[:12],
-                level=level,
-                kind=kind,
-                message=text,
-                ts=self.actor.clock.now(),
-            ),
-        )
+        self.actor.alert(level, kind, text)
 
     # -- lifecycle ---------------------------------------------------------------------
 

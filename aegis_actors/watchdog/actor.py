@@ -10,7 +10,6 @@ automatic moves of the trading mode.
 from __future__ import annotations
 
 import re
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -384,14 +383,7 @@ class Watchdog(AegisActor):
     def raise_alert(
         self, level: AlertLevel, kind: str, message: str, event_id: str | None = None
     ) -> Alert:
-        alert = Alert(
-            alert_id="al-" + uuid.uuid4().hex[:12],
-            level=level,
-            kind=kind,
-            message=message,
-            ts=self.clock.now(),
-            event_id=event_id,
-        )
+        alert = Alert.new(level, kind, message, self.clock.now(), event_id)
         self.record_alert(alert)
         return alert
 
