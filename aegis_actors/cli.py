@@ -100,6 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from aegis_actors.app import Aegis
 
     settings = settings_or_exit(args.settings)
+    if settings.feed.kind == "replay":  # history is paced by the backtest driver, not a clock
+        args.data, args.symbol, args.out = settings.feed.replay_file, None, "backtest-out"
+        return cmd_backtest(args)
     try:
         app = Aegis(settings)
     except SettingsError as exc:

@@ -175,3 +175,14 @@ def test_cli_help_and_summary(tmp_path: Path) -> None:
     assert "backtest: NVDA: 50 bars" in p.stdout and "max drawdown" in p.stdout
     report = json.loads((tmp_path / "res" / "report.json").read_text())
     assert f"fills {report['fills']}" in p.stdout
+
+
+def test_run_with_replay_feed_runs_the_backtest(tmp_path: Path) -> None:
+    write_csv(tmp_path / "spy.csv", trend_rows(15, 0))
+    (tmp_path / "settings.toml").write_text(
+        '[feed]\nkind = "replay"\nreplay_file = "spy.csv"\n', encoding="utf-8"
+    )
+    p = cli("run", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "backtest: SPY: 15 bars" in p.stdout
+    assert (tmp_path / "backtest-out" / "report.json").is_file()
