@@ -1,4 +1,4 @@
-"""The command line: `python -m aegis_actors [run|check|tail|admin] ...`.
+"""The command line: `python -m aegis_actors [run|check|backtest|tail|admin|top] ...`.
 
 Exit status: 0 success, 1 a check or run failed, 2 bad usage or bad settings (one line
 naming the key and why).
@@ -53,6 +53,19 @@ def parser() -> argparse.ArgumentParser:
         "directory, durable store, broker account, limits, keys.",
     )
     check.add_argument("--settings", metavar="FILE")
+    backtest = sub.add_parser(
+        "backtest",
+        help="replay a bar CSV through the tree; write trades, equity, report",
+        description="Replay historical bars (CSV: ts, open, high, low, close, volume[, "
+        "symbol]) through the same tree on a virtual clock: paper broker in bar mode "
+        "(an order fills no earlier than the next bar's open), rules roles, SQLite.",
+    )
+    backtest.add_argument("--data", required=True, metavar="FILE.csv", help="bar CSV")
+    backtest.add_argument(
+        "--symbol", metavar="S", help="symbol for rows without one (default: file stem)"
+    )
+    backtest.add_argument("--out", default="backtest-out", metavar="DIR", help="output directory")
+    backtest.add_argument("--settings", metavar="FILE")
     tail = sub.add_parser(
         "tail",
         help="pretty-print or follow the JSON log",
@@ -87,6 +100,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from aegis_actors.app import Aegis
 
     settings = settings_or_exit(args.settings)
+    if settings.feed.kind == "replay":  # history is paced by the backtest driver, not a clock
+        args.data, args.symbol, args.out = settings.feed.replay_file, None, "backtest-out"
+        return cmd_backtest(args)
     try:
         app = Aegis(settings)
     except SettingsError as exc:
@@ -163,6 +179,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     for name, ok, detail in results:
         print(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
     return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from aegis_actors.backtest.report import summary_text
+    from aegis_actors.backtest.runner import BacktestError, run_backtest
+
+    try:
+        result = run_backtest(
+            args.data, symbol=args.symbol, out=args.out, settings_path=args.settings
+        )
+    except (BacktestError, SettingsError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    print(summary_text(result.report))
+    print(f"  written to {result.out}/ (trades.csv, equity.csv, report.json)")
+    return 0
 
 
 def format_line(d: dict[str, Any]) -> str:
@@ -255,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if command == "check":
         return cmd_check(args)
+    if command == "backtest":
+        return cmd_backtest(args)
     if command == "tail":
         return cmd_tail(args)
     if command == "admin":

@@ -281,6 +281,19 @@ class Ticks(Msg):
     ticks: list[tuple[str, float, float, float, float | None]]
 
 
+class ReplayBar(Msg):
+    """One historical bar for the replay feed (backtest): the driver owns the pace, the
+    market actor admits the close as a print that carries the bar's open for fills."""
+
+    symbol: str
+    ts: float  # the bar's close time: the clock stands here when it arrives
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
 # -- control side ------------------------------------------------------------------------
 
 

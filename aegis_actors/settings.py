@@ -85,6 +85,7 @@ class FeedSettings(Section):
     shutdown_after_s: float = Field(30.0, gt=0)
     liveness_check_s: float = Field(0.5, gt=0)
     batch_max: int = Field(100, ge=1)  # frames decoded per mailbox turn
+    replay_file: str = ""  # replay: the bar CSV (set by `backtest --data`)
 
     @model_validator(mode="after")
     def _tiers_climb(self) -> FeedSettings:

@@ -89,6 +89,7 @@ def make_broker(settings: Settings, rt: Runtime) -> Broker:
         slippage_bps=b.slippage_bps,
         commission_per_share=b.commission_per_share,
         min_commission=b.min_commission,
+        bar_mode=settings.feed.kind == "replay",  # a backtest never fills on its own bar
         clock_now=rt.clock.now,
     )
     return DurablePaperBroker(paper, b.paper_state_path) if b.paper_state_path else paper
@@ -103,11 +104,13 @@ def check_supported(settings: Settings) -> None:
                 f"settings: roles.{role}.url: empty, but backend 'llm' needs an endpoint URL"
             )
     feed = settings.feed
-    if feed.kind not in ("synthetic", "alpaca", "json"):
+    if feed.kind not in ("synthetic", "alpaca", "json", "replay"):
         raise SettingsError(
             f"settings: feed.kind: {feed.kind!r} is not available in this build; "
-            "use 'synthetic', 'alpaca' or 'json'"
+            "use 'synthetic', 'alpaca', 'json' or 'replay'"
         )
+    if feed.kind == "replay" and not feed.replay_file:
+        raise SettingsError("settings: feed.replay_file: empty, but feed.kind 'replay' needs one")
     if feed.kind in ("alpaca", "json"):
         for key in ("url", "backup_url"):
             url = getattr(feed, key)

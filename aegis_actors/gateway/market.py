@@ -18,16 +18,25 @@ import pykka
 
 from aegis_actors.context import K_FEED
 from aegis_actors.gateway.admission import Admission, Batch, new_event_id, short_repr
+from aegis_actors.gateway.intake import PendingTick
 from aegis_actors.gateway.protocols import DECODERS, decode_frame
 from aegis_actors.gateway.synthetic import SyntheticMarket
+from aegis_actors.gateway.ticks import check_tick
 from aegis_actors.gateway.tiers import NAMES, OK, SAFE, SHUTDOWN, STALE, NetworkTiers, Step
 from aegis_actors.gateway.ws_feed import ClientConfig, FeedClient
-from aegis_actors.messages import AlertLevel, RequestMode, TradingMode
-from aegis_actors.runtime import WATCHDOG
+from aegis_actors.messages import (
+    AlertLevel,
+    ReplayBar,
+    RequestMode,
+    Ticks,
+    TradingMode,
+)
+from aegis_actors.runtime import EXECUTION, WATCHDOG
 
 __all__ = ["MarketFeed", "new_event_id"]
 
 WS_KINDS = ("alpaca", "json")
+REPLAY_PRICE_TIMEOUT_S = 10.0  # real seconds execution may take to price one replay bar
 _TIER_ALERT = {
     OK: AlertLevel.INFO,
     STALE: AlertLevel.WARNING,
@@ -89,6 +98,8 @@ class MarketFeed(Admission):
             )
         elif feed.kind in WS_KINDS:
             self.start_client()
+        elif feed.kind == "replay":
+            self.log.info("replay feed: bars from {} at the driver's pace", feed.replay_file)
         else:
             self.log.warning("feed kind {} is not available in this build", feed.kind)
 
@@ -211,6 +222,39 @@ class MarketFeed(Admission):
             self.accept(now, p.symbol, p.price, p.volume, now, None, batch)
         self.flush(batch, (vix, now))
         self.after(self.settings.feed.tick_interval_s, _Pump())
+
+    # -- the replay feed (backtest): one bar at a time, paced by the driver ----------------
+
+    def on_ReplayBar(self, bar: ReplayBar) -> None:
+        """A bar enters like a live print at its close, carrying its open so a resting
+        order fills at this bar's open, never at the close it was decided on.
+
+        Execution is asked (not told) to price the bar before its event is offered: its
+        fills and their ledger writes then come before the event's context is loaded, so
+        the same data gives the same decisions every run."""
+        now = self.clock.now()
+        symbol, ts = bar.symbol, bar.ts
+        reason = check_tick(
+            symbol,
+            bar.close,
+            bar.volume,
+            ts,
+            known=self.symbols,
+            last_ts=self.last_ts.get(symbol),
+            now=now,
+        )
+        if reason is not None:
+            self.drop(reason, bar.model_dump())
+            return
+        self.last_ts[symbol] = ts
+        self.rt.cache.push_price(symbol, bar.close, ts)
+        self.ticks += 1
+        self.metrics.ticks.inc()
+        ticks = Ticks.model_construct(ticks=[(symbol, bar.close, bar.volume, ts, bar.open)])
+        self.ask(EXECUTION, ticks, timeout=REPLAY_PRICE_TIMEOUT_S)
+        pending = PendingTick(symbol, bar.close, bar.volume, ts)
+        if self.offer(symbol, pending):
+            self.dispatch(self.tick_event(pending, now))
 
     # -- liveness and the network tiers (SPEC 4.2) ---------------------------------------
 

@@ -1,0 +1,1 @@
+"""The backtest environment: the same tree replays a bar CSV on a virtual clock."""
