@@ -23,6 +23,7 @@ from aegis_actors.clock import VirtualClock
 from aegis_actors.messages import GetStatus, ReplayBar
 from aegis_actors.runtime import MARKET, WATCHDOG
 from aegis_actors.settings import Settings, load_settings
+from supervisors import inline
 
 log = logger.bind(actor="backtest")
 
@@ -79,6 +80,7 @@ def run_backtest(
     out: str | Path = DEFAULT_OUT,
     settings_path: str | None = None,
     stderr_logs: bool = False,
+    runtime: str = "inline",
 ) -> Result:
     from aegis_actors.app import Aegis
 
@@ -95,12 +97,21 @@ def run_backtest(
     ttl_s = entry_ttl(settings_path, times)
     settings = backtest_settings(settings_path, data, bar_file.symbols, out, ttl_s)
     clock = VirtualClock(start=bar_file.bars[0].ts - 1.0)
-    app = Aegis(settings, clock=clock, stderr=stderr_logs)
-    rt = app.start()
-    try:
-        equity, events, outcomes = replay(app, rt, clock, bar_file)
-    finally:
-        app.stop("backtest over")
+    if runtime == "inline":
+        with inline.install() as sched:
+            app = Aegis(settings, clock=clock, stderr=stderr_logs)
+            rt = app.start()
+            try:
+                equity, events, outcomes = replay_inline(app, rt, clock, sched, bar_file)
+            finally:
+                app.stop("backtest over")
+    else:
+        app = Aegis(settings, clock=clock, stderr=stderr_logs)
+        rt = app.start()
+        try:
+            equity, events, outcomes = replay(app, rt, clock, bar_file)
+        finally:
+            app.stop("backtest over")
     trades, counts = read_ledger(out / "aegis.db")
     report = summarize(
         bars=len(bar_file.bars),
@@ -115,6 +126,42 @@ def run_backtest(
     )
     write_outputs(out, trades, equity, report)
     return Result(report, out)
+
+
+def replay_inline(
+    app: Any, rt: Any, clock: VirtualClock, sched: inline.Scheduler, bar_file: BarFile
+) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
+    """The deterministic runtime: a bar is done when the run queue is empty."""
+    sched.run()
+    equity: list[tuple[float, float]] = []
+    bars = bar_file.bars
+    tell = rt.directory.tell
+    i, n = 0, len(bars)
+    while i < n:
+        ts = bars[i].ts
+        if ts > clock.now():
+            sched.advance_to(clock, ts)
+        while i < n and bars[i].ts == ts:
+            b = bars[i]
+            tell(
+                MARKET,
+                ReplayBar(
+                    symbol=b.symbol,
+                    ts=b.ts,
+                    open=b.open,
+                    high=b.high,
+                    low=b.low,
+                    close=b.close,
+                    volume=b.volume,
+                ),
+            )
+            i += 1
+        sched.run()
+        equity.append((ts, app.broker.account().equity))
+    market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
+    watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
+    outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
+    return equity, int(market.get("events", 0)), outcomes
 
 
 def replay(
