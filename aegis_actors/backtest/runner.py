@@ -1,39 +1,56 @@
 """The backtest driver: the same tree as a live run, replaying bars on a virtual clock.
 
-The driver owns the pace, not an actor: for each bar time it advances the clock there,
-hands every bar of that time to the market actor, then waits until the tree is idle and
-no event is in flight, so a bar is fully decided (and any order resting) before the next
-bar's open can fill it. The broker is the paper broker in bar mode (no look-ahead), the
-roles are the local rules, the ledger is SQLite in the out dir; no dashboard, no admin.
+The driver owns the pace, not an actor: for each bar time it advances the clock there
+(every due timer fires), hands every bar of that time to the market actor, then runs the
+deterministic scheduler until its run queue is empty: the bar is fully decided (and any
+order resting) before the next bar's open can fill it. The broker is the paper broker in
+bar mode (no look-ahead), the ledger is SQLite in the out dir; no dashboard, no admin.
+
+With a vectorised strategy the signals are computed once per series; a bar without a
+signal (nor one on the bar before, which may leave a reversal to finish) is priced but
+raises no decision event, which is what makes a long replay fast.
 """
 
 from __future__ import annotations
 
 import shutil
+import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from aegis_actors.backtest.bars import BarFile, BarFileError, load_bars
+from aegis_actors.backtest.api import BacktestConfig, BacktestResult
+from aegis_actors.backtest.bars import Bar, BarFile, BarFileError, load_many, parse_ts
 from aegis_actors.backtest.idle import wait_idle
-from aegis_actors.backtest.report import read_ledger, summarize, write_outputs
+from aegis_actors.backtest.report import (
+    metrics,
+    read_ledger,
+    summarize,
+    write_outputs,
+)
 from aegis_actors.clock import VirtualClock
 from aegis_actors.messages import GetStatus, ReplayBar
-from aegis_actors.runtime import MARKET, WATCHDOG
-from aegis_actors.settings import Settings, load_settings
+from aegis_actors.runtime import MARKET, POSTURE, WATCHDOG
+from aegis_actors.settings import Settings, SettingsError, load_settings
+from aegis_actors.strategies import StrategyError, load_strategy
+from aegis_actors.strategies.roles import ApproveAll, PassThrough, SignalAnalyst, SignalBook
 from supervisors import inline
 
 log = logger.bind(actor="backtest")
 
 IDLE_TIMEOUT_S = 30.0  # real seconds one bar may take before the run is called stuck
 INFLIGHT_ROUNDS = 1000
+EXTERNAL_WAIT_S = 60.0  # real seconds an LLM call may take before the bar moves on
 DEFAULT_OUT = "backtest-out"
+NO_STOP = {"stop_loss": -0.99, "take_profit": 9.99, "limit_ratio": 0.0}  # --exits signal
 
 
 class BacktestError(Exception):
-    """The backtest cannot run: bad data file or settings (one line, exit 2)."""
+    """The backtest cannot run: bad data file, strategy or settings (one line, exit 2)."""
 
 
 @dataclass
@@ -42,80 +59,115 @@ class Result:
     out: Path
 
 
-def entry_ttl(settings_path: str | None, times: list[float]) -> float:
+def entry_ttl(base: float, times: list[float]) -> float:
     """An entry must live to see the next bar's open: advancing the clock to that bar runs
     the execution sweep first, so the TTL is raised to 1.5 times the widest bar gap."""
-    base = load_settings(settings_path).risk.entry_ttl_s
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     return max(base, 1.5 * max(gaps, default=0.0))
 
 
 def backtest_settings(
-    settings_path: str | None, data: Path, symbols: list[str], out: Path, ttl_s: float
+    config: BacktestConfig, data: Path, symbols: list[str], out: Path, times: list[float]
 ) -> Settings:
-    rules = {"backend": "rules"}
-    return load_settings(
-        settings_path,
-        feed={"kind": "replay", "replay_file": str(data), "symbols": symbols},
-        broker={"kind": "paper", "paper_state_path": ""},
-        store={
+    base = load_settings(config.settings)
+    overrides: dict[str, Any] = {
+        "feed": {"kind": "replay", "replay_file": str(data), "symbols": symbols},
+        "broker": {"kind": "paper", "paper_state_path": ""},
+        "store": {
             "sqlite_path": str(out / "aegis.db"),
             "spool_path": str(out / "spool.db"),
             "redis_url": "",
             "postgres_dsn": "",
         },
-        redis_url="",  # no Redis: in-memory cache and so no admin channel
-        postgres_dsn="",
-        dashboard={"port": 0},
-        run={"log_dir": str(out / "logs")},
-        roles={"analyst": rules, "verifier": rules, "commander": rules},
-        risk={"entry_ttl_s": ttl_s},
-    )
+        "redis_url": "",  # no Redis: in-memory cache and so no admin channel
+        "postgres_dsn": "",
+        "dashboard": {"port": 0},
+        "run": {"log_dir": str(out / "logs")},
+        "risk": {"entry_ttl_s": entry_ttl(base.risk.entry_ttl_s, times)},
+    }
+    if config.capital is not None:
+        overrides["broker"]["capital"] = config.capital
+    if config.roles is not None:
+        backend = {"backend": config.roles}
+        overrides["roles"] = {"analyst": backend, "verifier": backend, "commander": backend}
+    if config.exits == "signal":  # the strategy's opposite signal is the only exit
+        overrides["posture"] = {p: dict(NO_STOP) for p in ("offensive", "guerrilla", "defensive")}
+    return load_settings(config.settings, **overrides)
 
 
-def run_backtest(
-    data: str | Path,
-    *,
-    symbol: str | None = None,
-    out: str | Path = DEFAULT_OUT,
-    settings_path: str | None = None,
-    stderr_logs: bool = False,
-    runtime: str = "inline",
-) -> Result:
+def _window(bar_file: BarFile, start: str | None, end: str | None) -> None:
+    try:
+        lo = parse_ts(start) if start else None
+        hi = parse_ts(end) if end else None
+    except ValueError as exc:
+        raise BacktestError(f"--from/--to: {exc}") from None
+    if lo is not None or hi is not None:
+        bar_file.bars = [
+            b for b in bar_file.bars if (lo is None or b.ts >= lo) and (hi is None or b.ts < hi)
+        ]
+    if not bar_file.bars:
+        raise BacktestError("no bars between --from and --to")
+
+
+def execute(config: BacktestConfig) -> BacktestResult:
     from aegis_actors.app import Aegis
 
-    data, out = Path(data), Path(out)
+    files = config.data_files()
     try:
-        bar_file = load_bars(data, symbol)
-    except BarFileError as exc:
+        bar_file = load_many(files, config.symbol, strict=config.strict)
+        strategy = load_strategy(config.strategy, config.params)
+    except (BarFileError, StrategyError) as exc:
         raise BacktestError(str(exc)) from None
+    _window(bar_file, config.start, config.end)
+    out = Path(config.out) if config.out is not None else Path(tempfile.mkdtemp(prefix="aegis-bt-"))
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("aegis.db", "aegis.db-wal", "aegis.db-shm", "spool.db"):
         (out / stale).unlink(missing_ok=True)  # every run starts from an empty ledger
     shutil.rmtree(out / "logs", ignore_errors=True)
-    times = sorted({b.ts for b in bar_file.bars})
-    ttl_s = entry_ttl(settings_path, times)
-    settings = backtest_settings(settings_path, data, bar_file.symbols, out, ttl_s)
-    clock = VirtualClock(start=bar_file.bars[0].ts - 1.0)
-    if runtime == "inline":
+    bars = bar_file.bars
+    times = sorted({b.ts for b in bars})
+    try:
+        settings = backtest_settings(config, files[0], bar_file.symbols, out, times)
+    except SettingsError as exc:
+        raise BacktestError(str(exc)) from None
+    backends: dict[str, Any] = {}
+    flags = [True] * len(bars)
+    signals: dict[str, list[int]] = {}
+    if strategy is not None:
+        book = SignalBook(strategy)
+        flags = event_flags(bars, book, signals)
+        backends["analyst"] = SignalAnalyst(book)
+    if not config.veto:
+        backends["verifier"] = ApproveAll()
+        backends["commander"] = PassThrough()
+    clock = VirtualClock(start=bars[0].ts - 1.0)
+    t0 = time.perf_counter()
+    if config.runtime == "inline":
         with inline.install() as sched:
-            app = Aegis(settings, clock=clock, stderr=stderr_logs)
+            app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
             rt = app.start()
             try:
-                equity, events, outcomes = replay_inline(app, rt, clock, sched, bar_file)
+                t0 = time.perf_counter()
+                equity, events, outcomes = replay_inline(
+                    app, rt, clock, sched, bars, flags, config.progress
+                )
             finally:
                 app.stop("backtest over")
     else:
-        app = Aegis(settings, clock=clock, stderr=stderr_logs)
+        app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
         rt = app.start()
         try:
-            equity, events, outcomes = replay(app, rt, clock, bar_file)
+            t0 = time.perf_counter()
+            equity, events, outcomes = replay(app, rt, clock, bars, flags)
         finally:
             app.stop("backtest over")
+    took = max(time.perf_counter() - t0, 1e-9)
+    first_posture = getattr(app, "first_posture", "")
     trades, counts = read_ledger(out / "aegis.db")
     report = summarize(
-        bars=len(bar_file.bars),
+        bars=len(bars),
         bad_rows=dict(bar_file.bad),
+        notes=dict(bar_file.notes),
         symbols=bar_file.symbols,
         events=events,
         counts=counts,
@@ -123,54 +175,146 @@ def run_backtest(
         equity=equity,
         capital=settings.broker.capital,
         outcomes=outcomes,
+        strategy={
+            "name": config.strategy,
+            "params": dict(sorted(config.params.items())),
+            "exits": config.exits,
+            "veto": config.veto,
+            "roles": settings.roles.analyst.backend if strategy is None else "strategy",
+        },
+        iso=bar_file.iso,
+        closes=closes_by_symbol(bars),
+        first_posture=first_posture,
     )
-    write_outputs(out, trades, equity, report)
-    return Result(report, out)
+    write_outputs(out, trades, equity, report, iso=bar_file.iso, html=config.html)
+    return BacktestResult(
+        metrics=metrics(report),
+        equity=equity,
+        trades=trades,
+        report=report,
+        out=out,
+        bars_per_s=len(bars) / took,
+    )
+
+
+def closes_by_symbol(bars: list[Bar]) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list[tuple[float, float]]] = {}
+    for b in bars:
+        out.setdefault(b.symbol, []).append((b.ts, b.close))
+    return out
+
+
+def first_posture_of(app: Any, rt: Any) -> None:
+    try:
+        app.first_posture = str(rt.directory.ask(POSTURE, GetStatus(), timeout=5.0)["posture"])
+    except Exception:
+        app.first_posture = ""
+
+
+def event_flags(bars: list[Bar], book: SignalBook, signals: dict[str, list[int]]) -> list[bool]:
+    """Which bars raise a decision event: a signal bar and the bar after it."""
+    by_symbol: dict[str, list[int]] = {}
+    for i, b in enumerate(bars):
+        by_symbol.setdefault(b.symbol, []).append(i)
+    flags = [False] * len(bars)
+    for symbol, idx in by_symbol.items():
+        sig = book.add(symbol, [bars[i].ts for i in idx], [bars[i].close for i in idx])
+        signals[symbol] = sig
+        for k, i in enumerate(idx):
+            if sig[k] or (k and sig[k - 1]):
+                flags[i] = True
+    return flags
+
+
+def _replay_bar(b: Bar, event: bool) -> ReplayBar:
+    # validated when loaded: build without validating again (the hot path of a long replay)
+    return ReplayBar.model_construct(
+        symbol=b.symbol,
+        ts=b.ts,
+        open=b.open,
+        high=b.high,
+        low=b.low,
+        close=b.close,
+        volume=b.volume,
+        event=event,
+    )
+
+
+class Progress:
+    """A one-line progress bar on stderr (only when it is a terminal)."""
+
+    def __init__(self, total: int, on: bool) -> None:
+        self.total, self.on, self.shown = total, on and sys.stderr.isatty(), -1
+
+    def update(self, done: int) -> None:
+        if not self.on:
+            return
+        pct = done * 100 // max(1, self.total)
+        if pct != self.shown:
+            self.shown = pct
+            bar = "#" * (pct // 4)
+            sys.stderr.write(f"\rbacktest [{bar:<25}] {pct:3d}% {done}/{self.total} bars")
+            if done >= self.total:
+                sys.stderr.write("\n")
+            sys.stderr.flush()
 
 
 def replay_inline(
-    app: Any, rt: Any, clock: VirtualClock, sched: inline.Scheduler, bar_file: BarFile
+    app: Any,
+    rt: Any,
+    clock: VirtualClock,
+    sched: inline.Scheduler,
+    bars: list[Bar],
+    flags: list[bool],
+    progress: bool = False,
 ) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
-    """The deterministic runtime: a bar is done when the run queue is empty."""
+    """The deterministic runtime: a bar is done when the run queue is empty (and no role
+    call is out on a worker thread)."""
     sched.run()
+    first_posture_of(app, rt)
     equity: list[tuple[float, float]] = []
-    bars = bar_file.bars
     tell = rt.directory.tell
+    account = app.broker.account
+    bar = Progress(len(bars), progress)
     i, n = 0, len(bars)
     while i < n:
         ts = bars[i].ts
         if ts > clock.now():
             sched.advance_to(clock, ts)
         while i < n and bars[i].ts == ts:
-            b = bars[i]
-            tell(
-                MARKET,
-                ReplayBar(
-                    symbol=b.symbol,
-                    ts=b.ts,
-                    open=b.open,
-                    high=b.high,
-                    low=b.low,
-                    close=b.close,
-                    volume=b.volume,
-                ),
-            )
+            tell(MARKET, _replay_bar(bars[i], flags[i]))
             i += 1
         sched.run()
-        equity.append((ts, app.broker.account().equity))
+        if flags[i - 1]:
+            settle_inline(rt, sched)
+        equity.append((ts, account().equity))
+        bar.update(i)
     market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
     watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
     outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
     return equity, int(market.get("events", 0)), outcomes
 
 
+def settle_inline(rt: Any, sched: inline.Scheduler) -> None:
+    """An event still in flight with the run queue empty is a role call on a worker
+    thread (an LLM): wait for its answer to be queued, then run it."""
+    while True:
+        st = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
+        if not st.get("inflight") and not st.get("waiting"):
+            return
+        if not sched.wait_external(EXTERNAL_WAIT_S):
+            log.warning("an event stayed in flight {}s; moving on", EXTERNAL_WAIT_S)
+            return
+        sched.run()
+
+
 def replay(
-    app: Any, rt: Any, clock: VirtualClock, bar_file: BarFile
+    app: Any, rt: Any, clock: VirtualClock, bars: list[Bar], flags: list[bool]
 ) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
-    """Feed the bars time by time; the equity after each bar time, events, outcomes."""
+    """The threaded runtime (live parity): wait for idle mailboxes between bars."""
     settle(rt)
+    first_posture_of(app, rt)
     equity: list[tuple[float, float]] = []
-    bars = bar_file.bars
     i = 0
     while i < len(bars):
         ts = bars[i].ts
@@ -178,19 +322,7 @@ def replay(
             clock.advance(ts - clock.now())
             wait_idle(IDLE_TIMEOUT_S)  # the timers that came due first (sweeps, postures)
         while i < len(bars) and bars[i].ts == ts:
-            b = bars[i]
-            rt.directory.tell(
-                MARKET,
-                ReplayBar(
-                    symbol=b.symbol,
-                    ts=b.ts,
-                    open=b.open,
-                    high=b.high,
-                    low=b.low,
-                    close=b.close,
-                    volume=b.volume,
-                ),
-            )
+            rt.directory.tell(MARKET, _replay_bar(bars[i], flags[i]))
             i += 1
         settle(rt)
         equity.append((ts, app.broker.account().equity))
@@ -213,3 +345,26 @@ def settle(rt: Any) -> None:
             if wait_idle(IDLE_TIMEOUT_S):
                 return
     log.warning("events still in flight after {} idle checks; moving on", INFLIGHT_ROUNDS)
+
+
+def run_backtest(
+    data: str | Path | list[str | Path],
+    *,
+    symbol: str | None = None,
+    out: str | Path = DEFAULT_OUT,
+    settings_path: str | None = None,
+    stderr_logs: bool = False,
+    runtime: str = "inline",
+    **options: Any,
+) -> Result:
+    """Keyword form of `api.run_backtest` (kept for the CLI and older callers)."""
+    config = BacktestConfig(
+        data=data,
+        symbol=symbol,
+        out=out,
+        settings=settings_path,
+        runtime="threaded" if runtime == "threaded" else "inline",
+        **options,
+    )
+    result = execute(config)
+    return Result(result.report, result.out)
