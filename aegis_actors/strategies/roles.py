@@ -32,16 +32,24 @@ class SignalBook:
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
         self.by_symbol: dict[str, dict[float, int]] = {}
+        self.after: dict[str, dict[float, int]] = {}  # the bar after a signal: that signal
 
     def add(self, symbol: str, times: Sequence[float], closes: Sequence[float]) -> list[int]:
         sig = self.strategy.signals(closes)
         if len(sig) != len(closes):
             raise ValueError(f"{self.strategy.name}: {len(sig)} signals for {len(closes)} bars")
         self.by_symbol[symbol] = {t: int(s) for t, s in zip(times, sig, strict=True) if s}
+        self.after[symbol] = {
+            times[i + 1]: int(sig[i]) for i in range(len(sig) - 1) if sig[i] and not sig[i + 1]
+        }
         return [int(s) for s in sig]
 
     def signal(self, symbol: str, ts: float) -> int:
         return self.by_symbol.get(symbol, {}).get(ts, 0)
+
+    def previous(self, symbol: str, ts: float) -> int:
+        """The signal of the bar before, when this bar has none (to finish a reversal)."""
+        return self.after.get(symbol, {}).get(ts, 0)
 
 
 class _Inline:
@@ -71,6 +79,8 @@ class SignalAnalyst(_Inline):
         ctx = task.ctx
         sig = self.book.signal(ctx.symbol, ctx.event.ts)
         held = ctx.position.qty if ctx.position is not None else 0.0
+        if not sig and not held:  # the bar after a reversal's close: enter the new side
+            sig = self.book.previous(ctx.symbol, ctx.event.ts)
         if sig < 0 and not self.short and held <= 0:
             sig = 0  # long only: a sell signal only closes a long
         direction = {1: Direction.UP, -1: Direction.DOWN}.get(sig, Direction.FLAT)
