@@ -349,3 +349,28 @@ def test_cli_strategy_flags_and_exit_codes(trend: Path, aegis_env: Path) -> None
         env=env,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_vix_series_moves_the_posture_in_simulated_time(wave: Path, aegis_env: Path) -> None:
+    """A calm VIX, then a spike: the posture's 30-minute evaluation (simulated time) goes
+    offensive, then defensive; the VIX is never traded."""
+    vix = aegis_env / "vix.csv"
+    rows = [
+        [str(T0 + 60 * i), *(["12", "12", "12", "12"] if i < 60 else ["32", "32", "32", "32"]), "0"]
+        for i in range(0, 160, 5)
+    ]
+    write_csv(vix, rows)
+    r = run_backtest(BacktestConfig(data=wave, vix=vix, out=aegis_env / "out"))
+    shares = r.report["posture_time_pct"]
+    assert shares.get("offensive", 0) > 20 and shares.get("defensive", 0) > 20, shares
+    assert r.report["symbols"] == ["WAVE"]
+    assert all(t.symbol == "WAVE" for t in r.trades)
+    # the same series as a VIX symbol inside the data does the same, and is not traded
+    both = aegis_env / "both.csv"
+    text = "ts,open,high,low,close,volume,symbol\n"
+    text += "".join(",".join(row) + ",WAVE\n" for row in wave_rows())
+    text += "".join(",".join(row) + ",VIX\n" for row in rows)
+    both.write_text(text, encoding="utf-8")
+    r2 = run_backtest(BacktestConfig(data=both, out=aegis_env / "out2"))
+    assert r2.report["symbols"] == ["WAVE"]
+    assert r2.report["posture_time_pct"] == shares

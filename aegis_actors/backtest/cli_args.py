@@ -39,6 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--roles", choices=("rules", "llm"), default=None, help="default: as the settings say"
     )
+    p.add_argument("--vix", metavar="FILE.csv", help="volatility index bars: feed the posture")
     p.add_argument("--strict", action="store_true", help="refuse unsorted input")
     p.add_argument("--out", default="backtest-out", metavar="DIR", help="output directory")
     p.add_argument("--settings", metavar="FILE")
@@ -58,6 +59,7 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         veto=getattr(args, "veto", "on") != "off",
         roles=getattr(args, "roles", None),
         strict=getattr(args, "strict", False),
+        vix=getattr(args, "vix", None),
         settings=getattr(args, "settings", None),
         out=getattr(args, "out", "backtest-out"),
         progress=sys.stderr.isatty(),

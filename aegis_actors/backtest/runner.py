@@ -24,7 +24,14 @@ from typing import Any
 from loguru import logger
 
 from aegis_actors.backtest.api import BacktestConfig, BacktestResult
-from aegis_actors.backtest.bars import Bar, BarFile, BarFileError, load_many, parse_ts
+from aegis_actors.backtest.bars import (
+    Bar,
+    BarFile,
+    BarFileError,
+    load_bars,
+    load_many,
+    parse_ts,
+)
 from aegis_actors.backtest.idle import wait_idle
 from aegis_actors.backtest.report import (
     metrics,
@@ -33,7 +40,7 @@ from aegis_actors.backtest.report import (
     write_outputs,
 )
 from aegis_actors.clock import VirtualClock
-from aegis_actors.messages import GetStatus, ReplayBar
+from aegis_actors.messages import GetStatus, ReplayBar, VolatilityIndex
 from aegis_actors.runtime import MARKET, POSTURE, WATCHDOG
 from aegis_actors.settings import Settings, SettingsError, load_settings
 from aegis_actors.strategies import StrategyError, load_strategy
@@ -119,6 +126,7 @@ def execute(config: BacktestConfig) -> BacktestResult:
     except (BarFileError, StrategyError) as exc:
         raise BacktestError(str(exc)) from None
     _window(bar_file, config.start, config.end)
+    vix = split_vix(bar_file, config, load_settings(config.settings).feed.vix_symbol)
     out = Path(config.out) if config.out is not None else Path(tempfile.mkdtemp(prefix="aegis-bt-"))
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("aegis.db", "aegis.db-wal", "aegis.db-shm", "spool.db"):
@@ -149,7 +157,7 @@ def execute(config: BacktestConfig) -> BacktestResult:
             try:
                 t0 = time.perf_counter()
                 equity, events, outcomes = replay_inline(
-                    app, rt, clock, sched, bars, flags, config.progress
+                    app, rt, clock, sched, bars, flags, config.progress, vix
                 )
             finally:
                 app.stop("backtest over")
@@ -158,7 +166,7 @@ def execute(config: BacktestConfig) -> BacktestResult:
         rt = app.start()
         try:
             t0 = time.perf_counter()
-            equity, events, outcomes = replay(app, rt, clock, bars, flags)
+            equity, events, outcomes = replay(app, rt, clock, bars, flags, vix)
         finally:
             app.stop("backtest over")
     took = max(time.perf_counter() - t0, 1e-9)
@@ -195,6 +203,30 @@ def execute(config: BacktestConfig) -> BacktestResult:
         out=out,
         bars_per_s=len(bars) / took,
     )
+
+
+def split_vix(bar_file: BarFile, config: BacktestConfig, symbol: str) -> list[Bar]:
+    """The volatility index: `--vix FILE` or the data's VIX symbol. It feeds the posture
+    and is never traded, so it leaves the traded bars."""
+    vix = [b for b in bar_file.bars if b.symbol == symbol]
+    if vix:
+        bar_file.bars = [b for b in bar_file.bars if b.symbol != symbol]
+        if not bar_file.bars:
+            raise BacktestError(f"the data holds only the volatility index {symbol}")
+    if config.vix is not None:
+        try:
+            vix = load_bars(config.vix, symbol).bars
+        except BarFileError as exc:
+            raise BacktestError(f"--vix: {exc}") from None
+    return vix
+
+
+def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float) -> int:
+    """Hand the posture every VIX reading known by `ts` (at its simulated time)."""
+    while j < len(vix) and vix[j].ts <= ts:
+        tell(POSTURE, VolatilityIndex(value=vix[j].close, ts=vix[j].ts))
+        j += 1
+    return j
 
 
 def closes_by_symbol(bars: list[Bar]) -> dict[str, list[tuple[float, float]]]:
@@ -267,6 +299,7 @@ def replay_inline(
     bars: list[Bar],
     flags: list[bool],
     progress: bool = False,
+    vix: list[Bar] | None = None,
 ) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
     """The deterministic runtime: a bar is done when the run queue is empty (and no role
     call is out on a worker thread)."""
@@ -276,11 +309,13 @@ def replay_inline(
     tell = rt.directory.tell
     account = app.broker.account
     bar = Progress(len(bars), progress)
-    i, n = 0, len(bars)
+    vix = vix or []
+    i, j, n = 0, 0, len(bars)
     while i < n:
         ts = bars[i].ts
         if ts > clock.now():
             sched.advance_to(clock, ts)
+        j = feed_vix(tell, vix, j, ts)
         while i < n and bars[i].ts == ts:
             tell(MARKET, _replay_bar(bars[i], flags[i]))
             i += 1
@@ -309,18 +344,24 @@ def settle_inline(rt: Any, sched: inline.Scheduler) -> None:
 
 
 def replay(
-    app: Any, rt: Any, clock: VirtualClock, bars: list[Bar], flags: list[bool]
+    app: Any,
+    rt: Any,
+    clock: VirtualClock,
+    bars: list[Bar],
+    flags: list[bool],
+    vix: list[Bar] | None = None,
 ) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
     """The threaded runtime (live parity): wait for idle mailboxes between bars."""
     settle(rt)
     first_posture_of(app, rt)
     equity: list[tuple[float, float]] = []
-    i = 0
+    i, j, vix = 0, 0, vix or []
     while i < len(bars):
         ts = bars[i].ts
         if ts > clock.now():
             clock.advance(ts - clock.now())
             wait_idle(IDLE_TIMEOUT_S)  # the timers that came due first (sweeps, postures)
+        j = feed_vix(rt.directory.tell, vix, j, ts)
         while i < len(bars) and bars[i].ts == ts:
             rt.directory.tell(MARKET, _replay_bar(bars[i], flags[i]))
             i += 1
