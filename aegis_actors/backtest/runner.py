@@ -13,7 +13,9 @@ raises no decision event, which is what makes a long replay fast.
 
 from __future__ import annotations
 
+import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -53,6 +55,7 @@ IDLE_TIMEOUT_S = 30.0  # real seconds one bar may take before the run is called 
 INFLIGHT_ROUNDS = 1000
 EXTERNAL_WAIT_S = 60.0  # real seconds an LLM call may take before the bar moves on
 DEFAULT_OUT = "backtest-out"
+HEARTBEAT_OFF_S = 10 * 365 * 86400.0
 NO_STOP = {"stop_loss": -0.99, "take_profit": 9.99, "limit_ratio": 0.0}  # --exits signal
 
 
@@ -73,16 +76,30 @@ def entry_ttl(base: float, times: list[float]) -> float:
     return max(base, 1.5 * max(gaps, default=0.0))
 
 
+def scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    """Where the ledger is written during the run: memory (tmpfs) when the machine has it.
+    A replay needs no fsync (a crash means a rerun); the finished ledger is moved to the
+    out dir, so what a user opens afterwards is the same file."""
+    shm = Path("/dev/shm")
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix="aegis-bt-", dir=where)
+
+
 def backtest_settings(
-    config: BacktestConfig, data: Path, symbols: list[str], out: Path, times: list[float]
+    config: BacktestConfig,
+    data: Path,
+    symbols: list[str],
+    out: Path,
+    times: list[float],
+    ledger_dir: Path,
 ) -> Settings:
     base = load_settings(config.settings)
     overrides: dict[str, Any] = {
         "feed": {"kind": "replay", "replay_file": str(data), "symbols": symbols},
         "broker": {"kind": "paper", "paper_state_path": ""},
         "store": {
-            "sqlite_path": str(out / "aegis.db"),
-            "spool_path": str(out / "spool.db"),
+            "sqlite_path": str(ledger_dir / "aegis.db"),
+            "spool_path": str(ledger_dir / "spool.db"),
             "redis_url": "",
             "postgres_dsn": "",
         },
@@ -91,6 +108,9 @@ def backtest_settings(
         "dashboard": {"port": 0},
         "run": {"log_dir": str(out / "logs")},
         "risk": {"entry_ttl_s": entry_ttl(base.risk.entry_ttl_s, times)},
+        # A replay has no wall-clock deadline to miss: an actor that hung would stop the
+        # whole run (one thread) or its driver's settle (threads), never silently.
+        "watchdog": {"heartbeat_every_s": HEARTBEAT_OFF_S},
     }
     if config.capital is not None:
         overrides["broker"]["capital"] = config.capital
@@ -134,9 +154,12 @@ def execute(config: BacktestConfig) -> BacktestResult:
     shutil.rmtree(out / "logs", ignore_errors=True)
     bars = bar_file.bars
     times = sorted({b.ts for b in bars})
+    scratch = scratch_dir()
+    ledger_dir = Path(scratch.name)
     try:
-        settings = backtest_settings(config, files[0], bar_file.symbols, out, times)
+        settings = backtest_settings(config, files[0], bar_file.symbols, out, times, ledger_dir)
     except SettingsError as exc:
+        scratch.cleanup()
         raise BacktestError(str(exc)) from None
     backends: dict[str, Any] = {}
     flags = [True] * len(bars)
@@ -156,8 +179,9 @@ def execute(config: BacktestConfig) -> BacktestResult:
             rt = app.start()
             try:
                 t0 = time.perf_counter()
+                quiet = Quiet(app.broker, settings, config.exits == "signal")
                 equity, events, outcomes = replay_inline(
-                    app, rt, clock, sched, bars, flags, config.progress, vix
+                    app, rt, clock, sched, bars, flags, config.progress, vix, quiet
                 )
             finally:
                 app.stop("backtest over")
@@ -171,6 +195,9 @@ def execute(config: BacktestConfig) -> BacktestResult:
             app.stop("backtest over")
     took = max(time.perf_counter() - t0, 1e-9)
     first_posture = getattr(app, "first_posture", "")
+    with scratch:  # the finished ledger, checkpointed into one file, moves to the out dir
+        checkpoint(ledger_dir / "aegis.db")
+        shutil.move(str(ledger_dir / "aegis.db"), str(out / "aegis.db"))
     trades, counts = read_ledger(out / "aegis.db")
     report = summarize(
         bars=len(bars),
@@ -227,6 +254,15 @@ def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float) -> int:
         tell(POSTURE, VolatilityIndex(value=vix[j].close, ts=vix[j].ts))
         j += 1
     return j
+
+
+def checkpoint(db: Path) -> None:
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        con.close()
 
 
 def closes_by_symbol(bars: list[Bar]) -> dict[str, list[tuple[float, float]]]:
@@ -300,6 +336,7 @@ def replay_inline(
     flags: list[bool],
     progress: bool = False,
     vix: list[Bar] | None = None,
+    quiet: Quiet | None = None,
 ) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
     """The deterministic runtime: a bar is done when the run queue is empty (and no role
     call is out on a worker thread)."""
@@ -310,24 +347,86 @@ def replay_inline(
     account = app.broker.account
     bar = Progress(len(bars), progress)
     vix = vix or []
+    push = rt.cache.push_price
     i, j, n = 0, 0, len(bars)
     while i < n:
         ts = bars[i].ts
+        k = i
+        while k < n and bars[k].ts == ts:
+            k += 1
+        if quiet is not None and not any(flags[i:k]):
+            marked = quiet.equity(bars[i:k])
+            if marked is not None:
+                for b in bars[i:k]:  # the tree sleeps: the price joins the history
+                    push(b.symbol, b.close, ts)
+                i = k
+                equity.append((ts, marked))
+                bar.update(i)
+                continue
         if ts > clock.now():
             sched.advance_to(clock, ts)
         j = feed_vix(tell, vix, j, ts)
-        while i < n and bars[i].ts == ts:
+        while i < k:
             tell(MARKET, _replay_bar(bars[i], flags[i]))
             i += 1
         sched.run()
         if flags[i - 1]:
             settle_inline(rt, sched)
-        equity.append((ts, account().equity))
+        now_equity = account().equity
+        equity.append((ts, now_equity))
+        if quiet is not None:
+            quiet.told(now_equity)
         bar.update(i)
     market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
     watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
     outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
     return equity, int(market.get("events", 0)), outcomes
+
+
+class Quiet:
+    """Which bars without a decision event may leave the tree asleep.
+
+    Flat with no working order, such a bar cannot change anything. Holding with
+    `--exits signal` (no reachable stop or target) and no working order, it only marks the
+    position: the tree is woken once the equity has moved a quarter of the tightest loss
+    limit since it last saw a price (so no risk limit is crossed unseen), otherwise the
+    driver marks the equity itself, with the broker's formula. Housekeeping timers run
+    when the tree is next woken, before any decision.
+    """
+
+    def __init__(self, broker: Any, settings: Settings, signal_exits: bool) -> None:
+        self.broker = broker
+        self.signal_exits = signal_exits
+        r, w = settings.risk, settings.watchdog
+        tight = min(r.minute_loss_limit_pct, r.daily_loss_limit_pct, w.capital_loss_halt_pct)
+        self.band = tight / 4.0 / 100.0
+        self.seen = 0.0  # the equity the tree last saw
+        self.last: dict[str, float] = {}  # each symbol's latest close
+        self.skipped = 0
+
+    def equity(self, bars: list[Bar]) -> float | None:
+        """This bar time's equity when the tree may sleep through it, else None."""
+        for b in bars:
+            self.last[b.symbol] = b.close
+        broker = self.broker
+        if broker.open_orders():
+            return None
+        positions = [p for p in broker.positions() if p.qty]
+        cash = broker.account().cash
+        if not positions:
+            self.skipped += 1
+            return float(cash)
+        if not self.signal_exits:
+            return None
+        marks = self.last
+        equity = cash + sum(p.qty * marks.get(p.symbol, p.avg_price) for p in positions)
+        if abs(equity - self.seen) >= self.band * self.seen:
+            return None
+        self.skipped += 1
+        return float(equity)
+
+    def told(self, equity: float) -> None:
+        self.seen = equity
 
 
 def settle_inline(rt: Any, sched: inline.Scheduler) -> None:
