@@ -5,6 +5,7 @@ backtesting.py on its GOOG data, bad data, the API's figures and report.html in 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import sqlite3
@@ -374,3 +375,34 @@ def test_vix_series_moves_the_posture_in_simulated_time(wave: Path, aegis_env: P
     r2 = run_backtest(BacktestConfig(data=both, out=aegis_env / "out2"))
     assert r2.report["symbols"] == ["WAVE"]
     assert r2.report["posture_time_pct"] == shares
+
+
+def test_llm_roles_answered_from_the_cache_on_a_rerun(aegis_env: Path) -> None:
+    """--roles llm against the local LLM server: the first run calls it, the second makes
+    no HTTP call at all, answers from the on-disk cache, and trades the same."""
+    from llm_fake import FakeLlm
+    from roles_harness import llm_roles
+
+    fake = FakeLlm()
+    try:
+        lines = []
+        for role, cfg in llm_roles(fake.url).items():
+            lines.append(f"[roles.{role}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in cfg.items()]
+        settings = aegis_env / "llm.toml"
+        settings.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        data = write_csv(aegis_env / "bars.csv", trend_rows(12, 12))
+        cfg = BacktestConfig(data=data, settings=str(settings), out=aegis_env / "out")
+        first = run_backtest(cfg)
+        calls = len(fake.calls())
+        assert calls == 3 * 24  # three roles, every bar
+        assert first.report["llm"]["calls"] == calls and first.report["llm"]["cache_hits"] == 0
+        assert first.report["llm"]["tokens"] > 0 and first.report["llm"]["cost_usd"] > 0
+        assert first.trades
+        again = run_backtest(cfg)
+        assert len(fake.calls()) == calls  # not one more request
+        assert again.report["llm"]["calls"] == 0
+        assert again.report["llm"]["cache_hits"] == calls
+        assert again.trades == first.trades and again.equity == first.equity
+    finally:
+        fake.close()

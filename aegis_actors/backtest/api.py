@@ -39,6 +39,7 @@ class BacktestConfig:
     runtime: Runtime = "inline"  # threaded: the live pykka runtime (parity checks)
     progress: bool = False  # a progress bar on stderr (the CLI sets it on a terminal)
     html: bool = True  # write report.html
+    llm_cache: str | Path | None = None  # LLM answers on disk; default OUT/llm-cache.db
 
     def data_files(self) -> list[Path]:
         items = [self.data] if isinstance(self.data, str | Path) else list(self.data)

@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--roles", choices=("rules", "llm"), default=None, help="default: as the settings say"
     )
     p.add_argument("--vix", metavar="FILE.csv", help="volatility index bars: feed the posture")
+    p.add_argument(
+        "--llm-cache", metavar="FILE", help="LLM answers on disk (default OUT/llm-cache.db)"
+    )
     p.add_argument("--strict", action="store_true", help="refuse unsorted input")
     p.add_argument("--out", default="backtest-out", metavar="DIR", help="output directory")
     p.add_argument("--settings", metavar="FILE")
@@ -60,6 +63,7 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         roles=getattr(args, "roles", None),
         strict=getattr(args, "strict", False),
         vix=getattr(args, "vix", None),
+        llm_cache=getattr(args, "llm_cache", None),
         settings=getattr(args, "settings", None),
         out=getattr(args, "out", "backtest-out"),
         progress=sys.stderr.isatty(),

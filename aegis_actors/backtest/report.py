@@ -363,4 +363,12 @@ def summary_text(r: dict[str, Any]) -> str:
             f"{_fmt(r['win_rate_pct'], '.1f', '%')}",
             f"  outcomes: {outcomes}",
         ]
+        + (
+            [
+                f"  llm: {r['llm']['calls']} calls, {r['llm']['cache_hits']} cache hits, "
+                f"{r['llm']['tokens']} tokens, ${r['llm']['cost_usd']:.4f}"
+            ]
+            if r.get("llm")
+            else []
+        )
     )

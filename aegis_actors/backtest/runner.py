@@ -35,6 +35,7 @@ from aegis_actors.backtest.bars import (
     parse_ts,
 )
 from aegis_actors.backtest.idle import wait_idle
+from aegis_actors.backtest.llm_cache import ResponseCache, cached_llm_backends
 from aegis_actors.backtest.report import (
     metrics,
     read_ledger,
@@ -56,6 +57,7 @@ INFLIGHT_ROUNDS = 1000
 EXTERNAL_WAIT_S = 60.0  # real seconds an LLM call may take before the bar moves on
 DEFAULT_OUT = "backtest-out"
 HEARTBEAT_OFF_S = 10 * 365 * 86400.0
+ROLE_NAMES = ("analyst", "verifier", "commander")
 NO_STOP = {"stop_loss": -0.99, "take_profit": 9.99, "limit_ratio": 0.0}  # --exits signal
 
 
@@ -171,6 +173,10 @@ def execute(config: BacktestConfig) -> BacktestResult:
     if not config.veto:
         backends["verifier"] = ApproveAll()
         backends["commander"] = PassThrough()
+    cache: ResponseCache | None = None
+    if any(getattr(settings.roles, r).backend == "llm" for r in ROLE_NAMES if r not in backends):
+        cache = ResponseCache(Path(config.llm_cache or out / "llm-cache.db"))
+        backends.update(cached_llm_backends(settings, cache, set(backends)))
     clock = VirtualClock(start=bars[0].ts - 1.0)
     t0 = time.perf_counter()
     if config.runtime == "inline":
@@ -194,6 +200,10 @@ def execute(config: BacktestConfig) -> BacktestResult:
         finally:
             app.stop("backtest over")
     took = max(time.perf_counter() - t0, 1e-9)
+    llm = None
+    if cache is not None:
+        llm = cache.report()
+        cache.close()
     first_posture = getattr(app, "first_posture", "")
     with scratch:  # the finished ledger, checkpointed into one file, moves to the out dir
         checkpoint(ledger_dir / "aegis.db")
@@ -220,6 +230,7 @@ def execute(config: BacktestConfig) -> BacktestResult:
         iso=bar_file.iso,
         closes=closes_by_symbol(bars),
         first_posture=first_posture,
+        extra={"llm": llm} if llm is not None else None,
     )
     write_outputs(out, trades, equity, report, iso=bar_file.iso, html=config.html)
     return BacktestResult(
