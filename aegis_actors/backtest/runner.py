@@ -164,11 +164,11 @@ def execute(config: BacktestConfig) -> BacktestResult:
         scratch.cleanup()
         raise BacktestError(str(exc)) from None
     backends: dict[str, Any] = {}
-    flags = [True] * len(bars)
+    plan = Plan(bars)
     signals: dict[str, list[int]] = {}
     if strategy is not None:
         book = SignalBook(strategy)
-        flags = event_flags(bars, book, signals)
+        plan = event_plan(bars, book, signals)
         backends["analyst"] = SignalAnalyst(book)
     if not config.veto:
         backends["verifier"] = ApproveAll()
@@ -187,7 +187,7 @@ def execute(config: BacktestConfig) -> BacktestResult:
                 t0 = time.perf_counter()
                 quiet = Quiet(app.broker, settings, config.exits == "signal")
                 equity, events, outcomes = replay_inline(
-                    app, rt, clock, sched, bars, flags, config.progress, vix, quiet
+                    app, rt, clock, sched, bars, plan, config.progress, vix, quiet
                 )
             finally:
                 app.stop("backtest over")
@@ -196,7 +196,7 @@ def execute(config: BacktestConfig) -> BacktestResult:
         rt = app.start()
         try:
             t0 = time.perf_counter()
-            equity, events, outcomes = replay(app, rt, clock, bars, flags, vix)
+            equity, events, outcomes = replay(app, rt, clock, bars, plan, vix)
         finally:
             app.stop("backtest over")
     took = max(time.perf_counter() - t0, 1e-9)
@@ -290,19 +290,47 @@ def first_posture_of(app: Any, rt: Any) -> None:
         app.first_posture = ""
 
 
-def event_flags(bars: list[Bar], book: SignalBook, signals: dict[str, list[int]]) -> list[bool]:
-    """Which bars raise a decision event: a signal bar and the bar after it."""
+class Plan:
+    """Which bars raise a decision event: every bar (the aegis rules), or a strategy's
+    signal bars, plus the bar after one when that signal's close is working (the reversal
+    then enters the other side once the close has filled)."""
+
+    def __init__(self, bars: list[Bar], signal: list[bool] | None = None) -> None:
+        self.bars = bars
+        self.signal = signal if signal is not None else [True] * len(bars)
+        self.after = [False] * len(bars)
+        self.pending: dict[str, bool] = {}
+
+    def event(self, i: int) -> bool:
+        return self.signal[i] or (self.after[i] and self.pending.get(self.bars[i].symbol, False))
+
+    def any_event(self, i: int, k: int) -> bool:
+        return any(self.event(j) for j in range(i, k))
+
+    def settled(self, i: int, k: int, broker: Any) -> None:
+        """After bars i..k-1 ran: is a close working for a symbol that just signalled?"""
+        signalled = {self.bars[j].symbol for j in range(i, k) if self.signal[j]}
+        for symbol in signalled:
+            held = sum(p.qty for p in broker.positions() if p.symbol == symbol)
+            closing = any(
+                o.symbol == symbol and (o.side == "sell") == (held > 0)
+                for o in broker.open_orders()
+            )
+            self.pending[symbol] = bool(held) and closing
+
+
+def event_plan(bars: list[Bar], book: SignalBook, signals: dict[str, list[int]]) -> Plan:
     by_symbol: dict[str, list[int]] = {}
     for i, b in enumerate(bars):
         by_symbol.setdefault(b.symbol, []).append(i)
-    flags = [False] * len(bars)
+    plan = Plan(bars, [False] * len(bars))
     for symbol, idx in by_symbol.items():
         sig = book.add(symbol, [bars[i].ts for i in idx], [bars[i].close for i in idx])
         signals[symbol] = sig
         for k, i in enumerate(idx):
-            if sig[k] or (k and sig[k - 1]):
-                flags[i] = True
-    return flags
+            plan.signal[i] = bool(sig[k])
+            plan.after[i] = bool(k and sig[k - 1] and not sig[k])
+    return plan
 
 
 def _replay_bar(b: Bar, event: bool) -> ReplayBar:
@@ -344,7 +372,7 @@ def replay_inline(
     clock: VirtualClock,
     sched: inline.Scheduler,
     bars: list[Bar],
-    flags: list[bool],
+    plan: Plan,
     progress: bool = False,
     vix: list[Bar] | None = None,
     quiet: Quiet | None = None,
@@ -365,7 +393,8 @@ def replay_inline(
         k = i
         while k < n and bars[k].ts == ts:
             k += 1
-        if quiet is not None and not any(flags[i:k]):
+        wake = plan.any_event(i, k)
+        if quiet is not None and not wake:
             marked = quiet.equity(bars[i:k])
             if marked is not None:
                 for b in bars[i:k]:  # the tree sleeps: the price joins the history
@@ -377,12 +406,14 @@ def replay_inline(
         if ts > clock.now():
             sched.advance_to(clock, ts)
         j = feed_vix(tell, vix, j, ts)
+        first = i
         while i < k:
-            tell(MARKET, _replay_bar(bars[i], flags[i]))
+            tell(MARKET, _replay_bar(bars[i], plan.event(i)))
             i += 1
         sched.run()
-        if flags[i - 1]:
+        if wake:
             settle_inline(rt, sched)
+            plan.settled(first, k, app.broker)
         now_equity = account().equity
         equity.append((ts, now_equity))
         if quiet is not None:
@@ -458,7 +489,7 @@ def replay(
     rt: Any,
     clock: VirtualClock,
     bars: list[Bar],
-    flags: list[bool],
+    plan: Plan,
     vix: list[Bar] | None = None,
 ) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
     """The threaded runtime (live parity): wait for idle mailboxes between bars."""
@@ -472,10 +503,12 @@ def replay(
             clock.advance(ts - clock.now())
             wait_idle(IDLE_TIMEOUT_S)  # the timers that came due first (sweeps, postures)
         j = feed_vix(rt.directory.tell, vix, j, ts)
+        first = i
         while i < len(bars) and bars[i].ts == ts:
-            rt.directory.tell(MARKET, _replay_bar(bars[i], flags[i]))
+            rt.directory.tell(MARKET, _replay_bar(bars[i], plan.event(i)))
             i += 1
         settle(rt)
+        plan.settled(first, i, app.broker)
         equity.append((ts, app.broker.account().equity))
     market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
     watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
