@@ -56,12 +56,20 @@ def frame(rows: list[tuple[float, ...]]) -> Any:
     return df
 
 
+# The other engines trade to the last bar whatever the drawdown: the capital-loss halt
+# (5 % by default) is widened so AEGIS does too; the other loss limits stay as shipped.
+BENCH_SETTINGS = "[watchdog]\ncapital_loss_halt_pct = 50.0\n"
+
+
 def aegis(path: Path, out: Path) -> tuple[float, int]:
     from aegis_actors.backtest.api import BacktestConfig, run_backtest
 
+    settings = out.parent / "bench-settings.toml"
+    settings.write_text(BENCH_SETTINGS, encoding="utf-8")
     r = run_backtest(
         BacktestConfig(
             data=path,
+            settings=str(settings),
             symbol="RW",
             strategy="sma_cross",
             params={"fast": FAST, "slow": SLOW},
@@ -71,6 +79,9 @@ def aegis(path: Path, out: Path) -> tuple[float, int]:
             html=False,
         )
     )
+    halted = [k for k in r.report["outcomes"] if k not in ("hold", "ordered", "vetoed")]
+    if halted:
+        print(f"  (AEGIS outcomes {r.report['outcomes']})")
     return r.bars_per_s, int(r.report["fills"])
 
 

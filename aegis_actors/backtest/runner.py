@@ -387,6 +387,10 @@ def replay_inline(
     bar = Progress(len(bars), progress)
     vix = vix or []
     push = rt.cache.push_price
+    external = any(getattr(rt.settings.roles, r).backend == "llm" for r in ROLE_NAMES)
+    external = external and not all(
+        getattr(rt.role_backends.get(r), "inline", False) for r in ROLE_NAMES
+    )
     i, j, n = 0, 0, len(bars)
     while i < n:
         ts = bars[i].ts
@@ -412,7 +416,8 @@ def replay_inline(
             i += 1
         sched.run()
         if wake:
-            settle_inline(rt, sched)
+            if external:  # an llm role answers from a worker thread
+                settle_inline(rt, sched)
             plan.settled(first, k, app.broker)
         now_equity = account().equity
         equity.append((ts, now_equity))
