@@ -406,3 +406,57 @@ def test_llm_roles_answered_from_the_cache_on_a_rerun(aegis_env: Path) -> None:
         assert again.trades == first.trades and again.equity == first.equity
     finally:
         fake.close()
+
+
+def test_no_look_ahead_on_any_fill_with_signal_exits(wave: Path, aegis_env: Path) -> None:
+    """Every order of a strategy run was decided on a bar's close and filled at the very
+    next bar's open (market orders, slipped), never at the deciding bar's prices."""
+    from aegis_actors.backtest.bars import load_bars
+
+    r = run_backtest(
+        BacktestConfig(
+            data=wave,
+            strategy="sma_cross",
+            params={"fast": 3, "slow": 8},
+            exits="signal",
+            veto=False,
+            out=aegis_env / "out",
+        )
+    )
+    bars = {b.ts: b for b in load_bars(wave).bars}
+    times = sorted(bars)
+    con = sqlite3.connect(r.out / "aegis.db")
+    rows = con.execute(
+        "SELECT f.ts, f.price, f.side, o.created_at, o.order_type FROM fills f "
+        "JOIN orders o ON o.client_order_id = f.client_order_id"
+    ).fetchall()
+    con.close()
+    assert len(rows) == len(r.trades) >= 6
+    slip = 5.0 / 10_000
+    for ts, price, side, decided, order_type in rows:
+        assert order_type == "market"
+        assert ts == times[times.index(decided) + 1]  # the next bar
+        expected = bars[ts].open * (1 + slip if side == "buy" else 1 - slip)
+        assert price == pytest.approx(expected, rel=1e-9)
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from aegis_actors.backtest.runner import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty = Tty()
+    monkeypatch.setattr(sys, "stderr", tty)
+    p = Progress(200, True)
+    for i in range(1, 201):
+        p.update(i)
+    assert tty.getvalue().count("\r") == 101  # 0 % to 100 %, once each
+    assert tty.getvalue().endswith("100% 200/200 bars\n")
+    pipe = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    Progress(200, True).update(100)
+    assert pipe.getvalue() == ""
