@@ -161,6 +161,8 @@ def test_user_strategy_file_and_bad_params(aegis_env: Path, trend: Path) -> None
         run_backtest(BacktestConfig(data=trend, strategy="nope", out=aegis_env / "x"))
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore:.*dayofweek")
 def test_sma_cross_matches_backtesting_py_on_goog(aegis_env: Path) -> None:
     """sma_cross with --exits signal --veto off, long only, against backtesting.py's own
     SMA-cross example on its GOOG data: the same entry and exit dates."""
