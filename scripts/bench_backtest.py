@@ -105,6 +105,8 @@ def backtrader(rows: list[tuple[float, ...]]) -> tuple[float, int]:
                 self.close()
                 self.sell()
 
+    if __name__ not in sys.modules:  # loaded by bench.py from its path: backtrader looks it up
+        SmaCross.__module__ = "__main__"
     cerebro = bt.Cerebro(stdstats=False)
     cerebro.adddata(bt.feeds.PandasData(dataname=frame(rows)))
     cerebro.addstrategy(SmaCross)
