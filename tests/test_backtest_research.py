@@ -445,7 +445,7 @@ def test_no_look_ahead_on_any_fill_with_signal_exits(wave: Path, aegis_env: Path
 def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from aegis_actors.backtest.runner import Progress
+    from aegis_actors.backtest.replay import Progress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

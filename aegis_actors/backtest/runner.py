@@ -7,8 +7,9 @@ order resting) before the next bar's open can fill it. The broker is the paper b
 bar mode (no look-ahead), the ledger is SQLite in the out dir; no dashboard, no admin.
 
 With a vectorised strategy the signals are computed once per series; a bar without a
-signal (nor one on the bar before, which may leave a reversal to finish) is priced but
-raises no decision event, which is what makes a long replay fast.
+signal raises no decision event, and a quiet bar may not wake the tree at all (plan.py),
+which is what makes a long replay fast. This module sets the run up and reports it; the
+loops are in replay.py.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,8 +34,9 @@ from aegis_actors.backtest.bars import (
     load_many,
     parse_ts,
 )
-from aegis_actors.backtest.idle import wait_idle
 from aegis_actors.backtest.llm_cache import ResponseCache, cached_llm_backends
+from aegis_actors.backtest.plan import Plan, Quiet, event_plan
+from aegis_actors.backtest.replay import ROLE_NAMES, replay, replay_inline
 from aegis_actors.backtest.report import (
     metrics,
     read_ledger,
@@ -43,8 +44,6 @@ from aegis_actors.backtest.report import (
     write_outputs,
 )
 from aegis_actors.clock import VirtualClock
-from aegis_actors.messages import GetStatus, ReplayBar, VolatilityIndex
-from aegis_actors.runtime import MARKET, POSTURE, WATCHDOG
 from aegis_actors.settings import Settings, SettingsError, load_settings
 from aegis_actors.strategies import StrategyError, load_strategy
 from aegis_actors.strategies.roles import ApproveAll, PassThrough, SignalAnalyst, SignalBook
@@ -52,12 +51,8 @@ from supervisors import inline
 
 log = logger.bind(actor="backtest")
 
-IDLE_TIMEOUT_S = 30.0  # real seconds one bar may take before the run is called stuck
-INFLIGHT_ROUNDS = 1000
-EXTERNAL_WAIT_S = 60.0  # real seconds an LLM call may take before the bar moves on
 DEFAULT_OUT = "backtest-out"
 HEARTBEAT_OFF_S = 10 * 365 * 86400.0
-ROLE_NAMES = ("analyst", "verifier", "commander")
 NO_STOP = {"stop_loss": -0.99, "take_profit": 9.99, "limit_ratio": 0.0}  # --exits signal
 
 
@@ -259,14 +254,6 @@ def split_vix(bar_file: BarFile, config: BacktestConfig, symbol: str) -> list[Ba
     return vix
 
 
-def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float) -> int:
-    """Hand the posture every VIX reading known by `ts` (at its simulated time)."""
-    while j < len(vix) and vix[j].ts <= ts:
-        tell(POSTURE, VolatilityIndex(value=vix[j].close, ts=vix[j].ts))
-        j += 1
-    return j
-
-
 def checkpoint(db: Path) -> None:
     con = sqlite3.connect(db)
     try:
@@ -281,259 +268,6 @@ def closes_by_symbol(bars: list[Bar]) -> dict[str, list[tuple[float, float]]]:
     for b in bars:
         out.setdefault(b.symbol, []).append((b.ts, b.close))
     return out
-
-
-def first_posture_of(app: Any, rt: Any) -> None:
-    try:
-        app.first_posture = str(rt.directory.ask(POSTURE, GetStatus(), timeout=5.0)["posture"])
-    except Exception:
-        app.first_posture = ""
-
-
-class Plan:
-    """Which bars raise a decision event: every bar (the aegis rules), or a strategy's
-    signal bars, plus the bar after one when that signal's close is working (the reversal
-    then enters the other side once the close has filled)."""
-
-    def __init__(self, bars: list[Bar], signal: list[bool] | None = None) -> None:
-        self.bars = bars
-        self.signal = signal if signal is not None else [True] * len(bars)
-        self.after = [False] * len(bars)
-        self.pending: dict[str, bool] = {}
-
-    def event(self, i: int) -> bool:
-        return self.signal[i] or (self.after[i] and self.pending.get(self.bars[i].symbol, False))
-
-    def any_event(self, i: int, k: int) -> bool:
-        return any(self.event(j) for j in range(i, k))
-
-    def settled(self, i: int, k: int, broker: Any) -> None:
-        """After bars i..k-1 ran: is a close working for a symbol that just signalled?"""
-        signalled = {self.bars[j].symbol for j in range(i, k) if self.signal[j]}
-        for symbol in signalled:
-            held = sum(p.qty for p in broker.positions() if p.symbol == symbol)
-            closing = any(
-                o.symbol == symbol and (o.side == "sell") == (held > 0)
-                for o in broker.open_orders()
-            )
-            self.pending[symbol] = bool(held) and closing
-
-
-def event_plan(bars: list[Bar], book: SignalBook, signals: dict[str, list[int]]) -> Plan:
-    by_symbol: dict[str, list[int]] = {}
-    for i, b in enumerate(bars):
-        by_symbol.setdefault(b.symbol, []).append(i)
-    plan = Plan(bars, [False] * len(bars))
-    for symbol, idx in by_symbol.items():
-        sig = book.add(symbol, [bars[i].ts for i in idx], [bars[i].close for i in idx])
-        signals[symbol] = sig
-        for k, i in enumerate(idx):
-            plan.signal[i] = bool(sig[k])
-            plan.after[i] = bool(k and sig[k - 1] and not sig[k])
-    return plan
-
-
-def _replay_bar(b: Bar, event: bool) -> ReplayBar:
-    # validated when loaded: build without validating again (the hot path of a long replay)
-    return ReplayBar.model_construct(
-        symbol=b.symbol,
-        ts=b.ts,
-        open=b.open,
-        high=b.high,
-        low=b.low,
-        close=b.close,
-        volume=b.volume,
-        event=event,
-    )
-
-
-class Progress:
-    """A one-line progress bar on stderr (only when it is a terminal)."""
-
-    def __init__(self, total: int, on: bool) -> None:
-        self.total, self.on, self.shown = total, on and sys.stderr.isatty(), -1
-
-    def update(self, done: int) -> None:
-        if not self.on:
-            return
-        pct = done * 100 // max(1, self.total)
-        if pct != self.shown:
-            self.shown = pct
-            bar = "#" * (pct // 4)
-            sys.stderr.write(f"\rbacktest [{bar:<25}] {pct:3d}% {done}/{self.total} bars")
-            if done >= self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-def replay_inline(
-    app: Any,
-    rt: Any,
-    clock: VirtualClock,
-    sched: inline.Scheduler,
-    bars: list[Bar],
-    plan: Plan,
-    progress: bool = False,
-    vix: list[Bar] | None = None,
-    quiet: Quiet | None = None,
-) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
-    """The deterministic runtime: a bar is done when the run queue is empty (and no role
-    call is out on a worker thread)."""
-    sched.run()
-    first_posture_of(app, rt)
-    equity: list[tuple[float, float]] = []
-    tell = rt.directory.tell
-    account = app.broker.account
-    bar = Progress(len(bars), progress)
-    vix = vix or []
-    push = rt.cache.push_price
-    external = any(getattr(rt.settings.roles, r).backend == "llm" for r in ROLE_NAMES)
-    external = external and not all(
-        getattr(rt.role_backends.get(r), "inline", False) for r in ROLE_NAMES
-    )
-    i, j, n = 0, 0, len(bars)
-    while i < n:
-        ts = bars[i].ts
-        k = i
-        while k < n and bars[k].ts == ts:
-            k += 1
-        wake = plan.any_event(i, k)
-        if quiet is not None and not wake:
-            marked = quiet.equity(bars[i:k])
-            if marked is not None:
-                for b in bars[i:k]:  # the tree sleeps: the price joins the history
-                    push(b.symbol, b.close, ts)
-                i = k
-                equity.append((ts, marked))
-                bar.update(i)
-                continue
-        if ts > clock.now():
-            sched.advance_to(clock, ts)
-        j = feed_vix(tell, vix, j, ts)
-        first = i
-        while i < k:
-            tell(MARKET, _replay_bar(bars[i], plan.event(i)))
-            i += 1
-        sched.run()
-        if wake:
-            if external:  # an llm role answers from a worker thread
-                settle_inline(rt, sched)
-            plan.settled(first, k, app.broker)
-        now_equity = account().equity
-        equity.append((ts, now_equity))
-        if quiet is not None:
-            quiet.told(now_equity)
-        bar.update(i)
-    market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-    watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
-    outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
-    return equity, int(market.get("events", 0)), outcomes
-
-
-class Quiet:
-    """Which bars without a decision event may leave the tree asleep.
-
-    Flat with no working order, such a bar cannot change anything. Holding with
-    `--exits signal` (no reachable stop or target) and no working order, it only marks the
-    position: the tree is woken once the equity has moved a quarter of the tightest loss
-    limit since it last saw a price (so no risk limit is crossed unseen), otherwise the
-    driver marks the equity itself, with the broker's formula. Housekeeping timers run
-    when the tree is next woken, before any decision.
-    """
-
-    def __init__(self, broker: Any, settings: Settings, signal_exits: bool) -> None:
-        self.broker = broker
-        self.signal_exits = signal_exits
-        r, w = settings.risk, settings.watchdog
-        tight = min(r.minute_loss_limit_pct, r.daily_loss_limit_pct, w.capital_loss_halt_pct)
-        self.band = tight / 4.0 / 100.0
-        self.seen = 0.0  # the equity the tree last saw
-        self.last: dict[str, float] = {}  # each symbol's latest close
-        self.skipped = 0
-
-    def equity(self, bars: list[Bar]) -> float | None:
-        """This bar time's equity when the tree may sleep through it, else None."""
-        for b in bars:
-            self.last[b.symbol] = b.close
-        broker = self.broker
-        if broker.open_orders():
-            return None
-        positions = [p for p in broker.positions() if p.qty]
-        cash = broker.account().cash
-        if not positions:
-            self.skipped += 1
-            return float(cash)
-        if not self.signal_exits:
-            return None
-        marks = self.last
-        equity = cash + sum(p.qty * marks.get(p.symbol, p.avg_price) for p in positions)
-        if abs(equity - self.seen) >= self.band * self.seen:
-            return None
-        self.skipped += 1
-        return float(equity)
-
-    def told(self, equity: float) -> None:
-        self.seen = equity
-
-
-def settle_inline(rt: Any, sched: inline.Scheduler) -> None:
-    """An event still in flight with the run queue empty is a role call on a worker
-    thread (an LLM): wait for its answer to be queued, then run it."""
-    while True:
-        st = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-        if not st.get("inflight") and not st.get("waiting"):
-            return
-        if not sched.wait_external(EXTERNAL_WAIT_S):
-            log.warning("an event stayed in flight {}s; moving on", EXTERNAL_WAIT_S)
-            return
-        sched.run()
-
-
-def replay(
-    app: Any,
-    rt: Any,
-    clock: VirtualClock,
-    bars: list[Bar],
-    plan: Plan,
-    vix: list[Bar] | None = None,
-) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
-    """The threaded runtime (live parity): wait for idle mailboxes between bars."""
-    settle(rt)
-    first_posture_of(app, rt)
-    equity: list[tuple[float, float]] = []
-    i, j, vix = 0, 0, vix or []
-    while i < len(bars):
-        ts = bars[i].ts
-        if ts > clock.now():
-            clock.advance(ts - clock.now())
-            wait_idle(IDLE_TIMEOUT_S)  # the timers that came due first (sweeps, postures)
-        j = feed_vix(rt.directory.tell, vix, j, ts)
-        first = i
-        while i < len(bars) and bars[i].ts == ts:
-            rt.directory.tell(MARKET, _replay_bar(bars[i], plan.event(i)))
-            i += 1
-        settle(rt)
-        plan.settled(first, i, app.broker)
-        equity.append((ts, app.broker.account().equity))
-    market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-    watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
-    outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
-    return equity, int(market.get("events", 0)), outcomes
-
-
-def settle(rt: Any) -> None:
-    """Idle mailboxes and no event in flight at the gateway: this bar is done.
-
-    An event still in flight with every mailbox idle is work off the mailboxes (a role's
-    call); it gets `INFLIGHT_ROUNDS` looks before the bar is left to its stage timeouts."""
-    for _ in range(INFLIGHT_ROUNDS):
-        if not wait_idle(IDLE_TIMEOUT_S):
-            raise RuntimeError(f"the tree stayed busy for {IDLE_TIMEOUT_S}s on one bar")
-        st = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-        if not st.get("inflight") and not st.get("waiting"):
-            if wait_idle(IDLE_TIMEOUT_S):
-                return
-    log.warning("events still in flight after {} idle checks; moving on", INFLIGHT_ROUNDS)
 
 
 def run_backtest(
