@@ -462,3 +462,22 @@ def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(sys, "stderr", pipe)
     Progress(200, True).update(100)
     assert pipe.getvalue() == ""
+
+
+def test_a_broken_user_strategy_is_one_line(aegis_env: Path, trend: Path) -> None:
+    bad = aegis_env / "bad.py"
+    bad.write_text(
+        "class Short:\n"
+        "    name = 'short'\n"
+        "    def signals(self, closes):\n"
+        "        return [0, 1]\n"
+        "class Boom:\n"
+        "    name = 'boom'\n"
+        "    def signals(self, closes):\n"
+        "        raise KeyError('close')\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(BacktestError, match="2 signals for 80 bars"):
+        run_backtest(BacktestConfig(data=trend, strategy=f"{bad}:Short", out=aegis_env / "a"))
+    with pytest.raises(BacktestError, match="signals failed: KeyError"):
+        run_backtest(BacktestConfig(data=trend, strategy=f"{bad}:Boom", out=aegis_env / "b"))

@@ -140,10 +140,11 @@ def execute(config: BacktestConfig) -> BacktestResult:
     try:
         bar_file = load_many(files, config.symbol, strict=config.strict)
         strategy = load_strategy(config.strategy, config.params)
-    except (BarFileError, StrategyError) as exc:
+        vix_symbol = load_settings(config.settings).feed.vix_symbol
+    except (BarFileError, StrategyError, SettingsError) as exc:
         raise BacktestError(str(exc)) from None
     _window(bar_file, config.start, config.end)
-    vix = split_vix(bar_file, config, load_settings(config.settings).feed.vix_symbol)
+    vix = split_vix(bar_file, config, vix_symbol)
     out = Path(config.out) if config.out is not None else Path(tempfile.mkdtemp(prefix="aegis-bt-"))
     out.mkdir(parents=True, exist_ok=True)
     for stale in ("aegis.db", "aegis.db-wal", "aegis.db-shm", "spool.db"):
@@ -163,7 +164,13 @@ def execute(config: BacktestConfig) -> BacktestResult:
     signals: dict[str, list[int]] = {}
     if strategy is not None:
         book = SignalBook(strategy)
-        plan = event_plan(bars, book, signals)
+        try:
+            plan = event_plan(bars, book, signals)
+        except Exception as exc:  # a user's strategy: one line, not a traceback
+            scratch.cleanup()
+            raise BacktestError(
+                f"strategy {config.strategy}: signals failed: {type(exc).__name__}: {exc}"
+            ) from None
         backends["analyst"] = SignalAnalyst(book)
     if not config.veto:
         backends["verifier"] = ApproveAll()

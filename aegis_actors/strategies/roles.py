@@ -35,14 +35,15 @@ class SignalBook:
         self.after: dict[str, dict[float, int]] = {}  # the bar after a signal: that signal
 
     def add(self, symbol: str, times: Sequence[float], closes: Sequence[float]) -> list[int]:
-        sig = self.strategy.signals(closes)
-        if len(sig) != len(closes):
-            raise ValueError(f"{self.strategy.name}: {len(sig)} signals for {len(closes)} bars")
-        self.by_symbol[symbol] = {t: int(s) for t, s in zip(times, sig, strict=True) if s}
+        raw = list(self.strategy.signals(closes))
+        if len(raw) != len(closes):
+            raise ValueError(f"{len(raw)} signals for {len(closes)} bars")
+        sig = [(s > 0) - (s < 0) for s in raw]  # any number: its sign
+        self.by_symbol[symbol] = {t: s for t, s in zip(times, sig, strict=True) if s}
         self.after[symbol] = {
             times[i + 1]: int(sig[i]) for i in range(len(sig) - 1) if sig[i] and not sig[i + 1]
         }
-        return [int(s) for s in sig]
+        return sig
 
     def signal(self, symbol: str, ts: float) -> int:
         return self.by_symbol.get(symbol, {}).get(ts, 0)
