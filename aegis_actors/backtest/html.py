@@ -63,8 +63,9 @@ def render(
             f'font-size="10" text-anchor="middle">{shape}<title>{html.escape(t.side)} '
             f"{t.qty:g} {html.escape(t.symbol)} @ {t.price:.4f} {fmt_ts(t.ts, iso)}</title></text>"
         )
+    span = f"{fmt_ts(times[0], iso)} .. {fmt_ts(times[-1], iso)}"
     eq_svg = _svg(
-        "Equity",
+        f"Equity ({span}; ▲ buy, ▼ sell)",
         f'<path class="equity" d="{d}" fill="none" stroke="#0969da" stroke-width="1.5"/>'
         + "".join(marks),
         H,
@@ -74,7 +75,7 @@ def render(
     _, _, dd = drawdown(values)
     dd_path, _, _ = _path(times, dd, 160)
     dd_svg = _svg(
-        "Drawdown (%)",
+        f"Drawdown, % under the running peak ({span})",
         f'<path class="drawdown" d="{dd_path}" fill="none" stroke="#cf222e" stroke-width="1"/>',
         160,
         f"{min(dd):.2f}%",
