@@ -481,3 +481,25 @@ def test_a_broken_user_strategy_is_one_line(aegis_env: Path, trend: Path) -> Non
         run_backtest(BacktestConfig(data=trend, strategy=f"{bad}:Short", out=aegis_env / "a"))
     with pytest.raises(BacktestError, match="signals failed: KeyError"):
         run_backtest(BacktestConfig(data=trend, strategy=f"{bad}:Boom", out=aegis_env / "b"))
+
+
+def test_performance_figures_by_hand() -> None:
+    """A hand-made equity curve and two round trips: every figure checked by arithmetic."""
+    from aegis_actors.backtest.report import Trade, performance
+
+    day = 86400.0
+    equity = [(0.0, 100.0), (day, 110.0), (2 * day, 99.0), (3 * day, 104.5), (4 * day, 121.0)]
+    trades = [
+        Trade(0.5 * day, "X", "buy", 1, 100.0, 0.0, "entry"),
+        Trade(1.5 * day, "X", "sell", 1, 110.0, 0.0, "exit"),  # +10
+        Trade(2.5 * day, "X", "buy", 1, 110.0, 0.0, "entry"),
+        Trade(3.5 * day, "X", "sell", 1, 105.0, 0.0, "exit"),  # -5
+    ]
+    p = performance(equity, 100.0, trades)
+    assert p["return_pct"] == 21.0
+    assert p["max_drawdown_pct"] == 10.0  # 110 -> 99
+    assert p["max_drawdown_bars"] == 2 and p["max_drawdown_days"] == 3.0  # back above at day 4
+    assert p["trades"] == 2 and p["win_rate_pct"] == 50.0 and p["avg_trade"] == 2.5
+    assert p["profit_factor"] == 2.0  # 10 / 5
+    assert p["exposure_pct"] == 40.0  # held at the ends of day 1 and day 3: 2 of 5 bars
+    assert p["sharpe"] is not None and p["sortino"] is not None and p["sortino"] > p["sharpe"]

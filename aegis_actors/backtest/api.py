@@ -49,8 +49,8 @@ class BacktestConfig:
 @dataclass(frozen=True)
 class BacktestResult:
     """The figures of one run. `metrics` keys: return_pct, cagr_pct, sharpe, sortino,
-    calmar, max_drawdown_pct, max_drawdown_bars, profit_factor, trades, win_rate_pct,
-    avg_trade, exposure_pct, final_equity (None where undefined, e.g. no trade)."""
+    calmar, max_drawdown_pct, max_drawdown_bars, max_drawdown_days, profit_factor, trades,
+    win_rate_pct, avg_trade, exposure_pct, final_equity (None where undefined)."""
 
     metrics: dict[str, float | int | None]
     equity: list[tuple[float, float]]  # (bar time, equity after that bar)

@@ -89,6 +89,7 @@ def render(
         "calmar",
         "max_drawdown_pct",
         "max_drawdown_bars",
+        "max_drawdown_days",
         "exposure_pct",
         "trades",
         "win_rate_pct",

@@ -27,6 +27,7 @@ METRIC_KEYS = (
     "calmar",
     "max_drawdown_pct",
     "max_drawdown_bars",
+    "max_drawdown_days",
     "profit_factor",
     "trades",
     "win_rate_pct",
@@ -127,6 +128,22 @@ def drawdown(equity: list[float]) -> tuple[float, int, list[float]]:
     return worst * 100.0, longest, series
 
 
+def _longest_underwater_s(equity: list[tuple[float, float]]) -> float:
+    """The longest time from a peak until equity is back at it (or the run ends)."""
+    peak, peak_ts, longest = 0.0, 0.0, 0.0
+    under = False
+    for ts, e in equity:
+        if e >= peak:
+            if under:
+                longest = max(longest, ts - peak_ts)
+            peak, peak_ts, under = e, ts, False
+        else:
+            under = True
+    if under:
+        longest = max(longest, equity[-1][0] - peak_ts)
+    return longest
+
+
 def max_drawdown_pct(equity: list[float]) -> float:
     return drawdown(equity)[0]
 
@@ -181,6 +198,7 @@ def performance(
         "calmar": None if cagr is None or dd == 0 else round(cagr / dd, 4),
         "max_drawdown_pct": round(dd, 4),
         "max_drawdown_bars": dd_bars,
+        "max_drawdown_days": round(_longest_underwater_s(equity) / 86400.0, 3),
         "exposure_pct": round(_exposure(trades, [t for t, _ in equity]), 2),
         "trades": len(closed),
         "win_rate_pct": round(len(wins) / len(closed) * 100.0, 2) if closed else None,
