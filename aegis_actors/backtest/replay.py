@@ -25,9 +25,13 @@ ROLE_NAMES = ("analyst", "verifier", "commander")
 Curve = tuple[list[tuple[float, float]], int, dict[str, int]]
 
 
-def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float) -> int:
-    """Hand the posture every VIX reading known by `ts` (at its simulated time)."""
+def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float, clock: VirtualClock, to: Any) -> int:
+    """Hand the posture every VIX reading known by `ts`, each at its own simulated time
+    (`to(t)` moves the clock there first), so the 30-minute evaluations in between see
+    the reading of their moment, never a later one."""
     while j < len(vix) and vix[j].ts <= ts:
+        if vix[j].ts > clock.now():
+            to(vix[j].ts)
         tell(POSTURE, VolatilityIndex(value=vix[j].close, ts=vix[j].ts))
         j += 1
     return j
@@ -114,9 +118,10 @@ def replay_inline(
                 equity.append((ts, marked))
                 bar.update(i)
                 continue
+        j = feed_vix(tell, vix, j, ts, clock, lambda t: sched.advance_to(clock, t))
         if ts > clock.now():
             sched.advance_to(clock, ts)
-        j = feed_vix(tell, vix, j, ts)
+        sched.run()
         first = i
         while i < k:
             tell(MARKET, _replay_bar(bars[i], plan.event(i)))
@@ -163,12 +168,16 @@ def replay(
     first_posture_of(app, rt)
     equity: list[tuple[float, float]] = []
     i, j, vix = 0, 0, vix or []
+
+    def to(t: float) -> None:
+        clock.advance_to(t)
+        wait_idle(IDLE_TIMEOUT_S)  # the timers that came due first (sweeps, postures)
+
     while i < len(bars):
         ts = bars[i].ts
+        j = feed_vix(rt.directory.tell, vix, j, ts, clock, to)
         if ts > clock.now():
-            clock.advance(ts - clock.now())
-            wait_idle(IDLE_TIMEOUT_S)  # the timers that came due first (sweeps, postures)
-        j = feed_vix(rt.directory.tell, vix, j, ts)
+            to(ts)
         first = i
         while i < len(bars) and bars[i].ts == ts:
             rt.directory.tell(MARKET, _replay_bar(bars[i], plan.event(i)))
