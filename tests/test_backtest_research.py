@@ -368,6 +368,25 @@ def test_vix_series_moves_the_posture_in_simulated_time(wave: Path, aegis_env: P
     assert shares.get("offensive", 0) > 20 and shares.get("defensive", 0) > 20, shares
     assert r.report["symbols"] == ["WAVE"]
     assert all(t.symbol == "WAVE" for t in r.trades)
+    con = sqlite3.connect(r.out / "aegis.db")
+    changes = con.execute("SELECT new, ts FROM posture_changes ORDER BY id").fetchall()
+    con.close()
+    spike = T0 + 60 * 60  # the first reading of 32
+    to_defensive = [ts for new, ts in changes if new == "defensive"]
+    # the first 30-minute evaluation after the spike, on simulated time, and not before it
+    assert to_defensive and spike < to_defensive[0] <= spike + 1800
+    # a strategy whose quiet bars leave the tree asleep: the posture moves at the same times
+    sleepy = run_backtest(
+        BacktestConfig(
+            data=wave,
+            vix=vix,
+            strategy="sma_cross",
+            params={"fast": 3, "slow": 8},
+            exits="signal",
+            out=aegis_env / "sleepy",
+        )
+    )
+    assert sleepy.report["posture_time_pct"] == shares
     # the same series as a VIX symbol inside the data does the same, and is not traded
     both = aegis_env / "both.csv"
     text = "ts,open,high,low,close,volume,symbol\n"
