@@ -77,7 +77,9 @@ def check_row(row: dict[str, str | None], default_symbol: str) -> tuple[str, Bar
     """(reason, None) for a bad row, ("", bar) for a good one."""
     if None in row or any(row.get(k) is None for k in REQUIRED):
         return "bad_columns", None  # too many or too few fields
-    if any(v and any("\udc80" <= ch <= "\udcff" for ch in v) for v in row.values()):
+    try:
+        "".join(v for v in row.values() if v).encode("utf-8")
+    except UnicodeEncodeError:
         return "undecodable", None  # bytes that are not UTF-8 (kept as surrogates)
     symbol = (row.get("symbol") or "").strip() or default_symbol
     try:
