@@ -352,6 +352,27 @@ def test_cli_strategy_flags_and_exit_codes(trend: Path, aegis_env: Path) -> None
         env=env,
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+    params = aegis_env / "p.toml"
+    params.write_text("fast = 3\nslow = 9\n", encoding="utf-8")
+    from_file = subprocess.run(
+        [
+            *base,
+            "--strategy",
+            "sma_cross",
+            "--params",
+            str(params),
+            "--param",
+            "slow=8",
+            "--out",
+            str(aegis_env / "cli2"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert from_file.returncode == 0, from_file.stderr
+    assert "strategy sma_cross fast=3 slow=8" in from_file.stdout  # --param wins
 
 
 def test_vix_series_moves_the_posture_in_simulated_time(wave: Path, aegis_env: Path) -> None:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from aegis_actors.backtest.api import BacktestConfig
-from aegis_actors.strategies import NAMES, parse_params
+from aegis_actors.strategies import NAMES, params_file, parse_params
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"{' | '.join(NAMES)} | path/file.py:Class (default aegis: the rules roles)",
     )
     p.add_argument("--param", action="append", default=[], metavar="K=V", help="strategy parameter")
+    p.add_argument(
+        "--params", metavar="FILE.toml", help="strategy parameters (K = V); --param wins"
+    )
     p.add_argument(
         "--exits",
         choices=("posture", "signal"),
@@ -57,7 +60,10 @@ def config_from_args(args: argparse.Namespace) -> BacktestConfig:
         start=getattr(args, "start", None),
         end=getattr(args, "end", None),
         strategy=getattr(args, "strategy", "aegis"),
-        params=parse_params(getattr(args, "param", [])),
+        params={
+            **(params_file(args.params) if getattr(args, "params", None) else {}),
+            **parse_params(getattr(args, "param", [])),
+        },
         exits=getattr(args, "exits", "posture"),
         veto=getattr(args, "veto", "on") != "off",
         roles=getattr(args, "roles", None),

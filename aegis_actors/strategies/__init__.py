@@ -6,6 +6,14 @@ causal: the signal of bar i reads closes[0..i] only, so `signals(c[:k]) == signa
 """
 
 from aegis_actors.strategies.base import Params, Strategy, StrategyError
-from aegis_actors.strategies.registry import NAMES, load_strategy, parse_params
+from aegis_actors.strategies.registry import NAMES, load_strategy, params_file, parse_params
 
-__all__ = ["NAMES", "Params", "Strategy", "StrategyError", "load_strategy", "parse_params"]
+__all__ = [
+    "NAMES",
+    "Params",
+    "Strategy",
+    "StrategyError",
+    "load_strategy",
+    "params_file",
+    "parse_params",
+]

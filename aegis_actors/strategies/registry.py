@@ -34,6 +34,20 @@ def parse_params(items: Iterable[str]) -> dict[str, float]:
     return out
 
 
+def params_file(path: str | Path) -> dict[str, float]:
+    """`--params FILE.toml`: top-level `key = number` lines (a `[params]` table also works)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise StrategyError(f"--params {path}: {exc}") from None
+    table = data.get("params", data)
+    if not isinstance(table, dict):
+        raise StrategyError(f"--params {path}: [params] is not a table")
+    return parse_params(f"{k}={v}" for k, v in table.items())
+
+
 def _user_class(spec: str) -> type[Any]:
     path_text, _, cls_name = spec.rpartition(":")
     path = Path(path_text)
