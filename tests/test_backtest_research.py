@@ -68,11 +68,29 @@ def wave(aegis_env: Path) -> Path:
 # -- the runtimes --------------------------------------------------------------------------
 
 
-def test_parity_inline_and_threaded_runtimes(trend: Path, aegis_env: Path) -> None:
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {},  # the aegis rules, every bar an event
+        {
+            "strategy": "sma_cross",
+            "params": {"fast": 3, "slow": 8},
+            "exits": "signal",
+            "veto": False,
+        },  # signal bars only; the tree sleeps through quiet ones
+    ],
+    ids=["aegis", "sma_cross"],
+)
+def test_parity_inline_and_threaded_runtimes(strategy: dict[str, object], aegis_env: Path) -> None:
     """The same bars through the threaded pykka runtime and the one-thread deterministic
     one: the same decisions, orders, fills and equity."""
-    a = run_backtest(BacktestConfig(data=trend, out=aegis_env / "inline", runtime="inline"))
-    b = run_backtest(BacktestConfig(data=trend, out=aegis_env / "threaded", runtime="threaded"))
+    data = write_csv(aegis_env / "wave.csv", wave_rows(200))
+    a = run_backtest(
+        BacktestConfig(data=data, out=aegis_env / "inline", runtime="inline", **strategy)  # type: ignore[arg-type]
+    )
+    b = run_backtest(
+        BacktestConfig(data=data, out=aegis_env / "threaded", runtime="threaded", **strategy)  # type: ignore[arg-type]
+    )
     assert a.report["orders"] > 4
     assert ledger(a.out / "aegis.db") == ledger(b.out / "aegis.db")
     assert a.trades == b.trades and a.equity == b.equity
