@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pykka import Future, Timeout
+from pykka import Future, Timeout, messages
 
 if TYPE_CHECKING:
     from pykka._envelope import Envelope
@@ -38,6 +38,9 @@ class InlineActor(Protocol):
 
     actor_inbox: Any
     actor_stopped: threading.Event
+
+    @property
+    def actor_ref(self) -> Any: ...
 
     def _actor_loop_setup(self) -> None: ...
     def _handle_receive(self, message: Any) -> Any: ...
@@ -65,7 +68,10 @@ def install(scheduler: Scheduler | None = None) -> Iterator[Scheduler]:
     try:
         yield sched
     finally:
-        _current = None
+        try:
+            sched.shutdown()  # none may outlive its scheduler: nothing would run it
+        finally:
+            _current = None
 
 
 class InlineInbox:
@@ -159,12 +165,15 @@ class Scheduler:
         self._run: deque[InlineInbox] = deque()
         self._owner = threading.get_ident()
         self._cond = threading.Condition()
+        self._inboxes: list[InlineInbox] = []
         self.delivered = 0  # messages handled (a figure for benches)
 
     # -- what pykka calls (through SupervisedActor) ------------------------------------
 
     def new_inbox(self) -> InlineInbox:
-        return InlineInbox(self)
+        inbox = InlineInbox(self)
+        self._inboxes.append(inbox)
+        return inbox
 
     @staticmethod
     def new_future() -> InlineFuture:
@@ -204,6 +213,17 @@ class Scheduler:
 
     def idle(self) -> bool:
         return not self._run
+
+    def shutdown(self) -> None:
+        """Stop every actor still alive on this scheduler (newest first), e.g. after a
+        start that failed half-way; their queued messages are handled first, as on stop."""
+        self._inboxes = [i for i in self._inboxes if i.actor is not None]
+        for inbox in reversed(self._inboxes):
+            actor = inbox.actor
+            if actor is not None and not actor.actor_stopped.is_set():
+                actor.actor_ref.tell(messages._ActorStop())
+        self.run()
+        self._inboxes.clear()
 
     def advance_to(self, clock: VirtualClock, when: float) -> None:
         """Move the clock to `when`: every timer due by then fires (in time order), then

@@ -132,3 +132,14 @@ def test_forced_defensive_lifts_on_simulated_time_without_vix(sched: inline.Sche
     d.tell(POSTURE, VolatilityIndex(value=10.0, ts=clock.now()))
     sched.run()
     root.stop()
+
+
+def test_actors_left_running_are_stopped_with_the_scheduler() -> None:
+    """A start that fails half-way leaves no actor behind that nothing would ever run."""
+    clock = VirtualClock()
+    with inline.install():
+        root = echo_tree(clock, "a", "b")
+        a = root.directory.get("a")
+        assert a is not None and a.is_alive()
+    assert not a.is_alive()
+    assert root.wait(0)
