@@ -39,14 +39,13 @@ class Plan:
             self.pending[symbol] = bool(held) and closing
 
 
-def event_plan(bars: list[Bar], book: SignalBook, signals: dict[str, list[int]]) -> Plan:
+def event_plan(bars: list[Bar], book: SignalBook) -> Plan:
     by_symbol: dict[str, list[int]] = {}
     for i, b in enumerate(bars):
         by_symbol.setdefault(b.symbol, []).append(i)
     plan = Plan(bars, [False] * len(bars))
     for symbol, idx in by_symbol.items():
         sig = book.add(symbol, [bars[i].ts for i in idx], [bars[i].close for i in idx])
-        signals[symbol] = sig
         for k, i in enumerate(idx):
             plan.signal[i] = bool(sig[k])
             plan.after[i] = bool(k and sig[k - 1] and not sig[k])

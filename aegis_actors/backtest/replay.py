@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from loguru import logger
@@ -22,7 +24,26 @@ IDLE_TIMEOUT_S = 30.0  # real seconds one bar may take before the run is called 
 INFLIGHT_ROUNDS = 1000
 EXTERNAL_WAIT_S = 60.0  # real seconds an LLM call may take before the bar moves on
 ROLE_NAMES = ("analyst", "verifier", "commander")
-Curve = tuple[list[tuple[float, float]], int, dict[str, int]]
+
+
+@dataclass
+class Replayed:
+    """What a replay loop hands back: the equity after each bar time and the tree's counts."""
+
+    equity: list[tuple[float, float]] = field(default_factory=list)
+    events: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    first_posture: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    seconds: float = 0.0  # real time of the replay itself (start-up and stop excluded)
+
+    def finish(self, rt: Any) -> Replayed:
+        self.seconds = time.perf_counter() - self.started
+        market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
+        watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
+        self.outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
+        self.events = int(market.get("events", 0))
+        return self
 
 
 def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float, clock: VirtualClock, to: Any) -> int:
@@ -37,11 +58,11 @@ def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float, clock: VirtualClock, 
     return j
 
 
-def first_posture_of(app: Any, rt: Any) -> None:
+def first_posture_of(rt: Any) -> str:
     try:
-        app.first_posture = str(rt.directory.ask(POSTURE, GetStatus(), timeout=5.0)["posture"])
+        return str(rt.directory.ask(POSTURE, GetStatus(), timeout=5.0)["posture"])
     except Exception:
-        app.first_posture = ""
+        return ""
 
 
 def _replay_bar(b: Bar, event: bool) -> ReplayBar:
@@ -87,12 +108,12 @@ def replay_inline(
     progress: bool = False,
     vix: list[Bar] | None = None,
     quiet: Quiet | None = None,
-) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
+) -> Replayed:
     """The deterministic runtime: a bar is done when the run queue is empty (and no role
     call is out on a worker thread)."""
     sched.run()
-    first_posture_of(app, rt)
-    equity: list[tuple[float, float]] = []
+    out = Replayed(first_posture=first_posture_of(rt))
+    equity = out.equity
     tell = rt.directory.tell
     account = app.broker.account
     bar = Progress(len(bars), progress)
@@ -136,10 +157,7 @@ def replay_inline(
         if quiet is not None:
             quiet.told(now_equity)
         bar.update(i)
-    market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-    watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
-    outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
-    return equity, int(market.get("events", 0)), outcomes
+    return out.finish(rt)
 
 
 def settle_inline(rt: Any, sched: inline.Scheduler) -> None:
@@ -162,11 +180,11 @@ def replay(
     bars: list[Bar],
     plan: Plan,
     vix: list[Bar] | None = None,
-) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
+) -> Replayed:
     """The threaded runtime (live parity): wait for idle mailboxes between bars."""
     settle(rt)
-    first_posture_of(app, rt)
-    equity: list[tuple[float, float]] = []
+    out = Replayed(first_posture=first_posture_of(rt))
+    equity = out.equity
     i, j, vix = 0, 0, vix or []
 
     def to(t: float) -> None:
@@ -185,10 +203,7 @@ def replay(
         settle(rt)
         plan.settled(first, i, app.broker)
         equity.append((ts, app.broker.account().equity))
-    market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-    watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
-    outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
-    return equity, int(market.get("events", 0)), outcomes
+    return out.finish(rt)
 
 
 def settle(rt: Any) -> None:

@@ -18,7 +18,6 @@ import os
 import shutil
 import sqlite3
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,7 @@ from aegis_actors.backtest.bars import (
 )
 from aegis_actors.backtest.llm_cache import ResponseCache, cached_llm_backends
 from aegis_actors.backtest.plan import Plan, Quiet, event_plan
-from aegis_actors.backtest.replay import ROLE_NAMES, replay, replay_inline
+from aegis_actors.backtest.replay import ROLE_NAMES, Replayed, replay, replay_inline
 from aegis_actors.backtest.report import (
     metrics,
     read_ledger,
@@ -134,8 +133,6 @@ def _window(bar_file: BarFile, start: str | None, end: str | None) -> None:
 
 
 def execute(config: BacktestConfig) -> BacktestResult:
-    from aegis_actors.app import Aegis
-
     files = config.data_files()
     try:
         bar_file = load_many(files, config.symbol, strict=config.strict)
@@ -159,15 +156,66 @@ def execute(config: BacktestConfig) -> BacktestResult:
     except SettingsError as exc:
         scratch.cleanup()
         raise BacktestError(str(exc)) from None
+    try:
+        backends, plan, cache = role_backends(config, settings, strategy, bars, out)
+    except BacktestError:
+        scratch.cleanup()
+        raise
+    run = run_tree(config, settings, backends, bars, plan, vix)
+    llm = None
+    if cache is not None:
+        llm = cache.report()
+        cache.close()
+    with scratch:  # the finished ledger, checkpointed into one file, moves to the out dir
+        checkpoint(ledger_dir / "aegis.db")
+        shutil.move(str(ledger_dir / "aegis.db"), str(out / "aegis.db"))
+    trades, counts = read_ledger(out / "aegis.db")
+    report = summarize(
+        bars=len(bars),
+        bad_rows=dict(bar_file.bad),
+        notes=dict(bar_file.notes),
+        symbols=bar_file.symbols,
+        events=run.events,
+        counts=counts,
+        trades=trades,
+        equity=run.equity,
+        capital=settings.broker.capital,
+        outcomes=run.outcomes,
+        strategy={
+            "name": config.strategy,
+            "params": dict(sorted(config.params.items())),
+            "exits": config.exits,
+            "veto": config.veto,
+            "roles": settings.roles.analyst.backend if strategy is None else "strategy",
+        },
+        iso=bar_file.iso,
+        closes=closes_by_symbol(bars),
+        first_posture=run.first_posture,
+        extra={"llm": llm} if llm is not None else None,
+    )
+    write_outputs(out, trades, run.equity, report, iso=bar_file.iso, html=config.html)
+    return BacktestResult(
+        metrics=metrics(report),
+        equity=run.equity,
+        trades=trades,
+        report=report,
+        out=out,
+        bars_per_s=len(bars) / max(run.seconds, 1e-9),
+    )
+
+
+def role_backends(
+    config: BacktestConfig, settings: Settings, strategy: Any, bars: list[Bar], out: Path
+) -> tuple[dict[str, Any], Plan, ResponseCache | None]:
+    """The roles a backtest swaps in: the strategy as analyst (its signals computed here,
+    once), the veto off, LLM roles behind the answer cache; and the event plan."""
     backends: dict[str, Any] = {}
     plan = Plan(bars)
-    signals: dict[str, list[int]] = {}
     if strategy is not None:
         book = SignalBook(strategy)
         try:
-            plan = event_plan(bars, book, signals)
+            plan = event_plan(bars, book)
         except Exception as exc:  # a user's strategy: one line, not a traceback
-            scratch.cleanup()
             raise BacktestError(
                 f"strategy {config.strategy}: signals failed: {type(exc).__name__}: {exc}"
             ) from None
@@ -179,70 +227,36 @@ def execute(config: BacktestConfig) -> BacktestResult:
     if any(getattr(settings.roles, r).backend == "llm" for r in ROLE_NAMES if r not in backends):
         cache = ResponseCache(Path(config.llm_cache or out / "llm-cache.db"))
         backends.update(cached_llm_backends(settings, cache, set(backends)))
+    return backends, plan, cache
+
+
+def run_tree(
+    config: BacktestConfig,
+    settings: Settings,
+    backends: dict[str, Any],
+    bars: list[Bar],
+    plan: Plan,
+    vix: list[Bar],
+) -> Replayed:
+    """Start the tree on the chosen runtime, replay, stop it (start-up not timed)."""
+    from aegis_actors.app import Aegis
+
     clock = VirtualClock(start=bars[0].ts - 1.0)
-    t0 = time.perf_counter()
-    if config.runtime == "inline":
-        with inline.install() as sched:
-            app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
-            rt = app.start()
-            try:
-                t0 = time.perf_counter()
-                quiet = Quiet(app.broker, settings, config.exits == "signal")
-                equity, events, outcomes = replay_inline(
-                    app, rt, clock, sched, bars, plan, config.progress, vix, quiet
-                )
-            finally:
-                app.stop("backtest over")
-    else:
+    if config.runtime != "inline":
         app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
         rt = app.start()
         try:
-            t0 = time.perf_counter()
-            equity, events, outcomes = replay(app, rt, clock, bars, plan, vix)
+            return replay(app, rt, clock, bars, plan, vix)
         finally:
             app.stop("backtest over")
-    took = max(time.perf_counter() - t0, 1e-9)
-    llm = None
-    if cache is not None:
-        llm = cache.report()
-        cache.close()
-    first_posture = getattr(app, "first_posture", "")
-    with scratch:  # the finished ledger, checkpointed into one file, moves to the out dir
-        checkpoint(ledger_dir / "aegis.db")
-        shutil.move(str(ledger_dir / "aegis.db"), str(out / "aegis.db"))
-    trades, counts = read_ledger(out / "aegis.db")
-    report = summarize(
-        bars=len(bars),
-        bad_rows=dict(bar_file.bad),
-        notes=dict(bar_file.notes),
-        symbols=bar_file.symbols,
-        events=events,
-        counts=counts,
-        trades=trades,
-        equity=equity,
-        capital=settings.broker.capital,
-        outcomes=outcomes,
-        strategy={
-            "name": config.strategy,
-            "params": dict(sorted(config.params.items())),
-            "exits": config.exits,
-            "veto": config.veto,
-            "roles": settings.roles.analyst.backend if strategy is None else "strategy",
-        },
-        iso=bar_file.iso,
-        closes=closes_by_symbol(bars),
-        first_posture=first_posture,
-        extra={"llm": llm} if llm is not None else None,
-    )
-    write_outputs(out, trades, equity, report, iso=bar_file.iso, html=config.html)
-    return BacktestResult(
-        metrics=metrics(report),
-        equity=equity,
-        trades=trades,
-        report=report,
-        out=out,
-        bars_per_s=len(bars) / took,
-    )
+    with inline.install() as sched:
+        app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
+        rt = app.start()
+        try:
+            quiet = Quiet(app.broker, settings, config.exits == "signal")
+            return replay_inline(app, rt, clock, sched, bars, plan, config.progress, vix, quiet)
+        finally:
+            app.stop("backtest over")
 
 
 def split_vix(bar_file: BarFile, config: BacktestConfig, symbol: str) -> list[Bar]:
