@@ -561,3 +561,36 @@ def test_performance_figures_by_hand() -> None:
     assert p["profit_factor"] == 2.0  # 10 / 5
     assert p["exposure_pct"] == 40.0  # held at the ends of day 1 and day 3: 2 of 5 bars
     assert p["sharpe"] is not None and p["sortino"] is not None and p["sortino"] > p["sharpe"]
+
+
+def test_signals_that_can_only_hold_raise_no_event(aegis_env: Path) -> None:
+    """Long only with signal exits: a buy while long, or a sell while flat, would end in
+    a hold, so it raises no event; the others order, filled at the next bar's open."""
+    mine = aegis_env / "fixed.py"
+    mine.write_text(
+        "AT = {10: 1, 20: 1, 30: -1, 40: -1, 50: -1, 60: 1, 70: -1}\n"
+        "class Fixed:\n"
+        "    name = 'fixed'\n"
+        "    short = False\n"
+        "    def signals(self, closes):\n"
+        "        return [AT.get(i, 0) for i in range(len(closes))]\n",
+        encoding="utf-8",
+    )
+    data = write_csv(aegis_env / "wave.csv", wave_rows(100))
+    r = run_backtest(
+        BacktestConfig(
+            data=data,
+            strategy=f"{mine}:Fixed",
+            exits="signal",
+            veto=False,
+            out=aegis_env / "out",
+        )
+    )
+    assert r.report["events"] == 4  # bars 10, 30, 60, 70; not 20 (long), 40 or 50 (flat)
+    assert r.report["outcomes"] == {"ordered": 4}
+    assert [(t.side, t.ts) for t in r.trades] == [
+        ("buy", T0 + 60 * 11),
+        ("sell", T0 + 60 * 31),
+        ("buy", T0 + 60 * 61),
+        ("sell", T0 + 60 * 71),
+    ]

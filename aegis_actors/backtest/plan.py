@@ -18,25 +18,50 @@ class Plan:
     def __init__(self, bars: list[Bar], signal: list[bool] | None = None) -> None:
         self.bars = bars
         self.signal = signal if signal is not None else [True] * len(bars)
+        self.sign = [0] * len(bars)  # the strategy's signal, where it has one
         self.after = [False] * len(bars)
         self.pending: dict[str, bool] = {}
+        self.broker: Any = None  # set once the tree runs: moot signals are then skipped
+        self.signal_exits = False
+        self.short = True
 
     def event(self, i: int) -> bool:
-        return self.signal[i] or (self.after[i] and self.pending.get(self.bars[i].symbol, False))
+        if self.signal[i]:
+            return not self.moot(i)
+        return self.after[i] and self.pending.get(self.bars[i].symbol, False)
+
+    def moot(self, i: int) -> bool:
+        """A signal that can only end in a hold: with signal exits (no stop or target to
+        move the position at this bar's open) and no order working on the symbol, the
+        position is already on the signal's side, or flat on a sell a long-only strategy
+        ignores."""
+        broker, s = self.broker, self.sign[i]
+        if broker is None or not self.signal_exits or not s:  # the aegis rules: every bar
+            return False
+        symbol = self.bars[i].symbol
+        if any(o.symbol == symbol for o in broker.open_orders()):
+            return False
+        held = sum(p.qty for p in broker.positions() if p.symbol == symbol)
+        if s > 0:
+            return held > 0
+        return held < 0 or (held == 0 and not self.short)
 
     def any_event(self, i: int, k: int) -> bool:
         return any(self.event(j) for j in range(i, k))
 
     def settled(self, i: int, k: int, broker: Any) -> None:
-        """After bars i..k-1 ran: is a close working for a symbol that just signalled?"""
-        signalled = {self.bars[j].symbol for j in range(i, k) if self.signal[j]}
-        for symbol in signalled:
+        """After bars i..k-1 ran: is a close working for a symbol that just signalled, with
+        the other side open to the strategy (a long-only one does not go short)?"""
+        for j in range(i, k):
+            if not self.signal[j]:
+                continue
+            symbol = self.bars[j].symbol
             held = sum(p.qty for p in broker.positions() if p.symbol == symbol)
             closing = any(
                 o.symbol == symbol and (o.side == "sell") == (held > 0)
                 for o in broker.open_orders()
             )
-            self.pending[symbol] = bool(held) and closing
+            self.pending[symbol] = bool(held) and closing and (self.sign[j] > 0 or self.short)
 
 
 def event_plan(bars: list[Bar], book: SignalBook) -> Plan:
@@ -44,10 +69,12 @@ def event_plan(bars: list[Bar], book: SignalBook) -> Plan:
     for i, b in enumerate(bars):
         by_symbol.setdefault(b.symbol, []).append(i)
     plan = Plan(bars, [False] * len(bars))
+    plan.short = bool(getattr(book.strategy, "short", True))
     for symbol, idx in by_symbol.items():
         sig = book.add(symbol, [bars[i].ts for i in idx], [bars[i].close for i in idx])
         for k, i in enumerate(idx):
             plan.signal[i] = bool(sig[k])
+            plan.sign[i] = sig[k]
             plan.after[i] = bool(k and sig[k - 1] and not sig[k])
     return plan
 

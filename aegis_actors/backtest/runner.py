@@ -242,9 +242,11 @@ def run_tree(
     from aegis_actors.app import Aegis
 
     clock = VirtualClock(start=bars[0].ts - 1.0)
+    plan.signal_exits = config.exits == "signal"
     if config.runtime != "inline":
         app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
         rt = app.start()
+        plan.broker = app.broker
         try:
             return replay(app, rt, clock, bars, plan, vix)
         finally:
@@ -252,6 +254,7 @@ def run_tree(
     with inline.install() as sched:
         app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
         rt = app.start()
+        plan.broker = app.broker
         try:
             quiet = Quiet(app.broker, settings, config.exits == "signal")
             return replay_inline(app, rt, clock, sched, bars, plan, config.progress, vix, quiet)
