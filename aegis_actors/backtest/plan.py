@@ -50,12 +50,15 @@ class Plan:
         return any(self.event(j) for j in range(i, k))
 
     def settled(self, i: int, k: int, broker: Any) -> None:
-        """After bars i..k-1 ran: is a close working for a symbol that just signalled, with
-        the other side open to the strategy (a long-only one does not go short)?"""
+        """After bars i..k-1 (asleep or not): a pending reversal is spent on the bar after
+        its signal; a signal bar leaves one pending when its close is working and the other
+        side is open to the strategy (a long-only one does not go short)."""
         for j in range(i, k):
-            if not self.signal[j]:
-                continue
             symbol = self.bars[j].symbol
+            if self.after[j]:
+                self.pending[symbol] = False
+            if not self.signal[j] or not self.sign[j]:
+                continue
             held = sum(p.qty for p in broker.positions() if p.symbol == symbol)
             closing = any(
                 o.symbol == symbol and (o.side == "sell") == (held > 0)

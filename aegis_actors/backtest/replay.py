@@ -135,6 +135,7 @@ def replay_inline(
             if marked is not None:
                 for b in bars[i:k]:  # the tree sleeps: the price joins the history
                     push(b.symbol, b.close, ts)
+                plan.settled(i, k, app.broker)
                 i = k
                 equity.append((ts, marked))
                 bar.update(i)
@@ -148,10 +149,9 @@ def replay_inline(
             tell(MARKET, _replay_bar(bars[i], plan.event(i)))
             i += 1
         sched.run()
-        if wake:
-            if external:  # an llm role answers from a worker thread
-                settle_inline(rt, sched)
-            plan.settled(first, k, app.broker)
+        if wake and external:  # an llm role answers from a worker thread
+            settle_inline(rt, sched)
+        plan.settled(first, k, app.broker)
         now_equity = account().equity
         equity.append((ts, now_equity))
         if quiet is not None:
