@@ -61,7 +61,7 @@ def frame(rows: list[tuple[float, ...]]) -> Any:
 BENCH_SETTINGS = "[watchdog]\ncapital_loss_halt_pct = 50.0\n"
 
 
-def aegis(path: Path, out: Path) -> tuple[float, int]:
+def aegis(path: Path, out: Path) -> tuple[float, int, int]:
     from aegis_actors.backtest.api import BacktestConfig, run_backtest
 
     settings = out.parent / "bench-settings.toml"
@@ -82,7 +82,7 @@ def aegis(path: Path, out: Path) -> tuple[float, int]:
     halted = [k for k in r.report["outcomes"] if k not in ("hold", "ordered", "vetoed")]
     if halted:
         print(f"  (AEGIS outcomes {r.report['outcomes']})")
-    return r.bars_per_s, int(r.report["fills"])
+    return r.bars_per_s, int(r.report["fills"]), int(r.report["events"])
 
 
 def backtrader(rows: list[tuple[float, ...]]) -> tuple[float, int]:
@@ -194,10 +194,13 @@ def main() -> None:
         for n in sizes:
             rows = random_walk(n)
             path = write(rows, tmp / f"rw{n}.csv")
-            a, af = aegis(path, tmp / f"out{n}")
+            a, af, events = aegis(path, tmp / f"out{n}")
             b, bf = backtrader(rows)
             c, cf = backtesting_py(rows)
-            print(f"{n:>9,}{a:>10,.0f}{b:>12,.0f}{c:>16,.0f}{a / b:>10.2f}   {af}, {bf}, {cf}")
+            print(
+                f"{n:>9,}{a:>10,.0f}{b:>12,.0f}{c:>16,.0f}{a / b:>10.2f}   {af}, {bf}, {cf}"
+                f"   (AEGIS decision events: {events:,})"
+            )
         took, bars = goog_end_to_end(tmp)
         print(
             f"GOOG {bars} daily bars end to end (fresh process, start-up included): "
