@@ -594,3 +594,34 @@ def test_signals_that_can_only_hold_raise_no_event(aegis_env: Path) -> None:
         ("buy", T0 + 60 * 61),
         ("sell", T0 + 60 * 71),
     ]
+
+
+def test_portfolio_risk_across_symbols(aegis_env: Path) -> None:
+    """Two symbols in one portfolio: the posture's max_positions (here 1) holds across
+    them, so the second symbol's entry is refused while the first is held."""
+    settings = aegis_env / "one.toml"
+    settings.write_text(
+        "".join(
+            f"[posture.{p}]\nmax_positions = 1\n" for p in ("offensive", "guerrilla", "defensive")
+        ),
+        encoding="utf-8",
+    )
+    a = write_csv(aegis_env / "aaa.csv", wave_rows(160))
+    b = write_csv(aegis_env / "bbb.csv", wave_rows(160, period=30))
+    r = run_backtest(
+        BacktestConfig(
+            data=[a, b],
+            strategy="sma_cross",
+            params={"fast": 3, "slow": 8, "short": 0},
+            exits="signal",
+            veto=False,
+            settings=str(settings),
+            out=aegis_env / "out",
+        )
+    )
+    held: dict[str, float] = {}
+    for t in r.trades:
+        held[t.symbol] = held.get(t.symbol, 0.0) + (t.qty if t.side == "buy" else -t.qty)
+        assert sum(1 for q in held.values() if q) <= 1
+    assert {t.symbol for t in r.trades} == {"AAA", "BBB"}
+    assert r.report["outcomes"].get("refused", 0) >= 1
