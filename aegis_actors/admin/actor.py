@@ -21,6 +21,7 @@ from aegis_actors.admin.protocol import Request, reply_channel
 from aegis_actors.admin.reload import apply
 from aegis_actors.base import AegisActor
 from aegis_actors.messages import AckAlert, Posture, RequestMode, SetPosture, TradingMode
+from aegis_actors.redact import redact
 from aegis_actors.runtime import POSTURE, WATCHDOG
 from aegis_actors.settings import SettingsError, load_settings
 from aegis_actors.status import collect_status
@@ -109,7 +110,8 @@ class Admin(AegisActor):
         self.log.warning("admin: Redis error: {}", what)
 
     def reply(self, req: Request, body: dict[str, Any]) -> None:
-        text = json.dumps({"id": req.id, **body}, default=str)
+        # Any Redis client can read the reply channel: no password inside a URL/DSN leaves.
+        text = json.dumps({"id": req.id, **redact(body)}, default=str)
         try:
             self.client.publish(reply_channel(self.channel, req.id), text)
         except redis.RedisError as exc:

@@ -86,7 +86,7 @@ def _name(key: str) -> ArgCheck:
         if extra:
             return f"unexpected argument(s) {extra}"
         value = args.get(key)
-        if not isinstance(value, str) or not _ID.match(value):
+        if not isinstance(value, str) or not _ID.fullmatch(value):
             return f"'{key}' must be a name of 1-64 letters, digits or ._:- (got {_short(value)})"
         return None
 
@@ -175,7 +175,7 @@ def check(raw: bytes | str, *, secret: str, now: float, seen: SeenIds) -> Reques
     if not isinstance(msg, dict):
         return Refusal("not_object", "request is not a JSON object")
     id_ = msg.get("id")
-    if not isinstance(id_, str) or not _ID.match(id_):
+    if not isinstance(id_, str) or not _ID.fullmatch(id_):
         return Refusal("bad_id", "'id' must be a string of 1-64 letters, digits or ._:-")
     cmd, args, ts, sig = msg.get("cmd"), msg.get("args", {}), msg.get("ts"), msg.get("sig")
     shown = cmd if isinstance(cmd, str) and len(cmd) <= 32 else None
