@@ -78,7 +78,15 @@ class Admin(AegisActor):
             client=self.client,
             deliver=deliver,
         )
-        self.sub = Subscriber(s.store.redis_url, self.channel, gate, self.redis_error, gate.idle)
+        self.sub = Subscriber(
+            s.store.redis_url,
+            self.channel,
+            gate,
+            self.redis_error,
+            gate.idle,
+            on_repeat=gate.repeat,
+            on_not_object=gate.not_requests,
+        )
         self.replies.start()
         self.events.start()
         self.rt.event_sinks.append(self.publish_event)
