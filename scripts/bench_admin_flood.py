@@ -140,6 +140,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1_000_000, help="junk messages per flood")
     ap.add_argument("--valid-timeout", type=float, default=2.0)
+    ap.add_argument(
+        "--root", type=Path, default=ROOT, help="the checkout whose AEGIS runs (compare two)"
+    )
     a = ap.parse_args()
     server = shutil.which("redis-server")
     if server is None or shutil.which("redis-benchmark") is None:
@@ -165,7 +168,9 @@ def main() -> None:
                     time.sleep(0.05)
             limit = c.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
             pub_rate, raw_rate = raw_delivery_rate(port, a.n)
-            print(f"private redis-server :{port}, output buffer limits: {limit}")
+            print(
+                f"private redis-server :{port}, output buffer limits: {limit}; AEGIS from {a.root}"
+            )
             print(
                 f"baseline: one connection publishes {pub_rate:,.0f} msg/s; a raw hiredis "
                 f"consumer receives {raw_rate:,.0f} msg/s (the rate one connection delivers)"
@@ -183,10 +188,11 @@ def main() -> None:
                 AEGIS_STORE__SQLITE_PATH=f"{tmp}/aegis.db",
                 AEGIS_STORE__SPOOL_PATH=f"{tmp}/spool.db",
             )
+            env["PYTHONPATH"] = str(a.root)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "aegis_actors"],
                 env=env,
-                cwd=ROOT,
+                cwd=a.root,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )

@@ -106,7 +106,8 @@ def send(client: redis.Redis, s: Settings, a: argparse.Namespace) -> int:
     if answer is None:
         return fail(
             f"no reply to {a.cmd} within {a.timeout:g} s on {s.admin.channel}: the AEGIS process "
-            "may not be running (or listens on another Redis or channel)"
+            "may not be running (or listens on another Redis or channel), or lost the command "
+            "while Redis dropped its subscriber under a flood (send it again)"
         )
     if a.json:
         print(json.dumps(answer, indent=2, default=str))
