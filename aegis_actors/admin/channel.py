@@ -165,6 +165,9 @@ class Subscriber:
                             if repeats:
                                 self._handle(on_repeat, repeats)
                                 repeats = 0
+                            if junk and on_not_object is not None:  # counted before it
+                                self._handle(on_not_object, junk)
+                                junk = 0
                             last, frame = data, b""
                             self._handle(on_message, data)
                         elif isinstance(m, hiredis.ReplyError):
