@@ -254,6 +254,9 @@ class Gate:
 
     def flush_counts(self) -> None:
         """Hand the locally counted refusals to the run's counts and metrics."""
+        if self.unanswered:  # refusals past REPLIES_PER_S: counted, not answered
+            self.state.metrics.dropped.labels("refusal_reply").inc(self.unanswered)
+            self.unanswered = 0
         if not self.pending:
             return
         counts, self.counts, self.pending = self.counts, {}, 0
