@@ -182,3 +182,23 @@ def test_valid_commands_are_answered_during_a_junk_flood(plain: Proc) -> None:
     assert answered == sent, f"{answered}/{sent} valid commands answered during the flood"
     if refused is not None:
         assert refused == n, f"refused {refused} of {n} in {took:.1f} s"
+
+
+# -- reload: live for every reader, or refused ----------------------------------------------
+
+
+def test_reload_refuses_a_key_its_readers_copied_at_start(plain: Proc) -> None:
+    raw = Raw(plain.channel, ADMIN_SECRET)
+    try:
+        plain.settings_file.write_text("[risk]\nmismatch_halt_pct = 3.0\n", encoding="utf-8")
+        reply = raw.send(raw.make("reload"))
+        assert reply is not None and reply["ok"] is False
+        assert reply["error"] == (
+            "reload refused, nothing applied: cannot change while running: "
+            "risk.mismatch_halt_pct (restart the process for these)"
+        )
+        assert raw.ok("status")["settings"]["risk"]["mismatch_halt_pct"] == 2.0
+        plain.settings_file.write_text("[roles]\nmax_consecutive_failures = 5\n", encoding="utf-8")
+        assert raw.ok("reload")["changed"] == ["roles.max_consecutive_failures"]
+    finally:
+        raw.close()
