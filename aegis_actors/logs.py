@@ -60,21 +60,20 @@ def _patch(record: Record) -> None:
     if record["exception"] is not None:
         exc = record["exception"]
         data["exception"] = _scrub(f"{exc.type.__name__ if exc.type else ''}: {exc.value}")
-        # The stderr traceback: the standard format (never local variables), scrubbed.
-        extra["_tb"] = _scrub(
-            "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
-        )
     extra["_json"] = json.dumps(data, default=str, separators=(",", ":"))
 
 
 def _human(record: Record) -> str:
     ev = " [{extra[event_id]}]" if record["extra"].get("event_id") else ""
+    tb = ""
+    exc = record["exception"]
+    if exc is not None:  # the standard format (never local variables' values), scrubbed
+        text = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+        record["extra"]["_tb"] = _scrub(text)
+        tb = "{extra[_tb]}"
     return (
         "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-        "<cyan>{extra[actor]: <10}</cyan>"
-        + ev
-        + " {message}\n"
-        + ("{extra[_tb]}" if record["exception"] is not None else "")
+        "<cyan>{extra[actor]: <10}</cyan>" + ev + " {message}\n" + tb
     )
 
 
