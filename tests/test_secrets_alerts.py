@@ -304,3 +304,15 @@ def test_settings_json_round_trip_of_alerts_is_redacted() -> None:
     cfg = AlertsSettings(slack_url="https://hooks/x/" + TOKEN, sms_url="https://u:pw@sms/x")
     shown = json.dumps(redact(cfg.model_dump(mode="json")))
     assert TOKEN not in shown and ":pw@" not in shown
+
+
+def test_an_alert_text_carrying_a_dsn_is_delivered_without_its_password(hook: Webhook) -> None:
+    d = desk(hook)
+    try:
+        msg = f"store: cannot connect to postgresql://aegis:{PASSWORD}@db:5432/aegis"
+        d.notify(alert(AlertLevel.INFO, "store_down", msg, 0.0))
+        wait_until(lambda: hook.of("/slack"), what="the Slack post")
+    finally:
+        d.close()
+    text = hook.of("/slack")[0]["text"]
+    assert PASSWORD not in text and "postgresql://aegis:***@db:5432/aegis" in text

@@ -111,7 +111,7 @@ class Admin(AegisActor):
 
     def publish_event(self, event: dict[str, Any]) -> None:
         """Event sink: queue for `aegis:events` (never blocks the emitting actor)."""
-        self.events.put(self.events_channel, json.dumps(event, default=str))
+        self.events.put(self.events_channel, json.dumps(redact(event), default=str))
 
     def redis_error(self, what: str) -> None:
         self.state.metrics.redis_errors.inc()

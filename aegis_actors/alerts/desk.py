@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aegis_actors.alerts.channels import Channel, Delivery, HttpNotify, SlackWebhook, SmtpEmail
 from aegis_actors.alerts.courier import Courier, Outcome
 from aegis_actors.messages import Alert, AlertLevel
+from aegis_actors.redact import redact_text
 
 if TYPE_CHECKING:
     from aegis_actors.settings import AlertsSettings, Contact
@@ -122,7 +123,7 @@ class AlertDesk:
         level = alert.level
         tier = TIERS[min(step, len(TIERS) - 1)]
         head = f"[AEGIS {level.value.upper()}] {alert.kind}"
-        text = f"{head}: {alert.message}"
+        text = f"{head}: {redact_text(alert.message)}"  # an error text may carry a DSN
         if repeats:
             text += f" ({repeats} repeats suppressed)"
         if not step:
