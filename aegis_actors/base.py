@@ -14,6 +14,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from aegis_actors.logs import tracing
 from aegis_actors.messages import Alert, AlertLevel, GetStatus, Heartbeat, HeartbeatAck, Msg
 from aegis_actors.runtime import WATCHDOG, Runtime
 from supervisors import ChildContext, SupervisedActor, Timer
@@ -47,6 +48,11 @@ class AegisActor(SupervisedActor):
     ) -> None:
         """Raise an alert: the watchdog logs, records, delivers and escalates it."""
         self.send(WATCHDOG, Alert.new(level, kind, message, self.clock.now(), event_id))
+
+    def trace(self, event_id: str | None, text: str, *args: Any) -> None:
+        """A per-event DEBUG line: costs nothing unless a sink takes DEBUG (a trace run)."""
+        if tracing():
+            self.log.bind(event_id=event_id).debug(text, *args)
 
     def ask(self, name: str, message: Msg, timeout: float) -> Any:
         return self.rt.directory.ask(name, message, timeout)

@@ -55,6 +55,8 @@ class Section(BaseModel):
 class RunSettings(Section):
     log_dir: str = "logs"
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
+    # DEBUG (or TRACE) here also writes the per-event lines (costly at high event rates)
+    json_log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
     log_rotation: str = "50 MB"
     log_retention: int = Field(10, ge=1)
 

@@ -225,8 +225,13 @@ class Admission(AegisActor):
         )
         # Logged per dispatched event (not per tick: waiting ticks were coalesced), so
         # `tail --event` follows the path from the gateway on.
-        self.log.bind(event_id=event.event_id).debug(
-            "event {} {} @ {} {}", event.kind, event.symbol, event.price, event.headline
+        self.trace(
+            event.event_id,
+            "event {} {} @ {} {}",
+            event.kind,
+            event.symbol,
+            event.price,
+            event.headline,
         )
         self.deadlines.append(
             (

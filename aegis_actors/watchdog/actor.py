@@ -19,6 +19,7 @@ import pykka
 from aegis_actors.alerts import AlertDesk, Delivery
 from aegis_actors.base import AegisActor
 from aegis_actors.context import K_ACCOUNT, K_MODE, K_POSITIONS, K_POSTURE
+from aegis_actors.deadlines import Deadlines
 from aegis_actors.messages import (
     DONE,
     AckAlert,
@@ -108,8 +109,7 @@ class _Account:
 
 @dataclass(frozen=True)
 class _Judge:
-    decision_id: str
-    symbol: str
+    """Timer: judge the calls whose horizon has passed (one sweep, not a timer per call)."""
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,7 @@ class Watchdog(AegisActor):
             target_ratio=w.daily_target_alert_ratio,
         )
         self.book = AccuracyBook(w.accuracy_days, w.accuracy_flat_band_pct)
+        self.to_judge: Deadlines[tuple[str, str]] = Deadlines(w.accuracy_horizon_s)
         self.confidence: dict[str, deque[float]] = {
             r: deque(maxlen=200) for r in ("analyst", "verifier", "commander")
         }
@@ -293,14 +294,22 @@ class Watchdog(AegisActor):
                 rec.created_at,
             )
         )
-        self.after(self.settings.watchdog.accuracy_horizon_s, _Judge(rec.decision_id, rec.symbol))
+        delay = self.to_judge.add(self.clock.now(), (rec.decision_id, rec.symbol))
+        if delay is not None:
+            self.after(delay, _Judge())
 
     def on__Judge(self, msg: _Judge) -> None:
-        price = self.last_price(msg.symbol)
-        scored = self.book.judge(msg.decision_id, price or 0.0, self.clock.now())
-        if scored is not None:
-            self.log.debug("judged {}: {}", msg.decision_id, scored)
-        self.update_accuracy_metrics()
+        now = self.clock.now()
+        due, delay = self.to_judge.due(now, lambda _call: True)
+        for decision_id, symbol in due:
+            price = self.last_price(symbol)
+            scored = self.book.judge(decision_id, price or 0.0, now)
+            if scored is not None:
+                self.trace(None, "judged {}: {}", decision_id, scored)
+        if due:
+            self.update_accuracy_metrics()
+        if delay is not None:
+            self.after(delay, msg)
 
     def last_price(self, symbol: str) -> float | None:
         prices = self.rt.cache.prices(symbol, 1)
