@@ -36,9 +36,21 @@ K_SESSION = "session"  # {"session_id": ..., "opened_at": ...}
 K_FEED = "feed_state"  # {"tier": ..., "stale": bool, "since": ts data stopped} (gateway)
 
 
+_PARAMS: dict[tuple[int, Posture], tuple[Any, PostureParams]] = {}
+
+
 def posture_params(settings: Any, posture: Posture) -> PostureParams:
+    """The posture's numbers from the settings, validated once per settings object."""
+    key = (id(settings), posture)
+    hit = _PARAMS.get(key)
+    if hit is not None and hit[0] is settings:
+        return hit[1]
     level = getattr(settings.posture, posture.value)
-    return PostureParams(**level.model_dump())
+    params = PostureParams(**level.model_dump())
+    if len(_PARAMS) > 64:
+        _PARAMS.clear()
+    _PARAMS[key] = (settings, params)
+    return params
 
 
 class ContextLoader(AegisActor):

@@ -200,7 +200,8 @@ class Admission(AegisActor):
         return f"{self._ev_prefix}{self._ev_seq:08x}"
 
     def tick_event(self, t: PendingTick, t0: float) -> MarketEvent:
-        return MarketEvent(
+        # built from a print `check_tick` already validated: no second validation
+        return MarketEvent.model_construct(
             event_id=self.next_event_id(),
             kind=EventKind.TICK,
             symbol=t.symbol,

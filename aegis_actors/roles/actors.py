@@ -359,7 +359,7 @@ class Commander(_RoleBase):
             self.log.bind(event_id=ctx.event_id).warning("event {}: {}", outcome, detail)
         elif outcome is Outcome.VETOED:
             self.trace(ctx.event_id, "event vetoed: {}", detail)
-        done = EventDone(
+        done = EventDone.model_construct(
             event_id=ctx.event_id,
             stamps=stamps,
             symbol=ctx.symbol,
@@ -377,7 +377,7 @@ class Commander(_RoleBase):
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         ctx = slot.ctx
         stamps = slot.stamps(decision)
-        rec = DecisionRecord(
+        rec = DecisionRecord.model_construct(  # built here from typed parts: no re-validation
             decision_id=rules.decision_id(ctx.event_id),
             event_id=ctx.event_id,
             symbol=ctx.symbol,

@@ -1,5 +1,8 @@
 """The local rules backend: deterministic stand-ins for the three LLM roles.
 
+Its answers are built with `model_construct` (trusted code, values in range by
+construction: validating them again cost more than computing them).
+
 Explainable indicators: a fast/slow moving-average trend and its crosses, momentum,
 RSI for stretched moves, return volatility for risk; the verifier's independent checks
 (posture limits, exposure, stale data, spread); sizing by the posture's numbers. Same
@@ -85,9 +88,14 @@ def of(ctx: Context) -> dict[str, float]:
 
 def analyse(ctx: Context, now: float) -> Analysis:
     p = ctx.prices
-    base = {"event_id": ctx.event_id, "stamps": ctx.stamps, "symbol": ctx.symbol, "meta": meta()}
+    base: dict[str, Any] = {
+        "event_id": ctx.event_id,
+        "stamps": ctx.stamps,
+        "symbol": ctx.symbol,
+        "meta": meta(),
+    }
     if len(p) < MIN_HISTORY:
-        return Analysis(
+        return Analysis.model_construct(
             **base,
             direction=Direction.FLAT,
             expected_move_pct=0.0,
@@ -119,7 +127,7 @@ def analyse(ctx: Context, now: float) -> Analysis:
         confidence *= 0.7
     if ctx.event.headline:
         pattern += "+event"
-    return Analysis(
+    return Analysis.model_construct(
         **base,
         direction=direction,
         expected_move_pct=round(x["trend"] * 100.0, 4),
@@ -179,7 +187,7 @@ def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
     directional = analysis is not None and analysis.direction is not Direction.FLAT
     if directional and analysis is not None and analysis.confidence < 0.2:
         reasons.append(f"analysis confidence {analysis.confidence:.2f} too low")
-    return Verdict(
+    return Verdict.model_construct(
         event_id=ctx.event_id,
         stamps=ctx.stamps,
         symbol=ctx.symbol,
@@ -274,7 +282,7 @@ def finish_decision(
             take_profit = default_tp
     else:
         stop_loss = take_profit = None
-    return Decision(
+    return Decision.model_construct(
         event_id=ctx.event_id,
         stamps={**analysis.stamps, **verdict.stamps},
         decision_id=decision_id(ctx.event_id),

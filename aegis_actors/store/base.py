@@ -12,7 +12,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from .errors import StoreError
@@ -76,6 +76,7 @@ class Database(ABC):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._closed = False
+        self._in_tx = False  # inside `transaction()`: no statement may silently reconnect
 
     # ---- backend hooks -------------------------------------------------------------
 
@@ -90,6 +91,17 @@ class Database(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the connection; later calls raise StoreUnavailable."""
+
+    def _execute_many(self, sql: str, seq: Sequence[Params]) -> None:
+        """Run one statement for many parameter rows (backends batch it)."""
+        for params in seq:
+            self._execute(sql, params, retry=False)
+
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[None]:
+        """Every write inside is one transaction: all applied or none. `durable=False`
+        lets the commit skip the disk flush (a power cut may lose the last commits, a
+        crash of the process does not); order rows are never written that way."""
+        return nullcontext()
 
     # ---- schema --------------------------------------------------------------------
 
@@ -134,6 +146,22 @@ class Database(ABC):
             sql += " ON CONFLICT DO NOTHING"
         count, _ = self._execute(sql, values, retry=False)
         return count > 0
+
+    def insert_many(
+        self, table: str, rows: Sequence[dict[str, Any]], *, ignore_conflict: bool = False
+    ) -> None:
+        """Insert rows that share one set of columns, in one statement run many times."""
+        if not rows:
+            return
+        info = _table(table)
+        cols = [_column(info, c) for c in rows[0]]
+        sql = (
+            f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
+            f"VALUES ({', '.join([self._ph] * len(cols))})"
+        )
+        if ignore_conflict:
+            sql += " ON CONFLICT DO NOTHING"
+        self._execute_many(sql, [[adapt_value(info, c, r[c]) for c in cols] for r in rows])
 
     def upsert(self, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
         """Insert or overwrite the non-key columns given in ``row`` for that key."""
