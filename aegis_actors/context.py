@@ -101,9 +101,7 @@ class ContextLoader(AegisActor):
         pos = positions.get(event.symbol)
         account = account or {}
         session = session or {}
-        # Built without re-validation: every field is typed here (the cache's documents
-        # are validated as they are parsed: PositionView and PostureParams above).
-        return Context.model_construct(
+        return Context(
             event_id=event.event_id,
             stamps=event.stamps,
             event=event,

@@ -8,7 +8,6 @@ slips into a message anyway.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from collections.abc import Iterable
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
+from pydantic_core import to_json as dump_json
 
 from aegis_actors.jsonlog import JsonLines
 
@@ -65,7 +65,7 @@ def to_json(record: Record) -> str:
     if record["exception"] is not None:
         exc = record["exception"]
         data["exception"] = _scrub(f"{exc.type.__name__ if exc.type else ''}: {exc.value}")
-    return json.dumps(data, default=str, separators=(",", ":")) + "\n"
+    return dump_json(data, fallback=str).decode() + "\n"
 
 
 def _human(record: Record) -> str:

@@ -418,7 +418,7 @@ class ExecutionCore:
         self.done(d, Outcome.REFUSED, f"{check}: {why}")
 
     def done(self, d: Decision, outcome: Outcome, detail: str) -> None:
-        done = EventDone.model_construct(
+        done = EventDone(
             event_id=d.event_id,
             stamps={**d.stamps, DONE: self.now()},
             symbol=d.symbol,

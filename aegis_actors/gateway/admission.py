@@ -200,8 +200,7 @@ class Admission(AegisActor):
         return f"{self._ev_prefix}{self._ev_seq:08x}"
 
     def tick_event(self, t: PendingTick, t0: float) -> MarketEvent:
-        # built from a print `check_tick` already validated: no second validation
-        return MarketEvent.model_construct(
+        return MarketEvent(
             event_id=self.next_event_id(),
             kind=EventKind.TICK,
             symbol=t.symbol,

@@ -330,7 +330,8 @@ class Commander(_RoleBase):
             self.trace(event_id, "decision hold: {}", decision.reason)
             self.finish(slot, Outcome.HOLD, decision.reason, decision=decision)
             return
-        self.log.bind(event_id=event_id).info(
+        self.trace(  # the order execution makes of it is the INFO line
+            event_id,
             "decision {} {} size={} conf={}: {}",
             decision.action,
             decision.symbol,
@@ -359,7 +360,7 @@ class Commander(_RoleBase):
             self.log.bind(event_id=ctx.event_id).warning("event {}: {}", outcome, detail)
         elif outcome is Outcome.VETOED:
             self.trace(ctx.event_id, "event vetoed: {}", detail)
-        done = EventDone.model_construct(
+        done = EventDone(
             event_id=ctx.event_id,
             stamps=stamps,
             symbol=ctx.symbol,
@@ -377,7 +378,7 @@ class Commander(_RoleBase):
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         ctx = slot.ctx
         stamps = slot.stamps(decision)
-        rec = DecisionRecord.model_construct(  # built here from typed parts: no re-validation
+        rec = DecisionRecord(
             decision_id=rules.decision_id(ctx.event_id),
             event_id=ctx.event_id,
             symbol=ctx.symbol,

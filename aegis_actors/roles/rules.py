@@ -1,8 +1,5 @@
 """The local rules backend: deterministic stand-ins for the three LLM roles.
 
-Its answers are built with `model_construct` (trusted code, values in range by
-construction: validating them again cost more than computing them).
-
 Explainable indicators: a fast/slow moving-average trend and its crosses, momentum,
 RSI for stretched moves, return volatility for risk; the verifier's independent checks
 (posture limits, exposure, stale data, spread); sizing by the posture's numbers. Same
@@ -95,7 +92,7 @@ def analyse(ctx: Context, now: float) -> Analysis:
         "meta": meta(),
     }
     if len(p) < MIN_HISTORY:
-        return Analysis.model_construct(
+        return Analysis(
             **base,
             direction=Direction.FLAT,
             expected_move_pct=0.0,
@@ -127,7 +124,7 @@ def analyse(ctx: Context, now: float) -> Analysis:
         confidence *= 0.7
     if ctx.event.headline:
         pattern += "+event"
-    return Analysis.model_construct(
+    return Analysis(
         **base,
         direction=direction,
         expected_move_pct=round(x["trend"] * 100.0, 4),
@@ -187,7 +184,7 @@ def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
     directional = analysis is not None and analysis.direction is not Direction.FLAT
     if directional and analysis is not None and analysis.confidence < 0.2:
         reasons.append(f"analysis confidence {analysis.confidence:.2f} too low")
-    return Verdict.model_construct(
+    return Verdict(
         event_id=ctx.event_id,
         stamps=ctx.stamps,
         symbol=ctx.symbol,
@@ -282,7 +279,7 @@ def finish_decision(
             take_profit = default_tp
     else:
         stop_loss = take_profit = None
-    return Decision.model_construct(
+    return Decision(
         event_id=ctx.event_id,
         stamps={**analysis.stamps, **verdict.stamps},
         decision_id=decision_id(ctx.event_id),
