@@ -31,6 +31,7 @@ class AegisActor(SupervisedActor):
         self.settings = rt.settings
         self.metrics = rt.metrics
         self.log = logger.bind(actor=ctx.name)
+        self._progress = rt.progress.setdefault(ctx.name, [0])
         self._timers: list[Timer] = []
         self._prune_at = 256
 
@@ -58,6 +59,7 @@ class AegisActor(SupervisedActor):
         return self.rt.directory.ask(name, message, timeout)
 
     def on_receive(self, message: Any) -> Any:
+        self._progress[0] += 1  # liveness: a busy actor is not a hung one
         key = (type(self), type(message))
         try:
             handler = _HANDLERS[key]

@@ -56,10 +56,12 @@ def test_intake_one_in_flight_per_symbol_latest_wins() -> None:
     assert not i.offer("A", ev("A", 3))
     assert not i.offer("A", ev("A", 4))
     assert i.coalesced == 1
-    assert i.done("A", "e3") is None  # a stale report frees nothing
-    nxt = i.done("A", "e1")
-    assert isinstance(nxt, MarketEvent) and nxt.event_id == "e4"
+    assert i.done("A", "e3") is False  # a stale report frees nothing
+    assert i.done("A", "e1") is True
     assert "A" not in i.inflight
+    nxt = i.next(0.0)
+    assert isinstance(nxt, MarketEvent) and nxt.event_id == "e4"
+    assert i.shed == {"coalesced": 1}
 
 
 PARAMS = PostureParams(

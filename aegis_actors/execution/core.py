@@ -425,8 +425,7 @@ class ExecutionCore:
             outcome=outcome,
             detail=detail,
         )
-        self.ports.send(MARKET, done)
-        self.ports.send(WATCHDOG, done)
+        self.ports.send(MARKET, done)  # the gateway frees the symbol and tells the watchdog
 
     def record(self, msg: Msg) -> None:
         self.ports.send(STORE, msg)

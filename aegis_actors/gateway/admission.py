@@ -5,6 +5,11 @@ exits); events go to the context loader one per symbol at a time (latest wins), 
 event's end comes back as `EventDone`, which frees the symbol. Calendar, news and system
 events (mode changes, network tier steps) enter through the same intake. A whole cycle
 past its timeout is failed here, with one timer at a time for every event in flight.
+
+Each event's end is reported here once and passed on to the watchdog from here, so an
+event is counted once even when a late report follows its timeout. At most
+`feed.max_inflight` events are in flight: past that, intake waits and sheds (per reason,
+one warning line a minute) instead of queues growing inside the tree.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegis_actors.base import AegisActor
-from aegis_actors.gateway.intake import Intake, PendingTick, Waiting
+from aegis_actors.gateway.intake import Intake, PendingTick
 from aegis_actors.gateway.ticks import check_tick
+from aegis_actors.hush import Hush
 from aegis_actors.messages import (
+    DONE,
     T0,
     EventDone,
     EventKind,
@@ -51,7 +58,10 @@ class Admission(AegisActor):
         self.vix_symbol = feed.vix_symbol
         self.known = self.symbols | {feed.vix_symbol}
         self.last_ts: dict[str, float] = {}
-        self.intake = Intake()
+        self.intake = Intake(window=feed.max_inflight, max_wait_s=feed.max_wait_s)
+        self.shed_seen: dict[str, int] = {}  # reason -> shed already counted in metrics
+        self.shed_log = Hush(burst=1, window_s=60.0)
+        self.late_reports = 0
         self.ticks = 0
         self.bad: dict[str, int] = {}
         self.drop_log: dict[str, list[float]] = {}  # reason -> [window start, logged, hushed]
@@ -171,10 +181,28 @@ class Admission(AegisActor):
     def offer(self, symbol: str, item: Any) -> bool:
         """The intake's answer, counting an event replaced by a newer one (latest wins)."""
         before = self.intake.coalesced
-        free = self.intake.offer(symbol, item)
+        free = self.intake.offer(symbol, item, self.clock.now())
         if self.intake.coalesced != before:
             self.metrics.coalesced.inc()
+            self.count_shed()
         return free
+
+    def count_shed(self) -> None:
+        """Shed events into the metric by reason, and one warning line a minute."""
+        for reason, n in self.intake.shed.items():
+            new = n - self.shed_seen.get(reason, 0)
+            if new:
+                self.metrics.shed.labels(reason).inc(new)
+                self.shed_seen[reason] = n
+        hushed = self.shed_log.allow("shed", self.clock.now())
+        if hushed is not None:
+            self.log.warning(
+                "overload: shedding events at the gateway ({} in flight, window {}; "
+                "shed so far by reason {})",
+                len(self.intake.inflight),
+                self.intake.window,
+                dict(self.intake.shed),
+            )
 
     def on_ModeChange(self, m: ModeChange) -> None:
         """The watchdog's own state enters the pipeline as a system event (SPEC 1.3)."""
@@ -244,16 +272,27 @@ class Admission(AegisActor):
             self.arm_expiry()
         self.send(CONTEXT, event)
 
-    def release(self, nxt: Waiting | None) -> None:
-        if nxt is None:
-            return
-        if isinstance(nxt, PendingTick):
-            self.dispatch(self.tick_event(nxt, self.clock.now()))
-        else:
-            self.dispatch(nxt)
+    def release(self) -> None:
+        """Dispatch what waits, oldest first, while the window has room."""
+        now = self.clock.now()
+        stale = self.intake.shed.get("stale", 0)
+        while (nxt := self.intake.next(now)) is not None:
+            if isinstance(nxt, PendingTick):
+                self.dispatch(self.tick_event(nxt, now))
+            else:
+                self.dispatch(nxt)
+        if self.intake.shed.get("stale", 0) != stale:
+            self.count_shed()
 
     def on_EventDone(self, done: EventDone) -> None:
-        self.release(self.intake.done(done.symbol, done.event_id))
+        """An event's end, from whichever stage ended it: counted once (at the watchdog)."""
+        if not self.intake.done(done.symbol, done.event_id):
+            self.late_reports += 1  # it had already timed out here: counted then
+            return
+        if DONE not in done.stamps:
+            done = done.stamp(DONE, self.clock.now())
+        self.send(WATCHDOG, done)
+        self.release()
 
     def arm_expiry(self) -> None:
         inflight = self.intake.inflight
@@ -284,7 +323,6 @@ class Admission(AegisActor):
             stage="cycle",
             detail="whole cycle past its timeout",
         )
-        self.send(WATCHDOG, done)
         self.on_EventDone(done)
 
     def admission_status(self) -> dict[str, Any]:
@@ -295,6 +333,10 @@ class Admission(AegisActor):
             "inflight": len(self.intake.inflight),
             "waiting": len(self.intake.waiting),
             "coalesced": self.intake.coalesced,
+            "window": self.intake.window,
+            "ready": len(self.intake.ready),
+            "shed": dict(self.intake.shed),
+            "late_reports": self.late_reports,
             "events": self.events_sent,
             "vix": self.vix,
             "recent": list(self.recent)[-10:],

@@ -368,8 +368,7 @@ class Commander(_RoleBase):
             detail=detail,
             stage=stage,
         )
-        self.send(MARKET, done)
-        self.send(WATCHDOG, done)
+        self.send(MARKET, done)  # the gateway frees the symbol and tells the watchdog
 
     def drop(self, slot: _Slot) -> None:
         self.slots.pop(slot.ctx.event_id, None)

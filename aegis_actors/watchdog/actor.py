@@ -140,6 +140,7 @@ class Watchdog(AegisActor):
         self.sup_events: deque[dict[str, Any]] = deque(maxlen=100)
         self.beat_seq = 0
         self.beats: dict[str, pykka.Future[Any]] = {}
+        self.progress_seen: dict[str, int] = {}  # name -> messages handled at the last look
         self.misses: dict[str, int] = {}
         self.hung: dict[str, int] = {}
         self.desk = AlertDesk(self.settings.alerts, on_outcome=self._delivered)
@@ -505,6 +506,7 @@ class Watchdog(AegisActor):
                 self.beats[name] = ref.ask(Heartbeat(seq=seq, ts=self.clock.now()), block=False)
             except pykka.ActorDeadError:
                 continue
+            self.progress_seen[name] = self.handled(name)
         self.after(self.settings.watchdog.heartbeat_timeout_s, _CheckBeat(seq))
         self.after(self.settings.watchdog.heartbeat_every_s, _Beat())
 
@@ -515,12 +517,24 @@ class Watchdog(AegisActor):
             try:
                 fut.get(timeout=0)
             except pykka.Timeout:
+                done = self.handled(name)
+                if done != self.progress_seen.get(name, done):
+                    # late but working through its mailbox: busy, not hung (backpressure
+                    # is the gateway's job; a restart would lose the queue and help nothing)
+                    self.progress_seen[name] = done
+                    self.misses.pop(name, None)
+                    self.metrics.heartbeat_busy.labels(name).inc()
+                    continue
                 self.missed(name)
                 continue
             except Exception:
                 pass  # died meanwhile: its supervisor already knows
             del self.beats[name]
             self.misses.pop(name, None)
+
+    def handled(self, name: str) -> int:
+        counter = self.rt.progress.get(name)
+        return counter[0] if counter else 0
 
     def missed(self, name: str) -> None:
         w = self.settings.watchdog
