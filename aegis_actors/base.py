@@ -71,6 +71,10 @@ class AegisActor(SupervisedActor):
             return None
         return handler(self, message)
 
+    def progressed(self) -> None:
+        """A long handler's unit of work done (liveness: busy, not hung)."""
+        self._progress[0] += 1
+
     def on_GetStatus(self, _msg: GetStatus) -> dict[str, Any]:
         return self.status()
 

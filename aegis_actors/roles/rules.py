@@ -139,6 +139,9 @@ def analyse(ctx: Context, now: float) -> Analysis:
 
 
 def spread_bps(ctx: Context) -> float | None:
+    fields = type(ctx.event).model_fields  # a miss through pydantic's __getattr__ is slow
+    if "bid" not in fields or "ask" not in fields:
+        return None
     bid, ask = getattr(ctx.event, "bid", None), getattr(ctx.event, "ask", None)
     if not bid or not ask or bid <= 0 or ask < bid:
         return None

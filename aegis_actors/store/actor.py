@@ -263,6 +263,7 @@ class Store(AegisActor):
     def apply_batch(self, batch: list[Msg]) -> None:
         decisions: list[dict[str, Any]] = []
         for msg in batch:
+            self.progressed()  # a slow database makes a long batch: busy, not hung
             if isinstance(msg, DecisionRecord):
                 decisions.append(decision_row(msg))
                 continue

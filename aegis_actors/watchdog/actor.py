@@ -132,10 +132,12 @@ class Watchdog(AegisActor):
         self.metrics.mode.set(self.modes.mode.rank)
         self.metrics.posture.set_function(self._posture_rank)
         self.hist = StageHistograms()
+        self.stage_obs = {s: self.metrics.stage_ms.labels(s) for s in STAGES}  # looked up once
         self.warn_streak: dict[str, int] = {s: 0 for s in STAGES}
         self.sla_breaches: dict[str, int] = {s: 0 for s in STAGES}
         self.failure_streak = 0
         self.outcomes: dict[str, int] = {}
+        self.event_counts: dict[Outcome, Any] = {}  # outcome -> its labelled counter
         self.alerts: deque[dict[str, Any]] = deque(maxlen=100)
         self.sup_events: deque[dict[str, Any]] = deque(maxlen=100)
         self.beat_seq = 0
@@ -224,7 +226,7 @@ class Watchdog(AegisActor):
         critical = ""
         for stage, ms in stage_latencies(stamps).items():
             self.hist.record(stage, ms)
-            self.metrics.stage_ms.labels(stage).observe(ms)
+            self.stage_obs[stage].observe(ms)
             sla = STAGES[stage][2]
             z = self.z_stage[stage]
             if z.observe(ms) is not None and ms >= sla.target_ms:  # fast outliers are no news
@@ -250,7 +252,10 @@ class Watchdog(AegisActor):
         if critical and outcome not in (Outcome.FAILED, Outcome.TIMEOUT):
             outcome = Outcome.FAILED  # SPEC 2: a stage past its critical time fails the event
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        self.metrics.events.labels(outcome.value).inc()
+        counter = self.event_counts.get(outcome)
+        if counter is None:
+            counter = self.event_counts[outcome] = self.metrics.events.labels(outcome.value)
+        counter.inc()
         if outcome in (Outcome.FAILED, Outcome.TIMEOUT):
             self.failure_streak += 1
             if self.failure_streak == FAILURE_STREAK:
