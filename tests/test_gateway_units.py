@@ -86,7 +86,7 @@ def test_intake_window_holds_free_symbols_in_order_and_sheds_stale_ticks() -> No
     assert intake.offer("D", news, now=0.0) is False
     assert intake.offer("E", e_tick, now=0.15) is False
     assert intake.next(0.2) is None  # still full
-    assert intake.done("A", "e0") and intake.done("B", "e1")
+    assert intake.done("A", "e0", 0.2) and intake.done("B", "e1", 0.2)
     # C waited 0.2 s (> 0.1): shed; the headline goes whatever its age; E is fresh enough
     assert intake.next(0.2) is news
     intake.admit("D", "n1")
@@ -95,6 +95,9 @@ def test_intake_window_holds_free_symbols_in_order_and_sheds_stale_ticks() -> No
     assert intake.next(0.2) is None
     assert intake.shed == {"stale": 1}
     assert intake.offer("F", PendingTick("F", 1.0, 1.0, 1.0), now=0.3) is False  # full again
+    # waiting behind its own symbol's event is not waiting for the window: never stale
+    assert intake.offer("D", PendingTick("D", 2.0, 1.0, 2.0), now=0.3) is False
+    assert intake.done("D", "n1", 5.0) and intake.next(5.0) is not None
 
 
 def test_backoff_doubles_caps_and_jitters() -> None:

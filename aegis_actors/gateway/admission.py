@@ -286,7 +286,7 @@ class Admission(AegisActor):
 
     def on_EventDone(self, done: EventDone) -> None:
         """An event's end, from whichever stage ended it: counted once (at the watchdog)."""
-        if not self.intake.done(done.symbol, done.event_id):
+        if not self.intake.done(done.symbol, done.event_id, self.clock.now()):
             self.late_reports += 1  # it had already timed out here: counted then
             return
         if DONE not in done.stamps:

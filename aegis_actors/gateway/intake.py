@@ -9,8 +9,9 @@ the cache, so the event is loaded with it); anything else is replaced by the new
 
 When the window is full a free symbol's event waits too, in arrival order (`ready`):
 an overloaded pipeline slows intake instead of growing queues inside the tree, and what
-waits is bounded by the number of symbols. A tick that waited past `max_wait_s` is shed
-when its turn comes (it would fail its detect-to-analysis SLA): counted, not failed.
+waits is bounded by the number of symbols. A tick that waited for the window (not for its
+own symbol's previous event) past `max_wait_s` is shed when its turn comes (it would fail
+its detect-to-analysis SLA): counted, not failed.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Intake:
     max_wait_s: float = float("inf")  # a tick waiting longer for the window is shed
     inflight: dict[str, str] = field(default_factory=dict)  # symbol -> event_id
     waiting: dict[str, Waiting] = field(default_factory=dict)
-    since: dict[str, float] = field(default_factory=dict)  # symbol -> when its item came
+    since: dict[str, float] = field(default_factory=dict)  # symbol -> waiting for the window since
     ready: deque[str] = field(default_factory=deque)  # free symbols waiting for the window
     coalesced: int = 0
     shed: dict[str, int] = field(default_factory=dict)  # reason -> events shed
@@ -59,21 +60,22 @@ class Intake:
                 return False  # keep the headline; the tick's price is in the cache
         elif symbol not in self.inflight:
             self.ready.append(symbol)  # free, but the window is full (or others wait first)
+            self.since[symbol] = now
         self.waiting[symbol] = item
-        self.since[symbol] = now
         return False
 
     def admit(self, symbol: str, event_id: str) -> None:
         self.inflight[symbol] = event_id
 
-    def done(self, symbol: str, event_id: str) -> bool:
+    def done(self, symbol: str, event_id: str, now: float = 0.0) -> bool:
         """The event finished: its symbol and a window slot are free. False for a late
         report of an event already expired (nothing changes)."""
         if self.inflight.get(symbol) != event_id:
             return False
         del self.inflight[symbol]
         if symbol in self.waiting:
-            self.ready.append(symbol)
+            self.ready.append(symbol)  # its own turn came: now it waits for the window
+            self.since[symbol] = now
         return True
 
     def next(self, now: float) -> Waiting | None:
