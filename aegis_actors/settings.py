@@ -88,7 +88,7 @@ class FeedSettings(Section):
     liveness_check_s: float = Field(0.5, gt=0)
     batch_max: int = Field(100, ge=1)  # frames decoded per mailbox turn
     max_inflight: int = Field(128, ge=1)  # events in the pipeline at once (backpressure)
-    max_wait_s: float = Field(0.1, gt=0)  # a tick waiting longer for the window is shed
+    max_wait_s: float = Field(0.05, gt=0)  # a tick waiting longer for the window is shed
     replay_file: str = ""  # replay: the bar CSV (set by `backtest --data`)
 
     @model_validator(mode="after")

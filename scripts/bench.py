@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -194,8 +195,17 @@ def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]
         "shed": int(m.total("aegis_events_shed_total")),
         "store_q_max": max_q,
         "drain_s": drained_s,
+        "shed_by": {
+            s.labels["reason"]: int(s.value)
+            for f in m.shed.collect()
+            for s in f.samples
+            if s.name.endswith("_total")
+        },
     }
     app.stop("bench over")
+    db = sqlite3.connect(tmp / "aegis.db")
+    out["decisions"] = db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+    db.close()
     return out
 
 
@@ -253,9 +263,10 @@ def spine(n: int = 5000, seconds: float = 30.0, rates: list[float] | None = None
     flood = tree_run(0.0, 0.0, flood_n=n)
     print(
         f"flood of {n}: raw 6-actor pykka chain {raw['per_s']:,.0f} msgs/s, "
-        f"CPU {raw_us:.0f} us per message (6 hops); AEGIS tree {flood['per_s']:,.0f} events/s, "
-        f"CPU {flood['cpu_us']:.0f} us/event ({flood['done']} of {n} counted once, "
-        f"outcomes {flood['outcomes']})"
+        f"CPU {raw_us:.0f} us per message (6 hops); AEGIS tree offered {n} at once: "
+        f"{flood['done']} done (each counted once, outcomes {flood['outcomes']}), shed by "
+        f"reason {flood['shed_by']}, CPU {flood['cpu_us'] * n / max(1, flood['done']):.0f} us "
+        f"per event done"
     )
     raw_p = raw_chain(min(n, 2000), 1000.0)
     print(
@@ -287,6 +298,14 @@ def spine(n: int = 5000, seconds: float = 30.0, rates: list[float] | None = None
                 f"  {stage:<20} p50 {st['p50_ms']:8.2f} ms   p99 {st['p99_ms']:8.2f} ms "
                 f"  (n={st['count']})"
             )
+    over = tree_run(2 * best["rate"], seconds)
+    print(
+        f"overload at 2x ({over['rate']:,.0f}/s offered): mode {over['mode']}, restarts "
+        f"{over['restarts']}, shed by reason {over['shed_by']}, outcomes {over['outcomes']}, "
+        f"{over['done']} events done + {over['shed']} shed = {over['done'] + over['shed']} of "
+        f"{over['offered']}; decision records {over['decisions']} "
+        f"({over['done'] - over['decisions']} missing), CPU {over['cpu_us']:.0f} us/event"
+    )
 
 
 def area(name: str) -> None:

@@ -24,6 +24,7 @@ from aegis_actors.base import AegisActor
 from aegis_actors.gateway.intake import Intake, PendingTick
 from aegis_actors.gateway.ticks import check_tick
 from aegis_actors.hush import Hush
+from aegis_actors.messages import CONTEXT as CONTEXT_STAMP
 from aegis_actors.messages import (
     DONE,
     T0,
@@ -40,6 +41,13 @@ from aegis_actors.runtime import CONTEXT, EXECUTION, POSTURE, WATCHDOG
 RECENT = 50  # dispatched events kept for `status`
 DROP_LOG_BURST = 20  # bad-input lines logged per reason per window (all are counted)
 DROP_LOG_WINDOW_S = 10.0
+# The in-flight window adapts (AIMD) to the queueing an event meets between dispatch and
+# the context loader: past QUEUE_HIGH_MS it is cut (at most every CUT_EVERY_S), and it
+# grows by one per window's worth of events that met none of it.
+QUEUE_HIGH_MS = 20.0
+CUT_FACTOR = 0.7
+CUT_EVERY_S = 0.1
+MIN_WINDOW = 4
 
 Batch = list[tuple[str, float, float, float, float | None]]
 
@@ -59,6 +67,10 @@ class Admission(AegisActor):
         self.known = self.symbols | {feed.vix_symbol}
         self.last_ts: dict[str, float] = {}
         self.intake = Intake(window=feed.max_inflight, max_wait_s=feed.max_wait_s)
+        self.max_window = feed.max_inflight
+        self.dispatched_at: dict[str, float] = {}  # symbol -> when its event was dispatched
+        self.last_cut = 0.0
+        self.good = 0
         self.shed_seen: dict[str, int] = {}  # reason -> shed already counted in metrics
         self.shed_log = Hush(burst=1, window_s=60.0)
         self.late_reports = 0
@@ -240,6 +252,7 @@ class Admission(AegisActor):
 
     def dispatch(self, event: MarketEvent) -> None:
         self.intake.admit(event.symbol, event.event_id)
+        self.dispatched_at[event.symbol] = self.clock.now()
         self.events_sent += 1
         self.recent.append(
             {
@@ -289,10 +302,31 @@ class Admission(AegisActor):
         if not self.intake.done(done.symbol, done.event_id, self.clock.now()):
             self.late_reports += 1  # it had already timed out here: counted then
             return
+        self.adapt(done)
         if DONE not in done.stamps:
             done = done.stamp(DONE, self.clock.now())
         self.send(WATCHDOG, done)
         self.release()
+
+    def adapt(self, done: EventDone) -> None:
+        """AIMD on the queueing between dispatch and the context loader: the window
+        shrinks while the pipeline queues (the CPU is short) and grows back after."""
+        sent = self.dispatched_at.pop(done.symbol, None)
+        loaded = done.stamps.get(CONTEXT_STAMP)
+        if sent is None or loaded is None:
+            return
+        intake = self.intake
+        if (loaded - sent) * 1000.0 > QUEUE_HIGH_MS:
+            now = self.clock.now()
+            if now - self.last_cut >= CUT_EVERY_S:
+                intake.window = max(MIN_WINDOW, int(intake.window * CUT_FACTOR))
+                self.last_cut = now
+            self.good = 0
+        elif intake.window < self.max_window:
+            self.good += 1
+            if self.good >= intake.window:
+                intake.window += 1
+                self.good = 0
 
     def arm_expiry(self) -> None:
         inflight = self.intake.inflight
@@ -334,6 +368,7 @@ class Admission(AegisActor):
             "waiting": len(self.intake.waiting),
             "coalesced": self.intake.coalesced,
             "window": self.intake.window,
+            "max_window": self.max_window,
             "ready": len(self.intake.ready),
             "shed": dict(self.intake.shed),
             "late_reports": self.late_reports,

@@ -9,10 +9,11 @@ an error at once (no order is sent that is not written first), the watchdog is a
 `limited`, and every other write waits in a bounded local spool that survives a restart.
 Reconnection is tried on the clock with backoff; the spool is replayed in order first.
 
-Told writes are batched: each is queued and one `_Flush` behind them writes everything
-that arrived meanwhile in one transaction (decisions in one executemany), committed
-without a disk flush per row (synchronous=NORMAL). Orders' write-ahead stays one durable
-commit each, and any ask (a read, a write-ahead, a heartbeat) flushes what waits first.
+Told writes are batched: each is queued, and when the mailbox holds no more of them
+everything queued is written in one transaction (decisions in one executemany),
+committed without a disk flush per row (synchronous=NORMAL). Orders' write-ahead stays
+one durable commit each, and any other message (a read, a write-ahead, a heartbeat)
+flushes what waits first.
 """
 
 from __future__ import annotations
@@ -61,11 +62,6 @@ class _Retry:
     pass
 
 
-@dataclass(frozen=True)
-class _Flush:
-    """Behind the writes queued so far: write them in one transaction."""
-
-
 BATCH_MAX = 2000  # writes per transaction at most
 _TOLD_WRITES = (
     OrderUpdate,
@@ -79,7 +75,6 @@ _TOLD_WRITES = (
     Alert,
     AckAlert,
     KvPut,
-    _Flush,
 )
 
 
@@ -95,7 +90,6 @@ class Store(AegisActor):
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
         self.pending: list[Msg] = []  # told writes waiting for the next flush
-        self.flush_told = False
         self.batches = 0
         self.backoff = cfg.retry_initial_s
         self.db: Database | None = None
@@ -224,17 +218,10 @@ class Store(AegisActor):
         self.received[kind] = self.received.get(kind, 0) + 1
         if not self.outage_reason and not len(self.spool):
             self.pending.append(msg)
-            if len(self.pending) >= BATCH_MAX:
-                self.flush()
-            elif not self.flush_told:
-                self.flush_told = True
-                self.actor_ref.tell(_Flush())
+            if len(self.pending) >= BATCH_MAX or self.actor_inbox.empty():
+                self.flush()  # the drain is over (or the batch full): one transaction
             return
         self.spool_write(msg)
-
-    def on__Flush(self, _msg: _Flush) -> None:
-        self.flush_told = False
-        self.flush()
 
     def flush(self) -> None:
         """Write what waits in one transaction; on a bad write, one at a time."""
