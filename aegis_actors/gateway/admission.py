@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegis_actors.base import AegisActor
-from aegis_actors.gateway.intake import Intake, PendingTick
+from aegis_actors.gateway.intake import STALE, Intake, PendingTick
 from aegis_actors.gateway.ticks import check_tick
 from aegis_actors.hush import Hush
 from aegis_actors.messages import CONTEXT as CONTEXT_STAMP
@@ -48,6 +48,7 @@ QUEUE_HIGH_MS = 20.0
 CUT_FACTOR = 0.7
 CUT_EVERY_S = 0.1
 MIN_WINDOW = 4
+START_WINDOW = 32
 
 Batch = list[tuple[str, float, float, float, float | None]]
 
@@ -66,7 +67,9 @@ class Admission(AegisActor):
         self.vix_symbol = feed.vix_symbol
         self.known = self.symbols | {feed.vix_symbol}
         self.last_ts: dict[str, float] = {}
-        self.intake = Intake(window=feed.max_inflight, max_wait_s=feed.max_wait_s)
+        # the window starts low and grows (AIMD) up to feed.max_inflight
+        start = min(feed.max_inflight, START_WINDOW)
+        self.intake = Intake(window=start, max_wait_s=feed.max_wait_s)
         self.max_window = feed.max_inflight
         self.dispatched_at: dict[str, float] = {}  # symbol -> when its event was dispatched
         self.last_cut = 0.0
@@ -117,7 +120,9 @@ class Admission(AegisActor):
             open_price = None
         self.last_ts[symbol] = ts
         self.rt.cache.push_price(symbol, price, ts)
-        batch.append((symbol, price, volume, ts, open_price))
+        batch.append((symbol, price, volume, ts, open_price))  # prices are never shed
+        if self.stale_on_arrival(rx):
+            return True
         pending = PendingTick(symbol, price, volume, ts)
         if self.offer(symbol, pending):
             self.dispatch(self.tick_event(pending, rx))
@@ -187,8 +192,19 @@ class Admission(AegisActor):
         """Calendar, news and system events enter here too."""
         if T0 not in event.stamps:
             event = event.stamp(T0, self.clock.now())
+        elif event.kind is EventKind.TICK and self.stale_on_arrival(event.stamps[T0]):
+            return
         if self.offer(event.symbol, event):
             self.dispatch(event)
+
+    def stale_on_arrival(self, detected: float) -> bool:
+        """A tick that already waited past `max_wait_s` (in this mailbox, behind a busy
+        actor) is shed, counted, instead of failing its detect-to-analysis SLA later."""
+        if self.clock.now() - detected <= self.intake.max_wait_s:
+            return False
+        self.intake.shed[STALE] = self.intake.shed.get(STALE, 0) + 1
+        self.count_shed()
+        return True
 
     def offer(self, symbol: str, item: Any) -> bool:
         """The intake's answer, counting an event replaced by a newer one (latest wins)."""
@@ -288,13 +304,13 @@ class Admission(AegisActor):
     def release(self) -> None:
         """Dispatch what waits, oldest first, while the window has room."""
         now = self.clock.now()
-        stale = self.intake.shed.get("stale", 0)
+        stale = self.intake.shed.get(STALE, 0)
         while (nxt := self.intake.next(now)) is not None:
             if isinstance(nxt, PendingTick):
                 self.dispatch(self.tick_event(nxt, now))
             else:
                 self.dispatch(nxt)
-        if self.intake.shed.get("stale", 0) != stale:
+        if self.intake.shed.get(STALE, 0) != stale:
             self.count_shed()
 
     def on_EventDone(self, done: EventDone) -> None:
