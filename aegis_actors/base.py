@@ -44,6 +44,14 @@ class AegisActor(SupervisedActor):
             self.metrics.dead_letters.labels(name).inc()
         return ok
 
+    def fan_out(self, topic: str, message: Msg) -> None:
+        """Tell every subscriber of `topic` (declared in tree.py); misses are counted."""
+        directory = self.rt.directory
+        reached = directory.publish(topic, message)
+        subs = directory.subscribers(topic)
+        if reached < len(subs):
+            self.metrics.dead_letters.labels(topic).inc(len(subs) - reached)
+
     def alert(
         self, level: AlertLevel, kind: str, message: str, event_id: str | None = None
     ) -> None:

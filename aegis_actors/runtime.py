@@ -36,6 +36,10 @@ NEWS = "news"
 ADMIN = "admin"
 DASHBOARD = "dashboard"
 
+# Topics: published once by their sender; who receives them is declared in tree.py.
+TOPIC_MODE = "mode"  # ModeChange (watchdog)
+TOPIC_DECISIONS = "decisions"  # DecisionRecord (commander)
+
 
 @dataclass
 class Runtime:

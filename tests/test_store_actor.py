@@ -31,7 +31,7 @@ from aegis_actors.runtime import STORE, WATCHDOG, Runtime
 from aegis_actors.settings import load_settings
 from aegis_actors.store import open_database
 from aegis_actors.store.actor import Store
-from aegis_actors.tree import actor
+from aegis_actors.tree import actor, subscribe
 from aegis_actors.watchdog.actor import Watchdog
 from supervisors import Directory, Policy, RootHandle, start_tree
 from supervisors.clock import VirtualClock
@@ -82,6 +82,7 @@ def start_store(
         settings = load_settings(None, store=store, run={"log_dir": str(aegis_env / "logs")})
         directory = Directory()
         rt = Runtime(settings=settings, clock=vclock, directory=directory)
+        subscribe(rt)  # the tree's fan-outs: mode changes reach the store
         root = start_tree(
             "root",
             [actor(STORE, Store, rt), actor(WATCHDOG, Watchdog, rt)],

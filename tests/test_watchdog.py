@@ -31,7 +31,7 @@ from aegis_actors.messages import (
 )
 from aegis_actors.runtime import ANALYST, POSTURE, ROLES, STORE, WATCHDOG, Runtime
 from aegis_actors.settings import load_settings
-from aegis_actors.tree import actor, event_sink
+from aegis_actors.tree import actor, event_sink, subscribe
 from aegis_actors.watchdog.actor import Watchdog
 from supervisors import Directory, Policy, start_tree, supervisor_spec
 from supervisors.clock import VirtualClock
@@ -146,6 +146,7 @@ def make_desk(vclock: VirtualClock, hook: Webhook, tmp_path: Any) -> Iterator[Ca
             },
         )
         rt = Runtime(settings=settings, clock=vclock, directory=Directory())
+        subscribe(rt)  # the tree's fan-outs (mode changes to posture and store)
         events: list[dict[str, Any]] = []
         rt.event_sinks.append(events.append)
         children = [

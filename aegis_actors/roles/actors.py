@@ -31,7 +31,14 @@ from aegis_actors.messages import (
 from aegis_actors.roles import rules
 from aegis_actors.roles.backends import RoleTask, make_backend
 from aegis_actors.roles.calls import RoleCalls, _Budget, _Reply, _Retry, _Slow, _TierCheck
-from aegis_actors.runtime import COMMANDER, EXECUTION, MARKET, STORE, VERIFIER, WATCHDOG
+from aegis_actors.runtime import (
+    COMMANDER,
+    EXECUTION,
+    MARKET,
+    TOPIC_DECISIONS,
+    VERIFIER,
+    WATCHDOG,
+)
 from aegis_actors.sessions import CommanderSession
 from aegis_actors.watchdog.sla import stage_latencies
 
@@ -391,8 +398,7 @@ class Commander(_RoleBase):
             created_at=self.clock.now(),
             **provenance(slot.analysis, slot.verdict, decision),
         )
-        self.send(STORE, rec)
-        self.send(WATCHDOG, rec)  # accuracy tracking and confidence (SPEC 5.3)
+        self.fan_out(TOPIC_DECISIONS, rec)  # the ledger and the watchdog (tree.py)
 
     def status(self) -> dict[str, Any]:
         return {

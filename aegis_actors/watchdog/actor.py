@@ -39,17 +39,11 @@ from aegis_actors.messages import (
 )
 from aegis_actors.metrics import POSTURE_RANK
 from aegis_actors.runtime import (
-    ANALYST,
-    CALENDAR,
-    COMMANDER,
-    EXECUTION,
     GATEWAY,
-    MARKET,
-    NEWS,
     POSTURE,
     ROLES,
     STORE,
-    VERIFIER,
+    TOPIC_MODE,
     WATCHDOG,
 )
 from aegis_actors.watchdog.account import AccountWatch
@@ -61,15 +55,6 @@ from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
 FAILURE_STREAK = 3
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
-PARENTS = {
-    ANALYST: ROLES,
-    VERIFIER: ROLES,
-    COMMANDER: ROLES,
-    MARKET: GATEWAY,
-    CALENDAR: GATEWAY,
-    NEWS: GATEWAY,
-}  # everything else is a child of the root
-MODE_SUBSCRIBERS = (EXECUTION, POSTURE, MARKET, STORE)
 _LOG_LEVEL = {
     AlertLevel.INFO: "INFO",
     AlertLevel.WARNING: "WARNING",
@@ -202,8 +187,7 @@ class Watchdog(AegisActor):
         for step in move.steps or (move.new,):  # shutdown from below safe passes through safe
             change = ModeChange(old=old, new=step, reason=req.reason, ts=now, operator=req.operator)
             self.log.warning("trading mode {} -> {}: {}", old, step, req.reason)
-            for name in MODE_SUBSCRIBERS:
-                self.send(name, change)
+            self.fan_out(TOPIC_MODE, change)
             self.rt.emit(
                 "mode", old=old.value, new=step.value, reason=req.reason, operator=req.operator
             )
@@ -551,7 +535,7 @@ class Watchdog(AegisActor):
         self.hung[name] = self.hung.get(name, 0) + 1
         self.misses.pop(name, None)
         self.beats.pop(name, None)
-        parent = PARENTS.get(name, "root")
+        parent = self.rt.directory.parent(name) or "root"
         self.raise_alert(
             AlertLevel.WARNING,
             "heartbeat",
