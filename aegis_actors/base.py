@@ -1,13 +1,15 @@
 """The base of every AEGIS actor: typed dispatch, timers on the clock, status, logging.
 
 Messages are dispatched to `on_<MessageClassName>` methods, so an actor's vocabulary
-is visible in its class. A handler that raises stops the actor and its supervisor
+is visible in its class; each handler's message class is checked when the actor is
+built (`check_handlers`). A handler that raises stops the actor and its supervisor
 restarts it; expected bad input is handled inside the handler with one log line and a
 metric, never by crashing.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -20,10 +22,33 @@ from aegis_actors.runtime import WATCHDOG, Runtime
 from supervisors import ChildContext, SupervisedActor, Timer
 
 _HANDLERS: dict[tuple[type, type], Callable[..., Any] | None] = {}
+_CHECKED: set[type] = set()
+_HOOKS = frozenset({"on_start", "on_stop", "on_failure", "on_receive"})
+
+
+def check_handlers(cls: type) -> None:
+    """Every `on_<Name>` handler must name a message class the actor can receive (one
+    defined or imported in a module of its class hierarchy): a renamed message fails
+    when the actor is built, not as an ignored message at run time."""
+    if cls in _CHECKED:
+        return
+    known: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        module = sys.modules.get(klass.__module__)
+        if module is not None:
+            known.update(vars(module))
+    for attr in dir(cls):
+        if not attr.startswith("on_") or attr in _HOOKS:
+            continue
+        target = known.get(attr[3:])
+        if not isinstance(target, type):
+            raise TypeError(f"{cls.__name__}.{attr}: no message class {attr[3:]!r} to handle")
+    _CHECKED.add(cls)
 
 
 class AegisActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, rt: Runtime) -> None:
+        check_handlers(type(self))
         super().__init__(ctx)
         self.rt = rt
         self.name = ctx.name

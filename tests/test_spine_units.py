@@ -114,3 +114,22 @@ def test_synthetic_market_is_deterministic_per_seed() -> None:
     a, b = SyntheticMarket(["A", "B"], seed=3), SyntheticMarket(["A", "B"], seed=3)
     assert [a.step() for _ in range(5)] == [b.step() for _ in range(5)]
     assert SyntheticMarket(["A"], seed=4).step() != SyntheticMarket(["A"], seed=3).step()
+
+
+def test_a_handler_for_no_message_class_fails_when_the_actor_is_built() -> None:
+    """One dispatch convention, checked at start: `on_<Message>` must name a message."""
+    from aegis_actors.base import AegisActor, check_handlers
+    from aegis_actors.messages import Heartbeat
+
+    class Renamed(AegisActor):
+        def on_Heartbeat(self, _msg: Heartbeat) -> None: ...
+
+        def on_HeartBeatOld(self, _msg: object) -> None: ...  # its message was renamed
+
+    with pytest.raises(TypeError, match="on_HeartBeatOld: no message class"):
+        check_handlers(Renamed)
+
+    class Fine(AegisActor):
+        def on_Heartbeat(self, _msg: Heartbeat) -> None: ...
+
+    check_handlers(Fine)

@@ -154,7 +154,7 @@ class Admission(AegisActor):
             self.metrics.ticks.inc(len(batch))
             self.send(EXECUTION, Ticks.model_construct(ticks=batch))
         if vix is not None:
-            self.on_volatility(*vix)
+            self.new_volatility_index(*vix)
 
     def drop(self, reason: str, raw: Any) -> None:
         """A bad frame or print: one log line and a counter per reason, then carry on.
@@ -182,7 +182,7 @@ class Admission(AegisActor):
         self.flush(batch, None)
         return ok
 
-    def on_volatility(self, value: float, ts: float) -> None:
+    def new_volatility_index(self, value: float, ts: float) -> None:
         self.vix = value
         self.send(POSTURE, VolatilityIndex(value=value, ts=ts))
 
