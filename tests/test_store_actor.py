@@ -176,7 +176,8 @@ def test_outage_refuses_orders_goes_limited_and_replays_in_order(
     proxy, dsn = pg_proxy
     rt, _ = start_store(postgres_dsn=dsn, retry_initial_s=1.0)
     rt.directory.tell(STORE, decision(0, vclock.now()))
-    settle()
+    # written (committed), not only taken from the mailbox, before the cut
+    wait_until(lambda: decisions_in(pg_dsn) == ["d-0"], what="d-0 committed")
     proxy.cut()
     for n in range(1, 6):
         rt.directory.tell(STORE, decision(n, vclock.now()))
