@@ -213,6 +213,8 @@ class Admission(AegisActor):
         if self.intake.coalesced != before:
             self.metrics.coalesced.inc()
             self.count_shed()
+        if not free and self.intake.ready and len(self.intake.inflight) < self.intake.window:
+            self.release()  # room in the window (it grew): never leave the queue standing
         return free
 
     def count_shed(self) -> None:
