@@ -84,13 +84,18 @@ def make_broker(settings: Settings, rt: Runtime) -> Broker:
             price_ttl_s=b.price_ttl_s,
             clock_now=rt.clock.now,
         )
+    replay = settings.feed.kind == "replay"
     paper = PaperBroker(
         capital=b.capital,
         slippage_bps=b.slippage_bps,
         commission_per_share=b.commission_per_share,
         min_commission=b.min_commission,
-        bar_mode=settings.feed.kind == "replay",  # a backtest never fills on its own bar
+        bar_mode=replay,  # a backtest never fills on its own bar
         clock_now=rt.clock.now,
+        # Ids unique forever: a fresh book per run must not reuse the last run's order and
+        # fill ids (a durable book keeps the prefix it was created with). A backtest keeps
+        # plain sequential ids so replaying a session gives the same ones.
+        id_prefix="paper" if replay else f"paper-{rt.run_id}",
     )
     return DurablePaperBroker(paper, b.paper_state_path) if b.paper_state_path else paper
 

@@ -4,7 +4,8 @@ It fills only on prices fed to it through `on_price`, so a backtest can never fi
 price it has not yet seen; in `bar_mode` it also refuses the price that was current when an
 order arrived (that bar's close is already history), filling no earlier than the next
 bar's open. Ids are sequential from `id_prefix`, so replaying a session gives the same
-order and fill ids.
+order and fill ids; a live run gives each new book its own prefix, so ids are unique
+forever (a fill id is the broker order id plus the order's fill sequence).
 """
 
 from __future__ import annotations
@@ -260,6 +261,7 @@ class PaperBroker:
                 "outbox": [asdict(f) for f in self._outbox],
                 "seq": self._seq,
                 "flatten_seq": self._flatten_seq,
+                "prefix": self._prefix,
             }
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -287,6 +289,7 @@ class PaperBroker:
             self._outbox = [BrokerFill(**{**f, "side": Side(f["side"])}) for f in state["outbox"]]
             self._seq = int(state["seq"])
             self._flatten_seq = int(state["flatten_seq"])
+            self._prefix = str(state.get("prefix", self._prefix))
 
     # -- internals ------------------------------------------------------------------------
 

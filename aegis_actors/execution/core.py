@@ -324,6 +324,13 @@ class ExecutionCore:
             written = f"store unreachable: {exc}"
         if written == "duplicate":
             return "duplicate"
+        if written.startswith("conflict"):
+            self.stats["errors"] += 1
+            self.metrics.orders.labels("not_written").inc()
+            self.log.bind(event_id=order.event_id or None).error(
+                "order {} NOT sent: {}", order.client_order_id, written
+            )
+            return f"error:write-ahead {written}"
         if written != "new":
             self.stats["errors"] += 1
             self.metrics.orders.labels("not_written").inc()

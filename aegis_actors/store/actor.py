@@ -23,6 +23,7 @@ from aegis_actors.base import AegisActor
 from aegis_actors.messages import (
     AckAlert,
     Alert,
+    AlertLevel,
     DecisionRecord,
     KvGet,
     KvPut,
@@ -43,12 +44,16 @@ from aegis_actors.messages import (
 )
 from aegis_actors.runtime import WATCHDOG
 from aegis_actors.store.base import Database
-from aegis_actors.store.errors import StoreError, StoreUnavailable
+from aegis_actors.store.errors import LedgerConflict, StoreError, StoreUnavailable
 from aegis_actors.store.factory import open_database
 from aegis_actors.store.spool import Spool
 
 OPEN_ORDER_STATUSES = ("new", "sent", "accepted", "partially_filled")
 REPLAY_BATCH = 200
+# What makes two rows under one unique key the same row (an idempotent replay).
+ORDER_IDENTITY = ("decision_id", "symbol", "side", "qty", "order_type", "limit_price", "intent")
+FILL_IDENTITY = ("client_order_id", "symbol", "side", "qty", "price", "fee")
+DECISION_IDENTITY = ("event_id", "symbol")
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,7 @@ class Store(AegisActor):
         self.spooled = 0
         self.replayed = 0
         self.spool_refused = 0
+        self.conflicts = 0
         self.received: dict[str, int] = {}  # non-order writes asked for, by message type
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
@@ -168,6 +174,8 @@ class Store(AegisActor):
                     self.apply(msg)
                 except StoreUnavailable as exc:
                     return str(exc)
+                except LedgerConflict as exc:
+                    self.conflict(exc)
                 except (StoreError, ValueError, TypeError) as exc:
                     self.failed += 1
                     self.metrics.errors.labels("store_write").inc()
@@ -187,6 +195,9 @@ class Store(AegisActor):
                 self.apply(msg)
             except StoreUnavailable as exc:
                 self.outage(str(exc))
+            except LedgerConflict as exc:
+                self.conflict(exc)
+                return
             except (StoreError, ValueError, TypeError) as exc:
                 self.failed += 1
                 self.metrics.errors.labels("store_write").inc()
@@ -205,6 +216,14 @@ class Store(AegisActor):
             "spool full ({} entries): {} LOST", self.spool.max_entries, type(msg).__name__
         )
 
+    def conflict(self, exc: LedgerConflict) -> None:
+        """A different row under a key the ledger already holds: never silently ignored."""
+        self.failed += 1
+        self.conflicts += 1
+        self.metrics.errors.labels("ledger_conflict").inc()
+        self.log.error("LEDGER CONFLICT, not written: {}", exc)
+        self.alert(AlertLevel.CRITICAL, "ledger_conflict", str(exc))
+
     def apply(self, msg: Msg) -> None:
         getattr(self, f"apply_{type(msg).__name__}")(msg)
 
@@ -220,7 +239,10 @@ class Store(AegisActor):
         row = o.model_dump(mode="json")
         row.update(updated_at=o.created_at)
         try:
-            inserted = self.durable.insert("orders", row, ignore_conflict=True)
+            inserted = self.durable.insert_once("orders", row, "client_order_id", ORDER_IDENTITY)
+        except LedgerConflict as exc:
+            self.conflict(exc)
+            return f"conflict: {exc}"
         except StoreError as exc:
             self.failed += 1
             self.metrics.errors.labels("store_write").inc()
@@ -246,7 +268,9 @@ class Store(AegisActor):
         self.write(msg)
 
     def apply_RecordFill(self, msg: RecordFill) -> None:
-        self.durable.insert("fills", msg.fill.model_dump(mode="json"), ignore_conflict=True)
+        self.durable.insert_once(
+            "fills", msg.fill.model_dump(mode="json"), "fill_id", FILL_IDENTITY
+        )
 
     def on_PositionUpdate(self, p: PositionUpdate) -> None:
         self.write(p)
@@ -265,7 +289,9 @@ class Store(AegisActor):
         self.write(d)
 
     def apply_DecisionRecord(self, d: DecisionRecord) -> None:
-        self.durable.insert("decisions", d.model_dump(mode="json"), ignore_conflict=True)
+        self.durable.insert_once(
+            "decisions", d.model_dump(mode="json"), "decision_id", DECISION_IDENTITY
+        )
 
     def on_SessionSave(self, s: SessionSave) -> None:
         self.write(s)
@@ -436,6 +462,7 @@ class Store(AegisActor):
             "spooled": self.spooled,
             "replayed": self.replayed,
             "spool_refused": self.spool_refused,
+            "conflicts": self.conflicts,
             "received": dict(self.received),
             "spooled_kinds": dict(self.spooled_kinds),
         }
