@@ -55,6 +55,7 @@ from aegis_actors.runtime import MARKET, POSTURE, STORE, VERIFIER, WATCHDOG
 from aegis_actors.settings import Settings
 
 _EPS = 1e-9
+_FRESH_EXIT_RETRIES = 8  # fresh ids tried in a row for an exit the ledger already holds
 _FINAL = frozenset({BStatus.CANCELLED, BStatus.REJECTED})
 
 
@@ -316,14 +317,18 @@ class ExecutionCore:
         )
         return f"refused:{check}: {why}"
 
-    def place(self, order: Order, reason: str = "", decision: Decision | None = None) -> str:
+    def place(
+        self, order: Order, reason: str = "", decision: Decision | None = None, *, retry: int = 0
+    ) -> str:
         """Write ahead, then send. Returns accepted | duplicate | refused:<why> | error:<why>."""
         try:
             written = self.ports.write_ahead(order)
         except Exception as exc:
             written = f"store unreachable: {exc}"
         if written == "duplicate":
-            return "duplicate"
+            if order.intent != "exit":
+                return written
+            return self.written_before(order, reason, decision, retry)
         if written.startswith("conflict"):
             self.stats["errors"] += 1
             self.metrics.orders.labels("not_written").inc()
@@ -397,6 +402,37 @@ class ExecutionCore:
         self.live[order.client_order_id] = Live(order, reason=reason)
         self.apply_fills(self.broker.poll_fills())
         return "accepted"
+
+    def written_before(
+        self, order: Order, reason: str, decision: Decision | None, retry: int
+    ) -> str:
+        """An exit whose id the ledger already holds: follow it if the broker works it;
+        if the broker never saw it (or it ended unfilled), retry under a fresh id so a
+        position is never left without its exit (issue 11, defect 2)."""
+        coid = order.client_order_id
+        try:
+            at = self.broker.order(coid)
+        except BrokerError:
+            self.unknown[coid] = Live(order, reason=reason)  # the sweep asks again
+            return "duplicate"
+        if at is not None and (at.status in OPEN_STATUSES or at.filled_qty > _EPS):
+            if at.status in OPEN_STATUSES:
+                self.live[coid] = Live(order, filled=at.filled_qty, reason=reason)
+            return "duplicate"
+        held = self.positions.get(order.symbol)
+        if held is None or held.qty == 0:
+            return "duplicate"
+        if retry >= _FRESH_EXIT_RETRIES:
+            return f"error:{retry} fresh exit ids for {order.symbol} all taken in the ledger"
+        fresh = self.exit_order(held, order.decision_id, order.event_id, self.now())
+        self.log.bind(event_id=order.event_id or None).warning(
+            "exit {} for {} was written before but never worked at the broker: retried as {}",
+            coid,
+            order.symbol,
+            fresh.client_order_id,
+        )
+        held.exiting = fresh.client_order_id
+        return self.place(fresh, reason, decision, retry=retry + 1)
 
     def refuse(self, d: Decision, check: str, why: str) -> None:
         self.stats["refused"] += 1

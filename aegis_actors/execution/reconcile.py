@@ -81,6 +81,7 @@ def reconcile_on_start(ex: Execution) -> Report:
             posture=Posture(d["posture"]) if d.get("posture") else None,
             stop_loss=d.get("stop_loss"),
             take_profit=d.get("take_profit"),
+            exit_attempts=int(ledger.get("exit_attempts", {}).get(p.symbol, 0)),
         )
         if not d or not math.isclose(float(d.get("qty") or 0), p.qty):
             differ(f"position {p.symbol}: ledger qty {d.get('qty')} != broker {p.qty}; broker wins")

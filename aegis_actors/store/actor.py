@@ -419,7 +419,13 @@ class Store(AegisActor):
             or float(o["filled_qty"] or 0) < float(o["qty"]) - 1e-9
         ]
         keep = {o["client_order_id"] for o in orders}
+        # Exit ids count their attempts per position: a restart carries the count on, so
+        # an exit written ahead but never sent is never re-minted under the same id.
+        exit_attempts: dict[str, int] = {}
+        for o in db.select("orders", {"intent": "exit"}):
+            exit_attempts[o["symbol"]] = exit_attempts.get(o["symbol"], 0) + 1
         return {
+            "exit_attempts": exit_attempts,
             "orders": orders,
             "filled": {k: v for k, v in filled.items() if k in keep},
             "fill_ids": {k: v for k, v in fill_ids.items() if k in keep},
