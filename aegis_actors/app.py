@@ -23,12 +23,18 @@ STOP_TIMEOUT_S = 9.0
 
 class Aegis:
     def __init__(
-        self, settings: Settings, *, clock: Clock | None = None, stderr: bool = True
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        stderr: bool = True,
+        resume: bool = False,
     ) -> None:
         check_supported(settings)
         self.settings = settings
         self.clock = clock or WallClock()
         self.stderr = stderr
+        self.resume = resume
         self.root: RootHandle | None = None
         self.rt: Runtime | None = None
         self.broker: Broker | None = None
@@ -58,7 +64,9 @@ class Aegis:
         )
         set_clock(self.clock)
         directory = Directory()
-        rt = self.rt = Runtime(settings=s, clock=self.clock, directory=directory)
+        rt = self.rt = Runtime(
+            settings=s, clock=self.clock, directory=directory, resume=self.resume
+        )
         rt.cache = make_cache(s, self.clock.now, lambda kind: rt.metrics.errors.labels(kind).inc())
         directory.on_dead_letter = lambda name, msg: rt.metrics.dead_letters.labels(name).inc()
         self.broker = make_broker(s, rt)
@@ -98,7 +106,8 @@ class Aegis:
                 return f"--for {for_s:g}s elapsed"
 
     def stop(self, why: str = "stop") -> int:
-        """Stop the tree in reverse order; 0 when clean, 1 when the tree had given up."""
+        """Stop the tree in reverse order; 0 when clean, 1 when the tree had given up or the
+        run ended in an automatic shutdown."""
         assert self.root is not None
         t0 = time.monotonic()
         exhausted = self.root.exhausted
@@ -106,8 +115,16 @@ class Aegis:
             log.info("stopping ({}): children in reverse order", why)
             self.root.stop(timeout=STOP_TIMEOUT_S)
         took = time.monotonic() - t0
+        ended_by = self.rt.ended_by if self.rt is not None else ""
         if exhausted:
             log.critical("AEGIS stopped: the root supervisor gave up ({:.1f}s)", took)
+            code = 1
+        elif ended_by:
+            log.critical(
+                "AEGIS stopped by an automatic shutdown ({}) in {:.1f}s; the next run starts safe",
+                ended_by,
+                took,
+            )
             code = 1
         else:
             log.info("AEGIS stopped cleanly in {:.1f}s ({})", took, why)

@@ -17,6 +17,7 @@ from aegis_actors.execution.core import ExecutionCore, Held, Live, Pending
 from aegis_actors.execution.reconcile import reconcile_on_start
 from aegis_actors.messages import (
     Decision,
+    GetStatus,
     ModeChange,
     Order,
     Posture,
@@ -26,12 +27,13 @@ from aegis_actors.messages import (
     TradingMode,
     WriteOrder,
 )
-from aegis_actors.runtime import STORE
+from aegis_actors.runtime import STORE, WATCHDOG
 
 __all__ = ["Execution", "Held", "Live", "Pending"]
 
 WRITE_AHEAD_TIMEOUT_S = 2.0
 SWEEP_EVERY_S = 5.0
+MODE_ASK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class Execution(AegisActor):
         self.broker = broker
 
     def on_start(self) -> None:
-        mode = TradingMode(self.rt.cache.get_json(K_MODE) or "normal")
+        mode = self.mode_in_force()
         self.core = ExecutionCore(
             self.broker, self.settings, self.clock.now, self, self.metrics, self.log, mode
         )
@@ -54,6 +56,16 @@ class Execution(AegisActor):
         self.reconciled = reconcile_on_start(self)  # execution/reconcile.py
         self.core.publish_account()
         self.after(SWEEP_EVERY_S, _Sweep())
+
+    def mode_in_force(self) -> TradingMode:
+        """The watchdog's mode, asked (not read from the cache, where a previous run's
+        mode may linger until the watchdog has started)."""
+        try:
+            return TradingMode(self.ask(WATCHDOG, GetStatus(), MODE_ASK_S)["mode"])
+        except Exception as exc:
+            cached = self.rt.cache.get_json(K_MODE) or "normal"
+            self.log.warning("watchdog not answering ({}): mode {} from the cache", exc, cached)
+            return TradingMode(cached)
 
     # -- messages --------------------------------------------------------------------
 
