@@ -420,9 +420,23 @@ class PriceConfirmation(Msg):
 
 
 class WriteOrder(Msg):
-    """Write-ahead: asked before the broker is called; the reply says whether it is durable."""
+    """Write-ahead: asked before the broker is called; the reply says whether it is durable.
+
+    `deadline` (wall-clock epoch seconds, as the asker's timeout runs on wall time): past
+    it the asker has given up and will not send, so the store does not write it either.
+    """
 
     order: Order
+    deadline: float | None = None
+
+
+class WriteAheadExpired(Msg):
+    """Told to the store when a write-ahead was not confirmed in time and the order was
+    not sent: a row the store wrote late (still `new`) becomes `cancelled` with `reason`."""
+
+    client_order_id: str
+    reason: str
+    ts: float
 
 
 class OrderUpdate(Msg):

@@ -7,6 +7,7 @@ positions and the account. Order logic lives in the core, where it is property-t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,7 @@ from aegis_actors.messages import (
     Tick,
     Ticks,
     TradingMode,
+    WriteAheadExpired,
     WriteOrder,
 )
 from aegis_actors.runtime import STORE, WATCHDOG
@@ -95,9 +97,25 @@ class Execution(AegisActor):
     # -- ports of the core -----------------------------------------------------------
 
     def write_ahead(self, order: Order) -> str:
+        """Ask the store to write `order` ahead; a deadline on both sides: past it the
+        store does not write it, and a row it wrote late is cancelled, never sent."""
+        deadline = time.time() + WRITE_AHEAD_TIMEOUT_S  # wall time, as the ask's timeout
         try:
-            return str(self.ask(STORE, WriteOrder(order=order), timeout=WRITE_AHEAD_TIMEOUT_S))
+            return str(
+                self.ask(
+                    STORE,
+                    WriteOrder(order=order, deadline=deadline),
+                    timeout=WRITE_AHEAD_TIMEOUT_S,
+                )
+            )
         except Exception as exc:
+            why = f"write-ahead not confirmed within {WRITE_AHEAD_TIMEOUT_S:g}s; never sent"
+            self.send(
+                STORE,
+                WriteAheadExpired(
+                    client_order_id=order.client_order_id, reason=why, ts=self.clock.now()
+                ),
+            )
             return f"store unreachable: {exc}"
 
     def current_posture(self) -> Posture | None:

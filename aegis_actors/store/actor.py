@@ -13,6 +13,7 @@ Reconnection is tried on the clock with backoff; the spool is replayed in order 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ from aegis_actors.messages import (
     Snapshot,
     StoreHealth,
     TradingMode,
+    WriteAheadExpired,
     WriteOrder,
 )
 from aegis_actors.runtime import WATCHDOG
@@ -70,6 +72,7 @@ class Store(AegisActor):
         self.replayed = 0
         self.spool_refused = 0
         self.conflicts = 0
+        self.expired = 0  # write-aheads refused past their deadline
         self.received: dict[str, int] = {}  # non-order writes asked for, by message type
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
@@ -236,6 +239,11 @@ class Store(AegisActor):
             self.metrics.errors.labels("store_write").inc()
             log.error("write-ahead of {} refused: store down", o.client_order_id)
             return f"error: durable store unavailable ({self.outage_reason})"
+        if msg.deadline is not None and time.time() > msg.deadline:
+            self.expired += 1
+            self.metrics.errors.labels("write_ahead_expired").inc()
+            log.error("write-ahead of {} past its deadline: not written", o.client_order_id)
+            return "expired: past the write-ahead deadline"
         row = o.model_dump(mode="json")
         row.update(updated_at=o.created_at)
         try:
@@ -252,6 +260,24 @@ class Store(AegisActor):
             return f"error: {exc}"
         self.writes += 1
         return "new" if inserted else "duplicate"
+
+    def on_WriteAheadExpired(self, msg: WriteAheadExpired) -> None:
+        self.write(msg)
+
+    def apply_WriteAheadExpired(self, msg: WriteAheadExpired) -> None:
+        """Only a row still `new` (written after its asker gave up) is cancelled: an id
+        the ledger held before, under any other status, is left as it is."""
+        changed = self.durable.update(
+            "orders",
+            {"client_order_id": msg.client_order_id, "status": "new"},
+            {"status": "cancelled", "error": msg.reason, "updated_at": msg.ts},
+        )
+        if changed:
+            self.log.warning(
+                "order {} written after its deadline: cancelled ({})",
+                msg.client_order_id,
+                msg.reason,
+            )
 
     def on_OrderUpdate(self, u: OrderUpdate) -> None:
         self.write(u)
@@ -469,6 +495,7 @@ class Store(AegisActor):
             "replayed": self.replayed,
             "spool_refused": self.spool_refused,
             "conflicts": self.conflicts,
+            "write_ahead_expired": self.expired,
             "received": dict(self.received),
             "spooled_kinds": dict(self.spooled_kinds),
         }
