@@ -111,6 +111,8 @@ class Aegis:
         assert self.root is not None
         t0 = time.monotonic()
         exhausted = self.root.exhausted
+        if self.rt is not None:
+            self.rt.stopping.set()  # from here no order leaves (execution refuses them)
         if not self.root.wait(0):
             log.info("stopping ({}): children in reverse order", why)
             self.root.stop(timeout=STOP_TIMEOUT_S)

@@ -1,8 +1,8 @@
 """The AEGIS supervision tree (ARCHITECTURE.md "The tree"), built from settings.
 
 Start order is top to bottom, stop order the reverse: the store is up before anyone
-writes and down after everyone has; the gateway starts last, so no event enters a
-pipeline that is not there yet, and stops first.
+writes and down after everyone has; the gateway starts last (after admin and the
+dashboard too), so no event enters a pipeline that is not there yet, and stops first.
 """
 
 from __future__ import annotations
@@ -168,12 +168,13 @@ def build(rt: Runtime, broker: Broker) -> tuple[list[ChildSpec], Policy]:
         actor(EXECUTION, Execution, rt, broker),
         roles,
         actor(CONTEXT, ContextLoader, rt),
-        gateway,
     ]
     if s.store.redis_url:  # the admin channel lives on Redis; without it there is no admin
         children.append(actor(ADMIN, Admin, rt))
     if s.dashboard.port:
         children.append(actor(DASHBOARD, Dashboard, rt))
+    # Last to start, first to stop: no event enters once "stopping" is logged (issue 11).
+    children.append(gateway)
     return children, policy(sup.root)
 
 

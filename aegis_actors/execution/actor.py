@@ -125,6 +125,9 @@ class Execution(AegisActor):
         except (KeyError, ValueError, TypeError):
             return None
 
+    def run_stopping(self) -> bool:
+        return self.rt.stopping.is_set()
+
     def publish(self, positions: dict[str, Any], account: dict[str, Any]) -> None:
         self.rt.cache.set_json(K_POSITIONS, positions)
         self.rt.cache.set_json(K_ACCOUNT, account)

@@ -70,6 +70,10 @@ class Ports(Protocol):
 
     def current_posture(self) -> Posture | None: ...
 
+    def run_stopping(self) -> bool:
+        """True once the run is stopping: no order may leave any more."""
+        ...
+
     def publish(self, positions: dict[str, Any], account: dict[str, Any]) -> None: ...
 
 
@@ -271,6 +275,8 @@ class ExecutionCore:
 
         Returns accepted | duplicate | awaiting | refused:<check>: <why> | error:<why>.
         """
+        if self.ports.run_stopping():
+            return self.refused(order, "stopping", "the run is stopping: no order leaves")
         now = self.now()
         # Limits are those of the posture in force now (an order held for the verifier may
         # have been sized under another one); exits keep their entry's posture for stops.
