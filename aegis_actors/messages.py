@@ -51,6 +51,34 @@ class OrderType(StrEnum):
     MARKET = "market"
 
 
+class OrderStatus(StrEnum):
+    """The one order vocabulary: messages, ledger, metrics and brokers all use it.
+
+    new -> accepted -> partially_filled -> filled | cancelled | rejected | expired;
+    `unknown` (sent, the broker's answer lost) lasts only until reconciliation answers.
+    The legal moves are in `aegis_actors/execution/lifecycle.py`.
+    """
+
+    NEW = "new"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+OPEN_STATUSES: frozenset[OrderStatus] = frozenset(
+    {OrderStatus.NEW, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED}
+)
+"""Statuses under which an order can still fill (and can be cancelled)."""
+
+FINAL_STATUSES: frozenset[OrderStatus] = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
 class Posture(StrEnum):
     OFFENSIVE = "offensive"
     GUERRILLA = "guerrilla"
@@ -226,7 +254,7 @@ class Order(Msg):
     take_profit: float | None = None
     intent: str = "entry"  # entry | exit
     posture: Posture | None = None
-    status: str = "new"
+    status: OrderStatus = OrderStatus.NEW
     created_at: float
 
 
@@ -441,7 +469,7 @@ class WriteAheadExpired(Msg):
 
 class OrderUpdate(Msg):
     client_order_id: str
-    status: str
+    status: OrderStatus
     ts: float
     broker_order_id: str | None = None
     filled_qty: float | None = None

@@ -181,7 +181,7 @@ class BrokerSettings(Section):
     min_commission: float = Field(1.0, ge=0)
     key_id: SecretStr = SecretStr("")
     secret_key: SecretStr = SecretStr("")
-    paper_state_path: str = ""
+    paper_state_path: str = "var/paper.json"  # "" = in-memory book, for throwaway runs
     timeout_s: float = Field(2.0, gt=0)  # alpaca: per HTTP request
     retries: int = Field(2, ge=0)  # alpaca: extra attempts after 429/5xx/timeout
     retry_backoff_s: float = Field(0.1, ge=0)  # alpaca: wait before attempt n: n * this

@@ -97,7 +97,9 @@ def make_broker(settings: Settings, rt: Runtime) -> Broker:
         # plain sequential ids so replaying a session gives the same ones.
         id_prefix="paper" if replay else f"paper-{rt.run_id}",
     )
-    return DurablePaperBroker(paper, b.paper_state_path) if b.paper_state_path else paper
+    if b.paper_state_path and not replay:  # durable by default, like a real broker's book
+        return DurablePaperBroker(paper, b.paper_state_path)
+    return paper
 
 
 def check_supported(settings: Settings) -> None:

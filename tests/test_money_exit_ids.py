@@ -106,6 +106,11 @@ def test_stop_loss_written_but_never_sent_before_a_restart_still_closes(
     app.rt.directory.tell(EXECUTION, Tick(symbol="AAPL", price=90.0, ts=vclock.now()))
     wait_until(lambda: app.broker.positions() == [], what="the stop-loss to close AAPL")
     settle()
+
+    def exit_rows() -> list[dict[str, Any]]:
+        return [r for r in db.select("orders") if r["intent"] == "exit" and r["filled_qty"]]
+
+    wait_until(exit_rows, what="the exit's fill in the ledger")  # the store may be mid-write
     rows = {r["client_order_id"]: r for r in db.select("orders")}
     assert rows[stuck]["status"] == "cancelled"  # never reached the broker: not resent
     exits = [r for r in rows.values() if r["intent"] == "exit" and r["client_order_id"] != stuck]

@@ -50,7 +50,7 @@ _STATUS = {
     "canceled": OrderStatus.CANCELLED,
     "cancelled": OrderStatus.CANCELLED,
     "pending_cancel": OrderStatus.ACCEPTED,
-    "expired": OrderStatus.CANCELLED,
+    "expired": OrderStatus.EXPIRED,
     "stopped": OrderStatus.ACCEPTED,
     "suspended": OrderStatus.ACCEPTED,
     "rejected": OrderStatus.REJECTED,
@@ -75,6 +75,7 @@ def _num(x: Any, default: float = 0.0) -> float:
 
 class AlpacaBroker:
     name: str = "alpaca"
+    durable: bool = True
 
     def __init__(
         self,
@@ -317,6 +318,11 @@ class AlpacaBroker:
         if seen is None or self._now() - seen[1] > self.price_ttl:
             return None
         return seen[0]
+
+    def fills_for(self, client_order_id: str) -> list[BrokerFill]:
+        """Not read from this venue yet (its account activities API): reconciliation then
+        takes the order's filled qty and average price from the order itself."""
+        return []
 
     def poll_fills(self) -> list[BrokerFill]:
         """Fills since the last call: open orders in one request, then each tracked order

@@ -89,6 +89,7 @@ class PaperBroker:
     """In-memory broker: cash account (no margin), slippage, commissions, partial fills."""
 
     name: str = "paper"
+    durable: bool = False  # the book dies with the process
 
     def __init__(
         self,
@@ -129,6 +130,7 @@ class PaperBroker:
         self._orders: dict[str, _Order] = {}  # accepted orders, in submission order
         self._open: dict[str, _Order] = {}  # the still-working subset, kept small for matching
         self._outbox: list[BrokerFill] = []  # fills made outside on_price, for poll_fills
+        self._history: dict[str, list[BrokerFill]] = {}  # every fill, by client order id
         self._seq = 0
         self._flatten_seq = 0
 
@@ -220,6 +222,12 @@ class PaperBroker:
         with self._lock:
             fills, self._outbox = self._outbox, []
             return fills
+
+    def fills_for(self, client_order_id: str) -> list[BrokerFill]:
+        """Every fill this book made for that order (this process's book only: an
+        in-memory book has no history from before it was created)."""
+        with self._lock:
+            return list(self._history.get(client_order_id, []))
 
     def on_price(
         self, symbol: str, price: float, ts: float, *, open_price: float | None = None
@@ -408,7 +416,7 @@ class PaperBroker:
         signed = qty if rec.side is Side.BUY else -qty
         self._cash -= signed * price + fee
         self._apply_position(rec.symbol, signed, price)
-        return BrokerFill(
+        fill = BrokerFill(
             fill_id=f"{rec.broker_order_id}-{rec.fill_count}",
             client_order_id=rec.client_order_id,
             broker_order_id=rec.broker_order_id,
@@ -419,6 +427,8 @@ class PaperBroker:
             fee=fee,
             ts=ts,
         )
+        self._history.setdefault(rec.client_order_id, []).append(fill)
+        return fill
 
     def _apply_position(self, symbol: str, signed: float, price: float) -> None:
         """Average in on adds, realise PnL on reductions, restart the average on a flip."""

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aegis_actors.brokers import OPEN_STATUSES, Broker, BrokerError, BrokerFill, BrokerOrder
-from aegis_actors.brokers import OrderStatus as BStatus
+from aegis_actors.brokers import Broker, BrokerError, BrokerFill, BrokerOrder
 from aegis_actors.brokers import OrderType as BOrderType
 from aegis_actors.brokers import Side as BSide
 from aegis_actors.context import posture_params
@@ -25,6 +24,7 @@ from aegis_actors.execution.risk import OrderMix, PreTradeRisk, client_order_id
 from aegis_actors.messages import (
     DECISION,
     DONE,
+    OPEN_STATUSES,
     ORDER_ACCEPTED,
     Action,
     Alert,
@@ -36,6 +36,7 @@ from aegis_actors.messages import (
     ModeChange,
     Msg,
     Order,
+    OrderStatus,
     OrderType,
     OrderUpdate,
     Outcome,
@@ -56,7 +57,7 @@ from aegis_actors.settings import Settings
 
 _EPS = 1e-9
 _FRESH_EXIT_RETRIES = 8  # fresh ids tried in a row for an exit the ledger already holds
-_FINAL = frozenset({BStatus.CANCELLED, BStatus.REJECTED})
+_ENDED_UNFILLED = frozenset({OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
 
 
 class Ports(Protocol):
@@ -326,7 +327,8 @@ class ExecutionCore:
     def place(
         self, order: Order, reason: str = "", decision: Decision | None = None, *, retry: int = 0
     ) -> str:
-        """Write ahead, then send. Returns accepted | duplicate | refused:<why> | error:<why>."""
+        """Write ahead (to the durable store, or for an exit while it is down to the local
+        spool), then send. Returns accepted | duplicate | refused:<why> | error:<why>."""
         try:
             written = self.ports.write_ahead(order)
         except Exception as exc:
@@ -342,7 +344,7 @@ class ExecutionCore:
                 "order {} NOT sent: {}", order.client_order_id, written
             )
             return f"error:write-ahead {written}"
-        if written != "new":
+        if written not in ("new", "spooled"):  # spooled: an exit, written ahead locally
             self.stats["errors"] += 1
             self.metrics.orders.labels("not_written").inc()
             self.log.bind(event_id=order.event_id or None).error(
@@ -379,7 +381,7 @@ class ExecutionCore:
             self.record(
                 OrderUpdate(
                     client_order_id=order.client_order_id,
-                    status="unknown",
+                    status=OrderStatus.UNKNOWN,
                     ts=self.now(),
                     error=str(exc),
                 )
@@ -388,7 +390,7 @@ class ExecutionCore:
                 "order {} state unknown after broker error: {}", order.client_order_id, exc
             )
             return f"error:{exc}"
-        status = ack.status.value if ack.accepted else "rejected"
+        status = ack.status if ack.accepted else OrderStatus.REJECTED
         self.metrics.orders.labels(status).inc()
         acked = self.now()
         self.record(
@@ -587,7 +589,7 @@ class ExecutionCore:
                 self.record(
                     OrderUpdate(
                         client_order_id=f.client_order_id,
-                        status="filled" if complete else "partially_filled",
+                        status=OrderStatus.FILLED if complete else OrderStatus.PARTIALLY_FILLED,
                         ts=f.ts,
                         filled_qty=live.filled,
                         avg_fill_price=live.notional / live.filled,
@@ -786,7 +788,9 @@ class ExecutionCore:
             for h in self.positions.values():
                 if h.exiting == coid:
                     h.exiting = ""
-            self.record(OrderUpdate(client_order_id=coid, status="cancelled", ts=now, error=why))
+            self.record(
+                OrderUpdate(client_order_id=coid, status=OrderStatus.CANCELLED, ts=now, error=why)
+            )
         if cancelled:
             self.log.warning("cancelled {} open orders: {}", len(cancelled), why)
 
@@ -818,7 +822,7 @@ class ExecutionCore:
                 self.record(
                     OrderUpdate(
                         client_order_id=coid,
-                        status="cancelled",
+                        status=OrderStatus.CANCELLED,
                         ts=now,
                         error="entry not filled in time",
                     )
@@ -834,7 +838,10 @@ class ExecutionCore:
                     self.unknown.pop(coid)
                     self.record(
                         OrderUpdate(
-                            client_order_id=coid, status="failed", ts=now, error="not at broker"
+                            client_order_id=coid,
+                            status=OrderStatus.CANCELLED,
+                            ts=now,
+                            error="never reached the broker (its answer was lost)",
                         )
                     )
                     self.clear_exit(live.order.symbol, coid)
@@ -843,7 +850,7 @@ class ExecutionCore:
                 self.record(
                     OrderUpdate(
                         client_order_id=coid,
-                        status=o.status.value,
+                        status=o.status,
                         ts=now,
                         broker_order_id=o.broker_order_id,
                     )
@@ -855,9 +862,9 @@ class ExecutionCore:
             self.apply_fills(self.broker.poll_fills())
             for coid, live in list(self.live.items()):
                 o = self.broker.order(coid)
-                if o is not None and o.status in _FINAL:
+                if o is not None and o.status in _ENDED_UNFILLED:
                     self.live.pop(coid)
-                    self.record(OrderUpdate(client_order_id=coid, status=o.status.value, ts=now))
+                    self.record(OrderUpdate(client_order_id=coid, status=o.status, ts=now))
                     self.clear_exit(live.order.symbol, coid)
         except BrokerError as exc:
             self.log.warning("order resolution deferred: {}", exc)
@@ -898,7 +905,7 @@ class ExecutionCore:
     def status(self) -> dict[str, Any]:
         start = self.settings.broker.capital
         return {
-            "broker": getattr(self.broker, "name", "?"),
+            "broker": self.broker.name,
             "mode": self.mode.value,
             "equity": round(self.equity, 2),
             "cash": round(self.cash, 2),

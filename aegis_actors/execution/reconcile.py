@@ -19,19 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 from aegis_actors.brokers import OPEN_STATUSES, BrokerFill, OpenOrder
 from aegis_actors.execution.core import Held, Live, fill_message
+from aegis_actors.execution.risk import client_order_id
 from aegis_actors.messages import (
+    Fill,
     LoadLedger,
     LoadState,
     Order,
+    OrderStatus,
     OrderType,
     OrderUpdate,
+    PositionClosed,
     PositionUpdate,
     Posture,
     RecordFill,
     Side,
     WriteOrder,
 )
-from aegis_actors.runtime import STORE
+from aegis_actors.runtime import POSTURE, STORE
 
 if TYPE_CHECKING:
     from aegis_actors.execution.actor import Execution
@@ -86,12 +90,14 @@ def reconcile_on_start(ex: Execution) -> Report:
         if not d or not math.isclose(float(d.get("qty") or 0), p.qty):
             differ(f"position {p.symbol}: ledger qty {d.get('qty')} != broker {p.qty}; broker wins")
             ex.persist_position(held)
-    for symbol in set(durable) - set(held_at_broker):
-        differ(f"position {symbol}: in the ledger, not at the broker; closed in the ledger")
-        ex.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
+    for symbol in sorted(set(durable) - set(held_at_broker)):
+        if broker.durable:
+            differ(f"position {symbol}: in the ledger, not at the broker; closed in the ledger")
+            ex.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
+        else:
+            differ(close_vanished(ex, durable[symbol], now))
 
     # -- orders the ledger has as open --------------------------------------------------
-    fills_for = getattr(broker, "fills_for", None)
     known: set[str] = set()
     for row in ledger["orders"]:
         coid = row["client_order_id"]
@@ -105,13 +111,13 @@ def reconcile_on_start(ex: Execution) -> Report:
                 STORE,
                 OrderUpdate(
                     client_order_id=coid,
-                    status="cancelled",
+                    status=OrderStatus.CANCELLED,
                     ts=now,
                     error="never reached the broker (found at start-up reconciliation)",
                 ),
             )
             continue
-        fills = list(fills_for(coid)) if fills_for is not None else []
+        fills = broker.fills_for(coid)
         recorded = float(ledger["filled"].get(coid, 0.0))
         if at_broker.filled_qty > recorded + EPS:
             seen = set(ledger["fill_ids"].get(coid, []))
@@ -137,7 +143,7 @@ def reconcile_on_start(ex: Execution) -> Report:
                 STORE,
                 OrderUpdate(
                     client_order_id=coid,
-                    status=at_broker.status.value,
+                    status=at_broker.status,
                     ts=now,
                     broker_order_id=at_broker.broker_order_id,
                     filled_qty=at_broker.filled_qty,
@@ -161,7 +167,7 @@ def reconcile_on_start(ex: Execution) -> Report:
             STORE,
             OrderUpdate(
                 client_order_id=o.client_order_id,
-                status=o.status.value,
+                status=o.status,
                 ts=now,
                 broker_order_id=o.broker_order_id,
                 filled_qty=o.filled_qty,
@@ -185,6 +191,67 @@ def reconcile_on_start(ex: Execution) -> Report:
         )
     ex.publish_positions()
     return report
+
+
+def close_vanished(ex: Execution, row: dict[str, Any], now: float) -> str:
+    """A throwaway (in-memory) paper book died with the last run: its positions are closed
+    in the ledger at the last known price with a booked order, fill and P&L, never
+    silently dropped. Returns the line that says so."""
+    symbol = row["symbol"]
+    qty = float(row.get("qty") or 0.0)
+    avg = float(row.get("avg_price") or 0.0)
+    seen = ex.rt.cache.prices(symbol, 1)
+    price, source = (seen[-1][1], "last price") if seen else (avg, "entry price, none later")
+    side = Side.SELL if qty > 0 else Side.BUY
+    coid = client_order_id(f"restart-close|{symbol}|{row.get('opened_at')}|{ex.rt.run_id}", "exit")
+    why = "closed at start: the in-memory paper book did not survive the restart"
+    order = Order(
+        client_order_id=coid,
+        decision_id="restart-close",
+        event_id="",
+        symbol=symbol,
+        side=side,
+        qty=abs(qty),
+        order_type=OrderType.MARKET,
+        intent="exit",
+        posture=Posture(row["posture"]) if row.get("posture") else None,
+        created_at=now,
+    )
+    ex.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
+    ex.send(
+        STORE,
+        OrderUpdate(
+            client_order_id=coid,
+            status=OrderStatus.FILLED,
+            ts=now,
+            filled_qty=abs(qty),
+            avg_fill_price=price,
+            error=why,
+        ),
+    )
+    fill = Fill(
+        fill_id=f"{coid}-1",
+        client_order_id=coid,
+        symbol=symbol,
+        side=side,
+        qty=abs(qty),
+        price=price,
+        fee=0.0,
+        ts=now,
+    )
+    ex.send(STORE, RecordFill(fill=fill))
+    ex.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
+    pnl = (price - avg) * qty
+    pnl_pct = (price / avg - 1.0) * (1 if qty > 0 else -1) * 100 if avg else 0.0
+    ex.core.realised += pnl
+    ex.send(
+        POSTURE,
+        PositionClosed(symbol=symbol, reason="restart", pnl=pnl, pnl_pct=pnl_pct, ts=now),
+    )
+    return (
+        f"position {symbol}: {why}; closed in the ledger at {price} ({source}), "
+        f"pnl {pnl:.2f} ({pnl_pct:.2f}%)"
+    )
 
 
 def track(
@@ -232,7 +299,7 @@ def order_from_broker(o: OpenOrder, now: float) -> Order:
         order_type=OrderType(o.order_type.value),
         limit_price=o.limit_price,
         intent="entry",
-        status=o.status.value,
+        status=o.status,
         created_at=now,
     )
 

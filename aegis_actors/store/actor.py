@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from aegis_actors import messages as m
 from aegis_actors.base import AegisActor
 from aegis_actors.messages import (
+    OPEN_STATUSES,
     AckAlert,
     Alert,
     AlertLevel,
@@ -32,6 +33,7 @@ from aegis_actors.messages import (
     LoadState,
     ModeChange,
     Msg,
+    OrderStatus,
     OrderUpdate,
     PositionUpdate,
     PostureChange,
@@ -50,7 +52,9 @@ from aegis_actors.store.errors import LedgerConflict, StoreError, StoreUnavailab
 from aegis_actors.store.factory import open_database
 from aegis_actors.store.spool import Spool
 
-OPEN_ORDER_STATUSES = ("new", "sent", "accepted", "partially_filled")
+# Orders reconciliation checks at start: those that may still change at the broker, and
+# those whose broker answer was lost (`unknown`, until reconciliation answers).
+OPEN_ORDER_STATUSES = tuple(s.value for s in (*OPEN_STATUSES, OrderStatus.UNKNOWN))
 REPLAY_BATCH = 200
 # What makes two rows under one unique key the same row (an idempotent replay).
 ORDER_IDENTITY = ("decision_id", "symbol", "side", "qty", "order_type", "limit_price", "intent")
@@ -236,6 +240,8 @@ class Store(AegisActor):
         o = msg.order
         log = self.log.bind(event_id=o.event_id)
         if self.outage_reason:
+            if o.intent == "exit":  # risk-reducing: written ahead to the local spool
+                return self.spool_write_ahead(msg)
             self.metrics.errors.labels("store_write").inc()
             log.error("write-ahead of {} refused: store down", o.client_order_id)
             return f"error: durable store unavailable ({self.outage_reason})"
@@ -257,9 +263,35 @@ class Store(AegisActor):
             log.error("write-ahead of {} failed: {}", o.client_order_id, exc)
             if isinstance(exc, StoreUnavailable):
                 self.outage(str(exc))
+                if o.intent == "exit":
+                    return self.spool_write_ahead(msg)
             return f"error: {exc}"
         self.writes += 1
         return "new" if inserted else "duplicate"
+
+    def spool_write_ahead(self, msg: WriteOrder) -> str:
+        """An exit (stop-loss, take-profit, liquidation) while the durable store is down:
+        its write-ahead goes to the local spool (fsynced, replayed first when the store is
+        back) so the position is not left unprotected; new entries still wait."""
+        o = msg.order
+        data = msg.model_copy(update={"deadline": None}).model_dump(mode="json")
+        if not self.spool.append("WriteOrder", data):
+            self.spool_refused += 1
+            self.metrics.errors.labels("spool_full").inc()
+            self.log.critical("spool full: exit {} NOT written, not sent", o.client_order_id)
+            return "error: durable store down and the spool is full"
+        self.spooled += 1
+        self.spooled_kinds["WriteOrder"] = self.spooled_kinds.get("WriteOrder", 0) + 1
+        self.log.bind(event_id=o.event_id).warning(
+            "write-ahead of exit {} spooled locally (durable store down)", o.client_order_id
+        )
+        return "spooled"
+
+    def apply_WriteOrder(self, msg: WriteOrder) -> None:
+        """A spooled write-ahead, replayed: the order was sent on the spool's promise."""
+        row = msg.order.model_dump(mode="json")
+        row.update(updated_at=msg.order.created_at)
+        self.durable.insert_once("orders", row, "client_order_id", ORDER_IDENTITY)
 
     def on_WriteAheadExpired(self, msg: WriteAheadExpired) -> None:
         self.write(msg)

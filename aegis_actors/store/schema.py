@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aegis_actors.messages import OrderStatus
+
 DIALECT_TYPES: dict[str, dict[str, str]] = {
     "sqlite": {
         "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -26,16 +28,8 @@ DIALECT_TYPES: dict[str, dict[str, str]] = {
 ORDER_SIDES = ("buy", "sell")
 ORDER_TYPES = ("limit", "market")
 ORDER_INTENTS = ("entry", "exit")
-ORDER_STATUSES = (
-    "new",
-    "sent",
-    "accepted",
-    "partially_filled",
-    "filled",
-    "cancelled",
-    "rejected",
-    "error",
-)
+# The one order vocabulary (aegis_actors.messages.OrderStatus), as the ledger writes it.
+ORDER_STATUSES = tuple(s.value for s in OrderStatus)
 
 # Created by the migration runner before reading versions, so it is not a migration.
 BOOTSTRAP_SQL = """
