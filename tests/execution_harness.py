@@ -62,6 +62,12 @@ class Ports:
     def current_posture(self) -> Posture | None:
         return self.posture
 
+    def ask(self, name: str, message: Msg, timeout: float) -> Any:
+        raise TimeoutError(f"no {name} in the harness")
+
+    def recent_price(self, symbol: str) -> float | None:
+        return None
+
     def run_stopping(self) -> bool:
         return self.is_stopping
 

@@ -51,11 +51,16 @@ class Execution(AegisActor):
     def on_start(self) -> None:
         mode = self.mode_in_force()
         self.core = ExecutionCore(
-            self.broker, self.settings, self.clock.now, self, self.metrics, self.log, mode
+            self.broker,
+            self.settings,
+            self.clock.now,
+            self,
+            self.metrics,
+            self.log,
+            mode,
+            run_id=self.rt.run_id,
         )
-        self.positions: dict[str, Held] = self.core.positions
-        self.live: dict[str, Live] = self.core.live
-        self.reconciled = reconcile_on_start(self)  # execution/reconcile.py
+        self.reconciled = reconcile_on_start(self.core)  # execution/reconcile.py
         self.core.publish_account()
         self.after(SWEEP_EVERY_S, _Sweep())
 
@@ -132,13 +137,9 @@ class Execution(AegisActor):
         self.rt.cache.set_json(K_POSITIONS, positions)
         self.rt.cache.set_json(K_ACCOUNT, account)
 
-    # -- used by reconcile -----------------------------------------------------------
-
-    def persist_position(self, h: Held) -> None:
-        self.core.persist_position(h)
-
-    def publish_positions(self) -> None:
-        self.core.publish_positions()
+    def recent_price(self, symbol: str) -> float | None:
+        seen = self.rt.cache.prices(symbol, 1)
+        return seen[-1][1] if seen else None
 
     @property
     def mode(self) -> TradingMode:

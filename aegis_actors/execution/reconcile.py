@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aegis_actors.brokers import OPEN_STATUSES, BrokerFill, OpenOrder
-from aegis_actors.execution.core import Held, Live, fill_message
+from aegis_actors.execution.book import Live
+from aegis_actors.execution.core import ExecutionCore, fill_message
+from aegis_actors.execution.positions import Held
 from aegis_actors.execution.risk import client_order_id
 from aegis_actors.messages import (
     Fill,
@@ -37,9 +39,6 @@ from aegis_actors.messages import (
 )
 from aegis_actors.runtime import POSTURE, STORE
 
-if TYPE_CHECKING:
-    from aegis_actors.execution.actor import Execution
-
 EPS = 1e-9
 READ_TIMEOUT_S = 5.0
 
@@ -54,10 +53,11 @@ class Report:
     ledger_read: bool = True
 
 
-def reconcile_on_start(ex: Execution) -> Report:
-
+def reconcile_on_start(ex: ExecutionCore) -> Report:
+    """Run once by the execution actor on start, on its core (not the actor: the core's
+    ports reach the store, so reconciliation and the actor do not import each other)."""
     report = Report()
-    now = ex.clock.now()
+    now = ex.now()
     broker = ex.broker
 
     def differ(line: str) -> None:
@@ -66,8 +66,10 @@ def reconcile_on_start(ex: Execution) -> Report:
         ex.metrics.errors.labels("reconcile_difference").inc()
 
     try:
-        durable: dict[str, Any] = ex.ask(STORE, LoadState(symbol=""), READ_TIMEOUT_S)["positions"]
-        ledger: dict[str, Any] = ex.ask(STORE, LoadLedger(), READ_TIMEOUT_S)
+        durable: dict[str, Any] = ex.ports.ask(STORE, LoadState(symbol=""), READ_TIMEOUT_S)[
+            "positions"
+        ]
+        ledger: dict[str, Any] = ex.ports.ask(STORE, LoadLedger(), READ_TIMEOUT_S)
     except Exception as exc:
         ex.log.error("reconcile: ledger unavailable ({}); positions from the broker only", exc)
         report.ledger_read = False
@@ -93,7 +95,7 @@ def reconcile_on_start(ex: Execution) -> Report:
     for symbol in sorted(set(durable) - set(held_at_broker)):
         if broker.durable:
             differ(f"position {symbol}: in the ledger, not at the broker; closed in the ledger")
-            ex.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
+            ex.ports.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
         else:
             differ(close_vanished(ex, durable[symbol], now))
 
@@ -107,7 +109,7 @@ def reconcile_on_start(ex: Execution) -> Report:
             differ(
                 f"order {coid} ({row['status']}) never reached the broker: cancelled, not resent"
             )
-            ex.send(
+            ex.ports.send(
                 STORE,
                 OrderUpdate(
                     client_order_id=coid,
@@ -123,7 +125,7 @@ def reconcile_on_start(ex: Execution) -> Report:
             seen = set(ledger["fill_ids"].get(coid, []))
             missing = [f for f in fills if f.fill_id not in seen]
             for f in missing:
-                ex.send(STORE, RecordFill(fill=fill_message(f)))
+                ex.ports.send(STORE, RecordFill(fill=fill_message(f)))
             report.recovered_fills += len(missing)
             differ(
                 f"order {coid}: broker filled {at_broker.filled_qty}, ledger has fills for "
@@ -139,7 +141,7 @@ def reconcile_on_start(ex: Execution) -> Report:
                 f"order {coid}: ledger {row['status']} filled {row.get('filled_qty')} -> "
                 f"broker {at_broker.status.value} filled {at_broker.filled_qty}"
             )
-            ex.send(
+            ex.ports.send(
                 STORE,
                 OrderUpdate(
                     client_order_id=coid,
@@ -158,12 +160,12 @@ def reconcile_on_start(ex: Execution) -> Report:
         if o.client_order_id in known:
             continue
         order = order_from_broker(o, now)
-        written = ex.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
+        written = ex.ports.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
         if written == "new":
             differ(f"order {o.client_order_id} working at the broker, not in the ledger: added")
         else:
             differ(f"order {o.client_order_id}: ledger has it final, broker still working it")
-        ex.send(
+        ex.ports.send(
             STORE,
             OrderUpdate(
                 client_order_id=o.client_order_id,
@@ -179,7 +181,7 @@ def reconcile_on_start(ex: Execution) -> Report:
     # broker's positions and orders adopted above already include them, so they are
     # recorded (the store keeps each fill id once) but not booked on the positions again.
     for f in broker.poll_fills():
-        ex.send(STORE, RecordFill(fill=fill_message(f)))
+        ex.ports.send(STORE, RecordFill(fill=fill_message(f)))
 
     if report.differences:
         ex.log.warning("reconcile: {} difference(s) fixed in the ledger", len(report.differences))
@@ -193,17 +195,17 @@ def reconcile_on_start(ex: Execution) -> Report:
     return report
 
 
-def close_vanished(ex: Execution, row: dict[str, Any], now: float) -> str:
+def close_vanished(ex: ExecutionCore, row: dict[str, Any], now: float) -> str:
     """A throwaway (in-memory) paper book died with the last run: its positions are closed
     in the ledger at the last known price with a booked order, fill and P&L, never
     silently dropped. Returns the line that says so."""
     symbol = row["symbol"]
     qty = float(row.get("qty") or 0.0)
     avg = float(row.get("avg_price") or 0.0)
-    seen = ex.rt.cache.prices(symbol, 1)
-    price, source = (seen[-1][1], "last price") if seen else (avg, "entry price, none later")
+    seen = ex.ports.recent_price(symbol)
+    price, source = (seen, "last price") if seen else (avg, "entry price, none later")
     side = Side.SELL if qty > 0 else Side.BUY
-    coid = client_order_id(f"restart-close|{symbol}|{row.get('opened_at')}|{ex.rt.run_id}", "exit")
+    coid = client_order_id(f"restart-close|{symbol}|{row.get('opened_at')}|{ex.run_id}", "exit")
     why = "closed at start: the in-memory paper book did not survive the restart"
     order = Order(
         client_order_id=coid,
@@ -217,8 +219,8 @@ def close_vanished(ex: Execution, row: dict[str, Any], now: float) -> str:
         posture=Posture(row["posture"]) if row.get("posture") else None,
         created_at=now,
     )
-    ex.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
-    ex.send(
+    ex.ports.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
+    ex.ports.send(
         STORE,
         OrderUpdate(
             client_order_id=coid,
@@ -239,12 +241,12 @@ def close_vanished(ex: Execution, row: dict[str, Any], now: float) -> str:
         fee=0.0,
         ts=now,
     )
-    ex.send(STORE, RecordFill(fill=fill))
-    ex.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
+    ex.ports.send(STORE, RecordFill(fill=fill))
+    ex.ports.send(STORE, PositionUpdate(symbol=symbol, qty=0.0, avg_price=0.0, ts=now))
     pnl = (price - avg) * qty
     pnl_pct = (price / avg - 1.0) * (1 if qty > 0 else -1) * 100 if avg else 0.0
-    ex.core.realised += pnl
-    ex.send(
+    ex.realised += pnl
+    ex.ports.send(
         POSTURE,
         PositionClosed(symbol=symbol, reason="restart", pnl=pnl, pnl_pct=pnl_pct, ts=now),
     )
@@ -255,7 +257,7 @@ def close_vanished(ex: Execution, row: dict[str, Any], now: float) -> str:
 
 
 def track(
-    ex: Execution, order: Order, at_broker: OpenOrder, avg: float | None, report: Report
+    ex: ExecutionCore, order: Order, at_broker: OpenOrder, avg: float | None, report: Report
 ) -> None:
     """Follow an order still working at the broker, as if this process had placed it."""
 
