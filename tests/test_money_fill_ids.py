@@ -117,3 +117,29 @@ def test_restarted_in_memory_paper_runs_lose_no_fill(
         if o["status"] == "filled":
             assert filled_by.get(o["client_order_id"], 0.0) == pytest.approx(o["qty"]), o
     assert app.rt.metrics.errors.labels("ledger_conflict")._value.get() == 0
+
+
+def test_rest_broker_fill_ids_are_unique_across_a_restart_and_later_fills_are_seen() -> None:
+    """A partially filled order working at the venue across a restart: the new process
+    follows its later fills, and their ids never repeat the first process's."""
+    from aegis_actors.brokers import BrokerOrder, OrderType
+    from aegis_actors.brokers.alpaca import AlpacaBroker
+    from aegis_actors.brokers.alpaca_sim import AlpacaSim
+
+    sim = AlpacaSim(fill_fraction=0.5).start()
+    try:
+        opts: dict = {"timeout_s": 0.5, "retries": 1, "retry_backoff_s": 0.0, "poll_every_s": 0.0}
+        first = AlpacaBroker(sim.url, sim.key_id, sim.secret_key, **opts)
+        sim.set_price("AAPL", 100.0)
+        first.submit(BrokerOrder("c1", "AAPL", Side.BUY, 10.0, OrderType.LIMIT, 100.0))
+        before = first.poll_fills()
+        assert [f.qty for f in before] == [5.0]
+        second = AlpacaBroker(sim.url, sim.key_id, sim.secret_key, **opts)  # the restart
+        at = second.order("c1")  # reconciliation asks about it
+        assert at is not None and at.filled_qty == 5.0
+        sim.set_price("AAPL", 99.0)
+        after = second.poll_fills()
+        assert [f.qty for f in after] == [5.0]
+        assert {f.fill_id for f in before}.isdisjoint({f.fill_id for f in after})
+    finally:
+        sim.stop()

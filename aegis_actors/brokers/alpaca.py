@@ -108,7 +108,6 @@ class AlpacaBroker:
         self._attempted: set[str] = set()  # submits whose answer may have been lost
         self._ids: dict[str, str] = {}  # client order id -> broker order id
         self._tracked: dict[str, tuple[float, float]] = {}  # coid -> (filled qty, avg price)
-        self._fill_seq: dict[str, int] = {}
         self._outbox: list[BrokerFill] = []
         self._prices: dict[str, tuple[float, float]] = {}  # symbol -> (price, seen at)
         self._last_poll = -math.inf
@@ -267,6 +266,10 @@ class AlpacaBroker:
                 self._remember(client_order_id, raw)  # a lost answer found: track its fills
             o = self._parse(raw)
             self._ids[client_order_id] = o.broker_order_id
+            if o.status in OPEN_STATUSES and client_order_id not in self._tracked:
+                # Working from before this process (found at reconciliation): follow its
+                # later fills from what it had filled by now.
+                self._tracked[client_order_id] = (o.filled_qty, _num(raw.get("filled_avg_price")))
             return o
 
     def open_orders(self) -> list[OpenOrder]:
@@ -361,13 +364,13 @@ class AlpacaBroker:
         if filled > done_qty + 1e-9 and avg > 0:
             qty = filled - done_qty
             price = (filled * avg - done_qty * done_avg) / qty
-            n = self._fill_seq.get(coid, 0) + 1
-            self._fill_seq[coid] = n
             o = self._parse(raw)
             ts = self._now()
             self._outbox.append(
                 BrokerFill(
-                    fill_id=f"{o.broker_order_id}-{n}",
+                    # Named by the cumulative qty it brings the order to: unique forever and
+                    # the same in every process that sees the same growth.
+                    fill_id=f"{o.broker_order_id}-{filled:g}",
                     client_order_id=coid,
                     broker_order_id=o.broker_order_id,
                     symbol=o.symbol,
