@@ -104,7 +104,7 @@ def test_stop_loss_written_but_never_sent_before_a_restart_still_closes(
         feed={"symbols": ["SPY"]},
     )
     app.rt.directory.tell(EXECUTION, Tick(symbol="AAPL", price=90.0, ts=vclock.now()))
-    wait_until(lambda: app.broker.positions() == [], what="the stop-loss to close AAPL")
+    wait_until(lambda: app.broker.positions() == [], timeout=30, what="the stop-loss to close AAPL")
     settle()
 
     def exit_rows() -> list[dict[str, Any]]:

@@ -5,7 +5,8 @@ ahead, read the posture in force, publish to the cache), so the property tests d
 very code the actor runs. It is split the way NautilusTrader splits risk, execution and
 portfolio: the gate (gate.py: pre-trade risk + data mismatch, typed verdicts), the order
 book (book.py: live / unknown / awaiting, each with its lifecycle), positions
-(positions.py) and exits (exits.py); this module wires them. `submit` is the only way to
+(positions.py), exits (exits.py), the mode rules (mode_rules.py), orders held for the
+verifier (confirm.py) and the sweep (sweep.py); this module wires them. `submit` is the only way to
 the broker's `submit`, entries and exits alike, and it answers with a typed result
 (results.py), never a string to parse.
 """
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 
 from aegis_actors.brokers import Broker, BrokerError, BrokerFill, BrokerOrder
 from aegis_actors.context import posture_params
+from aegis_actors.execution import confirm, mode_rules, sweep
 from aegis_actors.execution.book import Live, OrderBook, Pending
 from aegis_actors.execution.exits import exit_order, exit_reason, pnl_pct
 from aegis_actors.execution.gate import Cleared, Gate, HoldForVerifier, MismatchHalt
@@ -44,7 +46,6 @@ from aegis_actors.messages import (
     Action,
     Alert,
     AlertLevel,
-    ConfirmPrice,
     Decision,
     EventDone,
     Fill,
@@ -62,18 +63,16 @@ from aegis_actors.messages import (
     RecordFill,
     RequestMode,
     Side,
-    Snapshot,
     Tick,
     TradingMode,
 )
 from aegis_actors.metrics import Metrics
-from aegis_actors.runtime import MARKET, POSTURE, STORE, VERIFIER, WATCHDOG
+from aegis_actors.runtime import MARKET, POSTURE, STORE, WATCHDOG
 from aegis_actors.settings import Settings
 
 __all__ = ["ExecutionCore", "Held", "Live", "Pending", "Ports", "fill_message", "stops_for"]
 
 _EPS = 1e-9
-_ENDED_UNFILLED = frozenset({OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED})
 _FRESH_EXIT_RETRIES = 8  # fresh ids tried in a row for an exit the ledger already holds
 
 
@@ -462,61 +461,13 @@ class ExecutionCore:
             self.mode_change(ModeChange(old=self.mode, new=TradingMode.HALTED, reason=why, ts=now))
 
     def hold_for_verifier(self, p: Pending, now: float) -> None:
-        symbol = p.order.symbol
-        self.awaiting.setdefault(symbol, []).append(p)
-        if symbol in self.confirm_asked:
-            return
-        broker_price = self.broker.last_price(symbol) or 0.0
-        feed_price = self.prices.get(symbol) or 0.0
-        request_id = "cp-" + uuid.uuid4().hex[:12]
-        self.confirm_asked[symbol] = (request_id, now)
-        pct = diff_pct(broker_price, feed_price) if feed_price else 0.0
-        self.log.warning(
-            "{}: broker {} vs feed {} ({:.2f}%): orders held for the verifier",
-            symbol,
-            broker_price,
-            feed_price,
-            pct,
-        )
-        self.ports.send(
-            VERIFIER,
-            ConfirmPrice(
-                request_id=request_id,
-                symbol=symbol,
-                broker_price=broker_price,
-                feed_price=feed_price,
-                diff_pct=pct,
-                ts=now,
-            ),
-        )
+        confirm.hold_for_verifier(self, p, now)
 
     def price_confirmed(self, c: PriceConfirmation) -> None:
-        asked = self.confirm_asked.get(c.symbol)
-        if asked is None or asked[0] != c.request_id:
-            self.log.info("late price confirmation for {} ignored", c.symbol)
-            return
-        self.release(c.symbol, c.approve, c.reason)
+        confirm.price_confirmed(self, c)
 
     def release(self, symbol: str, approve: bool, reason: str) -> None:
-        now = self.now()
-        self.confirm_asked.pop(symbol, None)
-        held = self.awaiting.pop(symbol, [])
-        if approve:
-            self.guard.confirm(symbol, now)
-            self.log.info("verifier confirmed {}: {}", symbol, reason)
-        for p in held:
-            result: Submitted
-            if approve:
-                result = self.submit(p.order, p.reason, p.decision)
-            else:
-                denial = OrderDenied("mismatch", f"verifier did not confirm: {reason}")
-                result = self.denied(p.order, denial)
-            if p.order.intent == "exit":
-                h = self.positions.get(symbol)
-                if h is not None and not in_flight(result):
-                    h.exiting = ""
-            if p.decision is not None:
-                self.finish(p.decision, p.order, result)
+        confirm.release(self, symbol, approve, reason)
 
     # -- prices -> fills and exits ---------------------------------------------------
 
@@ -650,152 +601,30 @@ class ExecutionCore:
     # -- modes -----------------------------------------------------------------------
 
     def mode_change(self, m: ModeChange) -> None:
-        if m.new is TradingMode.SHUTDOWN and self.mode.rank < TradingMode.SAFE.rank:
-            # shutdown comes after safe: close everything while exits are still allowed
-            self.mode_change(m.model_copy(update={"new": TradingMode.SAFE}))
-        self.mode = m.new  # a repeated broadcast (we may have moved first) is harmless
-        if m.new is TradingMode.LIMITED:
-            self.cancel_open(f"mode {m.new}", entries_only=True)
-            self.drop_awaiting(f"mode {m.new}", entries_only=True)
-        if m.new in (TradingMode.SAFE, TradingMode.HALTED, TradingMode.SHUTDOWN):
-            self.cancel_open(f"mode {m.new}")
-            self.drop_awaiting(f"mode {m.new}")
-        if m.new is TradingMode.SAFE:
-            self.liquidate()
-        if m.new in (TradingMode.SAFE, TradingMode.SHUTDOWN):
-            self.record(Snapshot(kind=f"mode_{m.new}", data=self.status(), ts=self.now()))
+        mode_rules.mode_change(self, m)
 
     def liquidate(self) -> None:
-        """Close every position the broker holds (tracked or not), one exit each."""
-        try:
-            for p in self.broker.positions():
-                if p.symbol not in self.positions and abs(p.qty) > _EPS:
-                    self.positions[p.symbol] = Held(p.symbol, p.qty, p.avg_price, self.now())
-        except BrokerError as exc:
-            self.log.error("liquidation: broker positions unavailable: {}", exc)
-        for held in list(self.positions.values()):
-            if held.qty != 0 and not held.exiting:
-                self.exit(held, "liquidation")
+        mode_rules.liquidate(self)
 
     def drop_awaiting(self, why: str, *, entries_only: bool = False) -> None:
-        for symbol in list(self.awaiting):
-            keep = [p for p in self.awaiting[symbol] if entries_only and p.order.intent == "exit"]
-            for p in self.awaiting[symbol]:
-                if p in keep:
-                    continue
-                if p.order.intent == "exit" and symbol in self.positions:
-                    self.positions[symbol].exiting = ""
-                if p.decision is not None:
-                    self.finish(p.decision, p.order, OrderDenied("mode", why))
-            if keep:
-                self.awaiting[symbol] = keep
-            else:
-                self.awaiting.pop(symbol)
-                self.confirm_asked.pop(symbol, None)
+        confirm.drop_awaiting(self, why, entries_only=entries_only)
 
     def cancel_open(self, why: str, *, entries_only: bool = False) -> None:
-        try:
-            if entries_only:
-                cancelled = [
-                    coid
-                    for coid, lv in list(self.live.items())
-                    if lv.order.intent == "entry" and self.broker.cancel(coid)
-                ]
-            else:
-                cancelled = self.broker.cancel_all()
-        except BrokerError as exc:
-            self.log.error("cancel failed ({}): {}", why, exc)
-            return
-        now = self.now()
-        for coid in cancelled:
-            self.live.pop(coid, None)
-            for h in self.positions.values():
-                if h.exiting == coid:
-                    h.exiting = ""
-            self.record(
-                OrderUpdate(client_order_id=coid, status=OrderStatus.CANCELLED, ts=now, error=why)
-            )
-        if cancelled:
-            self.log.warning("cancelled {} open orders: {}", len(cancelled), why)
+        mode_rules.cancel_open(self, why, entries_only=entries_only)
 
     # -- the sweep -------------------------------------------------------------------
 
     def sweep(self) -> None:
-        now = self.now()
-        try:
-            self.expire_entries(now)
-        except BrokerError as exc:
-            self.log.warning("stale entries not cancelled yet: {}", exc)
-        self.resolve(now)
-        timeout = self.settings.roles.verifier.timeout_s
-        for symbol, (_rid, at) in list(self.confirm_asked.items()):
-            if now - at >= timeout:
-                self.release(symbol, False, f"no answer within {timeout}s")
-        if self.mode is TradingMode.SAFE:
-            self.liquidate()  # retry what a rate limit or a broker error left open
-        self.publish_account()
+        sweep.sweep(self)
 
     def expire_entries(self, now: float) -> None:
-        for coid, live in list(self.live.items()):
-            if (
-                live.order.intent == "entry"
-                and now - live.order.created_at >= self.settings.risk.entry_ttl_s
-                and self.broker.cancel(coid)
-            ):
-                self.live.pop(coid, None)
-                self.record(
-                    OrderUpdate(
-                        client_order_id=coid,
-                        status=OrderStatus.CANCELLED,
-                        ts=now,
-                        error="entry not filled in time",
-                    )
-                )
+        sweep.expire_entries(self, now)
 
     def resolve(self, now: float) -> None:
-        """Ask the broker about orders whose answer was lost, and orders that ended at the
-        broker without us seeing it (expired, cancelled there), so the ledger stays true."""
-        try:
-            for coid, live in list(self.unknown.items()):
-                o = self.broker.order(coid)
-                self.unknown.pop(coid)
-                if o is None:
-                    self.record(
-                        OrderUpdate(
-                            client_order_id=coid,
-                            status=OrderStatus.CANCELLED,
-                            ts=now,
-                            error="never reached the broker (its answer was lost)",
-                        )
-                    )
-                    self.clear_exit(live.order.symbol, coid)
-                    continue
-                self.record(
-                    OrderUpdate(
-                        client_order_id=coid,
-                        status=o.status,
-                        ts=now,
-                        broker_order_id=o.broker_order_id,
-                    )
-                )
-                if o.status in OPEN_STATUSES or o.filled_qty > live.filled:
-                    self.live[coid] = live
-                else:
-                    self.clear_exit(live.order.symbol, coid)
-            self.apply_fills(self.broker.poll_fills())
-            for coid, live in list(self.live.items()):
-                o = self.broker.order(coid)
-                if o is not None and o.status in _ENDED_UNFILLED:
-                    self.live.pop(coid)
-                    self.record(OrderUpdate(client_order_id=coid, status=o.status, ts=now))
-                    self.clear_exit(live.order.symbol, coid)
-        except BrokerError as exc:
-            self.log.warning("order resolution deferred: {}", exc)
+        sweep.resolve(self, now)
 
     def clear_exit(self, symbol: str, coid: str) -> None:
-        h = self.positions.get(symbol)
-        if h is not None and h.exiting == coid:
-            h.exiting = ""
+        sweep.clear_exit(self, symbol, coid)
 
     # -- shared state ----------------------------------------------------------------
 
