@@ -12,13 +12,15 @@ from aegis_actors.cache_redis import make_cache
 from aegis_actors.clock import Clock, WallClock, set_clock
 from aegis_actors.llm.keys import fallback_secrets
 from aegis_actors.logs import configure, flush
-from aegis_actors.runtime import Runtime
+from aegis_actors.messages import GetStatus
+from aegis_actors.runtime import EXECUTION, Runtime
 from aegis_actors.settings import Settings
 from aegis_actors.tree import build, check_supported, event_sink, exhausted_to, make_broker
 from supervisors import Directory, RootHandle, start_tree
 
 log = logger.bind(actor="main")
 STOP_TIMEOUT_S = 9.0
+DRAIN_TIMEOUT_S = 5.0
 
 
 class Aegis:
@@ -112,6 +114,8 @@ class Aegis:
         t0 = time.monotonic()
         exhausted = self.root.exhausted
         if self.rt is not None:
+            if self.rt.ended_by and not self.root.wait(0):
+                self.drain_execution()  # the safe liquidation before shutdown goes out first
             self.rt.stopping.set()  # from here no order leaves (execution refuses them)
         if not self.root.wait(0):
             log.info("stopping ({}): children in reverse order", why)
@@ -136,6 +140,16 @@ class Aegis:
             close()
         flush()
         return code
+
+    def drain_execution(self) -> None:
+        """Wait until execution has handled what it was told before now (an ask is answered
+        after the tells queued ahead of it): an automatic shutdown passes through `safe`,
+        whose liquidation must leave before "stopping" closes the door."""
+        assert self.rt is not None
+        try:
+            self.rt.directory.ask(EXECUTION, GetStatus(), DRAIN_TIMEOUT_S)
+        except Exception as exc:
+            log.error("execution did not answer before the stop ({}): stopping anyway", exc)
 
     def status(self) -> dict[str, Any]:
         from aegis_actors.status import collect_status

@@ -91,3 +91,38 @@ def test_run_takes_resume() -> None:
     assert parser().parse_args(["run", "--resume"]).resume is True
     assert parser().parse_args(["--resume"]).resume is True
     assert parser().parse_args(["run"]).resume is False
+
+
+@pytest.mark.integration
+def test_an_automatic_shutdown_liquidates_before_the_stop_closes_the_door(
+    aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: Any
+) -> None:
+    from aegis_actors.messages import Action, Decision, Posture, Tick
+
+    app = aegis_factory(
+        store={"postgres_dsn": pg_dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+        feed={"symbols": ["SPY"]},
+    )
+    d = app.rt.directory
+    d.tell(EXECUTION, Tick(symbol="AAPL", price=100.0, ts=vclock.now()))
+    d.tell(
+        EXECUTION,
+        Decision(
+            event_id="ev-1",
+            decision_id="d-1",
+            symbol="AAPL",
+            action=Action.BUY,
+            size_fraction=1.0,
+            limit_price=100.0,
+            confidence=0.9,
+            posture=Posture.GUERRILLA,
+            reference_price=100.0,
+            stamps={"t0": vclock.now()},
+        ),
+    )
+    d.tell(EXECUTION, Tick(symbol="AAPL", price=100.0, ts=vclock.now()))
+    wait_until(lambda: app.broker.positions(), what="the AAPL position")
+    d.tell(WATCHDOG, RequestMode(target=TradingMode.SHUTDOWN, reason="test tier"))
+    assert app.rt.shutdown.wait(10)
+    assert app.stop("automatic shutdown") == 1  # at once, as the command line does
+    assert app.broker.positions() == []  # closed by safe before the door shut
