@@ -20,7 +20,7 @@ from typing import Any
 from aegis_actors.brokers import OPEN_STATUSES, BrokerFill, OpenOrder
 from aegis_actors.execution.book import Live
 from aegis_actors.execution.core import ExecutionCore, fill_message
-from aegis_actors.execution.positions import Held
+from aegis_actors.execution.positions import Held, stops_for
 from aegis_actors.execution.risk import client_order_id
 from aegis_actors.messages import (
     Fill,
@@ -89,8 +89,13 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
             take_profit=d.get("take_profit"),
             exit_attempts=int(ledger.get("exit_attempts", {}).get(p.symbol, 0)),
         )
-        if not d or not math.isclose(float(d.get("qty") or 0), p.qty):
+        changed = not d or not math.isclose(float(d.get("qty") or 0), p.qty)
+        if changed:
             differ(f"position {p.symbol}: ledger qty {d.get('qty')} != broker {p.qty}; broker wins")
+        if held.stop_loss is None and held.take_profit is None:
+            differ(give_stops(ex, held))  # never adopt a position no exit would ever close
+            changed = True
+        if changed:
             ex.persist_position(held)
     for symbol in sorted(set(durable) - set(held_at_broker)):
         if broker.durable:
@@ -193,6 +198,20 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
         )
     ex.publish_positions()
     return report
+
+
+def give_stops(ex: ExecutionCore, held: Held) -> str:
+    """A position the ledger holds without stops (its write was lost in an outage, or the
+    broker has one the ledger never saw) gets the stops of its posture, or of the posture
+    in force, around the broker's average price."""
+    posture = held.posture or ex.ports.current_posture() or Posture.DEFENSIVE
+    held.posture = posture
+    side = Side.BUY if held.qty > 0 else Side.SELL
+    held.stop_loss, held.take_profit = stops_for(posture, ex.settings, side, held.avg_price)
+    return (
+        f"position {held.symbol} had no stops in the ledger: stop-loss {held.stop_loss:.4f}, "
+        f"take-profit {held.take_profit:.4f} from the {posture} posture"
+    )
 
 
 def close_vanished(ex: ExecutionCore, row: dict[str, Any], now: float) -> str:
