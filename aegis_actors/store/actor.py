@@ -117,6 +117,7 @@ class Store(AegisActor):
                 sqlite_path=cfg.sqlite_path,
                 postgres_dsn=cfg.postgres_dsn,
                 connect_timeout_s=cfg.connect_timeout_s,
+                io_timeout_s=cfg.io_timeout_s,
             )
         except StoreError as exc:
             self.outage(f"cannot open the durable store: {exc}")
@@ -161,6 +162,7 @@ class Store(AegisActor):
                 sqlite_path=cfg.sqlite_path,
                 postgres_dsn=cfg.postgres_dsn,
                 connect_timeout_s=cfg.connect_timeout_s,
+                io_timeout_s=cfg.io_timeout_s,
             )
         except StoreError:
             return False
