@@ -201,7 +201,7 @@ class StoreSettings(Section):
     spool_path: str = "var/spool.db"
     spool_max: int = Field(100_000, ge=1)
     retry_initial_s: float = Field(1.0, gt=0)
-    retry_max_s: float = Field(30.0, gt=0)
+    retry_max_s: float = Field(5.0, gt=0)
     connect_timeout_s: int = Field(3, ge=1)
     io_timeout_s: float = Field(10.0, gt=0)  # PostgreSQL silent this long: an outage
 

@@ -106,3 +106,51 @@ def test_the_store_does_not_write_a_write_ahead_past_its_deadline(
     db = open_database(postgres_dsn=pg_dsn)
     assert db.select("orders") == []
     db.close()
+
+
+@pytest.mark.integration
+def test_a_write_ahead_whose_outcome_is_unknown_is_cancelled_once_the_store_is_back(
+    aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: VirtualClock
+) -> None:
+    """The link breaks during the INSERT: it may have landed. The order is not sent, so a
+    row that did land must not stay `new` (chaos finding C6)."""
+    from tcp_proxy import proxied_dsn
+
+    proxy, dsn = proxied_dsn(pg_dsn)
+    db = open_database(postgres_dsn=pg_dsn)
+    try:
+        app = aegis_factory(
+            store={
+                "postgres_dsn": dsn,
+                "spool_path": str(aegis_env / "var" / "spool.db"),
+                "retry_initial_s": 1.0,
+                "retry_max_s": 1.0,
+            },
+            feed={"symbols": ["SPY"]},
+        )
+        order = Order(
+            client_order_id="ae-maybe",
+            decision_id="d",
+            event_id="e",
+            symbol="AAPL",
+            side=Side.BUY,
+            qty=1.0,
+            order_type=OrderType.MARKET,
+            created_at=1.0,
+        )
+        proxy.cut()
+        db.insert(  # what the server had committed when the link broke
+            "orders", {**order.model_dump(mode="json"), "status": "new", "posture": None}
+        )
+        answer = app.rt.directory.ask(STORE, WriteOrder(order=order), 5.0)
+        assert answer.startswith("error")
+        proxy.restore()
+        vclock.advance(1.5)
+        row = wait_until(
+            lambda: (r := db.select("orders")[0])["status"] == "cancelled" and r,
+            what="the maybe-written row cancelled",
+        )
+        assert "outcome unknown" in row["error"]
+    finally:
+        db.close()
+        proxy.close()

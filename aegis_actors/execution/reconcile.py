@@ -40,7 +40,7 @@ from aegis_actors.messages import (
 from aegis_actors.runtime import POSTURE, STORE
 
 EPS = 1e-9
-READ_TIMEOUT_S = 5.0
+READ_TIMEOUT_S = 20.0  # the store may be replaying a long spool first: wait for the ledger
 
 
 @dataclass

@@ -171,28 +171,35 @@ class Store(AegisActor):
     def replay(self) -> str:
         """Apply spooled writes oldest first; at an outage stop and return why ("" = done)."""
         while len(self.spool):
-            for seq, kind, raw in self.spool.head(REPLAY_BATCH):
-                try:
-                    msg = getattr(m, kind).model_validate(json.loads(raw))
-                except (AttributeError, ValueError, ValidationError) as exc:
-                    self.metrics.errors.labels("spool_bad_entry").inc()
-                    self.log.error("spool entry {} ({}) unreadable, dropped: {}", seq, kind, exc)
-                    self.spool.remove(seq)
-                    continue
-                try:
-                    self.apply(msg)
-                except StoreUnavailable as exc:
-                    return str(exc)
-                except LedgerConflict as exc:
-                    self.conflict(exc)
-                except (StoreError, ValueError, TypeError) as exc:
-                    self.failed += 1
-                    self.metrics.errors.labels("store_write").inc()
-                    self.log.error("spooled {} {} rejected by the store: {}", kind, seq, exc)
-                else:
-                    self.writes += 1
-                    self.replayed += 1
-                self.spool.remove(seq)
+            done: int | None = None  # entries up to here are taken: removed in one go
+            try:
+                for seq, kind, raw in self.spool.head(REPLAY_BATCH):
+                    try:
+                        msg = getattr(m, kind).model_validate(json.loads(raw))
+                    except (AttributeError, ValueError, ValidationError) as exc:
+                        self.metrics.errors.labels("spool_bad_entry").inc()
+                        self.log.error(
+                            "spool entry {} ({}) unreadable, dropped: {}", seq, kind, exc
+                        )
+                        done = seq
+                        continue
+                    try:
+                        self.apply(msg)
+                    except StoreUnavailable as exc:
+                        return str(exc)
+                    except LedgerConflict as exc:
+                        self.conflict(exc)
+                    except (StoreError, ValueError, TypeError) as exc:
+                        self.failed += 1
+                        self.metrics.errors.labels("store_write").inc()
+                        self.log.error("spooled {} {} rejected by the store: {}", kind, seq, exc)
+                    else:
+                        self.writes += 1
+                        self.replayed += 1
+                    done = seq
+            finally:
+                if done is not None:
+                    self.spool.remove_upto(done)
         return ""
 
     def write(self, msg: Msg) -> None:
@@ -267,6 +274,15 @@ class Store(AegisActor):
                 self.outage(str(exc))
                 if o.intent == "exit":
                     return self.spool_write_ahead(msg)
+                # The INSERT may have landed before the link broke: the order is not sent,
+                # so a row that did land is cancelled once the store is back (chaos C6).
+                self.write(
+                    WriteAheadExpired(
+                        client_order_id=o.client_order_id,
+                        reason=f"write-ahead outcome unknown ({exc}); never sent",
+                        ts=self.clock.now(),
+                    )
+                )
             return f"error: {exc}"
         self.writes += 1
         return "new" if inserted else "duplicate"

@@ -78,7 +78,7 @@ PARENTS = {
     NEWS: GATEWAY,
 }  # everything else is a child of the root
 MODE_SUBSCRIBERS = (EXECUTION, POSTURE, MARKET, STORE)
-LAST_RUN_READ_S = 3.0
+LAST_RUN_READ_S = 10.0  # the store may be replaying its spool first
 _LOG_LEVEL = {
     AlertLevel.INFO: "INFO",
     AlertLevel.WARNING: "WARNING",
