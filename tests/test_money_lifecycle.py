@@ -81,3 +81,59 @@ def test_a_fill_racing_a_cancel_completes_the_order() -> None:
     assert s.apply(Cancelled()).new is OrderStatus.CANCELLED
     assert s.apply(Filled("f-2", 6.0)).new is OrderStatus.FILLED
     assert s.filled_qty == 10.0
+
+
+def test_the_ledger_moves_an_order_only_along_the_state_machine(tmp_path: object) -> None:
+    """A late `accepted` after `filled` (a replayed or reordered update) is refused by the
+    store, counted, and the row keeps `filled`."""
+    from pathlib import Path
+
+    from conftest import settle
+
+    from aegis_actors.app import Aegis
+    from aegis_actors.messages import GetStatus, Order, OrderType, Side, WriteOrder
+    from aegis_actors.runtime import STORE
+    from aegis_actors.settings import load_settings
+    from aegis_actors.store import open_database
+    from supervisors.clock import VirtualClock
+
+    root = Path(str(tmp_path))
+    db_path = str(root / "aegis.db")
+    app = Aegis(
+        load_settings(
+            None,
+            store={"sqlite_path": db_path, "spool_path": str(root / "spool.db")},
+            broker={"paper_state_path": str(root / "paper.json")},
+            run={"log_dir": str(root / "logs")},
+            dashboard={"port": 0},
+            feed={"symbols": ["SPY"]},
+        ),
+        clock=VirtualClock(),
+        stderr=False,
+    )
+    app.start()
+    settle()  # reconciliation done on an empty ledger
+    try:
+        d = app.rt.directory  # type: ignore[union-attr]
+        order = Order(
+            client_order_id="ae-1",
+            decision_id="d",
+            event_id="e",
+            symbol="AAPL",
+            side=Side.BUY,
+            qty=1.0,
+            order_type=OrderType.MARKET,
+            created_at=1.0,
+        )
+        assert d.ask(STORE, WriteOrder(order=order), 5.0) == "new"
+        d.tell(STORE, OrderUpdate(client_order_id="ae-1", status=OrderStatus.FILLED, ts=2.0))
+        d.tell(STORE, OrderUpdate(client_order_id="ae-1", status=OrderStatus.ACCEPTED, ts=3.0))
+        d.ask(STORE, GetStatus(), 5.0)
+        settle()
+        db = open_database(sqlite_path=db_path)
+        assert db.select("orders")[0]["status"] == "filled"
+        db.close()
+        refused = app.rt.metrics.errors.labels("order_status_refused")  # type: ignore[union-attr]
+        assert refused._value.get() == 1
+    finally:
+        app.stop("test over")

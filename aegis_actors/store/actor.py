@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from aegis_actors import messages as m
 from aegis_actors.base import AegisActor
+from aegis_actors.execution.lifecycle import LEGAL
 from aegis_actors.messages import (
     OPEN_STATUSES,
     AckAlert,
@@ -56,6 +57,12 @@ from aegis_actors.store.spool import Spool
 # those whose broker answer was lost (`unknown`, until reconciliation answers).
 OPEN_ORDER_STATUSES = tuple(s.value for s in (*OPEN_STATUSES, OrderStatus.UNKNOWN))
 REPLAY_BATCH = 200
+# The statuses an update to each status may come from (itself included: more fills, an
+# id or a price added): the order state machine, as the ledger applies it.
+FROM_STATUSES: dict[OrderStatus, tuple[str, ...]] = {
+    new: tuple(sorted({new.value} | {old.value for old, nxt in LEGAL.items() if new in nxt}))
+    for new in OrderStatus
+}
 # What makes two rows under one unique key the same row (an idempotent replay).
 ORDER_IDENTITY = ("decision_id", "symbol", "side", "qty", "order_type", "limit_price", "intent")
 FILL_IDENTITY = ("client_order_id", "symbol", "side", "qty", "price", "fee")
@@ -338,7 +345,21 @@ class Store(AegisActor):
             value = getattr(u, key)
             if value is not None:
                 changes[key] = value
-        self.durable.update("orders", {"client_order_id": u.client_order_id}, changes)
+        # Only along the order state machine (execution/lifecycle.py): a late or replayed
+        # update never moves a row back (e.g. `filled` to `accepted`).
+        where = {"client_order_id": u.client_order_id, "status": FROM_STATUSES[u.status]}
+        if self.durable.update("orders", where, changes):
+            return
+        rows = self.durable.select("orders", {"client_order_id": u.client_order_id}, limit=1)
+        if rows:
+            self.metrics.errors.labels("order_status_refused").inc()
+            self.log.warning(
+                "order {}: {} -> {} is not a legal move; the ledger keeps {}",
+                u.client_order_id,
+                rows[0]["status"],
+                u.status,
+                rows[0]["status"],
+            )
 
     def on_RecordFill(self, msg: RecordFill) -> None:
         self.write(msg)
