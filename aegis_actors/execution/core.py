@@ -582,8 +582,8 @@ class ExecutionCore:
             self.exit(held, reason)
 
     def exit(self, held: Held, reason: str) -> None:
-        if not self.mode.allows_exits():
-            return
+        if not self.mode.allows_exits() or self.ports.run_stopping():
+            return  # stopping: the next run's reconciliation and stops take it from here
         order = exit_order(held, reason, "", self.now())
         held.exiting = order.client_order_id
         self.log.info(
