@@ -143,3 +143,64 @@ def test_rest_broker_fill_ids_are_unique_across_a_restart_and_later_fills_are_se
         assert {f.fill_id for f in before}.isdisjoint({f.fill_id for f in after})
     finally:
         sim.stop()
+
+
+@pytest.mark.integration
+def test_issue_repro_kill_9_then_restart_with_default_settings(tmp_path: Path, pg_dsn: str) -> None:
+    """The issue's own repro, default broker settings: run on PostgreSQL, kill -9, run
+    again in the same folder; no `filled` order is left without its fills."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psycopg2
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AEGIS_")}
+    env.update(
+        PYTHONPATH=str(root),
+        AEGIS_POSTGRES_DSN=pg_dsn,
+        AEGIS_FEED__TICK_INTERVAL_S="0.02",
+        AEGIS_FEED__VOLATILITY="0.01",
+        AEGIS_DASHBOARD__PORT="0",
+    )
+
+    def count(sql: str) -> int:
+        try:
+            with psycopg2.connect(pg_dsn, connect_timeout=2) as conn, conn.cursor() as cur:
+                cur.execute(sql)
+                row = cur.fetchone()
+                return int(row[0]) if row else 0
+        except psycopg2.Error:
+            return 0
+
+    cmd = [sys.executable, "-m", "aegis_actors", "--for", "60"]
+    first = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_until(lambda: count("SELECT COUNT(*) FROM fills") >= 10, timeout=40, what="fills")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    second = subprocess.run(
+        [sys.executable, "-m", "aegis_actors", "--for", "4"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert (tmp_path / "var" / "paper.json").exists()  # the paper book is durable by default
+    orphans = count(
+        "SELECT COUNT(*) FROM orders o WHERE status = 'filled' AND NOT EXISTS "
+        "(SELECT 1 FROM fills f WHERE f.client_order_id = o.client_order_id)"
+    )
+    assert orphans == 0
+    short = count(
+        "SELECT COUNT(*) FROM orders o WHERE status = 'filled' AND o.qty - 1e-9 > "
+        "(SELECT COALESCE(SUM(f.qty), 0) FROM fills f WHERE f.client_order_id = o.client_order_id)"
+    )
+    assert short == 0
