@@ -154,3 +154,54 @@ def test_a_write_ahead_whose_outcome_is_unknown_is_cancelled_once_the_store_is_b
     finally:
         db.close()
         proxy.close()
+
+
+@pytest.mark.integration
+def test_a_ledger_unreadable_at_start_is_reconciled_as_soon_as_it_can_be_read(
+    aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: VirtualClock
+) -> None:
+    """A write-ahead left `new` by the last run (never sent) while the store cannot be read
+    at start: reconciliation checks it with the broker once the ledger is back (C6)."""
+    from tcp_proxy import proxied_dsn
+
+    db = open_database(postgres_dsn=pg_dsn)
+    db.insert(
+        "orders",
+        {
+            "client_order_id": "ae-left-new",
+            "decision_id": "d",
+            "symbol": "AAPL",
+            "side": "buy",
+            "qty": 1.0,
+            "order_type": "market",
+            "intent": "entry",
+            "status": "new",
+            "created_at": 1.0,
+        },
+    )
+    proxy, dsn = proxied_dsn(pg_dsn)
+    proxy.cut()
+    try:
+        aegis_factory(
+            store={
+                "postgres_dsn": dsn,
+                "spool_path": str(aegis_env / "var" / "spool.db"),
+                "retry_initial_s": 1.0,
+                "retry_max_s": 1.0,
+            },
+            broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
+            feed={"symbols": ["SPY"]},
+        )
+        assert db.select("orders")[0]["status"] == "new"
+        proxy.restore()
+        for _ in range(12):  # the store's retry, then execution's next sweep
+            vclock.advance(0.5)
+            settle()
+        row = wait_until(
+            lambda: (r := db.select("orders")[0])["status"] == "cancelled" and r,
+            what="the stale row reconciled",
+        )
+        assert "never reached the broker" in row["error"]
+    finally:
+        db.close()
+        proxy.close()

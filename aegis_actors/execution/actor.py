@@ -15,7 +15,7 @@ from aegis_actors.base import AegisActor
 from aegis_actors.brokers import Broker
 from aegis_actors.context import K_ACCOUNT, K_MODE, K_POSITIONS, K_POSTURE
 from aegis_actors.execution.core import ExecutionCore, Held, Live, Pending
-from aegis_actors.execution.reconcile import reconcile_on_start
+from aegis_actors.execution.reconcile import reconcile_later, reconcile_on_start
 from aegis_actors.messages import (
     Decision,
     GetStatus,
@@ -95,6 +95,8 @@ class Execution(AegisActor):
 
     def on__Sweep(self, _msg: _Sweep) -> None:
         try:
+            if not self.reconciled.ledger_read:  # unreadable at start: check the orders now
+                reconcile_later(self.core, self.reconciled)
             self.core.sweep()
         finally:
             self.after(SWEEP_EVERY_S, _Sweep())

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from aegis_actors.brokers import OPEN_STATUSES, BrokerFill, OpenOrder
+from aegis_actors.brokers import OPEN_STATUSES, BrokerError, BrokerFill, OpenOrder
 from aegis_actors.execution.book import Live
 from aegis_actors.execution.core import ExecutionCore, fill_message
 from aegis_actors.execution.positions import Held, stops_for
@@ -40,7 +40,8 @@ from aegis_actors.messages import (
 from aegis_actors.runtime import POSTURE, STORE
 
 EPS = 1e-9
-READ_TIMEOUT_S = 20.0  # the store may be replaying a long spool first: wait for the ledger
+READ_TIMEOUT_S = 20.0
+LATER_READ_S = 1.0  # the store may be replaying a long spool first: wait for the ledger
 
 
 @dataclass
@@ -52,6 +53,11 @@ class Report:
     recovered_fills: int = 0
     ledger_read: bool = True
 
+    def differ(self, ex: ExecutionCore, line: str) -> None:
+        self.differences.append(line)
+        ex.log.warning("reconcile: {}", line)
+        ex.metrics.errors.labels("reconcile_difference").inc()
+
 
 def reconcile_on_start(ex: ExecutionCore) -> Report:
     """Run once by the execution actor on start, on its core (not the actor: the core's
@@ -61,9 +67,7 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
     broker = ex.broker
 
     def differ(line: str) -> None:
-        report.differences.append(line)
-        ex.log.warning("reconcile: {}", line)
-        ex.metrics.errors.labels("reconcile_difference").inc()
+        report.differ(ex, line)
 
     try:
         durable: dict[str, Any] = ex.ports.ask(STORE, LoadState(symbol=""), READ_TIMEOUT_S)[
@@ -105,67 +109,18 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
             differ(close_vanished(ex, durable[symbol], now))
 
     # -- orders the ledger has as open --------------------------------------------------
-    known: set[str] = set()
-    for row in ledger["orders"]:
-        coid = row["client_order_id"]
-        known.add(coid)
-        at_broker = broker.order(coid)
-        if at_broker is None:
-            differ(
-                f"order {coid} ({row['status']}) never reached the broker: cancelled, not resent"
-            )
-            ex.ports.send(
-                STORE,
-                OrderUpdate(
-                    client_order_id=coid,
-                    status=OrderStatus.CANCELLED,
-                    ts=now,
-                    error="never reached the broker (found at start-up reconciliation)",
-                ),
-            )
-            continue
-        fills = broker.fills_for(coid)
-        recorded = float(ledger["filled"].get(coid, 0.0))
-        if at_broker.filled_qty > recorded + EPS:
-            seen = set(ledger["fill_ids"].get(coid, []))
-            missing = [f for f in fills if f.fill_id not in seen]
-            for f in missing:
-                ex.ports.send(STORE, RecordFill(fill=fill_message(f)))
-            report.recovered_fills += len(missing)
-            differ(
-                f"order {coid}: broker filled {at_broker.filled_qty}, ledger has fills for "
-                f"{recorded}; {len(missing)} fill(s) recovered from the broker"
-            )
-        avg = avg_price(fills) or row.get("avg_fill_price")
-        if (
-            at_broker.status.value != row["status"]
-            or not math.isclose(at_broker.filled_qty, float(row.get("filled_qty") or 0.0))
-            or at_broker.broker_order_id != row.get("broker_order_id")
-        ):
-            differ(
-                f"order {coid}: ledger {row['status']} filled {row.get('filled_qty')} -> "
-                f"broker {at_broker.status.value} filled {at_broker.filled_qty}"
-            )
-            ex.ports.send(
-                STORE,
-                OrderUpdate(
-                    client_order_id=coid,
-                    status=at_broker.status,
-                    ts=now,
-                    broker_order_id=at_broker.broker_order_id,
-                    filled_qty=at_broker.filled_qty,
-                    avg_fill_price=avg if at_broker.filled_qty > 0 else None,
-                ),
-            )
-        if at_broker.status in OPEN_STATUSES:
-            track(ex, order_from_row(row, now), at_broker, avg, report)
+    known = {row["client_order_id"] for row in ledger["orders"]}
+    ledger_orders(ex, ledger, report, now)
 
     # -- orders working at the broker that the ledger does not list as open -------------
     for o in broker.open_orders():
         if o.client_order_id in known:
             continue
         order = order_from_broker(o, now)
-        written = ex.ports.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
+        try:
+            written = ex.ports.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
+        except Exception as exc:  # the store is busy or down: the order is still followed
+            written = f"error: {exc}"
         if written == "new":
             differ(f"order {o.client_order_id} working at the broker, not in the ledger: added")
         else:
@@ -198,6 +153,88 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
         )
     ex.publish_positions()
     return report
+
+
+def ledger_orders(ex: ExecutionCore, ledger: dict[str, Any], report: Report, now: float) -> None:
+    """Each order the ledger has as open (or filled short of its fills), against the
+    broker: never sent -> cancelled; status, fills and filled qty from the broker; still
+    working -> followed again."""
+    broker = ex.broker
+    for row in ledger["orders"]:
+        coid = row["client_order_id"]
+        at_broker = broker.order(coid)
+        if at_broker is None:
+            report.differ(
+                ex,
+                f"order {coid} ({row['status']}) never reached the broker: cancelled, not resent",
+            )
+            ex.ports.send(
+                STORE,
+                OrderUpdate(
+                    client_order_id=coid,
+                    status=OrderStatus.CANCELLED,
+                    ts=now,
+                    error="never reached the broker (found at start-up reconciliation)",
+                ),
+            )
+            continue
+        fills = broker.fills_for(coid)
+        recorded = float(ledger["filled"].get(coid, 0.0))
+        if at_broker.filled_qty > recorded + EPS:
+            seen = set(ledger["fill_ids"].get(coid, []))
+            missing = [f for f in fills if f.fill_id not in seen]
+            for f in missing:
+                ex.ports.send(STORE, RecordFill(fill=fill_message(f)))
+            report.recovered_fills += len(missing)
+            report.differ(
+                ex,
+                f"order {coid}: broker filled {at_broker.filled_qty}, ledger has fills for "
+                f"{recorded}; {len(missing)} fill(s) recovered from the broker",
+            )
+        avg = avg_price(fills) or row.get("avg_fill_price")
+        if (
+            at_broker.status.value != row["status"]
+            or not math.isclose(at_broker.filled_qty, float(row.get("filled_qty") or 0.0))
+            or at_broker.broker_order_id != row.get("broker_order_id")
+        ):
+            report.differ(
+                ex,
+                f"order {coid}: ledger {row['status']} filled {row.get('filled_qty')} -> "
+                f"broker {at_broker.status.value} filled {at_broker.filled_qty}",
+            )
+            ex.ports.send(
+                STORE,
+                OrderUpdate(
+                    client_order_id=coid,
+                    status=at_broker.status,
+                    ts=now,
+                    broker_order_id=at_broker.broker_order_id,
+                    filled_qty=at_broker.filled_qty,
+                    avg_fill_price=avg if at_broker.filled_qty > 0 else None,
+                ),
+            )
+        if at_broker.status in OPEN_STATUSES:
+            track(ex, order_from_row(row, now), at_broker, avg, report)
+
+
+def reconcile_later(ex: ExecutionCore, report: Report) -> bool:
+    """The ledger was unreadable at start (a store still replaying its spool, or down):
+    the orders part is done as soon as it can be read. True once done."""
+    try:
+        ledger = ex.ports.ask(STORE, LoadLedger(), LATER_READ_S)
+    except Exception:
+        return False
+    before = len(report.differences)
+    try:
+        ledger_orders(ex, ledger, report, ex.now())
+    except BrokerError as exc:
+        ex.log.warning("reconcile: broker unavailable for the late ledger check: {}", exc)
+        return False
+    report.ledger_read = True
+    ex.log.warning(
+        "reconcile: ledger read late; {} difference(s) fixed", len(report.differences) - before
+    )
+    return True
 
 
 def give_stops(ex: ExecutionCore, held: Held) -> str:
