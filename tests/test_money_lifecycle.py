@@ -4,6 +4,7 @@ reach an illegal state and never lose a fill."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -137,3 +138,17 @@ def test_the_ledger_moves_an_order_only_along_the_state_machine(tmp_path: object
         assert refused._value.get() == 1
     finally:
         app.stop("test over")
+
+
+@pytest.mark.integration
+def test_legacy_statuses_are_migrated_into_the_vocabulary(pg_dsn: str) -> None:
+    from aegis_actors.store import open_database
+
+    db = open_database(postgres_dsn=pg_dsn)
+    row = {"client_order_id": "ae-old", "symbol": "AAPL", "side": "buy", "qty": 1.0}
+    db.insert("orders", {**row, "status": "failed"})
+    db.delete("schema_version", {"version": 11})  # as a ledger from before issue 11
+    db.migrate()
+    (migrated,) = db.select("orders")
+    db.close()
+    assert migrated["status"] == "cancelled" and migrated["error"] == "legacy status failed"

@@ -167,6 +167,14 @@ ALTER TABLE decisions ADD COLUMN verdict_confidence {real}
 """
 
 
+# Issue 11: one order vocabulary. Statuses written by earlier builds outside it ("failed":
+# the broker never had the order) become what they meant.
+_MIGRATION_11 = """
+UPDATE orders SET status = 'cancelled', error = COALESCE(error, 'legacy status ' || status)
+WHERE status IN ('failed', 'error', 'sent')
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step; ``sql`` is a dialect template of ``;``-separated statements."""
@@ -184,6 +192,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _MIGRATION_1),
     Migration(5, "decisions: prompt versions, models, tokens, cost, confidences", _MIGRATION_5),
+    Migration(11, "orders: one status vocabulary (issue 11)", _MIGRATION_11),
 )
 
 
