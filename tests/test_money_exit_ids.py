@@ -115,7 +115,7 @@ def test_stop_loss_written_but_never_sent_before_a_restart_still_closes(
     assert rows[stuck]["status"] == "cancelled"  # never reached the broker: not resent
     exits = [r for r in rows.values() if r["intent"] == "exit" and r["client_order_id"] != stuck]
     assert [(r["status"], r["filled_qty"]) for r in exits] == [("filled", 10.0)]
-    assert db.select("positions") == []
+    wait_until(lambda: db.select("positions") == [], what="the position gone from the ledger")
     fills = {f["client_order_id"] for f in db.select("fills")}
     assert exits[0]["client_order_id"] in fills
     db.close()

@@ -71,7 +71,7 @@ def test_a_throwaway_book_is_closed_at_restart_with_a_fill_and_pnl(
     settle()
     db = open_database(postgres_dsn=pg_dsn)
     wait_until(lambda: db.count("fills") == 2, what="the closing fill in the ledger")
-    assert db.select("positions") == []
+    wait_until(lambda: db.select("positions") == [], what="the position closed in the ledger")
     closes = [r for r in db.select("orders") if r["decision_id"] == "restart-close"]
     assert [(r["status"], r["side"], r["intent"]) for r in closes] == [("filled", "sell", "exit")]
     assert "did not survive the restart" in closes[0]["error"]
