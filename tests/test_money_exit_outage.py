@@ -102,3 +102,41 @@ def test_stop_loss_goes_out_while_postgres_is_down_and_is_in_the_ledger_after(
     finally:
         db.close()
         proxy.close()
+
+
+@pytest.mark.integration
+def test_a_long_spool_never_holds_up_the_stop_and_is_kept_for_the_next_run(
+    aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: VirtualClock
+) -> None:
+    from aegis_actors.messages import KvPut
+
+    proxy, dsn = proxied_dsn(pg_dsn)
+    settings = {
+        "store": {
+            "postgres_dsn": dsn,
+            "spool_path": str(aegis_env / "var" / "spool.db"),
+            "retry_initial_s": 1.0,
+            "retry_max_s": 1.0,
+        },
+        "feed": {"symbols": ["SPY"]},
+    }
+    try:
+        app = aegis_factory(**settings)
+        d = app.rt.directory
+        proxy.cut()
+        for i in range(300):
+            d.tell(STORE, KvPut(key=f"k{i}", value=i, ts=vclock.now()))
+        wait_until(lambda: d.ask(STORE, GetStatus(), 5.0)["spool"] >= 300, what="spooled")
+        app.rt.stopping.set()  # the stop has begun when the store comes back
+        proxy.restore()
+        vclock.advance(1.5)
+        settle()
+        assert d.ask(STORE, GetStatus(), 5.0)["spool"] >= 300  # kept, not replayed now
+        assert app.stop("test") == 0
+        again = aegis_factory(**settings)  # the next run replays it first
+        wait_until(lambda: again.rt.directory.ask(STORE, GetStatus(), 5.0)["spool"] == 0)
+        db = open_database(postgres_dsn=pg_dsn)
+        assert db.count("kv", {"key": "k299"}) == 1
+        db.close()
+    finally:
+        proxy.close()

@@ -178,6 +178,11 @@ class Store(AegisActor):
     def replay(self) -> str:
         """Apply spooled writes oldest first; at an outage stop and return why ("" = done)."""
         while len(self.spool):
+            if self.rt.stopping.is_set():  # a long spool never holds up the stop
+                self.log.warning(
+                    "stopping: {} spooled writes kept for the next run", len(self.spool)
+                )
+                return ""
             done: int | None = None  # entries up to here are taken: removed in one go
             try:
                 for seq, kind, raw in self.spool.head(REPLAY_BATCH):
