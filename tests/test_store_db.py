@@ -90,14 +90,12 @@ def _physical_columns(db: Database, table: str) -> set[str]:
         conn = db._ensure()
         return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
     assert isinstance(db, PostgresDatabase)
-    conn = db._ensure()
-    with conn.cursor() as cur:
+    with db._ensure().cursor() as cur:
         cur.execute(
             "SELECT column_name FROM information_schema.columns "
             "WHERE table_schema = current_schema() AND table_name = %s",
             (table,),
         )
-        db._wait(conn, 5.0)  # the store's connection is asynchronous
         return {r[0] for r in cur.fetchall()}
 
 

@@ -4,17 +4,21 @@ A dead connection surfaces as StoreUnavailable on writes (replaying a write whos
 outcome is unknown could duplicate it) while reads reconnect and retry once. The
 next call after any failure opens a fresh connection.
 
-The connection is psycopg2's asynchronous kind, driven here with a deadline on every
-wait: a server that stops answering (a black hole: the socket stays open, nothing comes
-back, keepalives are still acknowledged on the way) is an outage after `io_timeout_s`,
-instead of a store actor blocked for good (issue 11: exits must not wait on it).
+Every wait on the server has a deadline: psycopg2 waits through a callback
+(`psycopg2.extensions.set_wait_callback`, so the API stays synchronous), and for this
+store's connections the callback gives up after `io_timeout_s` of silence (connecting:
+`connect_timeout`). A server that stops answering (a black hole: the socket stays open,
+nothing comes back) is then an outage, not a store actor blocked for good (issue 11:
+exits must not wait on it). Other psycopg2 connections in the process wait as before.
 """
 
 from __future__ import annotations
 
 import re
 import select
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -30,6 +34,37 @@ MIGRATION_LOCK_KEY = 0x41454749_53000001  # "AEGIS" + 1
 MIGRATION_WAIT_S = 60.0
 
 _CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+# Deadlines by connection (this store's only), and for a connect in progress by thread.
+_IO_TIMEOUTS: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_CONNECTING = threading.local()
+
+
+class ServerSilent(psycopg2.OperationalError):
+    """No answer from the server within the deadline: the link is treated as broken."""
+
+
+def _wait(conn: Any) -> None:
+    """psycopg2's wait callback: `select` on the socket, with this store's deadline."""
+    timeout = _IO_TIMEOUTS.get(conn, getattr(_CONNECTING, "timeout", None))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise ServerSilent(f"no answer from the server within {timeout:g}s")
+        fd = conn.fileno()
+        if state == psycopg2.extensions.POLL_READ:
+            select.select([fd], [], [], left)
+        elif state == psycopg2.extensions.POLL_WRITE:
+            select.select([], [fd], [], left)
+        else:  # pragma: no cover - psycopg2 documents no other state
+            raise psycopg2.OperationalError(f"bad poll state {state}")
+
+
+psycopg2.extensions.set_wait_callback(_wait)
 
 
 def redact_dsn(dsn: str) -> str:
@@ -59,11 +94,8 @@ class PostgresDatabase(Database):
         super().__init__()
         self.dsn = dsn
         self.connect_timeout = float(connect_timeout)
-        # A statement the server is working on may take up to its statement_timeout; past
-        # that plus a margin, silence means the server (or the path to it) is gone.
         self.io_timeout = max(io_timeout_s, 0.001)
         self._connect_kwargs: dict[str, Any] = {
-            "async_": True,
             "connect_timeout": connect_timeout,
             "application_name": application_name,
             "options": f"-c statement_timeout={int(statement_timeout_ms)}",
@@ -86,39 +118,19 @@ class PostgresDatabase(Database):
         if self._conn is not None and self._conn.closed:
             self._conn = None
         if self._conn is None:
-            conn = None
+            _CONNECTING.timeout = self.connect_timeout
             try:
                 conn = psycopg2.connect(self.dsn, **self._connect_kwargs)
-                self._wait(conn, self.connect_timeout)  # async: autocommit by nature
-            except (psycopg2.Error, TimeoutError) as exc:
-                if conn is not None:
-                    with suppress(psycopg2.Error):
-                        conn.close()
+                _IO_TIMEOUTS[conn] = self.io_timeout
+                conn.autocommit = True
+            except psycopg2.Error as exc:
                 raise StoreUnavailable(
                     f"cannot connect to {redact_dsn(self.dsn)}: {str(exc).strip()}"
                 ) from exc
+            finally:
+                _CONNECTING.timeout = None
             self._conn = conn
         return self._conn
-
-    @staticmethod
-    def _wait(conn: psycopg2.extensions.connection, timeout: float) -> None:
-        """Drive an asynchronous connection until its operation is done, or raise
-        TimeoutError when nothing has moved it to the end within `timeout` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            state = conn.poll()
-            if state == psycopg2.extensions.POLL_OK:
-                return
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError(f"no answer from the server within {timeout:g}s")
-            fd = conn.fileno()
-            if state == psycopg2.extensions.POLL_READ:
-                select.select([fd], [], [], left)
-            elif state == psycopg2.extensions.POLL_WRITE:
-                select.select([], [fd], [], left)
-            else:  # pragma: no cover - psycopg2 documents no other state
-                raise psycopg2.OperationalError(f"bad poll state {state}")
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -144,19 +156,12 @@ class PostgresDatabase(Database):
                 try:
                     with conn.cursor() as cur:
                         cur.execute(sql, tuple(params) if params else None)
-                        self._wait(conn, self.io_timeout)
                         rows = (
                             rows_from_cursor(cur.description, cur.fetchall())
                             if cur.description
                             else []
                         )
                         return cur.rowcount, rows
-                except TimeoutError as exc:
-                    self._drop()  # the statement's fate is unknown: never reuse that link
-                    silent = StoreUnavailable(f"postgres unavailable: {exc}")
-                    if attempt + 1 < attempts:
-                        continue
-                    raise silent from exc
                 except psycopg2.Error as exc:
                     error = self._translate(exc)
                     if isinstance(error, StoreUnavailable) and attempt + 1 < attempts:
@@ -168,34 +173,33 @@ class PostgresDatabase(Database):
     def _migration_tx(self) -> Iterator[MigrationRunner]:
         with self._lock:
             conn = self._ensure()
+            # Other processes may be migrating: waiting on their lock is not silence.
+            _IO_TIMEOUTS[conn] = max(self.io_timeout, MIGRATION_WAIT_S)
             try:
                 with conn.cursor() as cur:
-                    # Other processes may be migrating: waiting on their lock is not silence.
-                    timeout = max(self.io_timeout, MIGRATION_WAIT_S)
 
                     def run(sql: str, params: Params) -> list[tuple[Any, ...]]:
                         cur.execute(sql, tuple(params) if params else None)
-                        self._wait(conn, timeout)
                         return list(cur.fetchall()) if cur.description else []
 
-                    run("BEGIN", ())
+                    cur.execute("BEGIN")
                     try:
                         # Held until COMMIT/ROLLBACK: concurrent migrators queue here.
-                        run("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
+                        cur.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK_KEY,))
                         yield run
-                        run("COMMIT", ())
+                        cur.execute("COMMIT")
                     except BaseException:
                         if not conn.closed:
                             try:
-                                run("ROLLBACK", ())
-                            except (psycopg2.Error, TimeoutError):
+                                cur.execute("ROLLBACK")
+                            except psycopg2.Error:
                                 self._drop()
                         raise
-            except TimeoutError as exc:
-                self._drop()
-                raise StoreUnavailable(f"postgres unavailable: {exc}") from exc
             except psycopg2.Error as exc:
                 raise self._translate(exc) from exc
+            finally:
+                if not conn.closed:
+                    _IO_TIMEOUTS[conn] = self.io_timeout
 
     def close(self) -> None:
         with self._lock:
