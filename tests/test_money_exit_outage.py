@@ -106,10 +106,16 @@ def test_stop_loss_goes_out_while_postgres_is_down_and_is_in_the_ledger_after(
 
 @pytest.mark.integration
 def test_a_long_spool_never_holds_up_the_stop_and_is_kept_for_the_next_run(
-    aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: VirtualClock
+    aegis_factory: Callable[..., Any],
+    aegis_env: Path,
+    pg_dsn: str,
+    vclock: VirtualClock,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from aegis_actors.messages import KvPut
+    from aegis_actors.store import actor as store_actor
 
+    monkeypatch.setattr(store_actor, "STOP_REPLAY_BUDGET_S", 0.0)  # "long": past the budget
     proxy, dsn = proxied_dsn(pg_dsn)
     settings = {
         "store": {

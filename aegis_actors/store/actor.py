@@ -57,6 +57,7 @@ from aegis_actors.store.spool import Spool
 # those whose broker answer was lost (`unknown`, until reconciliation answers).
 OPEN_ORDER_STATUSES = tuple(s.value for s in (*OPEN_STATUSES, OrderStatus.UNKNOWN))
 REPLAY_BATCH = 200
+STOP_REPLAY_BUDGET_S = 3.0  # a spool still replaying when the run stops: this long, then kept
 # The statuses an update to each status may come from (itself included: more fills, an
 # id or a price added): the order state machine, as the ledger applies it.
 FROM_STATUSES: dict[OrderStatus, tuple[str, ...]] = {
@@ -154,7 +155,8 @@ class Store(AegisActor):
             self.outage_reason = ""
             why = self.replay()
             if not why:
-                self.log.warning("durable store back: spool replayed, orders allowed again")
+                left = f"; {len(self.spool)} writes still spooled" if len(self.spool) else ""
+                self.log.warning("durable store back: orders allowed again{}", left)
                 return
             self.outage_reason = why
         self.backoff = min(self.backoff * 2, self.settings.store.retry_max_s)
@@ -177,12 +179,15 @@ class Store(AegisActor):
 
     def replay(self) -> str:
         """Apply spooled writes oldest first; at an outage stop and return why ("" = done)."""
+        cutoff: float | None = None
         while len(self.spool):
-            if self.rt.stopping.is_set():  # a long spool never holds up the stop
-                self.log.warning(
-                    "stopping: {} spooled writes kept for the next run", len(self.spool)
-                )
-                return ""
+            if self.rt.stopping.is_set():  # a long spool never holds up the stop for long
+                cutoff = cutoff or time.monotonic() + STOP_REPLAY_BUDGET_S
+                if time.monotonic() >= cutoff:
+                    self.log.warning(
+                        "stopping: {} spooled writes kept for the next run", len(self.spool)
+                    )
+                    return ""
             done: int | None = None  # entries up to here are taken: removed in one go
             try:
                 for seq, kind, raw in self.spool.head(REPLAY_BATCH):
