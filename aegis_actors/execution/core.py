@@ -38,6 +38,7 @@ from aegis_actors.execution.results import (
     in_flight,
 )
 from aegis_actors.execution.risk import client_order_id
+from aegis_actors.hush import Hush
 from aegis_actors.messages import (
     DECISION,
     DONE,
@@ -130,6 +131,7 @@ class ExecutionCore:
         acct = broker.account()
         self.equity, self.cash = acct.equity, acct.cash
         self.gate = Gate(settings.risk, self.equity, now())
+        self.hush = Hush(burst=5)
 
     # The book's and the gate's parts, by the names tests and status have always used.
     @property
@@ -183,6 +185,9 @@ class ExecutionCore:
                 "decision made under {}, posture now {}: sized by {}", d.posture, posture, posture
             )
         params = posture_params(self.settings, posture)
+        cheap = self.risk.precheck(mode=self.mode, params=params, open_positions=self.open_count())
+        if cheap is not None:  # cheap checks first: no account call, no order built
+            return self.refuse(d, cheap.check, cheap.why)
         try:
             self.equity = self.broker.account().equity
         except BrokerError as exc:
@@ -285,14 +290,17 @@ class ExecutionCore:
     def denied(self, order: Order, denial: OrderDenied) -> OrderDenied:
         self.stats["refused"] += 1
         self.metrics.refused.labels(denial.check).inc()
-        self.log.bind(event_id=order.event_id or None).warning(
-            "{} {} {} refused by {} check: {}",
-            order.intent,
-            order.side,
-            order.symbol,
-            denial.check,
-            denial.reason,
-        )
+        hushed = self.hush.allow(denial.check, self.now())
+        if hushed is not None:  # a few lines a minute per check; all are counted
+            self.log.bind(event_id=order.event_id or None).warning(
+                "{} {} {} refused by {} check: {}{}",
+                order.intent,
+                order.side,
+                order.symbol,
+                denial.check,
+                denial.reason,
+                f" ({hushed} more refused by it not logged)" if hushed else "",
+            )
         return denial
 
     def place(
@@ -418,7 +426,14 @@ class ExecutionCore:
     def refuse(self, d: Decision, check: str, why: str) -> None:
         self.stats["refused"] += 1
         self.metrics.refused.labels(check).inc()
-        self.log.bind(event_id=d.event_id).warning("order refused by {} check: {}", check, why)
+        hushed = self.hush.allow(check, self.now())
+        if hushed is not None:  # a few lines a minute per check; all are counted
+            self.log.bind(event_id=d.event_id).warning(
+                "order refused by {} check: {}{}",
+                check,
+                why,
+                f" ({hushed} more refused by it not logged)" if hushed else "",
+            )
         self.done(d, Outcome.REFUSED, f"{check}: {why}")
 
     def done(self, d: Decision, outcome: Outcome, detail: str) -> None:
@@ -429,8 +444,7 @@ class ExecutionCore:
             outcome=outcome,
             detail=detail,
         )
-        self.ports.send(MARKET, done)
-        self.ports.send(WATCHDOG, done)
+        self.ports.send(MARKET, done)  # the gateway frees the symbol and tells the watchdog
 
     def record(self, msg: Msg) -> None:
         self.ports.send(STORE, msg)
