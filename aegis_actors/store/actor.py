@@ -218,35 +218,49 @@ class Store(AegisActor):
                         "stopping: {} spooled writes kept for the next run", len(self.spool)
                     )
                     return ""
-            done: int | None = None  # entries up to here are taken: removed in one go
-            try:
-                for seq, kind, raw in self.spool.head(REPLAY_BATCH):
-                    try:
-                        msg = getattr(m, kind).model_validate(json.loads(raw))
-                    except (AttributeError, ValueError, ValidationError) as exc:
-                        self.metrics.errors.labels("spool_bad_entry").inc()
-                        self.log.error(
-                            "spool entry {} ({}) unreadable, dropped: {}", seq, kind, exc
-                        )
-                        done = seq
-                        continue
-                    try:
+            batch = self.spool.head(REPLAY_BATCH)
+            msgs: list[tuple[int, str, Msg]] = []
+            for seq, kind, raw in batch:
+                try:
+                    msgs.append((seq, kind, getattr(m, kind).model_validate(json.loads(raw))))
+                except (AttributeError, ValueError, ValidationError) as exc:
+                    self.metrics.errors.labels("spool_bad_entry").inc()
+                    self.log.error("spool entry {} ({}) unreadable, dropped: {}", seq, kind, exc)
+            try:  # one durable commit per batch (the spool's entries go only after it)
+                with self.durable.transaction(durable=True):
+                    for _seq, _kind, msg in msgs:
                         self.apply(msg)
-                    except StoreUnavailable as exc:
-                        return str(exc)
-                    except LedgerConflict as exc:
-                        self.conflict(exc)
-                    except (StoreError, ValueError, TypeError) as exc:
-                        self.failed += 1
-                        self.metrics.errors.labels("store_write").inc()
-                        self.log.error("spooled {} {} rejected by the store: {}", kind, seq, exc)
-                    else:
-                        self.writes += 1
-                        self.replayed += 1
-                    done = seq
-            finally:
-                if done is not None:
-                    self.spool.remove_upto(done)
+            except StoreUnavailable as exc:
+                return str(exc)  # rolled back: the whole batch is replayed next time
+            except (StoreError, ValueError, TypeError):
+                why = self.replay_one_by_one(msgs)  # rolled back: find the bad one
+                if why:
+                    return why
+            else:
+                self.writes += len(msgs)
+                self.replayed += len(msgs)
+            self.spool.remove_upto(batch[-1][0])
+        return ""
+
+    def replay_one_by_one(self, msgs: list[tuple[int, str, Msg]]) -> str:
+        """A batch that failed as a whole, entry by entry: a refused entry is logged and
+        dropped, the rest written; at an outage, what is done is removed and why returned."""
+        for i, (seq, kind, msg) in enumerate(msgs):
+            try:
+                self.apply(msg)
+            except StoreUnavailable as exc:
+                if i:
+                    self.spool.remove_upto(msgs[i - 1][0])
+                return str(exc)
+            except LedgerConflict as exc:
+                self.conflict(exc)
+            except (StoreError, ValueError, TypeError) as exc:
+                self.failed += 1
+                self.metrics.errors.labels("store_write").inc()
+                self.log.error("spooled {} {} rejected by the store: {}", kind, seq, exc)
+            else:
+                self.writes += 1
+                self.replayed += 1
         return ""
 
     def on_receive(self, message: Any) -> Any:
