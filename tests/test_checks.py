@@ -1,0 +1,229 @@
+"""`check` as an operator relies on it: each item a real probe, good and bad, against the
+fake broker, feed and LLM servers of the suite, real Redis and real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import REDIS_URL
+from feed_server import FeedServer
+from llm_fake import FakeLlm
+
+from aegis_actors.brokers.alpaca_sim import AlpacaSim
+from aegis_actors.checks import Item, Status, clock_item, run_checks
+from aegis_actors.settings import load_settings
+from aegis_actors.store import open_database
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def items(aegis_env: Path, **sections: Any) -> dict[str, Item]:
+    sections.setdefault("run", {"log_dir": str(aegis_env / "logs")})
+    store = {"sqlite_path": str(aegis_env / "var" / "aegis.db")}
+    store.update(sections.pop("store", {}))
+    out = run_checks(load_settings(None, store=store, **sections))
+    return {i.name: i for i in out}
+
+
+@pytest.fixture
+def sim() -> Iterator[AlpacaSim]:
+    s = AlpacaSim(key_id="good-id", secret_key="good-secret").start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def feed() -> Iterator[FeedServer]:
+    f = FeedServer(key="feed-key", secret="feed-secret").start()
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def llm() -> Iterator[FakeLlm]:
+    f = FakeLlm(api_key="sk-good")
+    yield f
+    f.close()
+
+
+def test_broker_keys_valid_and_account_read(
+    aegis_env: Path, sim: AlpacaSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_BROKER__KEY_ID", "good-id")
+    monkeypatch.setenv("AEGIS_BROKER__SECRET_KEY", "good-secret")
+    got = items(aegis_env, broker={"kind": "alpaca", "url": sim.url})
+    assert got["broker account"].status is Status.PASS, got["broker account"]
+    assert "equity 100,000.00" in got["broker account"].detail
+    assert got["clock skew"].status is Status.PASS  # the sim's Date header is this clock
+    assert ("GET", "/v2/account") in sim.requests
+
+
+def test_bad_broker_keys_fail_naming_the_variables_never_the_values(
+    aegis_env: Path, sim: AlpacaSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_BROKER__KEY_ID", "good-id")
+    monkeypatch.setenv("AEGIS_BROKER__SECRET_KEY", "wrong-secret-value")
+    got = items(aegis_env, broker={"kind": "alpaca", "url": sim.url})["broker account"]
+    assert got.status is Status.FAIL
+    assert "(403)" in got.detail and "AEGIS_BROKER__SECRET_KEY" in got.detail
+    assert "wrong-secret-value" not in got.detail
+
+
+def test_unreachable_broker_fails(aegis_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AEGIS_BROKER__KEY_ID", "id")
+    monkeypatch.setenv("AEGIS_BROKER__SECRET_KEY", "secret")
+    got = items(aegis_env, broker={"kind": "alpaca", "url": "http://127.0.0.1:1"})
+    assert got["broker account"].status is Status.FAIL
+    assert "unreachable" in got["broker account"].detail
+
+
+def test_missing_broker_keys_fail(aegis_env: Path, sim: AlpacaSim) -> None:
+    got = items(aegis_env, broker={"kind": "alpaca", "url": sim.url})["broker account"]
+    assert got.status is Status.FAIL and "AEGIS_BROKER__KEY_ID" in got.detail
+
+
+def test_clock_skew_against_the_broker_date() -> None:
+    import time
+
+    now = time.time()
+    assert clock_item(formatdate(now, usegmt=True), now).status is Status.PASS
+    assert clock_item(formatdate(now - 10, usegmt=True), now).status is Status.WARN
+    late = clock_item(formatdate(now - 90, usegmt=True), now)
+    assert late.status is Status.FAIL and "+90" in late.detail
+
+
+def test_feed_keys_accepted_then_disconnected(
+    aegis_env: Path, feed: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_FEED__KEY", "feed-key")
+    monkeypatch.setenv("AEGIS_FEED__SECRET", "feed-secret")
+    got = items(aegis_env, feed={"kind": "alpaca", "url": feed.url})["market data"]
+    assert got.status is Status.PASS, got
+    assert feed.auths == [{"action": "auth", "key": "feed-key", "secret": "feed-secret"}]
+
+
+def test_feed_bad_keys_and_dead_backup_fail(
+    aegis_env: Path, feed: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_FEED__KEY", "feed-key")
+    monkeypatch.setenv("AEGIS_FEED__SECRET", "not-the-secret")
+    got = items(
+        aegis_env, feed={"kind": "alpaca", "url": feed.url, "backup_url": "ws://127.0.0.1:1"}
+    )
+    assert got["market data"].status is Status.FAIL
+    assert "AEGIS_FEED__SECRET" in got["market data"].detail
+    assert "not-the-secret" not in got["market data"].detail
+    assert got["market data backup"].status is Status.FAIL
+
+
+def test_llm_endpoint_and_backup_answer_with_the_shared_deepseek_key(
+    aegis_env: Path, llm: FakeLlm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-good")
+    backup = FakeLlm(api_key="sk-good")
+    try:
+        got = items(
+            aegis_env,
+            roles={"analyst": {"backend": "llm", "url": llm.url, "backup_url": backup.url}},
+        )
+        seen = [*llm.calls(), *backup.calls()]
+    finally:
+        backup.close()
+    assert got["analyst API"].status is Status.PASS, got["analyst API"]
+    assert got["analyst backup API"].status is Status.PASS
+    assert [s.headers["authorization"] for s in seen] == ["Bearer sk-good"] * 2
+
+
+def test_llm_bad_key_fails_naming_both_variables(
+    aegis_env: Path, llm: FakeLlm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_ROLES__COMMANDER__API_KEY", "sk-wrong")
+    got = items(
+        aegis_env,
+        roles={"commander": {"backend": "llm", "api": "anthropic", "url": llm.url}},
+    )["commander API"]
+    assert got.status is Status.FAIL
+    assert "(401)" in got.detail
+    assert "AEGIS_ROLES__COMMANDER__API_KEY or ANTHROPIC_API_KEY" in got.detail
+    assert "sk-wrong" not in got.detail
+
+
+def test_llm_dead_backup_fails(
+    aegis_env: Path, llm: FakeLlm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-good")
+    got = items(
+        aegis_env,
+        roles={"verifier": {"backend": "llm", "url": llm.url, "backup_url": "http://127.0.0.1:1"}},
+    )
+    assert got["verifier API"].status is Status.PASS
+    assert got["verifier backup API"].status is Status.FAIL
+
+
+def test_redis_writable_and_admin_secret(aegis_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    got = items(aegis_env, store={"redis_url": REDIS_URL})
+    assert got["redis"].status is Status.PASS and "writable" in got["redis"].detail
+    assert got["admin secret"].status is Status.FAIL  # Redis configured, no secret
+    monkeypatch.setenv("AEGIS_ADMIN_SECRET", "s3cret")
+    got = items(aegis_env, store={"redis_url": REDIS_URL})
+    assert got["admin secret"].status is Status.PASS
+
+
+def test_redis_unreachable_fails(aegis_env: Path) -> None:
+    got = items(aegis_env, store={"redis_url": "redis://127.0.0.1:1/0"})
+    assert got["redis"].status is Status.FAIL
+
+
+def test_postgres_writable_and_schema_current(aegis_env: Path, pg_dsn: str) -> None:
+    got = items(aegis_env, store={"postgres_dsn": pg_dsn})
+    assert got["durable store"].status is Status.PASS
+    assert got["schema version"].status is Status.WARN  # empty: the first start migrates
+    open_database(postgres_dsn=pg_dsn).close()
+    got = items(aegis_env, store={"postgres_dsn": pg_dsn})
+    assert got["durable store"].detail == "postgres writable"
+    assert got["schema version"].status is Status.PASS
+
+
+def test_postgres_unreachable_fails(aegis_env: Path) -> None:
+    got = items(aegis_env, store={"postgres_dsn": "postgresql://postgres@127.0.0.1:1/x"})
+    assert got["durable store"].status is Status.FAIL
+
+
+def test_unwritable_log_directory_fails(aegis_env: Path) -> None:
+    (aegis_env / "afile").write_text("x")
+    got = items(aegis_env, run={"log_dir": str(aegis_env / "afile" / "logs")})
+    assert got["log directory"].status is Status.FAIL
+
+
+def test_cli_json_and_exit_status(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(
+        [sys.executable, "-m", "aegis_actors", "check", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["ok"] is True
+    assert {i["name"] for i in doc["items"]} >= {"durable store", "broker account", "daily limits"}
+    env.update(AEGIS_BROKER__KIND="alpaca", AEGIS_BROKER__URL="http://127.0.0.1:1")
+    r = subprocess.run(
+        [sys.executable, "-m", "aegis_actors", "check"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert any(line.startswith("FAIL  broker account") for line in r.stdout.splitlines()), r.stdout
