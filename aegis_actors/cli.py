@@ -1,4 +1,4 @@
-"""The command line: `python -m aegis_actors [run|check|backtest|tail|admin|top] ...`.
+"""The command line: `python -m aegis_actors [run|check|close-day|backtest|tail|admin|top] ...`.
 
 Exit status: 0 success, 1 a check or run failed, 2 bad usage or bad settings (one line
 naming the key and why).
@@ -56,6 +56,17 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--settings", metavar="FILE")
     check.add_argument("--json", action="store_true", help="one JSON document for machines")
+    close = sub.add_parser(
+        "close-day",
+        help="post-session: cancel unfilled orders, report, archive logs, readiness",
+        description="SPEC 7's closing checklist, one line per step; exit 0 when every step "
+        "passed. With a running process (Redis + AEGIS_ADMIN_SECRET) it asks it to cancel "
+        "the unfilled orders; without one it cancels at the broker. Writes "
+        "daily-YYYY-MM-DD.json and .html. Running it twice changes nothing.",
+    )
+    close.add_argument("--settings", metavar="FILE")
+    close.add_argument("--out", default="reports", metavar="DIR", help="report directory")
+    close.add_argument("--date", metavar="YYYY-MM-DD", help="the day (UTC; default today)")
     backtest = sub.add_parser(
         "backtest",
         help="replay a bar CSV through the tree; write trades, equity, report",
@@ -135,6 +146,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     items = run_checks(settings_or_exit(args.settings))
     print(as_json(items) if args.json else render(items))
     return 0 if passed(items) else 1
+
+
+def cmd_close_day(args: argparse.Namespace) -> int:
+    from datetime import UTC, date, datetime
+
+    from aegis_actors.closeday.run import close_day
+
+    s = settings_or_exit(args.settings)
+    try:
+        day = date.fromisoformat(args.date) if args.date else datetime.now(UTC).date()
+    except ValueError:
+        print(f"close-day: --date {args.date!r} is not YYYY-MM-DD", file=sys.stderr)
+        return 2
+    steps = close_day(s, day, Path(args.out))
+    width = max(len(st.name) for st in steps)
+    for st in steps:
+        print(st.line(width), flush=True)
+    return 0 if all(st.ok for st in steps) else 1
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -243,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if command == "check":
         return cmd_check(args)
+    if command == "close-day":
+        return cmd_close_day(args)
     if command == "backtest":
         return cmd_backtest(args)
     if command == "tail":

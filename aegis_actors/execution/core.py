@@ -718,7 +718,7 @@ class ExecutionCore:
                 self.awaiting.pop(symbol)
                 self.confirm_asked.pop(symbol, None)
 
-    def cancel_open(self, why: str, *, entries_only: bool = False) -> None:
+    def cancel_open(self, why: str, *, entries_only: bool = False) -> list[str]:
         try:
             if entries_only:
                 cancelled = [
@@ -730,7 +730,7 @@ class ExecutionCore:
                 cancelled = self.broker.cancel_all()
         except BrokerError as exc:
             self.log.error("cancel failed ({}): {}", why, exc)
-            return
+            return []
         now = self.now()
         for coid in cancelled:
             self.live.pop(coid, None)
@@ -740,6 +740,7 @@ class ExecutionCore:
             self.record(OrderUpdate(client_order_id=coid, status="cancelled", ts=now, error=why))
         if cancelled:
             self.log.warning("cancelled {} open orders: {}", len(cancelled), why)
+        return cancelled
 
     # -- the sweep -------------------------------------------------------------------
 
