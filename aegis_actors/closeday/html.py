@@ -56,7 +56,7 @@ def equity_svg(curve: list[list[float]], w: int = 760, h: int = 220) -> str:
 def latency_svg(latency: dict[str, Any], w: int = 760) -> str:
     """Per stage: the P50/P95/P99 bars against the stage's target (tick) and critical (end)."""
     rows = list(latency.items())
-    row_h, label_w, pad_r = 34, 150, 60
+    row_h, label_w, pad_r = 34, 210, 120
     h = row_h * len(rows) + 20
     parts = [
         f'<svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" '

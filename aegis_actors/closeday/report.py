@@ -81,6 +81,10 @@ class PriceBook:
         return s[i][1] if i < len(s) else None
 
 
+def _round(v: Any, n: int = 4) -> Any:
+    return round(float(v), n) if isinstance(v, int | float) else v
+
+
 def _pct(values: list[float], p: float) -> float:
     if not values:
         return 0.0
@@ -113,13 +117,17 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
 
     started = False
 
-    def open_day() -> None:
+    def open_day(ts: float) -> None:
+        """The opening point: the day's start when positions were carried in, else the
+        day's first event (a line flat since midnight tells a trader nothing)."""
         nonlocal started
         started = True
+        carried = False
         for sym, h in book.items():
             if h.qty:
+                carried = True
                 last_px[sym] = prices.at(sym, led.start) or last_px.get(sym, h.avg)
-        curve.append((led.start, equity()))
+        curve.append((led.start if carried else ts, equity()))
 
     events: list[tuple[float, int, dict[str, Any]]] = [(f["ts"], 1, f) for f in led.fills]
     events += [
@@ -132,7 +140,7 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
     unreal_start = 0.0
     for ts, is_fill, ev in events:
         if ts >= led.start and not started:
-            open_day()
+            open_day(ts)
             unreal_start = curve[0][1] - (capital + realised_total - fees_total)
         sym = ev["symbol"]
         last_px[sym] = float(ev["price"])
@@ -177,7 +185,7 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
         if ts >= led.start:
             curve.append((ts, equity()))
     if not started:
-        open_day()
+        open_day(led.start)
         unreal_start = curve[0][1] - (capital + realised_total - fees_total)
     for sym, px in (marks or {}).items():
         last_px[sym] = px
@@ -202,8 +210,8 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
                 "mark": mark,
                 "unrealised": round(upnl, 2),
                 "posture": p.get("posture") or h.trip_posture,
-                "stop_loss": p.get("stop_loss"),
-                "take_profit": p.get("take_profit"),
+                "stop_loss": _round(p.get("stop_loss")),
+                "take_profit": _round(p.get("take_profit")),
             }
         )
 
