@@ -32,9 +32,12 @@ class DailyRate:
         self.buckets: dict[int, list[int]] = {}
 
     def add(self, ts: float, hit: bool) -> None:
+        self.add_many(ts, int(hit), 1)
+
+    def add_many(self, ts: float, hits: int, n: int) -> None:
         b = self.buckets.setdefault(int(ts // DAY_S), [0, 0])
-        b[0] += int(hit)
-        b[1] += 1
+        b[0] += hits
+        b[1] += n
 
     def rate(self, now: float) -> tuple[float | None, int]:
         today = int(now // DAY_S)

@@ -52,12 +52,15 @@ from aegis_actors.runtime import (
     WATCHDOG,
 )
 from aegis_actors.watchdog.account import AccountWatch
-from aegis_actors.watchdog.accuracy import AccuracyBook, Call
+from aegis_actors.watchdog.accuracy import AccuracyBook, Call, DailyRate, judge_targets, targets_of
 from aegis_actors.watchdog.anomaly import ZScore
 from aegis_actors.watchdog.modes import ModeMachine
 from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
 
 FAILURE_STREAK = 3
+EQUITY_EVERY_S = 5.0  # one equity point per 5 s: a 6.5 h session is 4,680 points
+EQUITY_POINTS = 6_000
+EQUITY_SHOWN = 400  # points sent in a status (evenly thinned, the last one always)
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
 PARENTS = {
@@ -152,6 +155,10 @@ class Watchdog(AegisActor):
             target_ratio=w.daily_target_alert_ratio,
         )
         self.book = AccuracyBook(w.accuracy_days, w.accuracy_flat_band_pct)
+        self.execution = DailyRate(w.accuracy_days)  # orders ok over sent, rolling
+        self.orders_seen = (0, 0)  # (ok, total) of the order counters already bucketed
+        self.below: set[str] = set()  # SPEC 5.3 rates under target (alerted once per dip)
+        self.equity_line: deque[tuple[float, float]] = deque(maxlen=EQUITY_POINTS)
         self.confidence: dict[str, deque[float]] = {
             r: deque(maxlen=200) for r in ("analyst", "verifier", "commander")
         }
@@ -307,10 +314,24 @@ class Watchdog(AegisActor):
         return prices[-1][1] if prices else None
 
     def accuracy(self) -> dict[str, Any]:
-        out = self.book.summary(self.clock.now())
+        now = self.clock.now()
+        out = self.book.summary(now)
         rate, n = self.metrics.order_success()
-        out["execution_success"] = rate
-        out["orders_judged"] = n
+        ok_total = round((rate or 0.0) * n)
+        new_ok, new_n = ok_total - self.orders_seen[0], n - self.orders_seen[1]
+        if new_n > 0:  # the counters' growth since the last look, into today's bucket
+            self.execution.add_many(now, new_ok, new_n)
+            self.orders_seen = (ok_total, n)
+        out["execution_success"], out["orders_judged"] = self.execution.rate(now)
+        w = self.settings.watchdog
+        rates = {
+            "analysis": (out["analysis_accuracy"], out["analysis_judged"]),
+            "veto": (out["veto_hit_rate"], out["vetoes_judged"]),
+            "execution": (out["execution_success"], out["orders_judged"]),
+        }
+        out["targets"] = [
+            t.__dict__ for t in judge_targets(rates, targets_of(w), w.accuracy_min_samples)
+        ]
         return out
 
     def update_accuracy_metrics(self) -> None:
@@ -322,14 +343,34 @@ class Watchdog(AegisActor):
         ):
             if acc[key] is not None:
                 self.metrics.accuracy.labels(kind).set(acc[key])
+        for t in acc["targets"]:
+            kind = t["kind"]
+            self.metrics.accuracy_target.labels(kind).set(t["target"])
+            below = t["status"] == "below"
+            self.metrics.accuracy_below.labels(kind).set(1.0 if below else 0.0)
+            if below and kind not in self.below:
+                self.below.add(kind)
+                self.raise_alert(
+                    AlertLevel.WARNING,
+                    "accuracy_target",
+                    f"{t['label']} {t['value'] * 100:.1f}% is below its "
+                    f"{t['target'] * 100:g}% target (SPEC 5.3) over {t['samples']} samples",
+                )
+            elif not below and kind in self.below and t["status"] == "met":
+                self.below.discard(kind)
+                self.log.info("{} back at or above its target", t["label"])
 
     # -- money -------------------------------------------------------------------------
 
     def on__Account(self, _msg: _Account) -> None:
         self.after(self.settings.watchdog.account_every_s, _Account())
+        self.update_accuracy_metrics()  # execution success moves with every order
         acct = self.rt.cache.get_json(K_ACCOUNT)
         if not isinstance(acct, dict) or not isinstance(acct.get("equity"), int | float):
             return
+        now = self.clock.now()
+        if not self.equity_line or now - self.equity_line[-1][0] >= EQUITY_EVERY_S:
+            self.equity_line.append((now, float(acct["equity"])))  # the dashboard's line
         for t in self.account.observe(float(acct["equity"]), self.clock.now()):
             self.raise_alert(t.level, t.kind, t.message)
 
@@ -561,6 +602,7 @@ class Watchdog(AegisActor):
                 for r, q in self.confidence.items()
             },
             "account": {k: round(v, 3) for k, v in self.account.last.items()},
+            "equity_line": thinned(list(self.equity_line), EQUITY_SHOWN),
             "alerts": list(self.alerts)[-20:],
             "escalating": [
                 {
@@ -575,3 +617,12 @@ class Watchdog(AegisActor):
             "supervisor_events": list(self.sup_events)[-10:],
             "hung": dict(self.hung),
         }
+
+
+def thinned(points: list[tuple[float, float]], most: int) -> list[list[float]]:
+    """At most `most` points, evenly spaced, always ending on the latest."""
+    step = max(1, -(-len(points) // most))
+    kept = points[::step]
+    if points and kept[-1] != points[-1]:
+        kept.append(points[-1])
+    return [[round(ts, 3), round(eq, 2)] for ts, eq in kept]
