@@ -10,10 +10,13 @@ from loguru import logger
 from aegis_actors.brokers import Broker
 from aegis_actors.cache_redis import make_cache
 from aegis_actors.clock import Clock, WallClock, set_clock
+from aegis_actors.context import K_MODE, K_POSTURE
 from aegis_actors.llm.keys import fallback_secrets
 from aegis_actors.logs import configure, flush
-from aegis_actors.runtime import Runtime
+from aegis_actors.messages import GetStatus
+from aegis_actors.runtime import EXECUTION, Runtime
 from aegis_actors.settings import Settings
+from aegis_actors.summary import summary_lines
 from aegis_actors.tree import build, check_supported, event_sink, exhausted_to, make_broker
 from supervisors import Directory, RootHandle, start_tree
 
@@ -32,6 +35,7 @@ class Aegis:
         self.root: RootHandle | None = None
         self.rt: Runtime | None = None
         self.broker: Broker | None = None
+        self.started = time.monotonic()
 
     def start(self) -> Runtime:
         s = self.settings
@@ -57,6 +61,7 @@ class Aegis:
             stderr=self.stderr,
         )
         set_clock(self.clock)
+        self.started = time.monotonic()
         directory = Directory()
         rt = self.rt = Runtime(settings=s, clock=self.clock, directory=directory)
         rt.cache = make_cache(s, self.clock.now, lambda kind: rt.metrics.errors.labels(kind).inc())
@@ -102,10 +107,12 @@ class Aegis:
         assert self.root is not None
         t0 = time.monotonic()
         exhausted = self.root.exhausted
+        execution = self.execution_status()
         if not self.root.wait(0):
             log.info("stopping ({}): children in reverse order", why)
             self.root.stop(timeout=STOP_TIMEOUT_S)
         took = time.monotonic() - t0
+        self.log_summary(execution)
         if exhausted:
             log.critical("AEGIS stopped: the root supervisor gave up ({:.1f}s)", took)
             code = 1
@@ -117,6 +124,30 @@ class Aegis:
             close()
         flush()
         return code
+
+    def execution_status(self) -> dict[str, Any]:
+        """Money and positions just before the stop (empty if execution cannot answer)."""
+        if self.rt is None:
+            return {}
+        try:
+            answer = self.rt.directory.ask(EXECUTION, GetStatus(), 2.0)
+        except Exception:
+            return {}
+        return answer if isinstance(answer, dict) else {}
+
+    def log_summary(self, execution: dict[str, Any]) -> None:
+        """The end of every run: a short summary on stderr (and in the JSON log)."""
+        if self.rt is None:
+            return
+        posture = self.rt.cache.get_json(K_POSTURE) or {}
+        for line in summary_lines(
+            self.rt.metrics,
+            time.monotonic() - self.started,
+            execution,
+            self.rt.cache.get_json(K_MODE),
+            posture.get("posture") if isinstance(posture, dict) else posture,
+        ):
+            log.info("{}", line)
 
     def status(self) -> dict[str, Any]:
         from aegis_actors.status import collect_status

@@ -157,6 +157,7 @@ class ExecutionCore:
             risk.mismatch_ignore_pct, risk.mismatch_halt_pct, risk.mismatch_confirm_ttl_s
         )
         self.stats = {"orders": 0, "fills": 0, "refused": 0, "rejected": 0, "errors": 0}
+        self.refusal_logged = ""  # the order `refused` just logged: `finish` says it once
         self.quality = ExecutionQuality()
         self.realised = 0.0
         self.prices: dict[str, float] = {}
@@ -223,15 +224,16 @@ class ExecutionCore:
 
     def finish(self, d: Decision, order: Order, outcome: str) -> None:
         log = self.log.bind(event_id=d.event_id)
-        log.info(
-            "{} {} {} x{} ({}): {}",
-            order.intent,
-            order.side,
-            order.symbol,
-            order.qty,
-            order.order_type,
-            outcome,
-        )
+        if not (outcome.startswith("refused:") and self.refusal_logged == order.client_order_id):
+            log.info(
+                "{} {} {} x{} ({}): {}",
+                order.intent,
+                order.side,
+                order.symbol,
+                order.qty,
+                order.order_type,
+                outcome,
+            )
         if outcome == "awaiting":
             return  # finished when the verifier answers
         if outcome == "accepted":
@@ -312,8 +314,15 @@ class ExecutionCore:
         self.stats["refused"] += 1
         self.metrics.refused.labels(check).inc()
         self.log.bind(event_id=order.event_id or None).warning(
-            "{} {} {} refused by {} check: {}", order.intent, order.side, order.symbol, check, why
+            "{} {} {} x{} refused by {} check: {}",
+            order.intent,
+            order.side,
+            order.symbol,
+            order.qty,
+            check,
+            why,
         )
+        self.refusal_logged = order.client_order_id
         return f"refused:{check}: {why}"
 
     def place(self, order: Order, reason: str = "", decision: Decision | None = None) -> str:
