@@ -57,29 +57,23 @@ class DayLedger:
 def load(db: Database, day: date) -> DayLedger:
     start, end = day_bounds(day)
 
-    def within(rows: list[dict[str, Any]], col: str) -> list[dict[str, Any]]:
-        return sorted(
-            (r for r in rows if isinstance(r.get(col), int | float) and start <= r[col] < end),
-            key=lambda r: (r[col], r.get("id") or 0),
-        )
+    def within(table: str, col: str) -> list[dict[str, Any]]:
+        return db.select_between(table, col, start, end, order_by=f"{col}, id")
 
     orders = {o["client_order_id"]: o for o in db.select("orders")}
-    fills = sorted(
-        (f for f in db.select("fills") if isinstance(f.get("ts"), int | float) and f["ts"] < end),
-        key=lambda f: (f["ts"], f.get("id") or 0),
-    )
+    fills = [f for f in db.select("fills", order_by="ts, id") if f.get("ts") is not None]
     return DayLedger(
         day=day,
         start=start,
         end=end,
-        fills=fills,
+        fills=[f for f in fills if f["ts"] < end],
         orders=orders,
-        day_orders=within(list(orders.values()), "created_at"),
+        day_orders=within("orders", "created_at"),
         open_orders=[o for o in orders.values() if o.get("status") in OPEN_ORDER_STATUSES],
         positions=[p for p in db.select("positions") if float(p.get("qty") or 0) != 0],
-        decisions=within(db.select("decisions"), "created_at"),
-        alerts=within(db.select("alerts"), "ts"),
-        mode_changes=within(db.select("mode_changes"), "ts"),
-        posture_changes=within(db.select("posture_changes"), "ts"),
+        decisions=within("decisions", "created_at"),
+        alerts=within("alerts", "ts"),
+        mode_changes=within("mode_changes", "ts"),
+        posture_changes=within("posture_changes", "ts"),
         kind=db.kind,
     )
