@@ -54,6 +54,17 @@ class DayLedger:
         return isinstance(ts, int | float) and self.start <= ts < self.end
 
 
+JSON_COLUMNS = ("analysis", "verdict", "decision", "latency_ms", "tokens", "models")
+
+
+def decoded(row: dict[str, Any]) -> dict[str, Any]:
+    """A decision with its JSON columns parsed once (the report reads them many times)."""
+    for col in JSON_COLUMNS:
+        if col in row:
+            row[col] = as_json(row[col])
+    return row
+
+
 def load(db: Database, day: date) -> DayLedger:
     start, end = day_bounds(day)
 
@@ -71,7 +82,7 @@ def load(db: Database, day: date) -> DayLedger:
         day_orders=within("orders", "created_at"),
         open_orders=[o for o in orders.values() if o.get("status") in OPEN_ORDER_STATUSES],
         positions=[p for p in db.select("positions") if float(p.get("qty") or 0) != 0],
-        decisions=within("decisions", "created_at"),
+        decisions=[decoded(d) for d in within("decisions", "created_at")],
         alerts=within("alerts", "ts"),
         mode_changes=within("mode_changes", "ts"),
         posture_changes=within("posture_changes", "ts"),

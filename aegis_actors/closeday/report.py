@@ -22,6 +22,7 @@ from aegis_actors.watchdog.accuracy import judge_targets, targets_of
 from aegis_actors.watchdog.sla import STAGES
 
 FAILED = ("rejected", "error")
+CURVE_POINTS = 1_500  # the equity line drawn; the drawdown is measured on every point
 ROLES = ("analyst", "verifier", "commander")
 
 
@@ -81,6 +82,21 @@ class PriceBook:
         return s[i][1] if i < len(s) else None
 
 
+def thin(points: list[tuple[float, float]], most: int) -> list[tuple[float, float]]:
+    """At most `most` points: each bucket keeps its lowest and highest (so a dip drawn is
+    a dip that happened), the first and the last always."""
+    if len(points) <= most:
+        return points
+    size = -(-len(points) // (most // 2))
+    out = [points[0]]
+    for i in range(0, len(points), size):
+        chunk = points[i : i + size]
+        lo, hi = min(chunk, key=lambda p: p[1]), max(chunk, key=lambda p: p[1])
+        out.extend(sorted({lo, hi}))
+    out.append(points[-1])
+    return out
+
+
 def _round(v: Any, n: int = 4) -> Any:
     return round(float(v), n) if isinstance(v, int | float) else v
 
@@ -111,8 +127,23 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
     curve: list[tuple[float, float]] = []
     last_px: dict[str, float] = {}
 
-    def equity() -> float:
-        unreal = sum(h.qty * (last_px.get(sym, h.avg) - h.avg) for sym, h in book.items())
+    contrib: dict[str, float] = {}  # symbol -> its unrealised P&L now
+    unreal_now = 0.0
+
+    def touch(sym: str) -> None:
+        """Re-mark one symbol (an event moves one symbol, not the whole book)."""
+        nonlocal unreal_now
+        h = book.get(sym)
+        new = h.qty * (last_px.get(sym, h.avg) - h.avg) if h is not None and h.qty else 0.0
+        unreal_now += new - contrib.get(sym, 0.0)
+        contrib[sym] = new
+
+    def equity(exact: bool = False) -> float:
+        unreal = (
+            sum(h.qty * (last_px.get(s, h.avg) - h.avg) for s, h in book.items())
+            if exact
+            else unreal_now
+        )
         return capital + realised_total - fees_total + unreal
 
     started = False
@@ -127,6 +158,7 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
             if h.qty:
                 carried = True
                 last_px[sym] = prices.at(sym, led.start) or last_px.get(sym, h.avg)
+                touch(sym)
         curve.append((led.start if carried else ts, equity()))
 
     events: list[tuple[float, int, dict[str, Any]]] = [(f["ts"], 1, f) for f in led.fills]
@@ -182,6 +214,7 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
                         t.wins += int(h.trip_pnl > 0)
             if h.qty == 0:
                 h.trip_pnl = 0.0
+        touch(sym)
         if ts >= led.start:
             curve.append((ts, equity()))
     if not started:
@@ -189,7 +222,7 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
         unreal_start = curve[0][1] - (capital + realised_total - fees_total)
     for sym, px in (marks or {}).items():
         last_px[sym] = px
-    end_equity = equity()
+    end_equity = equity(exact=True)
     curve.append((min(led.end, max(curve[-1][0], led.start)), end_equity))
 
     open_positions = []
@@ -247,7 +280,7 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
         "by_symbol": {k: v.out() for k, v in sorted(by_symbol.items())},
         "by_posture": {k: v.out() for k, v in sorted(by_posture.items())},
         "open_positions": open_positions,
-        "equity_curve": [[round(t, 3), round(e, 2)] for t, e in curve],
+        "equity_curve": [[round(t, 3), round(e, 2)] for t, e in thin(curve, CURVE_POINTS)],
         "orders": order_counts(led),
         "accuracy": accuracy(led, s, prices),
         "llm": llm_usage(led, s),
