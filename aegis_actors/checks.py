@@ -102,7 +102,22 @@ def limits_item(s: Settings) -> Item:
     ]
     if budgets:
         detail += ", LLM budget " + ", ".join(budgets)
-    return Item("daily limits", Status.PASS if ok else Status.FAIL, detail)
+    unlimited = [
+        role
+        for role in ("analyst", "verifier", "commander")
+        if getattr(s.roles, role).backend == "llm"
+        and getattr(s.roles, role).daily_budget_usd == 0
+        and getattr(s.roles, role).daily_budget_tokens == 0
+    ]
+    if not ok:
+        return Item("daily limits", Status.FAIL, detail)
+    if unlimited:
+        return Item(
+            "daily limits",
+            Status.WARN,
+            f"{detail}; no daily LLM budget for {', '.join(unlimited)} (0 = unlimited)",
+        )
+    return Item("daily limits", Status.PASS, detail)
 
 
 # -- stores: PostgreSQL / SQLite, Redis, admin secret -------------------------------------

@@ -227,3 +227,12 @@ def test_cli_json_and_exit_status(tmp_path: Path) -> None:
     )
     assert r.returncode == 1
     assert any(line.startswith("FAIL  broker account") for line in r.stdout.splitlines()), r.stdout
+
+
+def test_daily_limits_warn_on_an_unlimited_llm_budget(aegis_env: Path) -> None:
+    assert items(aegis_env)["daily limits"].status is Status.PASS
+    got = items(
+        aegis_env,
+        roles={"analyst": {"backend": "llm", "url": "http://127.0.0.1:1", "daily_budget_usd": 0}},
+    )["daily limits"]
+    assert got.status is Status.WARN and "no daily LLM budget for analyst" in got.detail

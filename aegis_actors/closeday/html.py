@@ -113,11 +113,12 @@ def render(r: dict[str, Any]) -> str:
         f"trades {r['trades']} · win rate {'-' if wr is None else f'{wr * 100:.1f}%'}</p>"
     )
     sym = _table(
-        ["symbol", "realised", "fees", "net", "fills", "trades", "wins"],
+        ["symbol", "realised", "unrealised", "fees", "net", "fills", "trades", "wins"],
         [
             [
                 k,
                 _money(v["realised"]),
+                _money(v["unrealised"]),
                 _money(v["fees"]),
                 _money(v["net"]),
                 v["fills"],
@@ -128,11 +129,12 @@ def render(r: dict[str, Any]) -> str:
         ],
     )
     post = _table(
-        ["posture", "realised", "fees", "net", "fills", "trades", "wins"],
+        ["posture", "realised", "unrealised", "fees", "net", "fills", "trades", "wins"],
         [
             [
                 k,
                 _money(v["realised"]),
+                _money(v["unrealised"]),
                 _money(v["fees"]),
                 _money(v["net"]),
                 v["fills"],

@@ -43,10 +43,12 @@ class Tally:
     sold: float = 0.0
     trades: int = 0
     wins: int = 0
+    unrealised: float = 0.0  # of what is still held at the day's end
 
     def out(self) -> dict[str, Any]:
         return {
             "realised": round(self.realised, 2),
+            "unrealised": round(self.unrealised, 2),
             "fees": round(self.fees, 2),
             "net": round(self.realised - self.fees, 2),
             "fills": self.fills,
@@ -235,6 +237,8 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
         upnl = h.qty * (mark - h.avg)
         unreal_end += upnl
         p = stored.get(sym, {})
+        by_symbol[sym].unrealised += upnl
+        by_posture[str(p.get("posture") or h.trip_posture or "unknown")].unrealised += upnl
         open_positions.append(
             {
                 "symbol": sym,
