@@ -35,7 +35,6 @@ class Aegis:
         self.root: RootHandle | None = None
         self.rt: Runtime | None = None
         self.broker: Broker | None = None
-        self.started = time.monotonic()
 
     def start(self) -> Runtime:
         s = self.settings
@@ -61,7 +60,6 @@ class Aegis:
             stderr=self.stderr,
         )
         set_clock(self.clock)
-        self.started = time.monotonic()
         directory = Directory()
         rt = self.rt = Runtime(settings=s, clock=self.clock, directory=directory)
         rt.cache = make_cache(s, self.clock.now, lambda kind: rt.metrics.errors.labels(kind).inc())
@@ -88,6 +86,7 @@ class Aegis:
         root = self.root
         rt.tree = lambda: root.snapshot(timeout=3.0)
         log.info("AEGIS running: {} actors", len(directory.names()))
+        self.started = time.monotonic()
         return rt
 
     def wait(self, for_s: float | None = None) -> str:
@@ -105,9 +104,9 @@ class Aegis:
     def stop(self, why: str = "stop") -> int:
         """Stop the tree in reverse order; 0 when clean, 1 when the tree had given up."""
         assert self.root is not None
+        execution = self.execution_status()  # money and positions for the run summary
         t0 = time.monotonic()
         exhausted = self.root.exhausted
-        execution = self.execution_status()
         if not self.root.wait(0):
             log.info("stopping ({}): children in reverse order", why)
             self.root.stop(timeout=STOP_TIMEOUT_S)
@@ -142,7 +141,7 @@ class Aegis:
         posture = self.rt.cache.get_json(K_POSTURE) or {}
         for line in summary_lines(
             self.rt.metrics,
-            time.monotonic() - self.started,
+            time.monotonic() - getattr(self, "started", time.monotonic()),
             execution,
             self.rt.cache.get_json(K_MODE),
             posture.get("posture") if isinstance(posture, dict) else posture,
