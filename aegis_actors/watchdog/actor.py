@@ -58,9 +58,6 @@ from aegis_actors.watchdog.modes import ModeMachine
 from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
 
 FAILURE_STREAK = 3
-EQUITY_EVERY_S = 5.0  # one equity point per 5 s: a 6.5 h session is 4,680 points
-EQUITY_POINTS = 6_000
-EQUITY_SHOWN = 400  # points sent in a status (evenly thinned, the last one always)
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
 PARENTS = {
@@ -86,6 +83,9 @@ _MODE_ALERT = {
     TradingMode.SHUTDOWN: AlertLevel.CRITICAL,
 }
 _NUMBERS = re.compile(r"[-+]?\d[\d,.]*")
+EQUITY_EVERY_S = 5.0  # one equity point per 5 s: a 6.5 h session is 4,680 points
+EQUITY_POINTS = 6_000
+EQUITY_SHOWN = 400  # points sent in a status (evenly thinned, the last one always)
 
 
 @dataclass(frozen=True)
