@@ -53,4 +53,4 @@ def test_run_ends_with_a_summary_and_logs_each_refusal_once(tmp_path: Path) -> N
     assert set(refusals.values()) == {1}, refusals.most_common(3)
     first = next(iter(refusals))
     [line] = [d["msg"] for d in log if d.get("event_id") == first and d["actor"] == "execution"]
-    assert "refused by max_positions check" in line and " x" in line  # what, how many, why
+    assert "refused by max_positions check" in line

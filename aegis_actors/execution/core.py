@@ -313,6 +313,7 @@ class ExecutionCore:
     def refused(self, order: Order, check: str, why: str) -> str:
         self.stats["refused"] += 1
         self.metrics.refused.labels(check).inc()
+        self.refusal_logged = order.client_order_id  # `finish` does not say it again
         self.log.bind(event_id=order.event_id or None).warning(
             "{} {} {} x{} refused by {} check: {}",
             order.intent,
@@ -322,7 +323,6 @@ class ExecutionCore:
             check,
             why,
         )
-        self.refusal_logged = order.client_order_id
         return f"refused:{check}: {why}"
 
     def place(self, order: Order, reason: str = "", decision: Decision | None = None) -> str:
