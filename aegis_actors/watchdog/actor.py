@@ -155,16 +155,16 @@ class Watchdog(AegisActor):
             target_ratio=w.daily_target_alert_ratio,
         )
         self.book = AccuracyBook(w.accuracy_days, w.accuracy_flat_band_pct)
-        self.execution = DailyRate(w.accuracy_days)  # orders ok over sent, rolling
-        self.orders_seen = (0, 0)  # (ok, total) of the order counters already bucketed
-        self.below: set[str] = set()  # SPEC 5.3 rates under target (alerted once per dip)
-        self.equity_line: deque[tuple[float, float]] = deque(maxlen=EQUITY_POINTS)
         self.confidence: dict[str, deque[float]] = {
             r: deque(maxlen=200) for r in ("analyst", "verifier", "commander")
         }
         self.z_stage = {s: ZScore(w.anomaly_window, w.anomaly_min_samples) for s in STAGES}
         self.z_ticks = ZScore(w.anomaly_window, w.anomaly_min_samples)
         self.last_ticks = self.metrics.value("aegis_ticks_total")
+        self.execution = DailyRate(w.accuracy_days)  # orders ok over sent, rolling
+        self.orders_seen = (0, 0)  # (ok, total) of the order counters already bucketed
+        self.below: set[str] = set()  # SPEC 5.3 rates under target (alerted once per dip)
+        self.equity_line: deque[tuple[float, float]] = deque(maxlen=EQUITY_POINTS)
         self.after(w.heartbeat_every_s, _Beat())
         self.after(w.account_every_s, _Account())
         for name, every in self.routines().items():
