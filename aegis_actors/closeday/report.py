@@ -185,6 +185,7 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
             qty, price, fee = float(ev["qty"]), float(ev["price"]), float(ev.get("fee") or 0.0)
             signed = qty if ev.get("side") == "buy" else -qty
             realised = 0.0
+            flipped = False
             if h.qty == 0 or (h.qty > 0) == (signed > 0):
                 if h.qty == 0:
                     h.trip_pnl, h.trip_posture = 0.0, posture
@@ -196,13 +197,15 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
                 h.qty += signed
                 if abs(h.qty) < 1e-9:
                     h.qty, h.avg = 0.0, 0.0
-                elif (h.qty > 0) == (signed > 0):  # flipped through flat
-                    h.avg = price
+                elif (h.qty > 0) == (signed > 0):  # through flat: a new position at this price
+                    h.avg, flipped = price, True
             realised_total += realised
             fees_total += fee
             h.trip_pnl += realised - fee
+            trip = h.trip_posture or posture
+            closed = h.qty == 0 or flipped  # a round trip ends when the position is flat
             if ts >= led.start:
-                for t in (by_symbol[sym], by_posture[h.trip_posture or posture]):
+                for t in (by_symbol[sym], by_posture[trip]):
                     t.realised += realised
                     t.fees += fee
                     t.fills += 1
@@ -210,12 +213,11 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
                         t.bought += qty
                     else:
                         t.sold += qty
-                if h.qty == 0:
-                    for t in (by_symbol[sym], by_posture[h.trip_posture or posture]):
+                    if closed:
                         t.trades += 1
                         t.wins += int(h.trip_pnl > 0)
-            if h.qty == 0:
-                h.trip_pnl = 0.0
+            if closed:
+                h.trip_pnl, h.trip_posture = 0.0, posture
         touch(sym)
         if ts >= led.start:
             curve.append((ts, equity()))
