@@ -62,7 +62,8 @@ def render(s: dict[str, Any]) -> Group:
     head = (
         f"mode [bold]{sum_.get('mode')}[/] · posture [bold]{sum_.get('posture')}[/] · "
         f"equity {_n(sum_.get('equity'))} · PnL {_n(sum_.get('pnl'))} · "
-        f"CPU {_n(h.get('cpu_pct'), 1)}% · mem {_n(h.get('memory_pct'), 1)}% · "
+        f"CPU {_n(h.get('cpu_pct'), 1)}% (this process {_n(h.get('process_cpu_pct'), 1)}% "
+        f"of a core) · mem {_n(h.get('memory_pct'), 1)}% · "
         + " · ".join(_target(acc, k, label) for k, label in TARGET_LABELS)
     )
     lat = Table("stage", "n", "p50 ms", "p95 ms", "p99 ms", "critical", title="latency")

@@ -203,3 +203,9 @@ def test_bad_date_and_unreachable_ledger(tmp_path: Path) -> None:
     assert r.returncode == 2 and "YYYY-MM-DD" in r.stderr
     r = run(AEGIS_POSTGRES_DSN="postgresql://postgres@127.0.0.1:1/x?connect_timeout=1")
     assert r.returncode == 1 and r.stdout.startswith("FAIL  ledger")
+    (tmp_path / "taken").write_text("a file, not a directory")
+    r = run("--out", "taken")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 4 and lines[1].startswith("FAIL  performance report")
+    assert lines[0].startswith("PASS  cancel unfilled orders")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -128,10 +129,10 @@ def cancel_offline(s: Settings, db: Database) -> Step:
         for o in db.select("orders")
         if o.get("status") in ledger.OPEN_ORDER_STATUSES
     }
-    broker = offline_broker(s)
     cancelled: list[dict[str, Any]] = []
     unsettled: list[str] = []
     try:
+        broker = offline_broker(s)
         if broker is not None:
             at_broker = {o.client_order_id: o for o in broker.open_orders()}
             for coid in broker.cancel_all():
@@ -270,12 +271,32 @@ def close_day(s: Settings, day: date, out: Path) -> list[Step]:
     steps: list[Step] = []
     try:
         client = running_process(s)
-        cancel = cancel_via_process(s, client) if client is not None else cancel_offline(s, db)
+        cancel = guarded(
+            "cancel unfilled orders",
+            lambda: cancel_via_process(s, client) if client is not None else cancel_offline(s, db),
+        )
         steps.append(cancel)
-        rep = report_step(s, db, day, out, cancel.data.get("marks") or {})
+        rep = guarded(
+            "performance report",
+            lambda: report_step(s, db, day, out, cancel.data.get("marks") or {}),
+        )
         steps.append(rep)
-        steps.append(archive_step(s, day))
-        steps.append(readiness_step(s, rep.data["report"]))
+        steps.append(guarded("archive logs", lambda: archive_step(s, day)))
+        if "report" in rep.data:
+            steps.append(
+                guarded("next-day readiness", lambda: readiness_step(s, rep.data["report"]))
+            )
+        else:
+            steps.append(Step("next-day readiness", False, "no report to read positions from"))
     finally:
         db.close()
     return steps
+
+
+def guarded(name: str, step: Callable[[], Step]) -> Step:
+    """A step that raises is a failed step with one line, never a traceback."""
+    try:
+        return step()
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        return Step(name, False, f"{type(exc).__name__}: {first}")
