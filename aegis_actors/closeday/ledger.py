@@ -54,7 +54,7 @@ class DayLedger:
         return isinstance(ts, int | float) and self.start <= ts < self.end
 
 
-JSON_COLUMNS = ("analysis", "verdict", "decision", "latency_ms", "tokens", "models")
+JSON_COLUMNS = ("analysis", "decision", "latency_ms", "tokens", "models")  # what the report reads
 
 
 def decoded(row: dict[str, Any]) -> dict[str, Any]:
