@@ -48,6 +48,7 @@ class DayLedger:
     mode_changes: list[dict[str, Any]]
     posture_changes: list[dict[str, Any]]
     kind: str = ""
+    run_latency: list[dict[str, Any]] = field(default_factory=list)  # watchdog histograms
     extra: dict[str, Any] = field(default_factory=dict)
 
     def in_day(self, ts: Any) -> bool:
@@ -87,4 +88,9 @@ def load(db: Database, day: date) -> DayLedger:
         mode_changes=within("mode_changes", "ts"),
         posture_changes=within("posture_changes", "ts"),
         kind=db.kind,
+        run_latency=[
+            as_json(r.get("value"))
+            for r in db.select("kv")
+            if str(r.get("key", "")).startswith(f"latency:{day.isoformat()}:")
+        ],
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pykka
@@ -27,6 +28,7 @@ from aegis_actors.messages import (
     DecisionRecord,
     EventDone,
     Heartbeat,
+    KvPut,
     ModeChange,
     Outcome,
     Posture,
@@ -182,6 +184,18 @@ class Watchdog(AegisActor):
     def stopping(self) -> None:
         if hasattr(self, "desk"):
             self.desk.close()
+        if hasattr(self, "hist"):
+            self.keep_latency()
+
+    def keep_latency(self) -> None:
+        """The run's stage histograms into the ledger (kv), for close-day's report: the
+        decision rows carry the early stages only, not order acceptance nor the whole cycle."""
+        now = self.clock.now()
+        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        self.send(
+            STORE,
+            KvPut(key=f"latency:{day}:{self.rt.run_id}", value=self.hist.summary(), ts=now),
+        )
 
     def _posture_rank(self) -> float:
         p = self.rt.cache.get_json(K_POSTURE) or {}
@@ -387,6 +401,7 @@ class Watchdog(AegisActor):
                 if v["count"]
             ]
             log.info("latency summary (ms): {}", "; ".join(parts) or "no events yet")
+            self.keep_latency()
         elif msg.name == "pnl":
             acct = self.rt.cache.get_json(K_ACCOUNT) or {}
             positions = self.rt.cache.get_json(K_POSITIONS) or {}
