@@ -108,3 +108,10 @@ def test_the_drawn_line_keeps_the_dip() -> None:
     pts[5_000] = (5_000.0, 50.0)
     out = thin(pts, 100)
     assert len(out) <= 110 and (5_000.0, 50.0) in out and out[-1] == pts[-1]
+
+
+def test_a_position_only_in_the_positions_table_is_still_carried() -> None:
+    held = {"symbol": "TSLA", "qty": 4.0, "avg_price": 250.0, "posture": "defensive"}
+    r = build(ledger([], [], positions=[{**held, "stop_loss": None}]), load_settings(None))
+    [p] = r["open_positions"]
+    assert p["symbol"] == "TSLA" and p["qty"] == 4.0 and p["stop_loss"] is None

@@ -253,6 +253,24 @@ def build(led: DayLedger, s: Settings, marks: dict[str, float] | None = None) ->
                 "take_profit": _round(p.get("take_profit")),
             }
         )
+    for sym, p in sorted(stored.items()):  # held per the ledger without fills to show it
+        if book.get(sym) is not None and book[sym].qty:
+            continue  # (a position reconciled from the broker at a start, say)
+        qty, avg = float(p.get("qty") or 0), float(p.get("avg_price") or 0)
+        mark = last_px.get(sym, avg)
+        open_positions.append(
+            {
+                "symbol": sym,
+                "qty": qty,
+                "avg_price": round(avg, 4),
+                "mark": mark,
+                "unrealised": round(qty * (mark - avg), 2),
+                "posture": p.get("posture"),
+                "stop_loss": _round(p.get("stop_loss")),
+                "take_profit": _round(p.get("take_profit")),
+                "note": "in the positions table, no fills in the ledger",
+            }
+        )
 
     realised_day = sum(t.realised for t in by_symbol.values())
     fees_day = sum(t.fees for t in by_symbol.values())
