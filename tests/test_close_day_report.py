@@ -115,3 +115,36 @@ def test_a_position_only_in_the_positions_table_is_still_carried() -> None:
     r = build(ledger([], [], positions=[{**held, "stop_loss": None}]), load_settings(None))
     [p] = r["open_positions"]
     assert p["symbol"] == "TSLA" and p["qty"] == 4.0 and p["stop_loss"] is None
+
+
+def test_llm_calls_tokens_and_cost_per_role() -> None:
+    s = load_settings(
+        None,
+        roles={
+            "analyst": {"backend": "llm", "price_in_per_1k": 0.5, "price_out_per_1k": 2.0},
+            "commander": {"backend": "llm", "api": "anthropic", "model": "claude-opus-4"},
+        },
+    )
+    led = ledger([], [])
+    led.decisions = [
+        {
+            "decision_id": f"d{i}",
+            "symbol": "AAPL",
+            "created_at": START + 60 * i,
+            "analysis": {"direction": "up"},
+            "decision": {},
+            "latency_ms": {"analysis": 900.0},
+            "tokens": {"analyst": {"input": 1000, "output": 100}}
+            | ({"commander": {"input": 2000, "output": 50}} if i % 2 else {}),
+            "models": {"analyst": "deepseek-chat"},
+            "cost_usd": 0.01,
+        }
+        for i in range(4)
+    ]
+    llm = build(led, s)["llm"]
+    assert llm["analyst"]["calls"] == 4 and llm["analyst"]["tokens_in"] == 4000
+    assert llm["analyst"]["cost_usd"] == pytest.approx(4 * (0.5 + 0.2))
+    assert llm["analyst"]["models"] == ["deepseek-chat"]
+    assert llm["commander"]["calls"] == 2 and llm["commander"]["tokens_out"] == 100
+    assert llm["verifier"]["calls"] == 0
+    assert llm["total_cost_usd"] == pytest.approx(0.04)
