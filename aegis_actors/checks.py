@@ -8,6 +8,7 @@ is refused is named by its environment variable, never by its value.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 import uuid
@@ -20,7 +21,7 @@ from typing import Any
 
 import requests
 
-from aegis_actors.llm.keys import FALLBACK_ENV, api_key
+from aegis_actors.llm.keys import FALLBACK_ENV, api_key, fallback_secrets
 from aegis_actors.settings import RoleSettings, Settings
 
 MIN_FREE_MB = 500.0  # under this a day's logs and a spool may not fit: WARN
@@ -412,6 +413,35 @@ PROBES: tuple[Callable[[Settings], list[Item]], ...] = (
 )
 
 
+_USERINFO = re.compile(r"://[^/@\s]+@")
+
+
+def scrubber(s: Settings) -> Callable[[str], str]:
+    """Masks every configured secret and any user:password in a URL (belt and braces: no
+    item names a secret's value, but an error text from a driver might carry one)."""
+    values = [
+        v.get_secret_value()
+        for v in (
+            s.admin_secret,
+            s.feed.key,
+            s.feed.secret,
+            s.broker.key_id,
+            s.broker.secret_key,
+            s.roles.analyst.api_key,
+            s.roles.verifier.api_key,
+            s.roles.commander.api_key,
+        )
+    ] + fallback_secrets()
+    values = sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+    def scrub(text: str) -> str:
+        for v in values:
+            text = text.replace(v, "***")
+        return _USERINFO.sub("://***@", text)
+
+    return scrub
+
+
 def run_checks(s: Settings) -> list[Item]:
     items = [
         Item("settings", Status.PASS, f"valid ({s.source_file or 'defaults and environment'})")
@@ -421,7 +451,8 @@ def run_checks(s: Settings) -> list[Item]:
             items.extend(probe(s))
         except Exception as exc:  # a probe's own bug is a failed item, not a traceback
             items.append(Item(getattr(probe, "__name__", "probe"), Status.FAIL, _one_line(exc)))
-    return items
+    scrub = scrubber(s)
+    return [Item(i.name, i.status, scrub(i.detail)) for i in items]
 
 
 def passed(items: list[Item]) -> bool:

@@ -236,3 +236,19 @@ def test_daily_limits_warn_on_an_unlimited_llm_budget(aegis_env: Path) -> None:
         roles={"analyst": {"backend": "llm", "url": "http://127.0.0.1:1", "daily_budget_usd": 0}},
     )["daily limits"]
     assert got.status is Status.WARN and "no daily LLM budget for analyst" in got.detail
+
+
+def test_no_secret_and_no_url_password_in_any_line(
+    aegis_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AEGIS_BROKER__KEY_ID", "id-1234")
+    monkeypatch.setenv("AEGIS_BROKER__SECRET_KEY", "sec-5678")
+    got = items(
+        aegis_env,
+        broker={"kind": "alpaca", "url": "http://user:pa55word@127.0.0.1:1"},
+        store={"redis_url": "redis://:redispass@127.0.0.1:1/0"},
+    )
+    text = "\n".join(i.detail for i in got.values())
+    for secret in ("id-1234", "sec-5678", "pa55word", "redispass"):
+        assert secret not in text
+    assert "://***@127.0.0.1:1" in got["broker account"].detail
