@@ -194,7 +194,7 @@ def test_bad_date_and_unreachable_ledger(tmp_path: Path) -> None:
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root), "AEGIS_DASHBOARD__PORT": "0"}
     run = lambda *a, **e: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "aegis_actors", "close-day", *a],
         cwd=tmp_path,
@@ -213,3 +213,24 @@ def test_bad_date_and_unreachable_ledger(tmp_path: Path) -> None:
     lines = r.stdout.splitlines()
     assert len(lines) == 4 and lines[1].startswith("FAIL  performance report")
     assert lines[0].startswith("PASS  cancel unfilled orders")
+
+
+def test_a_running_process_that_cannot_be_asked_is_left_alone(
+    aegis_factory: Any, vclock: VirtualClock
+) -> None:
+    from alerts_receivers import free_port
+
+    app = aegis_factory(dashboard={"port": free_port()}, feed={"symbols": ["AAPL"]})
+    drive(vclock, 5.0, step=0.5)
+    before = ledger_rows(app.settings)
+    steps = close_day(app.settings, today(vclock), Path.cwd() / "reports")
+    assert not steps[0].ok and "cannot be asked without the admin channel" in steps[0].detail
+    assert [st.name for st in steps][1:] == [
+        "performance report",
+        "archive logs",
+        "next-day readiness",
+    ]
+    after = ledger_rows(app.settings)
+    assert [o["status"] for o in after["orders"][: len(before["orders"])]] == [
+        o["status"] for o in before["orders"]
+    ]

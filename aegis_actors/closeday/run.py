@@ -65,6 +65,21 @@ def running_process(s: Settings) -> Any:
     return client
 
 
+def dashboard_answers(s: Settings) -> str | None:
+    """The URL of a process's dashboard that answers here (a run we cannot ask)."""
+    d = s.dashboard
+    if not d.port:
+        return None
+    import requests
+
+    url = f"http://{d.host}:{d.port}/api/status"
+    try:
+        ok = requests.get(url, timeout=2.0).status_code == 200
+    except requests.RequestException:
+        return None
+    return url if ok else None
+
+
 def _describe(orders: list[dict[str, Any]]) -> str:
     def one(o: dict[str, Any]) -> str:
         what = " ".join(str(o[k]) for k in ("symbol", "side", "qty") if o.get(k) is not None)
@@ -271,10 +286,21 @@ def close_day(s: Settings, day: date, out: Path) -> list[Step]:
     steps: list[Step] = []
     try:
         client = running_process(s)
-        cancel = guarded(
-            "cancel unfilled orders",
-            lambda: cancel_via_process(s, client) if client is not None else cancel_offline(s, db),
-        )
+        live = dashboard_answers(s) if client is None else None
+        if live is not None:  # its orders are its own: marking them cancelled would lie
+            cancel = Step(
+                "cancel unfilled orders",
+                False,
+                f"a process is running ({live}) but cannot be asked without the admin channel: "
+                "set AEGIS_REDIS_URL and AEGIS_ADMIN_SECRET for both, or stop it first",
+            )
+        else:
+            cancel = guarded(
+                "cancel unfilled orders",
+                lambda: (
+                    cancel_via_process(s, client) if client is not None else cancel_offline(s, db)
+                ),
+            )
         steps.append(cancel)
         rep = guarded(
             "performance report",
