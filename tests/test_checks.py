@@ -252,3 +252,14 @@ def test_no_secret_and_no_url_password_in_any_line(
     for secret in ("id-1234", "sec-5678", "pa55word", "redispass"):
         assert secret not in text
     assert "://***@127.0.0.1:1" in got["broker account"].detail
+
+
+def test_a_schema_newer_than_the_code_fails(aegis_env: Path) -> None:
+    import sqlite3
+
+    path = aegis_env / "var" / "aegis.db"
+    open_database(sqlite_path=str(path)).close()
+    with sqlite3.connect(path) as con:
+        con.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
+    got = items(aegis_env)["schema version"]
+    assert got.status is Status.FAIL and "v99 is newer" in got.detail
