@@ -263,3 +263,18 @@ def test_a_schema_newer_than_the_code_fails(aegis_env: Path) -> None:
         con.execute("INSERT INTO schema_version (version, applied_at) VALUES (99, 0)")
     got = items(aegis_env)["schema version"]
     assert got.status is Status.FAIL and "v99 is newer" in got.detail
+
+
+def test_little_disk_space_warns_then_fails(
+    aegis_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from aegis_actors.checks import local
+
+    free_mb = shutil.disk_usage(aegis_env).free / 1e6
+    monkeypatch.setattr(local, "MIN_FREE_MB", free_mb * 10)  # "need" ten times what is free
+    assert items(aegis_env)["log directory"].status is Status.WARN
+    monkeypatch.setattr(local, "LOW_FREE_MB", free_mb * 5)
+    got = items(aegis_env)["spool directory"]
+    assert got.status is Status.FAIL and "MB free" in got.detail
