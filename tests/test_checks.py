@@ -84,9 +84,12 @@ def test_unreachable_broker_fails(aegis_env: Path, monkeypatch: pytest.MonkeyPat
     assert "unreachable" in got["broker account"].detail
 
 
-def test_missing_broker_keys_fail(aegis_env: Path, sim: AlpacaSim) -> None:
-    got = items(aegis_env, broker={"kind": "alpaca", "url": sim.url})["broker account"]
-    assert got.status is Status.FAIL and "AEGIS_BROKER__KEY_ID" in got.detail
+def test_missing_broker_keys_stop_check_at_the_settings(aegis_env: Path, sim: AlpacaSim) -> None:
+    """Settings refuse an alpaca broker without keys before any probe (exit 2 on the CLI)."""
+    from aegis_actors.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="AEGIS_BROKER__KEY_ID"):
+        items(aegis_env, broker={"kind": "alpaca", "url": sim.url})
 
 
 def test_clock_skew_against_the_broker_date() -> None:
@@ -216,7 +219,12 @@ def test_cli_json_and_exit_status(tmp_path: Path) -> None:
     doc = json.loads(r.stdout)
     assert doc["ok"] is True
     assert {i["name"] for i in doc["items"]} >= {"durable store", "broker account", "daily limits"}
-    env.update(AEGIS_BROKER__KIND="alpaca", AEGIS_BROKER__URL="http://127.0.0.1:1")
+    env.update(
+        AEGIS_BROKER__KIND="alpaca",
+        AEGIS_BROKER__URL="http://127.0.0.1:1",
+        AEGIS_BROKER__KEY_ID="id",
+        AEGIS_BROKER__SECRET_KEY="secret",
+    )
     r = subprocess.run(
         [sys.executable, "-m", "aegis_actors", "check"],
         cwd=tmp_path,

@@ -29,6 +29,7 @@ from aegis_actors.messages import (
     StoreHealth,
     TradingMode,
 )
+from aegis_actors.redact import redact
 from aegis_actors.runtime import EXECUTION, POSTURE, STORE, WATCHDOG
 from aegis_actors.settings import SettingsError, load_settings
 from aegis_actors.status import collect_status
@@ -85,7 +86,15 @@ class Admin(AegisActor):
             client=self.client,
             deliver=deliver,
         )
-        self.sub = Subscriber(s.store.redis_url, self.channel, gate, self.redis_error, gate.idle)
+        self.sub = Subscriber(
+            s.store.redis_url,
+            self.channel,
+            gate,
+            self.redis_error,
+            gate.idle,
+            on_repeat=gate.repeat,
+            on_not_object=gate.not_requests,
+        )
         self.replies.start()
         self.events.start()
         self.rt.event_sinks.append(self.publish_event)
@@ -110,14 +119,15 @@ class Admin(AegisActor):
 
     def publish_event(self, event: dict[str, Any]) -> None:
         """Event sink: queue for `aegis:events` (never blocks the emitting actor)."""
-        self.events.put(self.events_channel, json.dumps(event, default=str))
+        self.events.put(self.events_channel, json.dumps(redact(event), default=str))
 
     def redis_error(self, what: str) -> None:
         self.state.metrics.redis_errors.inc()
         self.log.warning("admin: Redis error: {}", what)
 
     def reply(self, req: Request, body: dict[str, Any]) -> None:
-        text = json.dumps({"id": req.id, **body}, default=str)
+        # Any Redis client can read the reply channel: no password inside a URL/DSN leaves.
+        text = json.dumps({"id": req.id, **redact(body)}, default=str)
         try:
             self.client.publish(reply_channel(self.channel, req.id), text)
         except redis.RedisError as exc:

@@ -18,7 +18,7 @@ from aegis_actors.checks.item import Item, Status, one_line
 from aegis_actors.checks.llm import llm_items
 from aegis_actors.checks.local import disk_items, limits_item
 from aegis_actors.checks.stores import redis_items, store_items
-from aegis_actors.llm.keys import fallback_secrets
+from aegis_actors.redact import redact_text
 from aegis_actors.settings import Settings
 
 __all__ = ["Item", "Status", "as_json", "clock_item", "passed", "render", "run_checks"]
@@ -40,27 +40,14 @@ _USERINFO = re.compile(r"://[^/@\s]+@")
 
 
 def scrubber(s: Settings) -> Callable[[str], str]:
-    """Masks every configured secret and any user:password in a URL (belt and braces: no
-    item names a secret's value, but an error text from a driver might carry one)."""
-    values = [
-        v.get_secret_value()
-        for v in (
-            s.admin_secret,
-            s.feed.key,
-            s.feed.secret,
-            s.broker.key_id,
-            s.broker.secret_key,
-            s.roles.analyst.api_key,
-            s.roles.verifier.api_key,
-            s.roles.commander.api_key,
-        )
-    ] + fallback_secrets()
-    values = sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+    """Masks every secret the settings know and any user:password in a URL (belt and
+    braces: no item names a secret's value, but a driver's error text might carry one)."""
+    values = sorted({v for v in s.secret_values() if len(v) >= 4}, key=len, reverse=True)
 
     def scrub(text: str) -> str:
         for v in values:
             text = text.replace(v, "***")
-        return _USERINFO.sub("://***@", text)
+        return _USERINFO.sub("://***@", redact_text(text))
 
     return scrub
 

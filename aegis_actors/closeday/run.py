@@ -21,7 +21,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from aegis_actors.checks import Status, run_checks
+from aegis_actors.checks import Status, run_checks, scrubber
 from aegis_actors.closeday import html, ledger, report
 from aegis_actors.closeday.archive import archive_day
 from aegis_actors.settings import Settings
@@ -275,6 +275,15 @@ def readiness_step(s: Settings, r: dict[str, Any]) -> Step:
 
 
 def close_day(s: Settings, day: date, out: Path) -> list[Step]:
+    """The four steps, each line scrubbed of secrets (a driver's error may carry a DSN)."""
+    scrub = scrubber(s)
+    steps = _close_day(s, day, out)
+    for st in steps:
+        st.detail = scrub(st.detail)
+    return steps
+
+
+def _close_day(s: Settings, day: date, out: Path) -> list[Step]:
     try:
         db = open_database(
             sqlite_path=s.store.sqlite_path,
