@@ -551,3 +551,12 @@ class KvPut(Msg):
     key: str
     value: Any
     ts: float
+
+
+class CancelOpenOrders(Msg):
+    """Asked of execution (close-day over the admin channel): cancel every unfilled order.
+
+    The answer: the client ids cancelled, and the positions carried with their last price.
+    """
+
+    reason: str

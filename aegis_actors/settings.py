@@ -60,6 +60,7 @@ class Section(BaseModel):
 
 class RunSettings(Section):
     log_dir: str = "logs"
+    archive_dir: str = ""  # close-day archives the day's logs here ("" = <log_dir>/archive)
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
     # DEBUG (or TRACE) here also writes the per-event lines (costly at high event rates)
     json_log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
@@ -283,6 +284,10 @@ class WatchdogSettings(Section):
     accuracy_horizon_s: float = Field(300.0, gt=0)  # a call is judged this long after
     accuracy_days: int = Field(7, ge=1)  # moving-average window (SPEC 5.3)
     accuracy_flat_band_pct: float = Field(0.05, ge=0)  # |move| under this counts as flat
+    accuracy_min_samples: int = Field(20, ge=1)  # judged calls/orders before a rate is judged
+    target_analysis: float = Field(0.65, ge=0, le=1)  # SPEC 5.3 prediction accuracy
+    target_veto: float = Field(0.80, ge=0, le=1)  # SPEC 5.3 veto hit rate
+    target_execution: float = Field(0.995, ge=0, le=1)  # SPEC 5.3 execution success
     latency_log_every_s: float = Field(600.0, gt=0)  # SPEC 7: latency summary
     pnl_log_every_s: float = Field(1800.0, gt=0)  # SPEC 7: PnL
     success_log_every_s: float = Field(3600.0, gt=0)  # SPEC 7: success rates

@@ -42,21 +42,28 @@ PARTS = {
 
 _net_lock = threading.Lock()
 _net_last: list[float] = []  # [t, bytes_sent, bytes_recv]
+# cpu_percent measures since the previous call on the same object: a fresh Process() per
+# call always reads 0.0, so one object lives as long as the process (primed at import).
+_PROC = psutil.Process()
+_PROC.cpu_percent(interval=None)
+psutil.cpu_percent(interval=None)
 
 
 def system_health() -> dict[str, Any]:
     """CPU, memory and network of the host and this process (SPEC 6.1), never blocking."""
-    proc = psutil.Process()
+    proc = _PROC
     vm = psutil.virtual_memory()
     net = psutil.net_io_counters()
     now = time.monotonic()
-    with _net_lock:
+    with _net_lock:  # both measure since the previous call: one caller at a time
+        cpu, proc_cpu = psutil.cpu_percent(interval=None), proc.cpu_percent(interval=None)
         last = list(_net_last)
         _net_last[:] = [now, float(net.bytes_sent), float(net.bytes_recv)]
     dt = now - last[0] if last else 0.0
     return {
-        "cpu_pct": psutil.cpu_percent(interval=None),
-        "process_cpu_pct": proc.cpu_percent(interval=None),
+        "cpu_pct": cpu,
+        "process_cpu_pct": proc_cpu,  # % of one core (up to 100 x cores)
+        "cpus": psutil.cpu_count() or 1,
         "memory_pct": vm.percent,
         "process_rss_mb": round(proc.memory_info().rss / 1e6, 1),
         "net_sent_bytes": net.bytes_sent,
@@ -105,6 +112,11 @@ def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
         "open_orders": len(e.get("open_orders", []) or []),
         "feed_ticks": out.get("feed", {}).get("ticks"),
         "order_success": (w.get("accuracy") or {}).get("execution_success"),
+        "below_target": [
+            t["label"]
+            for t in (w.get("accuracy") or {}).get("targets", []) or []
+            if t.get("status") == "below"
+        ],
         "alerts_open": len(w.get("escalating", []) or []),
         "admin": "running"
         if rt.directory.get(ADMIN) is not None

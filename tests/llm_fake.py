@@ -74,6 +74,7 @@ class FakeLlm:
     scripts: dict[str, deque[Step]] = field(default_factory=lambda: defaultdict(deque))
     seen: list[Seen] = field(default_factory=list)
     dues: list[float] = field(default_factory=list)  # parked handlers' due times
+    api_key: str | None = None  # when set, any other key (or none) is answered 401
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -129,6 +130,16 @@ class FakeLlm:
         system = body.get("system", "") if anthropic else body["messages"][0]["content"]
         role = next((r for r in ANSWERS if f"You are the {r}" in system), "unknown")
         arrived = self.now()
+        if self.api_key is not None:
+            given = h.headers.get("x-api-key") or h.headers.get("authorization", "")
+            if given.removeprefix("Bearer ") != self.api_key:
+                payload = b'{"error": {"message": "invalid api key"}}'
+                h.send_response(401)
+                h.send_header("content-type", "application/json")
+                h.send_header("content-length", str(len(payload)))
+                h.end_headers()
+                h.wfile.write(payload)
+                return
         with self._lock:
             self.seen.append(
                 Seen(h.path, {k.lower(): v for k, v in h.headers.items()}, body, role, arrived)

@@ -20,9 +20,17 @@ from aegis_actors.admin.gate import Gate, run_state
 from aegis_actors.admin.protocol import Request, reply_channel
 from aegis_actors.admin.reload import apply
 from aegis_actors.base import AegisActor
-from aegis_actors.messages import AckAlert, Posture, RequestMode, SetPosture, TradingMode
+from aegis_actors.messages import (
+    AckAlert,
+    CancelOpenOrders,
+    Posture,
+    RequestMode,
+    SetPosture,
+    StoreHealth,
+    TradingMode,
+)
 from aegis_actors.redact import redact
-from aegis_actors.runtime import POSTURE, WATCHDOG
+from aegis_actors.runtime import EXECUTION, POSTURE, STORE, WATCHDOG
 from aegis_actors.settings import SettingsError, load_settings
 from aegis_actors.status import collect_status
 
@@ -250,6 +258,15 @@ class Admin(AegisActor):
         if applied:
             self.log.warning("settings reloaded from {}: {}", source or "environment", applied)
         return {"file": str(source) if source else None, "changed": applied}
+
+    def cmd_close_day(self, req: Request) -> dict[str, Any]:
+        """close-day's broker step, done by the process that owns the broker."""
+        answer: dict[str, Any] = self.ask_owner(
+            EXECUTION, CancelOpenOrders(reason=f"close-day (admin {req.id})"), RESTART_TIMEOUT_S
+        )
+        # The store's mailbox is FIFO: once this ask returns, the cancellations are written.
+        self.ask_owner(STORE, StoreHealth())
+        return answer
 
     def cmd_shutdown(self, _req: Request) -> dict[str, Any]:
         self.log.warning("shutdown requested over the admin channel")
