@@ -107,7 +107,9 @@ class Execution(AegisActor):
                 for c in cancelled
             ],
             "still_open": still,
-            "marks": {s: p for s in self.core.positions if (p := self.core.prices.get(s)) is not None},
+            "marks": {
+                s: p for s in self.core.positions if (p := self.core.prices.get(s)) is not None
+            },
         }
 
     def on__Sweep(self, _msg: _Sweep) -> None:
