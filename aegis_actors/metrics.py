@@ -32,6 +32,12 @@ class Metrics:
             "Events replaced by a newer one for a busy symbol (latest wins)",
             registry=r,
         )
+        self.shed = Counter(
+            "aegis_events_shed_total",
+            "Events the gateway did not admit under overload (backpressure), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.events = Counter(
             "aegis_events_total", "Events finished, by outcome", ["outcome"], registry=r
         )

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegis_actors.base import AegisActor
+from aegis_actors.gateway.hold import Held
 from aegis_actors.gateway.intake import Intake, PendingTick, Waiting
 from aegis_actors.gateway.ticks import check_tick
 from aegis_actors.messages import (
@@ -25,6 +26,7 @@ from aegis_actors.messages import (
     MarketEvent,
     ModeChange,
     Outcome,
+    RoleLoad,
     Ticks,
     VolatilityIndex,
 )
@@ -33,6 +35,7 @@ from aegis_actors.runtime import CONTEXT, EXECUTION, POSTURE, WATCHDOG
 RECENT = 50  # dispatched events kept for `status`
 DROP_LOG_BURST = 20  # bad-input lines logged per reason per window (all are counted)
 DROP_LOG_WINDOW_S = 10.0
+HOLD_LOG_EVERY_S = 60.0  # one warning line a minute while roles are saturated
 
 Batch = list[tuple[str, float, float, float, float | None]]
 
@@ -52,6 +55,8 @@ class Admission(AegisActor):
         self.known = self.symbols | {feed.vix_symbol}
         self.last_ts: dict[str, float] = {}
         self.intake = Intake()
+        self.held = Held()  # events held back while an AI role is saturated
+        self.hold_logged = float("-inf")
         self.ticks = 0
         self.bad: dict[str, int] = {}
         self.drop_log: dict[str, list[float]] = {}  # reason -> [window start, logged, hushed]
@@ -174,7 +179,43 @@ class Admission(AegisActor):
         free = self.intake.offer(symbol, item)
         if self.intake.coalesced != before:
             self.metrics.coalesced.inc()
+        if free and (self.held.saturated or symbol in self.held.items):
+            return self.hold_back(symbol, item)
         return free
+
+    # -- backpressure from the AI roles (RoleLoad) -------------------------------------
+
+    def hold_back(self, symbol: str, item: Waiting) -> bool:
+        """A role is saturated: the event waits here (latest wins); True = dispatch now."""
+        if not self.held.saturated:  # a held one for this symbol: the newer goes instead
+            self.held.items.pop(symbol)
+            self.held.shed += 1
+            self.metrics.shed.labels("roles_saturated").inc()
+            return True
+        if self.held.hold(symbol, item):
+            self.metrics.shed.labels("roles_saturated").inc()
+        now = self.clock.now()
+        if now - self.hold_logged >= HOLD_LOG_EVERY_S:
+            self.hold_logged = now
+            self.log.warning(
+                "AI roles saturated ({}): holding new events back, latest per symbol "
+                "({} waiting, {} shed so far)",
+                self.held.busy(),
+                len(self.held.items),
+                self.held.shed,
+            )
+        return False
+
+    def on_RoleLoad(self, load: RoleLoad) -> None:
+        self.release_held(self.held.note(load))
+
+    def release_held(self, n: int) -> None:
+        now = self.clock.now()
+        for symbol, item in self.held.take(n):
+            if isinstance(item, MarketEvent):  # admitted now: its SLA clock starts now
+                item = item.stamp(T0, now).stamp("held_since", item.stamps.get(T0, now))
+            if self.intake.offer(symbol, item):  # else it waits for the symbol's event
+                self.release(item)
 
     def on_ModeChange(self, m: ModeChange) -> None:
         """The watchdog's own state enters the pipeline as a system event (SPEC 1.3)."""
@@ -249,6 +290,8 @@ class Admission(AegisActor):
 
     def on_EventDone(self, done: EventDone) -> None:
         self.release(self.intake.done(done.symbol, done.event_id))
+        if self.held.items and not self.held.saturated:
+            self.release_held(1)  # one event out, one held event in
 
     def arm_expiry(self) -> None:
         inflight = self.intake.inflight
@@ -290,6 +333,10 @@ class Admission(AegisActor):
             "inflight": len(self.intake.inflight),
             "waiting": len(self.intake.waiting),
             "coalesced": self.intake.coalesced,
+            "held": len(self.held.items),
+            "held_total": self.held.held,
+            "shed": {"roles_saturated": self.held.shed},
+            "roles_saturated": self.held.busy() or None,
             "events": self.events_sent,
             "vix": self.vix,
             "recent": list(self.recent)[-10:],

@@ -30,6 +30,7 @@ from aegis_actors.messages import (
 from aegis_actors.roles import rules
 from aegis_actors.roles.backends import RoleTask, make_backend
 from aegis_actors.roles.calls import RoleCalls, _Budget, _Reply, _Retry, _Slow, _TierCheck
+from aegis_actors.roles.capacity import pool_workers
 from aegis_actors.runtime import COMMANDER, EXECUTION, MARKET, STORE, VERIFIER, WATCHDOG
 from aegis_actors.sessions import CommanderSession
 from aegis_actors.watchdog.sla import stage_latencies
@@ -44,7 +45,8 @@ class _RoleBase(AegisActor):
         self.handled = 0
         self.failed = 0
         cfg = getattr(self.settings.roles, self.name)
-        self.backend = make_backend(self.name, cfg)
+        workers = pool_workers(cfg, self.settings.roles.events_per_s)
+        self.backend = make_backend(self.name, cfg, workers)
         self.calls = RoleCalls(self, self.name, self.backend, self.role_answered, self.role_failed)
 
     def on_stop(self) -> None:
