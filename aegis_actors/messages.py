@@ -392,7 +392,8 @@ class RoleLoad(Msg):
     `saturated`: as many HTTP calls are out or queued as the pool has workers to carry
     them (nearly), so the gateway holds new events back instead of letting them queue
     inside the role past their stage budget. `in_flight` counts calls handed to the pool
-    and not yet answered; `capacity` is the pool's worker count.
+    and not yet answered; `capacity` is how many the role admits now (its design rate
+    times its API's measured latency, with headroom, at most its workers).
     """
 
     role: str

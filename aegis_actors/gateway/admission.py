@@ -35,6 +35,7 @@ from aegis_actors.runtime import CONTEXT, EXECUTION, POSTURE, WATCHDOG
 RECENT = 50  # dispatched events kept for `status`
 DROP_LOG_BURST = 20  # bad-input lines logged per reason per window (all are counted)
 DROP_LOG_WINDOW_S = 10.0
+HELD_SINCE = "held_since"  # stamp: when a waiting event was detected (its t0 is admission)
 HOLD_LOG_EVERY_S = 60.0  # one warning line a minute while roles are saturated
 
 Batch = list[tuple[str, float, float, float, float | None]]
@@ -210,10 +211,7 @@ class Admission(AegisActor):
         self.release_held(self.held.note(load))
 
     def release_held(self, n: int) -> None:
-        now = self.clock.now()
         for symbol, item in self.held.take(n):
-            if isinstance(item, MarketEvent):  # admitted now: its SLA clock starts now
-                item = item.stamp(T0, now).stamp("held_since", item.stamps.get(T0, now))
             if self.intake.offer(symbol, item):  # else it waits for the symbol's event
                 self.release(item)
 
@@ -283,10 +281,11 @@ class Admission(AegisActor):
     def release(self, nxt: Waiting | None) -> None:
         if nxt is None:
             return
+        now = self.clock.now()
         if isinstance(nxt, PendingTick):
-            self.dispatch(self.tick_event(nxt, self.clock.now()))
-        else:
-            self.dispatch(nxt)
+            self.dispatch(self.tick_event(nxt, now))
+        else:  # admitted now, after waiting its turn by design: its SLA clock starts now
+            self.dispatch(nxt.stamp(T0, now).stamp(HELD_SINCE, nxt.stamps.get(T0, now)))
 
     def on_EventDone(self, done: EventDone) -> None:
         self.release(self.intake.done(done.symbol, done.event_id))

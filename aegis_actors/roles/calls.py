@@ -157,7 +157,8 @@ class RoleCalls:
         self.pool: ThreadPoolExecutor | None = None
         self.workers = pool_workers(self.cfg, roles.events_per_s)
         self.max_pending = pending_limit(self.cfg, self.workers)
-        self.load = LoadMark(self.workers)
+        # until answers come, assume the API takes half its budget
+        self.load = LoadMark(self.workers, roles.events_per_s, self.cfg.timeout_s / 2)
         self.wire = _Wire()
         if isinstance(backend, LlmBackend):
             self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"llm-{role}")
@@ -267,6 +268,9 @@ class RoleCalls:
             self.on_error(call, msg.error)
         else:
             assert msg.reply is not None
+            att = call.attempts[-1]
+            if att.sent_at is not None:
+                self.load.answered(self.actor.clock.now() - att.sent_at)
             self.on_answer(call, msg.reply)
 
     def on_error(self, call: _Call, err: LlmError) -> None:
@@ -422,6 +426,7 @@ class RoleCalls:
         crossed = self.load.update(busy)
         if crossed is None:
             return
+        cap = self.load.capacity
         if crossed:
             self.actor.metrics.errors.labels(f"{self.role}_saturated").inc()
         self.actor.send(
@@ -430,7 +435,7 @@ class RoleCalls:
                 role=self.role,
                 saturated=crossed,
                 in_flight=busy,
-                capacity=self.workers,
+                capacity=cap,
                 ts=self.actor.clock.now(),
             ),
         )
@@ -476,6 +481,8 @@ class RoleCalls:
             "http_out": on_wire,
             "queued": max(0, self.busy() - on_wire),
             "workers": self.workers,
+            "capacity": self.load.capacity,
+            "latency_s": round(self.load.latency_s, 3),
             "saturated": self.load.saturated,
             "saturations": self.load.times,
             "overloaded": self.overloaded,

@@ -13,8 +13,10 @@ import math
 
 from aegis_actors.settings import RoleSettings
 
-HIGH = 0.9  # share of the workers busy (out or queued) at which the role is saturated
+HIGH = 0.9  # share of the capacity busy (out or queued) at which the role is saturated
 LOW = 0.75  # ... and at which it is free again
+HEADROOM = 1.5  # calls admitted over what the design rate needs at the measured latency
+ALPHA = 0.05  # weight of each answer in the moving average of the latency
 
 
 def pool_workers(cfg: RoleSettings, events_per_s: float) -> int:
@@ -30,22 +32,40 @@ def pending_limit(cfg: RoleSettings, workers: int) -> int:
 
 
 class LoadMark:
-    """High/low water marks over the calls a pool holds; reports only the crossings."""
+    """High/low water marks over the calls a pool holds; reports only the crossings.
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.high = max(1, math.ceil(HIGH * capacity))
-        self.low = min(self.high - 1, math.floor(LOW * capacity))
+    The limit adapts: the calls the role needs at its design rate are `events_per_s x
+    latency` (Little's law), with the latency a moving average of what its API answers
+    in; the role admits up to HEADROOM times that, never more than its workers. So at
+    twice the design rate the role sheds (through the gateway) instead of taking on work
+    the process cannot carry, and a slower API gets more calls in flight, not fewer.
+    """
+
+    def __init__(self, workers: int, events_per_s: float, latency_s: float) -> None:
+        self.workers = workers
+        self.events_per_s = events_per_s
+        self.latency_s = latency_s  # moving average of answered calls (from sending)
         self.saturated = False
         self.times = 0  # how often it became saturated
 
+    @property
+    def capacity(self) -> int:
+        need = math.ceil(HEADROOM * self.events_per_s * self.latency_s)
+        return max(1, min(self.workers, need))
+
+    def answered(self, seconds: float) -> None:
+        self.latency_s += ALPHA * (max(0.0, seconds) - self.latency_s)
+
     def update(self, busy: int) -> bool | None:
         """The new state when `busy` crosses a mark, else None."""
-        if not self.saturated and busy >= self.high:
+        cap = self.capacity
+        high = max(1, math.ceil(HIGH * cap))
+        low = min(high - 1, math.floor(LOW * cap))
+        if not self.saturated and busy >= high:
             self.saturated = True
             self.times += 1
             return True
-        if self.saturated and busy <= self.low:
+        if self.saturated and busy <= low:
             self.saturated = False
             return False
         return None
