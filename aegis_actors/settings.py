@@ -316,6 +316,7 @@ class AlertsSettings(Section):
 class AdminSettings(Section):
     channel: str = "aegis:admin"
     events_channel: str = "aegis:events"
+    snapshot_every_s: float = Field(1.0, gt=0)  # status/tree snapshot age at most (and on events)
 
 
 class DashboardSettings(Section):

@@ -21,11 +21,16 @@ log = logger.bind(actor="admin")
 RECONNECT_MAX_S = 5.0
 
 
-def connect(url: str, name: str | None = None) -> redis.Redis:
-    """A client; `name` shows in CLIENT LIST, so an operator can tell the admin apart."""
+def connect(url: str, name: str | None = None, *, single: bool = False) -> redis.Redis:
+    """A client; `name` shows in CLIENT LIST, so an operator can tell the admin apart.
+    `single`: one connection kept for one thread (no pool checkout per command)."""
     clean = re.sub(r"[^A-Za-z0-9:._-]", "_", name) if name else None
     return redis.Redis.from_url(
-        url, socket_timeout=5.0, socket_connect_timeout=3.0, client_name=clean
+        url,
+        socket_timeout=5.0,
+        socket_connect_timeout=3.0,
+        client_name=clean,
+        single_connection_client=single,
     )
 
 

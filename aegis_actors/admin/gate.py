@@ -25,6 +25,16 @@ from supervisors import Clock
 
 security = logger.bind(actor="admin", security=True)
 LOG_PER_S = 20
+SEEN_TTL_S = int(2 * TS_WINDOW_S) + 1
+
+# One round trip for a read-only answer: remember the id (refusing a replay that a restarted
+# process would not have in memory) and publish the reply, atomically.
+ANSWER_IF_NEW = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('PUBLISH', KEYS[2], ARGV[1])
+end
+return -1
+"""
 
 
 class AdminMetrics:
@@ -127,17 +137,20 @@ class Gate:
         replies: Publisher,
         client: redis.Redis,
         deliver: Callable[[Request], None],
+        answer: Callable[[Request], str | None] | None = None,
     ) -> None:
         self.channel, self.secret, self.clock, self.state = channel, secret, clock, state
         self.replies, self.client, self.deliver = replies, client, deliver
+        self.answer = answer  # a read-only command's reply text, or None: deliver it
+        self.answer_if_new = client.register_script(ANSWER_IF_NEW)
         self.log = SecurityLog(clock)
 
     def __call__(self, raw: bytes | str) -> None:
         result = check(raw, secret=self.secret, now=self.clock.now(), seen=self.state.seen)
+        if isinstance(result, Request) and self.answered_here(result):
+            return
         if isinstance(result, Request) and not self.first_use(result):
-            result = Refusal(
-                "replay", f"id {result.id} was already used (replay refused)", result.id, result.cmd
-            )
+            result = replayed(result)
         if isinstance(result, Refusal):
             self.refuse(result)
             return
@@ -146,11 +159,29 @@ class Gate:
     def idle(self) -> None:
         self.log.tick()
 
+    def answered_here(self, req: Request) -> bool:
+        """A read-only command answered on this thread (replay check and reply in one
+        Redis round trip); False: it goes the usual way (checked, then delivered)."""
+        text = self.answer(req) if self.answer is not None else None
+        if text is None:
+            return False
+        key = f"{self.channel}:seen:{req.id}"
+        try:
+            sent = self.answer_if_new(
+                keys=[key, reply_channel(self.channel, req.id)], args=[text, SEEN_TTL_S]
+            )
+        except redis.RedisError:
+            self.state.metrics.redis_errors.inc()
+            return False
+        if sent == -1:
+            self.refuse(replayed(req))
+        return True
+
     def first_use(self, req: Request) -> bool:
         """Also remember the id in Redis, so a restarted process still refuses a replay."""
         key = f"{self.channel}:seen:{req.id}"
         try:
-            return bool(self.client.set(key, b"1", nx=True, ex=int(2 * TS_WINDOW_S) + 1))
+            return bool(self.client.set(key, b"1", nx=True, ex=SEEN_TTL_S))
         except redis.RedisError:
             self.state.metrics.redis_errors.inc()
             return True  # the in-memory check already passed
@@ -161,3 +192,7 @@ class Gate:
         if r.id is not None:
             body = {"id": r.id, "ok": False, "error": r.error}
             self.replies.put(reply_channel(self.channel, r.id), json.dumps(body))
+
+
+def replayed(req: Request) -> Refusal:
+    return Refusal("replay", f"id {req.id} was already used (replay refused)", req.id, req.cmd)
