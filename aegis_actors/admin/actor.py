@@ -96,6 +96,7 @@ class Admin(AegisActor):
             client=self.gate_client,
             deliver=deliver,
             answer=self.answer_read_only,
+            answered=lambda req: self.count(req.cmd, "ok"),
         )
         self.sub = Subscriber(s.store.redis_url, self.channel, gate, self.redis_error, gate.idle)
         self.replies.start()
@@ -159,7 +160,6 @@ class Admin(AegisActor):
         text = self.read_only_text(req.cmd)
         if text is None:
             return None  # no snapshot yet: the actor builds one and answers
-        self.count(req.cmd, "ok")
         return reply_text(req, Prepared(text))
 
     def redis_error(self, what: str) -> None:

@@ -138,10 +138,12 @@ class Gate:
         client: redis.Redis,
         deliver: Callable[[Request], None],
         answer: Callable[[Request], str | None] | None = None,
+        answered: Callable[[Request], None] | None = None,
     ) -> None:
         self.channel, self.secret, self.clock, self.state = channel, secret, clock, state
         self.replies, self.client, self.deliver = replies, client, deliver
         self.answer = answer  # a read-only command's reply text, or None: deliver it
+        self.answered = answered  # told once that reply went out
         self.answer_if_new = client.register_script(ANSWER_IF_NEW)
         self.log = SecurityLog(clock)
 
@@ -175,6 +177,8 @@ class Gate:
             return False
         if sent == -1:
             self.refuse(replayed(req))
+        elif self.answered is not None:
+            self.answered(req)
         return True
 
     def first_use(self, req: Request) -> bool:
