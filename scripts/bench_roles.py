@@ -148,7 +148,7 @@ def run_tree(llm_url: str, symbols: int, seconds: float, work: Path) -> dict[str
         offered = n / (time.perf_counter() - start)
         # drain: every event dispatched has finished (or the 10 s whole-cycle limit hit);
         # the feed keeps printing the (non-tradable) VIX, so its silence tiers stay quiet
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             feed.send_frames([tick_frame(settings.feed.vix_symbol, 15.0, n)])
             market = rt.directory.ask(MARKET, GetStatus(), 5.0)
@@ -194,8 +194,9 @@ def show(res: dict[str, Any]) -> None:
     )
     dispatched = m.get("events", 0)
     print(
-        f"    {dispatched} events admitted; CPU {res['cpu_s'] / max(1, dispatched) * 1000:.2f} ms "
-        f"per event (this process, feed + roles + tree)"
+        f"    {dispatched} events admitted ({m['inflight']} still in flight, {m.get('held', 0)} "
+        f"held after the drain); CPU {res['cpu_s'] / max(1, dispatched) * 1000:.2f} ms per event "
+        "(this process: feed + roles + tree)"
     )
     print(
         f"    cycle p50 {lat['cycle']['p50_ms']:.0f} ms p99 {lat['cycle']['p99_ms']:.0f} ms; "
