@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from aegis_actors.gateway.intake import PendingTick, Waiting
 from aegis_actors.messages import MarketEvent, RoleLoad
 
+RELEASE_MAX = 16  # held events let go at once when a role frees up (no burst of calls)
+
 
 @dataclass
 class Held:
@@ -50,7 +52,7 @@ class Held:
         self.loads[load.role] = load
         if self.saturated:
             return 0
-        return max(1, (load.capacity - load.in_flight) // 2)
+        return max(1, min(RELEASE_MAX, (load.capacity - load.in_flight) // 2))
 
     def take(self, n: int) -> list[tuple[str, Waiting]]:
         out: list[tuple[str, Waiting]] = []
