@@ -118,8 +118,8 @@ class RoleSettings(Section):
     failover_after_s: float = Field(2.5, gt=0, le=5.0)  # a primary this slow hands to the backup
     retry_primary_s: float = Field(60.0, ge=0)  # back to the primary after this long on backup
     max_retries: int = Field(2, ge=0)  # 429/5xx retries per call, within the stage budget
-    # HTTP worker threads; 0 = sized from roles.events_per_s x timeout_s (Little's law: at
-    # that rate no call ever waits in our own pool, whatever the API's latency under budget)
+    # HTTP worker threads; 0 = roles.events_per_s x the longest role timeout_s (Little's law:
+    # at that rate no call ever waits in our own pool, whatever the API's latency in budget)
     workers: int = Field(0, ge=0, le=1024)
     max_pending: int = Field(0, ge=0)  # calls beyond this fail at once; 0 = 2 x workers
     max_tokens: int = Field(512, ge=16)

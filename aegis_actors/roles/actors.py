@@ -45,7 +45,7 @@ class _RoleBase(AegisActor):
         self.handled = 0
         self.failed = 0
         cfg = getattr(self.settings.roles, self.name)
-        workers = pool_workers(cfg, self.settings.roles.events_per_s)
+        workers = pool_workers(cfg, self.settings.roles)
         self.backend = make_backend(self.name, cfg, workers)
         self.calls = RoleCalls(self, self.name, self.backend, self.role_answered, self.role_failed)
 

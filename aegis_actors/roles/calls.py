@@ -155,7 +155,7 @@ class RoleCalls:
         )
         self.calls: dict[str, _Call] = {}
         self.pool: ThreadPoolExecutor | None = None
-        self.workers = pool_workers(self.cfg, roles.events_per_s)
+        self.workers = pool_workers(self.cfg, roles)
         self.max_pending = pending_limit(self.cfg, self.workers)
         # until answers come, assume the API takes half its budget
         self.load = LoadMark(self.workers, roles.events_per_s, self.cfg.timeout_s / 2)

@@ -1,17 +1,20 @@
 """How many HTTP calls a role carries at once, and when it counts as saturated.
 
-A worker holds one call for at most the stage budget (`timeout_s`), so by Little's law a
-pool of `events_per_s x timeout_s` workers never makes a call wait for a thread at that
-rate, however slow the API is within budget. Past it, waiting in our own pool would eat
-the stage budget and fail events that the API never saw; instead the role tells the
-gateway it is saturated (a `RoleLoad`), with hysteresis so the signal does not flap.
+A worker holds one call for at most its stage budget, so by Little's law a pool of
+`events_per_s x timeout_s` workers never makes a call wait for a thread at that rate,
+however slow the API is within budget. Every role's pool uses the longest budget of the
+three: the events a later stage receives were admitted by an earlier one, so the
+commander must carry what the analyst let in, not only its own share. Past the rate,
+waiting in our own pool would eat the stage budget and fail events that the API never
+saw; instead the role tells the gateway it is saturated (a `RoleLoad`), with hysteresis
+so the signal does not flap.
 """
 
 from __future__ import annotations
 
 import math
 
-from aegis_actors.settings import RoleSettings
+from aegis_actors.settings import RoleSettings, RolesSettings
 
 HIGH = 0.9  # share of the capacity busy (out or queued) at which the role is saturated
 LOW = 0.75  # ... and at which it is free again
@@ -19,11 +22,12 @@ HEADROOM = 1.5  # calls admitted over what the design rate needs at the measured
 ALPHA = 0.05  # weight of each answer in the moving average of the latency
 
 
-def pool_workers(cfg: RoleSettings, events_per_s: float) -> int:
-    """The configured worker count, or (0 = auto) the rate times the stage budget."""
+def pool_workers(cfg: RoleSettings, roles: RolesSettings) -> int:
+    """The configured worker count, or (0 = auto) the rate times the longest budget."""
     if cfg.workers > 0:
         return cfg.workers
-    return max(4, min(1024, math.ceil(events_per_s * cfg.timeout_s)))
+    longest = max(r.timeout_s for r in (roles.analyst, roles.verifier, roles.commander))
+    return max(4, min(1024, math.ceil(roles.events_per_s * longest)))
 
 
 def pending_limit(cfg: RoleSettings, workers: int) -> int:
