@@ -105,25 +105,31 @@ def test_the_api_slow_within_budget_is_still_judged_slow(
     assert analyst["overloaded"] == 0 and analyst["api_down_since"] is not None
 
 
-def test_gateway_holds_events_while_a_role_is_saturated_and_none_fails(
+def test_gateway_closes_its_window_while_a_role_is_saturated_and_none_fails(
     rig: Callable[..., Rig], servers: list[FakeLlm]
 ) -> None:
-    """Eight analyst workers: the ninth to twelfth events wait at the gateway (latest per
-    symbol wins, the replaced ones counted as shed) and go once the analyst frees up.
-    Every admitted event finishes; none fails, the mode stays normal, no forced posture."""
+    """Eight analyst workers: once eight events are out the analyst says it is saturated
+    and the gateway's window closes at eight; the ninth to twelfth events wait there
+    (latest per symbol wins, the replaced ones counted), and the ticks among them that
+    waited too long for the window are shed, counted, rather than failed. Every admitted
+    event finishes; none fails, the mode stays normal, no forced posture."""
     r = rig({"workers": 8})
     for i in range(12):
         r.event(SYMBOLS[i])
         r.quiet()
     market = r.rt.directory.ask(MARKET, GetStatus(), 5.0)
-    assert market["held"] == 4 and market["roles_saturated"].startswith("analyst 8/8")
-    for i in range(8, 12):  # newer events for the held symbols replace the held ones
+    assert market["roles_saturated"].startswith("analyst 8/8"), market
+    assert market["window"] == 8 and market["inflight"] == 8 and market["waiting"] == 4
+    for i in range(8, 12):  # newer events for the waiting symbols replace the waiting ones
         r.event(SYMBOLS[i], price=101.0)
         r.quiet()
     r.drive(12.0, step=0.25)
     done = r.watchdog()["outcomes"]
-    assert sum(done.values()) == 12, done
+    assert sum(done.values()) == 8, done
     assert not {"failed", "timeout"} & set(done), done
-    assert r.rt.metrics.value("aegis_events_shed_total", {"reason": "roles_saturated"}) == 4
+    shed = r.rt.metrics.value
+    assert shed("aegis_events_shed_total", {"reason": "coalesced"}) == 4
+    assert shed("aegis_events_shed_total", {"reason": "stale"}) == 4
     assert r.mode() == "normal" and r.posture() != "defensive"
     assert r.role("analyst")["saturated"] is False
+    assert r.rt.directory.ask(MARKET, GetStatus(), 5.0)["roles_saturated"] is None

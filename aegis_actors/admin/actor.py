@@ -20,12 +20,13 @@ import pykka
 import redis
 
 from aegis_actors.admin.channel import Publisher, Subscriber, connect
-from aegis_actors.admin.gate import Gate, run_state
+from aegis_actors.admin.gate import READ_ONLY, Gate, run_state
 from aegis_actors.admin.protocol import Request, reply_channel
 from aegis_actors.admin.reload import apply
 from aegis_actors.admin.snapshot import Snapshots
 from aegis_actors.base import AegisActor
 from aegis_actors.messages import AckAlert, Posture, RequestMode, SetPosture, TradingMode
+from aegis_actors.redact import redact
 from aegis_actors.runtime import POSTURE, WATCHDOG
 from aegis_actors.settings import SettingsError, load_settings
 from aegis_actors.status import collect_status
@@ -45,9 +46,6 @@ class Prepared:
     """A command result already serialised as JSON text (the snapshot)."""
 
     text: str
-
-
-READ_ONLY = frozenset({"status", "tree"})
 
 
 class Refused(Exception):
@@ -98,7 +96,15 @@ class Admin(AegisActor):
             answer=self.answer_read_only,
             answered=lambda req: self.count(req.cmd, "ok"),
         )
-        self.sub = Subscriber(s.store.redis_url, self.channel, gate, self.redis_error, gate.idle)
+        self.sub = Subscriber(
+            s.store.redis_url,
+            self.channel,
+            gate,
+            self.redis_error,
+            gate.idle,
+            on_repeat=gate.repeat,
+            on_not_object=gate.not_requests,
+        )
         self.replies.start()
         self.events.start()
         self.rt.event_sinks.append(self.publish_event)
@@ -127,7 +133,7 @@ class Admin(AegisActor):
     def publish_event(self, event: dict[str, Any]) -> None:
         """Event sink: queue for `aegis:events` (never blocks the emitting actor), and have
         the snapshot rebuilt, so `status` shows the change at once."""
-        self.events.put(self.events_channel, json.dumps(event, default=str))
+        self.events.put(self.events_channel, json.dumps(redact(event), default=str))
         self.snapshots.poke()
 
     # -- the snapshot ------------------------------------------------------------------
@@ -139,8 +145,9 @@ class Admin(AegisActor):
         out["summary"]["admin"] = "running"  # (the directory may not list it yet at start)
         out["settings"] = self.rt.settings.redacted()
         out["snapshot_ts"] = now
-        status = compact(out)[:-1]  # closed per reply, with the admin's live counts
-        tree = compact(self.with_urns(self.rt.tree())) if self.rt.tree else ""
+        # any Redis client can read the reply channel: no password inside a URL/DSN leaves
+        status = compact(redact(out))[:-1]  # closed per reply, with the admin's live counts
+        tree = compact(redact(self.with_urns(self.rt.tree()))) if self.rt.tree else ""
         return status, tree
 
     def read_only_text(self, cmd: str) -> str | None:
@@ -149,7 +156,7 @@ class Admin(AegisActor):
             return None
         if cmd == "tree":
             return self.snapshots.tree_text or None
-        admin = compact(self.status())
+        admin = compact(redact(self.status()))
         return f'{self.snapshots.status_text},"admin":{admin}}}'
 
     def answer_read_only(self, req: Request) -> str | None:
@@ -171,7 +178,8 @@ class Admin(AegisActor):
         if isinstance(result, Prepared):
             text = reply_text(req, result)
         else:
-            text = json.dumps({"id": req.id, **body}, default=str)
+            # Any Redis client can read the reply channel: no password inside a URL/DSN leaves.
+            text = json.dumps({"id": req.id, **redact(body)}, default=str)
         try:
             self.client.publish(reply_channel(self.channel, req.id), text)
         except redis.RedisError as exc:
