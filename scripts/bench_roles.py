@@ -143,7 +143,7 @@ def run_tree(llm_url: str, symbols: int, seconds: float, work: Path) -> dict[str
             feed.send_frames([tick_frame(names[i % symbols], 100.0 + (i % 7) * 0.01, i)])
             if i % 50 == 0:
                 peak_held = max(
-                    peak_held, rt.directory.ask(MARKET, GetStatus(), 5.0).get("held", 0)
+                    peak_held, rt.directory.ask(MARKET, GetStatus(), 5.0).get("waiting", 0)
                 )
         offered = n / (time.perf_counter() - start)
         # drain: every event dispatched has finished (or the 10 s whole-cycle limit hit);
@@ -152,7 +152,7 @@ def run_tree(llm_url: str, symbols: int, seconds: float, work: Path) -> dict[str
         while time.monotonic() < deadline:
             feed.send_frames([tick_frame(settings.feed.vix_symbol, 15.0, n)])
             market = rt.directory.ask(MARKET, GetStatus(), 5.0)
-            if market["inflight"] == 0 and market.get("held", 0) == 0:
+            if market["inflight"] == 0 and market.get("waiting", 0) == 0:
                 break
             time.sleep(0.1)
         cpu = time.process_time() - cpu0
@@ -194,9 +194,10 @@ def show(res: dict[str, Any]) -> None:
     )
     dispatched = m.get("events", 0)
     print(
-        f"    {dispatched} events admitted ({m['inflight']} still in flight, {m.get('held', 0)} "
-        f"held after the drain); CPU {res['cpu_s'] / max(1, dispatched) * 1000:.2f} ms per event "
-        "(this process: feed + roles + tree)"
+        f"    {dispatched} events admitted ({m['inflight']} still in flight, "
+        f"{m.get('waiting', 0)} waiting after the drain); CPU "
+        f"{res['cpu_s'] / max(1, dispatched) * 1000:.2f} ms per event (this process: feed + "
+        "roles + tree)"
     )
     print(
         f"    cycle p50 {lat['cycle']['p50_ms']:.0f} ms p99 {lat['cycle']['p99_ms']:.0f} ms; "
@@ -205,9 +206,8 @@ def show(res: dict[str, Any]) -> None:
         f"verification p99 {lat['verification']['p99_ms']:.0f} ms"
     )
     print(
-        f"    shed: coalesced (symbol busy, latest wins) {m['coalesced']}, "
-        f"held back (roles saturated) {m.get('held_total', 0)} (peak {res['peak_held']} waiting), "
-        f"shed {m.get('shed', {})}"
+        f"    gateway: shed by reason {m.get('shed', {})} (peak {res['peak_held']} waiting), "
+        f"window now {m.get('window')} (max {m.get('max_window')})"
     )
     pools = ", ".join(
         f"{r} {st.get('workers')} workers ({st.get('saturations', 0)}x saturated, "
