@@ -22,7 +22,12 @@ STOP_TIMEOUT_S = 9.0
 
 class Aegis:
     def __init__(
-        self, settings: Settings, *, clock: Clock | None = None, stderr: bool = True
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        stderr: bool = True,
+        role_backends: dict[str, Any] | None = None,
     ) -> None:
         check_supported(settings)
         self.settings = settings
@@ -31,6 +36,7 @@ class Aegis:
         self.root: RootHandle | None = None
         self.rt: Runtime | None = None
         self.broker: Broker | None = None
+        self.role_backends = role_backends or {}  # a backtest's strategy roles
 
     def start(self) -> Runtime:
         s = self.settings
@@ -47,6 +53,7 @@ class Aegis:
         set_clock(self.clock)
         directory = Directory()
         rt = self.rt = Runtime(settings=s, clock=self.clock, directory=directory)
+        rt.role_backends = dict(self.role_backends)
         rt.cache = make_cache(s, self.clock.now, lambda kind: rt.metrics.errors.labels(kind).inc())
         directory.on_dead_letter = lambda name, msg: rt.metrics.dead_letters.labels(name).inc()
         self.broker = make_broker(s, rt)

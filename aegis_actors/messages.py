@@ -294,6 +294,7 @@ class ReplayBar(Msg):
     low: float
     close: float
     volume: float
+    event: bool = True  # False: price the bar (fills, marks) but raise no decision event
 
 
 # -- control side ------------------------------------------------------------------------

@@ -52,6 +52,9 @@ class Runtime:
     shutdown: threading.Event = field(default_factory=threading.Event)  # set to end the run
     tree: Callable[[], dict[str, Any]] | None = None  # the supervisor snapshot, once started
     event_sinks: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    # A backtest's strategy backends by role name (analyst, verifier, commander); a role
+    # not named here builds its backend from settings.
+    role_backends: dict[str, Any] = field(default_factory=dict)
     # name -> [messages handled]: each actor counts its own; the watchdog reads it to tell
     # a busy actor (late heartbeat, progress made) from a hung one (no progress)
     progress: dict[str, list[int]] = field(default_factory=dict)

@@ -53,7 +53,7 @@ class _RoleBase(AegisActor):
         self.failed = 0
         cfg = getattr(self.settings.roles, self.name)
         workers = pool_workers(cfg, self.settings.roles)
-        self.backend = make_backend(self.name, cfg, workers)
+        self.backend = self.rt.role_backends.get(self.name) or make_backend(self.name, cfg, workers)
         self.calls = RoleCalls(self, self.name, self.backend, self.role_answered, self.role_failed)
 
     def on_stop(self) -> None:
