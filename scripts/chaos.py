@@ -288,7 +288,12 @@ def redis_proxy(url: str) -> tuple[TcpProxy, str]:
 
 
 def kill9(
-    desk: Desk, result: Result, rng: random.Random, kills: int, window: tuple[float, float]
+    desk: Desk,
+    result: Result,
+    rng: random.Random,
+    kills: int,
+    window: tuple[float, float],
+    settle_s: float = 4.0,
 ) -> None:
     """Start, SIGKILL at a random moment (start-up, reconciliation or trading), repeat;
     then one clean run in the same folder, whose books are audited."""
@@ -304,7 +309,7 @@ def kill9(
                 f"run: {desk.launches} ended before its kill: rc {proc.returncode}"
             )
         proc.wait(10)
-    desk.clean_run(4, result)
+    desk.clean_run(settle_s, result)
     desk.audit(result)
 
 
@@ -315,15 +320,20 @@ def outages(
     proxy: TcpProxy,
     which: str,
     count: int,
+    *,
+    warm_s: float = 4.0,
+    down_s: tuple[float, float] = (2.0, 5.0),
+    gap_s: tuple[float, float] = (2.0, 4.0),
+    settle_s: float = 4.0,
 ) -> None:
     """One run while its PostgreSQL or Redis connection is cut or frozen `count` times,
     alternating, each for a few seconds; then a clean restart and the audit."""
-    plan = [("cut" if i % 2 == 0 else "frozen", rng.uniform(2.0, 5.0)) for i in range(count)]
-    gaps = [rng.uniform(2.0, 4.0) for _ in plan]
-    for_s = 4.0 + sum(d + g for (_, d), g in zip(plan, gaps, strict=True)) + 3.0
+    plan = [("cut" if i % 2 == 0 else "frozen", rng.uniform(*down_s)) for i in range(count)]
+    gaps = [rng.uniform(*gap_s) for _ in plan]
+    for_s = warm_s + sum(d + g for (_, d), g in zip(plan, gaps, strict=True)) + 2.0
     proc = desk.start(for_s)
     result.runs += 1
-    time.sleep(4.0)
+    time.sleep(warm_s)
     for (how, down_s), gap in zip(plan, gaps, strict=True):
         if proc.poll() is not None:
             break
@@ -333,11 +343,13 @@ def outages(
         proxy.restore()
         time.sleep(gap)
     desk.finish(proc, for_s, result)
-    desk.clean_run(4, result)
+    desk.clean_run(settle_s, result)
     desk.audit(result)
 
 
-def sigterm(desk: Desk, result: Result, rng: random.Random, count: int) -> None:
+def sigterm(
+    desk: Desk, result: Result, rng: random.Random, count: int, settle_s: float = 3.0
+) -> None:
     """SIGTERM under a fast feed: exit 0, and no order written after "stopping"."""
     for _ in range(count):
         proc = desk.start(60, AEGIS_FEED__TICK_INTERVAL_S="0.005")
@@ -359,9 +371,10 @@ def sigterm(desk: Desk, result: Result, rng: random.Random, count: int) -> None:
         ]
         if late:
             result.problems.append(
-                f"sigterm: run {desk.launches}: {len(late)} orders written after 'stopping': {late[:3]}"
+                f"sigterm: run {desk.launches}: {len(late)} orders written after 'stopping': "
+                f"{late[:3]}"
             )
-    desk.clean_run(3, result)
+    desk.clean_run(settle_s, result)
     desk.audit(result)
 
 
