@@ -55,7 +55,12 @@ from aegis_actors.audit import BrokerView, LedgerView, Violation, audit  # noqa:
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_BASE = "redis://127.0.0.1:6379/14"
 WRITE_AHEAD_DEADLINE_S = 2.0
-STOP_GRACE_S = 30.0  # a run past its --for by this much is called hung
+STOP_GRACE_S = 30.0
+# Lines of a run's log that say a stop was not clean (an actor hung past its timeout).
+UNCLEAN_STOP = (
+    "ignored its shutdown timeout",
+    "did not stop within",
+)  # a run past its --for by this much is called hung
 
 # A fast, volatile synthetic market so a few seconds carry many orders and exits.
 FAST_ENV = {
@@ -196,10 +201,13 @@ class Desk:
                 f"run: {self.launches} did not stop within {STOP_GRACE_S:g}s of --for {for_s:g}"
             )
             return None
+        text = (self.folder / f"run-{self.launches:02d}.log").read_text(errors="replace")
         if rc != 0:
-            tail = (self.folder / f"run-{self.launches:02d}.log").read_text(errors="replace")
-            last = [ln for ln in tail.splitlines() if ln.strip()][-1:] or [""]
+            last = [ln for ln in text.splitlines() if ln.strip()][-1:] or [""]
             result.problems.append(f"run: {self.launches} exited {rc}: {last[0][:200]}")
+        for line in text.splitlines():
+            if any(sign in line for sign in UNCLEAN_STOP):
+                result.problems.append(f"stop: run {self.launches}: {line.strip()[:200]}")
         return rc
 
     def clean_run(self, for_s: float, result: Result) -> None:
@@ -437,7 +445,6 @@ SCENARIOS = (
 
 
 def run_suite(plan: Plan, log: Any = print) -> list[Result]:
-    rng = random.Random(plan.seed)
     base = plan.out or Path(tempfile.mkdtemp(prefix="aegis-chaos-"))
     base.mkdir(parents=True, exist_ok=True)
     svc = Services(
@@ -448,13 +455,16 @@ def run_suite(plan: Plan, log: Any = print) -> list[Result]:
     results: list[Result] = []
 
     @contextlib.contextmanager
-    def scenario(name: str, store: str, cmd: str) -> Iterator[tuple[Result, Path]]:
+    def scenario(name: str, store: str, cmd: str) -> Iterator[tuple[Result, Path, random.Random]]:
+        """A folder and a random source of its own: `--only NAME` replays the same moments."""
+        nth = sum(r.name == name for r in results)
+        rng = random.Random(f"{plan.seed}:{name}:{nth}")
         folder = base / f"{len(results) + 1:02d}-{name}"
         folder.mkdir(parents=True, exist_ok=True)
         r = Result(name, store, repro=f"{cmd} (folder {folder})")
         t0 = time.monotonic()
         try:
-            yield r, folder
+            yield r, folder, rng
         except Exception as exc:
             r.problems.append(f"scenario: crashed: {type(exc).__name__}: {exc}")
         r.seconds = time.monotonic() - t0
@@ -479,13 +489,14 @@ def run_suite(plan: Plan, log: Any = print) -> list[Result]:
         pg_kills = plan.kills - sqlite_kills - default_kills
         if plan.wants("kill9-sqlite"):
             for n in _chunks(sqlite_kills, per_desk):
-                with scenario("kill9-sqlite", "sqlite", f"{me} --only kill9-sqlite") as (r, d):
+                with scenario("kill9-sqlite", "sqlite", f"{me} --only kill9-sqlite") as (r, d, rng):
                     kill9(Desk(d), r, rng, n, (0.5, 6.0))
         if plan.wants("kill9-postgres"):
             for n in _chunks(pg_kills, per_desk):
                 with scenario("kill9-postgres", "pg+redis", f"{me} --only kill9-postgres") as (
                     r,
                     d,
+                    rng,
                 ):
                     desk = Desk(d, svc.database("k9"), svc.redis_base, svc.prefix("k9"))
                     kill9(desk, r, rng, n, (0.5, 6.0))
@@ -494,13 +505,14 @@ def run_suite(plan: Plan, log: Any = print) -> list[Result]:
                 with scenario("kill9-default", "pg+redis", f"{me} --only kill9-default") as (
                     r,
                     d,
+                    rng,
                 ):
                     desk = Desk(d, svc.database("kd"), svc.redis_base, svc.prefix("kd"))
                     desk.durable_broker = False
                     kill9(desk, r, rng, n, (0.5, 6.0))
         if plan.wants("pg-outage"):
             for n in _chunks(plan.pg_outages, 3):
-                with scenario("pg-outage", "pg+redis", f"{me} --only pg-outage") as (r, d):
+                with scenario("pg-outage", "pg+redis", f"{me} --only pg-outage") as (r, d, rng):
                     dsn = svc.database("pg")
                     proxy, via = proxied_dsn(dsn)
                     try:
@@ -510,7 +522,11 @@ def run_suite(plan: Plan, log: Any = print) -> list[Result]:
                         proxy.close()
         if plan.wants("redis-outage"):
             for n in _chunks(plan.redis_outages, 3):
-                with scenario("redis-outage", "pg+redis", f"{me} --only redis-outage") as (r, d):
+                with scenario("redis-outage", "pg+redis", f"{me} --only redis-outage") as (
+                    r,
+                    d,
+                    rng,
+                ):
                     proxy, via = redis_proxy(svc.redis_base)
                     try:
                         desk = Desk(d, svc.database("rd"), via, svc.prefix("rd"))
@@ -518,10 +534,10 @@ def run_suite(plan: Plan, log: Any = print) -> list[Result]:
                     finally:
                         proxy.close()
         if plan.wants("replay") and plan.actor_kills:
-            with scenario("replay-actor-kills", "sqlite", f"{me} --only replay") as (r, d):
+            with scenario("replay-actor-kills", "sqlite", f"{me} --only replay") as (r, d, rng):
                 replay_actor_kills(d, r, rng, plan.actor_kills)
         if plan.wants("sigterm") and plan.sigterms:
-            with scenario("sigterm", "pg+redis", f"{me} --only sigterm") as (r, d):
+            with scenario("sigterm", "pg+redis", f"{me} --only sigterm") as (r, d, rng):
                 desk = Desk(d, svc.database("st"), svc.redis_base, svc.prefix("st"))
                 sigterm(desk, r, rng, plan.sigterms)
     finally:

@@ -90,6 +90,7 @@ def test_kill_9_with_the_default_broker_keeps_the_ledger_sound(
     clean(r)
 
 
+@pytest.mark.xfail(reason="chaos findings C3-C5 (issue 11 defects 2, 4, 6): open until fixed")
 def test_postgres_cut_and_frozen_mid_run(
     tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]
 ) -> None:
