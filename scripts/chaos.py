@@ -56,6 +56,7 @@ PG_BASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_BASE = "redis://127.0.0.1:6379/14"
 WRITE_AHEAD_DEADLINE_S = 2.0
 STOP_GRACE_S = 30.0
+ADMIN_SECRET = uuid.uuid4().hex  # this chaos run's operator; never logged
 # Lines of a run's log that say a stop was not clean (an actor hung past its timeout).
 UNCLEAN_STOP = (
     "ignored its shutdown timeout",
@@ -93,6 +94,7 @@ class Result:
     seconds: float = 0.0
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    operator_resets: int = 0
     repro: str = ""
 
 
@@ -173,6 +175,10 @@ class Desk:
         if self.redis_url:
             env["AEGIS_REDIS_URL"] = self.redis_url
             env["AEGIS_STORE__REDIS_PREFIX"] = self.redis_prefix
+            # The operator's channel, private to this desk (others share the Redis server).
+            env["AEGIS_ADMIN__CHANNEL"] = f"{self.redis_prefix}admin"
+            env["AEGIS_ADMIN__EVENTS_CHANNEL"] = f"{self.redis_prefix}events"
+            env["AEGIS_ADMIN_SECRET"] = ADMIN_SECRET
         if not self.durable_broker:
             del env["AEGIS_BROKER__PAPER_STATE_PATH"]
         env.update(self.env_extra)
@@ -209,6 +215,17 @@ class Desk:
             if any(sign in line for sign in UNCLEAN_STOP):
                 result.problems.append(f"stop: run {self.launches}: {line.strip()[:200]}")
         return rc
+
+    def admin(self, *args: str) -> int:
+        """`python -m aegis_actors admin ARGS` against this desk's running process."""
+        done = subprocess.run(
+            [sys.executable, "-m", "aegis_actors", "admin", *args, "--timeout", "5"],
+            cwd=self.folder,
+            env=self.env(),
+            capture_output=True,
+            timeout=30,
+        )
+        return done.returncode
 
     def clean_run(self, for_s: float, result: Result) -> None:
         result.runs += 1
@@ -350,6 +367,11 @@ def outages(
         time.sleep(down_s)
         proxy.restore()
         time.sleep(gap)
+        # The outage left the desk `limited` (automatic moves only go up): the operator
+        # puts it back so the next outage meets a trading desk.
+        if proc.poll() is None and desk.redis_url:
+            ok = desk.admin("mode", "--set", "normal") == 0
+            result.operator_resets += ok
     desk.finish(proc, for_s, result)
     desk.clean_run(settle_s, result)
     desk.audit(result)
@@ -473,6 +495,8 @@ def run_suite(plan: Plan, log: Any = print) -> list[Result]:
             f"{name:>16}: runs {r.runs} kills {r.kills} actor kills {r.actor_kills} "
             f"orders {r.orders} fills {r.fills} violations {len(r.problems)} ({r.seconds:.0f}s)"
         )
+        if r.operator_resets:
+            r.notes.append(f"operator set mode normal {r.operator_resets} times")
         for note in r.notes:
             log(f"{'':>18}{note}")
         for line in summary(r.problems):
