@@ -237,9 +237,13 @@ class Desk:
         except Exception as exc:  # an unreadable ledger is itself the finding
             result.problems.append(f"ledger: unreadable: {exc}")
             return []
-        broker = (
-            BrokerView.from_paper_state(self.paper_state) if self.paper_state.exists() else None
-        )
+        # The default broker settings may keep no book (then only the ledger's own checks
+        # apply) or keep it at var/paper.json, where this desk points a durable one too.
+        broker: BrokerView | None = None
+        if self.paper_state.exists():
+            broker = BrokerView.from_paper_state(self.paper_state)
+        elif self.durable_broker:
+            broker = BrokerView()  # the broker never took an order
         found = audit(
             view,
             broker,

@@ -10,9 +10,11 @@ kills keep landing on a trading tree instead of ending it in `safe`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import random
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,28 @@ class ChaosCrash:
 
 def _crash(_self: Any, _msg: ChaosCrash) -> None:
     raise RuntimeError("chaos: injected crash")
+
+
+@contextlib.contextmanager
+def durable_book(path: Path) -> Iterator[None]:
+    """The replay's paper broker keeps its book (and every fill) in `path`, as a live
+    run's does, so the audit can hold the ledger against it."""
+    import aegis_actors.app as app_module
+    from aegis_actors.brokers.durable_paper import DurablePaperBroker
+
+    plain = app_module.make_broker
+
+    def make(settings: Any, rt: Any) -> Any:
+        broker = plain(settings, rt)
+        if isinstance(broker, DurablePaperBroker):
+            return broker
+        return DurablePaperBroker(broker, str(path))
+
+    app_module.make_broker = make  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        app_module.make_broker = plain  # type: ignore[assignment]
 
 
 def write_bars(path: Path, rng: random.Random, times: int) -> None:
@@ -165,7 +189,8 @@ def run_replay(
     )
     clock = VirtualClock(start=bars[0].ts - 1.0)
     app = Aegis(settings, clock=clock, stderr=False)
-    rt = app.start()
+    with durable_book(folder / "var" / "paper.json"):
+        rt = app.start()
     problems: list[str] = []
     done = 0
     by_method = {"restart": 0, "crash": 0}
