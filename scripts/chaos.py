@@ -10,6 +10,8 @@ Scenarios (each in its own folder, each with a fresh ledger; `--only` picks some
   are audited: no broker book to compare with);
 - pg-outage / redis-outage: PostgreSQL or Redis reached through a TCP proxy that is cut
   (connections reset) or frozen (black hole) mid-run, then restored;
+- kill9-outage: kill -9 while PostgreSQL is cut or frozen, restart while it is still down,
+  then restore it;
 - replay-actor-kills: bars replayed in-process on a virtual clock while actors are killed
   (operator restarts through their supervisor, and crashes of a handler);
 - sigterm: SIGTERM under a fast feed; the run must stop cleanly and place no order after
@@ -381,6 +383,33 @@ def outages(
     desk.audit(result)
 
 
+def kill9_in_outage(
+    desk: Desk, result: Result, rng: random.Random, proxy: TcpProxy, rounds: int
+) -> None:
+    """kill -9 while PostgreSQL is cut or frozen, and a restart that meets it still down
+    (spooled writes, reconciliation without the ledger), restored a few seconds later."""
+    for i in range(rounds):
+        how = "cut" if i % 2 == 0 else "frozen"
+        proc = desk.start(60)
+        result.runs += 1
+        time.sleep(rng.uniform(3.0, 5.0))
+        proxy.cut() if how == "cut" else proxy.freeze()
+        setattr(result, f"pg_{how}", getattr(result, f"pg_{how}") + 1)
+        time.sleep(rng.uniform(0.5, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        result.kills += 1
+        proc.wait(10)
+        proc = desk.start(60)  # PostgreSQL still down at start
+        result.runs += 1
+        time.sleep(rng.uniform(2.0, 4.0))
+        proxy.restore()
+        time.sleep(rng.uniform(3.0, 5.0))
+        proc.send_signal(signal.SIGTERM)
+        desk.finish(proc, 0, result)
+    desk.clean_run(6, result)
+    desk.audit(result)
+
+
 def sigterm(
     desk: Desk, result: Result, rng: random.Random, count: int, settle_s: float = 3.0
 ) -> None:
@@ -451,6 +480,7 @@ class Plan:
     redis_outages: int = 5
     actor_kills: int = 1000
     sigterms: int = 2
+    kill_outages: int = 2
     only: frozenset[str] = frozenset()
     keep: bool = False
     out: Path | None = None
@@ -464,6 +494,7 @@ SCENARIOS = (
     "kill9-postgres",
     "kill9-default",
     "pg-outage",
+    "kill9-outage",
     "redis-outage",
     "replay",
     "sigterm",
@@ -548,6 +579,15 @@ def run_suite(plan: Plan, log: Any = print) -> list[Result]:
                         outages(desk, r, rng, proxy, "pg", n)
                     finally:
                         proxy.close()
+        if plan.wants("kill9-outage") and plan.kill_outages:
+            with scenario("kill9-outage", "pg+redis", f"{me} --only kill9-outage") as (r, d, rng):
+                dsn = svc.database("ko")
+                proxy, via = proxied_dsn(dsn)
+                try:
+                    desk = Desk(d, via, svc.redis_base, svc.prefix("ko"))
+                    kill9_in_outage(desk, r, rng, proxy, plan.kill_outages)
+                finally:
+                    proxy.close()
         if plan.wants("redis-outage"):
             for n in _chunks(plan.redis_outages, 3):
                 with scenario("redis-outage", "pg+redis", f"{me} --only redis-outage") as (
@@ -599,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redis-outages", type=int, default=5)
     ap.add_argument("--actor-kills", type=int, default=1000, help="during the replay")
     ap.add_argument("--sigterms", type=int, default=2)
+    ap.add_argument(
+        "--kill-outages", type=int, default=2, help="kill -9 during a PG outage (restart in it)"
+    )
     ap.add_argument("--only", default="", help=f"comma list of: {', '.join(SCENARIOS)}")
     ap.add_argument("--keep", action="store_true", help="keep folders, databases and keys")
     ap.add_argument("--out", type=Path, help="scenario folders go here (kept)")
@@ -610,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         redis_outages=a.redis_outages,
         actor_kills=a.actor_kills,
         sigterms=a.sigterms,
+        kill_outages=a.kill_outages,
         only=frozenset(o.strip() for o in a.only.split(",") if o.strip()),
         keep=a.keep,
         out=a.out,

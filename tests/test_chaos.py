@@ -106,6 +106,21 @@ def test_postgres_cut_and_frozen_mid_run(
     clean(r)
 
 
+def test_kill_9_while_postgres_is_down_then_restart_into_the_outage(
+    tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]
+) -> None:
+    proxy, via = proxied_dsn(pg_dsn)
+    try:
+        d = desk(tmp_path, via, redis_prefix)
+        r = chaos.Result("kill9-outage", "pg")
+        chaos.kill9_in_outage(d, r, rng(7), proxy, 1)
+    finally:
+        proxy.close()
+    assert (r.kills, r.pg_cut) == (1, 1)
+    assert r.orders > 0
+    clean(r)
+
+
 def test_redis_frozen_mid_run(tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]) -> None:
     url, prefix = redis_prefix
     proxy, via = chaos.redis_proxy(url)
