@@ -106,6 +106,7 @@ def test_postgres_cut_and_frozen_mid_run(
     clean(r)
 
 
+@pytest.mark.xfail(reason="chaos findings C3/C6 (the store hangs its stop after an outage): open")
 def test_kill_9_while_postgres_is_down_then_restart_into_the_outage(
     tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]
 ) -> None:
