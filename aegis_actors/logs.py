@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 
 from aegis_actors.jsonlog import JsonLines
+from aegis_actors.redact import redact_text
 
 if TYPE_CHECKING:
     from loguru import Logger, Record
@@ -31,10 +33,11 @@ _RESERVED = {"actor", "event_id"}
 
 
 def _scrub(text: str) -> str:
+    """Mask every configured secret and any password inside a URL or DSN."""
     for secret in _secrets:
         if secret and secret in text:
             text = text.replace(secret, "***")
-    return text
+    return redact_text(text)
 
 
 def _patch(record: Record) -> None:
@@ -62,9 +65,15 @@ def _patch(record: Record) -> None:
 
 def _human(record: Record) -> str:
     ev = " [{extra[event_id]}]" if record["extra"].get("event_id") else ""
+    tb = ""
+    exc = record["exception"]
+    if exc is not None:  # the standard format (never local variables' values), scrubbed
+        text = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+        record["extra"]["_tb"] = _scrub(text)
+        tb = "{extra[_tb]}"
     return (
         "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-        "<cyan>{extra[actor]: <10}</cyan>" + ev + " {message}\n{exception}"
+        "<cyan>{extra[actor]: <10}</cyan>" + ev + " {message}\n" + tb
     )
 
 
@@ -84,7 +93,10 @@ def configure(
     logger.remove()
     logger.configure(patcher=_patch)
     if stderr:
-        logger.add(sys.stderr, level=level, format=_human, colorize=None, backtrace=False)
+        # diagnose off: loguru would print local variables' values (secrets among them).
+        logger.add(
+            sys.stderr, level=level, format=_human, colorize=None, backtrace=False, diagnose=False
+        )
     global _sink
     if _sink is not None:
         _sink.stop()

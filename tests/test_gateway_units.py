@@ -86,7 +86,9 @@ def test_backoff_doubles_caps_and_jitters() -> None:
     assert len({round(d, 6) for d in delays[4:]}) > 1  # jittered, not in lockstep
 
 
-def test_websocket_feeds_need_ws_urls(aegis_env: Path) -> None:
+def test_websocket_feeds_need_ws_urls(aegis_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AEGIS_FEED__KEY", "k")
+    monkeypatch.setenv("AEGIS_FEED__SECRET", "s")
     check_supported(load_settings(None, feed={"kind": "json", "url": "ws://127.0.0.1:1/x"}))
     with pytest.raises(SettingsError, match="feed.url"):
         check_supported(load_settings(None, feed={"kind": "alpaca", "url": ""}))

@@ -57,7 +57,6 @@ from aegis_actors.watchdog.anomaly import ZScore
 from aegis_actors.watchdog.modes import ModeMachine
 from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
 
-FAILURE_STREAK = 3
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
 PARENTS = {
@@ -209,6 +208,7 @@ class Watchdog(AegisActor):
                 _MODE_ALERT[move.new],
                 "mode_change",
                 f"trading mode {move.old} -> {move.new}: {req.reason}",
+                always=move.new.rank >= TradingMode.SAFE.rank,  # never de-duplicated
             )
         if move.new is TradingMode.SHUTDOWN:
             self.rt.shutdown.set()
@@ -251,19 +251,19 @@ class Watchdog(AegisActor):
         self.metrics.events.labels(outcome.value).inc()
         if outcome in (Outcome.FAILED, Outcome.TIMEOUT):
             self.failure_streak += 1
-            if self.failure_streak == FAILURE_STREAK:
+            streak = self.settings.roles.max_consecutive_failures  # live: read at use
+            if self.failure_streak == streak:
                 self.raise_alert(
                     AlertLevel.CRITICAL,
                     "consecutive_failures",
-                    f"{FAILURE_STREAK} consecutive system errors (failed events); "
-                    "forcing defensive",
+                    f"{streak} consecutive system errors (failed events); forcing defensive",
                     event_id=done.event_id,
                 )
                 self.send(
                     POSTURE,
                     SetPosture(
                         posture=Posture.DEFENSIVE,
-                        reason=f"{FAILURE_STREAK} consecutive failed events",
+                        reason=f"{streak} consecutive failed events",
                     ),
                 )
         elif outcome in (Outcome.ORDERED, Outcome.HOLD, Outcome.VETOED):
@@ -381,18 +381,24 @@ class Watchdog(AegisActor):
         self.record_alert(alert)
 
     def raise_alert(
-        self, level: AlertLevel, kind: str, message: str, event_id: str | None = None
+        self,
+        level: AlertLevel,
+        kind: str,
+        message: str,
+        event_id: str | None = None,
+        *,
+        always: bool = False,
     ) -> Alert:
         alert = Alert.new(level, kind, message, self.clock.now(), event_id)
-        self.record_alert(alert)
+        self.record_alert(alert, always=always)
         return alert
 
-    def record_alert(self, alert: Alert) -> None:
+    def record_alert(self, alert: Alert, *, always: bool = False) -> None:
         """Log, store, broadcast, deliver and (from `escalate_from` up) escalate; a repeat
         of the same condition within the de-duplication window is only counted."""
         log = self.log.bind(event_id=alert.event_id, alert_id=alert.alert_id)
         dedup = alert.model_copy(update={"message": _NUMBERS.sub("#", alert.message)})
-        repeats = self.desk.admit(dedup)
+        repeats = self.desk.admit(dedup, always)
         if repeats is None:
             self.metrics.alerts_suppressed.labels(alert.level.value).inc()
             log.debug("repeat alert suppressed {} {}: {}", alert.level, alert.kind, alert.message)
