@@ -38,6 +38,7 @@ class Aegis:
         configure(
             s.run.log_dir,
             level=s.run.log_level,
+            json_level=s.run.json_log_level,
             rotation=s.run.log_rotation,
             retention=s.run.log_retention,
             secrets=secrets,

@@ -36,6 +36,10 @@ NEWS = "news"
 ADMIN = "admin"
 DASHBOARD = "dashboard"
 
+# Topics: published once by their sender; who receives them is declared in tree.py.
+TOPIC_MODE = "mode"  # ModeChange (watchdog)
+TOPIC_DECISIONS = "decisions"  # DecisionRecord (commander)
+
 
 @dataclass
 class Runtime:
@@ -48,6 +52,9 @@ class Runtime:
     shutdown: threading.Event = field(default_factory=threading.Event)  # set to end the run
     tree: Callable[[], dict[str, Any]] | None = None  # the supervisor snapshot, once started
     event_sinks: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    # name -> [messages handled]: each actor counts its own; the watchdog reads it to tell
+    # a busy actor (late heartbeat, progress made) from a hung one (no progress)
+    progress: dict[str, list[int]] = field(default_factory=dict)
 
     def emit(self, type_: str, **data: Any) -> None:
         """An operator-facing event (mode, posture, alert, restart, tier step) to every sink.

@@ -61,6 +61,8 @@ class Section(BaseModel):
 class RunSettings(Section):
     log_dir: str = "logs"
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
+    # DEBUG (or TRACE) here also writes the per-event lines (costly at high event rates)
+    json_log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
     log_rotation: str = "50 MB"
     log_retention: int = Field(10, ge=1)
 
@@ -91,6 +93,8 @@ class FeedSettings(Section):
     shutdown_after_s: float = Field(30.0, gt=0)
     liveness_check_s: float = Field(0.5, gt=0)
     batch_max: int = Field(100, ge=1)  # frames decoded per mailbox turn
+    max_inflight: int = Field(128, ge=1)  # events in the pipeline at once (backpressure)
+    max_wait_s: float = Field(0.05, gt=0)  # a tick waiting longer for the window is shed
     replay_file: str = ""  # replay: the bar CSV (set by `backtest --data`)
 
     @field_validator("symbols")

@@ -151,6 +151,7 @@ def back_up(rt: Any, clock: Any, names: set[str], wait_idle: Any) -> bool:
 def run_replay(
     folder: Path, rng: random.Random, kills: int
 ) -> tuple[list[Violation], dict[str, Any]]:
+    import aegis_actors.base as base_module
     from aegis_actors.admin.actor import parent_of
     from aegis_actors.app import Aegis
     from aegis_actors.backtest.bars import load_bars
@@ -162,7 +163,9 @@ def run_replay(
     from aegis_actors.runtime import MARKET
     from aegis_actors.settings import load_settings
 
+    # The crash handler, and its message class where the handler check looks for it.
     AegisActor.on_ChaosCrash = _crash  # type: ignore[attr-defined]
+    base_module.ChaosCrash = ChaosCrash  # type: ignore[attr-defined]
     times = max(10, kills // KILLS_PER_BAR + 5)
     data = folder / "bars.csv"
     write_bars(data, rng, times)
@@ -241,6 +244,7 @@ def run_replay(
     finally:
         app.stop("chaos replay over")
         del AegisActor.on_ChaosCrash  # type: ignore[attr-defined]
+        del base_module.ChaosCrash  # type: ignore[attr-defined]
     view = LedgerView.read(str(folder / "var" / "aegis.db"))
     paper = folder / "var" / "paper.json"
     broker = BrokerView.from_paper_state(paper) if paper.exists() else BrokerView()

@@ -12,15 +12,18 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to (host, port). `cut()` drops every connection and
     refuses new ones; `freeze()` stalls them all; `restore()` undoes either (listening
-    again on the same port after a cut)."""
+    again on the same port after a cut). `delay_s` holds every chunk that long before
+    forwarding it (a slow server or link)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
+        self.delay_s = 0.0
         self.port = 0
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
@@ -95,6 +98,8 @@ class TcpProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if self.delay_s:
+                    time.sleep(self.delay_s)  # the simulated latency itself, not a test wait
                 self._flowing.wait()  # frozen meanwhile: hold the bytes until restored
                 dst.sendall(data)
         except OSError:
