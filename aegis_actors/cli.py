@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from aegis_actors.admin import client as admin_cli
+from aegis_actors.backtest import cli_args as backtest_args
 from aegis_actors.redact import redact_text
 from aegis_actors.settings import Settings, SettingsError, check_writable, load_settings
 
@@ -67,6 +68,12 @@ def parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="stop by itself after SECONDS",
         )
+    for target in (p, run):
+        target.add_argument(
+            "--resume",
+            action="store_true",
+            help="start normal even when the previous run ended in an automatic shutdown",
+        )
     check = sub.add_parser(
         "check",
         help="pre-session checklist; exit 0 when all pass",
@@ -79,14 +86,10 @@ def parser() -> argparse.ArgumentParser:
         help="replay a bar CSV through the tree; write trades, equity, report",
         description="Replay historical bars (CSV: ts, open, high, low, close, volume[, "
         "symbol]) through the same tree on a virtual clock: paper broker in bar mode "
-        "(an order fills no earlier than the next bar's open), rules roles, SQLite.",
+        "(an order fills no earlier than the next bar's open), a strategy, SQLite; "
+        "writes trades.csv, equity.csv, report.json and report.html.",
     )
-    backtest.add_argument("--data", required=True, metavar="FILE.csv", help="bar CSV")
-    backtest.add_argument(
-        "--symbol", metavar="S", help="symbol for rows without one (default: file stem)"
-    )
-    backtest.add_argument("--out", default="backtest-out", metavar="DIR", help="output directory")
-    backtest.add_argument("--settings", metavar="FILE")
+    backtest_args.add_arguments(backtest)
     tail = sub.add_parser(
         "tail",
         help="pretty-print or follow the JSON log",
@@ -127,10 +130,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(str(exc), file=sys.stderr)
         return 2
     if settings.feed.kind == "replay":  # history is paced by the backtest driver, not a clock
-        args.data, args.symbol, args.out = settings.feed.replay_file, None, "backtest-out"
+        args.data, args.symbol, args.out = [settings.feed.replay_file], None, "backtest-out"
         return cmd_backtest(args)
     try:
-        app = Aegis(settings)
+        app = Aegis(settings, resume=bool(getattr(args, "resume", False)))
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2
@@ -208,21 +211,22 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from aegis_actors.backtest.api import run_backtest
     from aegis_actors.backtest.report import summary_text
-    from aegis_actors.backtest.runner import BacktestError, run_backtest
+    from aegis_actors.backtest.runner import BacktestError
+    from aegis_actors.strategies import StrategyError
 
     if Path(args.out).exists() and not Path(args.out).is_dir():
         print(f"backtest: --out {args.out}: exists and is not a directory", file=sys.stderr)
         return 2
     try:
-        result = run_backtest(
-            args.data, symbol=args.symbol, out=args.out, settings_path=args.settings
-        )
-    except (BacktestError, SettingsError) as exc:
+        result = run_backtest(backtest_args.config_from_args(args))
+    except (BacktestError, SettingsError, StrategyError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
     print(summary_text(result.report))
-    print(f"  written to {result.out}/ (trades.csv, equity.csv, report.json)")
+    print(f"  {result.bars_per_s:,.0f} bars/s")
+    print(f"  written to {result.out}/ (trades.csv, equity.csv, report.json, report.html)")
     return 0
 
 

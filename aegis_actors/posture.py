@@ -119,6 +119,7 @@ class PostureActor(AegisActor):
         self.evaluated = False
         self.sl_streak = 0
         self.forced_until = float(saved.get("forced_until", 0.0)) if saved else 0.0
+        self.unforced = Posture.GUERRILLA  # what a forced posture replaced
         self.changes = 0
         self.evaluations = 0
         self.indicators = Indicators()
@@ -171,6 +172,7 @@ class PostureActor(AegisActor):
 
     def evaluate(self, why: str) -> None:
         if self.vix is None:
+            self.lift_forced()
             return
         self.evaluated = True
         self.evaluations += 1
@@ -185,6 +187,17 @@ class PostureActor(AegisActor):
         )
         self.change(new, f"{why}: {because}")
 
+    def lift_forced(self) -> None:
+        """With no volatility reading to judge by, a forced posture whose cool-down has run
+        out (on the clock: simulated in a backtest) goes back to the one it replaced."""
+        if not self.forced_until or self.clock.now() < self.forced_until:
+            return
+        if self.override is not None:
+            return
+        self.forced_until = 0.0
+        self.change(self.unforced, "forced posture expired (no volatility reading)")
+        self.publish()
+
     def on_SetPosture(self, msg: SetPosture) -> dict[str, Any]:
         if msg.operator:
             self.override = msg.posture
@@ -196,6 +209,8 @@ class PostureActor(AegisActor):
                 self.change(msg.posture, f"operator: {msg.reason}")
             self.publish()
         elif msg.posture is not None:
+            if not self.forced_until:
+                self.unforced = self.posture
             self.forced_until = self.clock.now() + self.settings.posture.forced_cooldown_s
             self.change(msg.posture, f"forced: {msg.reason}")
             self.publish()

@@ -4,6 +4,7 @@ Children report their own death by message; supervisors restart them per strateg
 backoff on an injectable clock, give up after too many restarts, and escalate to their parent.
 """
 
+from supervisors import inline
 from supervisors.actor import ChildBaseException, SupervisedActor
 from supervisors.clock import Clock, Timer, VirtualClock, WallClock
 from supervisors.context import ChildContext
@@ -33,6 +34,7 @@ __all__ = [
     "Timer",
     "VirtualClock",
     "WallClock",
+    "inline",
     "start_tree",
     "supervisor_spec",
 ]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import queue
 import sys
 from typing import TYPE_CHECKING, Any
 
 import pykka
-from pykka import ActorDeadError, messages
+from pykka import ActorDeadError, ThreadingFuture, messages
 
+from supervisors import inline
 from supervisors.messages import SupervisorMessage
 
 if TYPE_CHECKING:
@@ -38,6 +40,30 @@ class SupervisedActor(pykka.ThreadingActor):
         super().__init__()
         self.ctx = ctx
         self._exit_reason: BaseException | None = None
+
+    # -- the runtime seam: a thread each (live), or the deterministic scheduler ----------
+
+    @staticmethod
+    def _create_actor_inbox() -> Any:
+        sched = inline.current()
+        return queue.Queue() if sched is None else sched.new_inbox()
+
+    @staticmethod
+    def _create_future() -> Any:
+        return ThreadingFuture() if inline.current() is None else inline.InlineFuture()
+
+    def _start_actor_loop(self) -> None:
+        if isinstance(self.actor_inbox, inline.InlineInbox):
+            self.actor_inbox.sched.start(self)
+        else:
+            super()._start_actor_loop()
+
+    def _inline_exit(self) -> None:
+        """The end of `_actor_loop` for the deterministic runtime: teardown, exit report."""
+        try:
+            self._actor_loop_teardown()
+        finally:
+            self.ctx.report_exit(self._exit_reason, urn=self.actor_urn)
 
     def _handle_failure(
         self,

@@ -1,38 +1,62 @@
 """The backtest driver: the same tree as a live run, replaying bars on a virtual clock.
 
-The driver owns the pace, not an actor: for each bar time it advances the clock there,
-hands every bar of that time to the market actor, then waits until the tree is idle and
-no event is in flight, so a bar is fully decided (and any order resting) before the next
-bar's open can fill it. The broker is the paper broker in bar mode (no look-ahead), the
-roles are the local rules, the ledger is SQLite in the out dir; no dashboard, no admin.
+The driver owns the pace, not an actor: for each bar time it advances the clock there
+(every due timer fires), hands every bar of that time to the market actor, then runs the
+deterministic scheduler until its run queue is empty: the bar is fully decided (and any
+order resting) before the next bar's open can fill it. The broker is the paper broker in
+bar mode (no look-ahead), the ledger is SQLite in the out dir; no dashboard, no admin.
+
+With a vectorised strategy the signals are computed once per series; a bar without a
+signal raises no decision event, and a quiet bar may not wake the tree at all (plan.py),
+which is what makes a long replay fast. This module sets the run up and reports it; the
+loops are in replay.py.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import sqlite3
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from aegis_actors.backtest.bars import BarFile, BarFileError, load_bars
-from aegis_actors.backtest.idle import wait_idle
-from aegis_actors.backtest.report import read_ledger, summarize, write_outputs
+from aegis_actors.backtest.api import BacktestConfig, BacktestResult
+from aegis_actors.backtest.bars import (
+    Bar,
+    BarFile,
+    BarFileError,
+    load_bars,
+    load_many,
+    parse_ts,
+)
+from aegis_actors.backtest.llm_cache import ResponseCache, cached_llm_backends
+from aegis_actors.backtest.plan import Plan, Quiet, event_plan
+from aegis_actors.backtest.replay import ROLE_NAMES, Replayed, replay, replay_inline
+from aegis_actors.backtest.report import (
+    metrics,
+    read_ledger,
+    summarize,
+    write_outputs,
+)
 from aegis_actors.clock import VirtualClock
-from aegis_actors.messages import GetStatus, ReplayBar
-from aegis_actors.runtime import MARKET, WATCHDOG
-from aegis_actors.settings import Settings, load_settings
+from aegis_actors.settings import Settings, SettingsError, load_settings
+from aegis_actors.strategies import StrategyError, load_strategy
+from aegis_actors.strategies.roles import ApproveAll, PassThrough, SignalAnalyst, SignalBook
+from supervisors import inline
 
 log = logger.bind(actor="backtest")
 
-IDLE_TIMEOUT_S = 30.0  # real seconds one bar may take before the run is called stuck
-INFLIGHT_ROUNDS = 1000
 DEFAULT_OUT = "backtest-out"
+HEARTBEAT_OFF_S = 10 * 365 * 86400.0
+NO_STOP = {"stop_loss": -0.99, "take_profit": 9.99, "limit_ratio": 0.0}  # --exits signal
 
 
 class BacktestError(Exception):
-    """The backtest cannot run: bad data file or settings (one line, exit 2)."""
+    """The backtest cannot run: bad data file, strategy or settings (one line, exit 2)."""
 
 
 @dataclass
@@ -41,128 +65,253 @@ class Result:
     out: Path
 
 
-def entry_ttl(settings_path: str | None, times: list[float]) -> float:
+def entry_ttl(base: float, times: list[float]) -> float:
     """An entry must live to see the next bar's open: advancing the clock to that bar runs
     the execution sweep first, so the TTL is raised to 1.5 times the widest bar gap."""
-    base = load_settings(settings_path).risk.entry_ttl_s
     gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
     return max(base, 1.5 * max(gaps, default=0.0))
 
 
+def scratch_dir() -> tempfile.TemporaryDirectory[str]:
+    """Where the ledger is written during the run: memory (tmpfs) when the machine has it.
+    A replay needs no fsync (a crash means a rerun); the finished ledger is moved to the
+    out dir, so what a user opens afterwards is the same file."""
+    shm = Path("/dev/shm")
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return tempfile.TemporaryDirectory(prefix="aegis-bt-", dir=where)
+
+
 def backtest_settings(
-    settings_path: str | None, data: Path, symbols: list[str], out: Path, ttl_s: float
+    config: BacktestConfig,
+    data: Path,
+    symbols: list[str],
+    out: Path,
+    times: list[float],
+    ledger_dir: Path,
 ) -> Settings:
-    rules = {"backend": "rules"}
-    return load_settings(
-        settings_path,
-        feed={"kind": "replay", "replay_file": str(data), "symbols": symbols},
-        broker={"kind": "paper", "paper_state_path": ""},
-        store={
-            "sqlite_path": str(out / "aegis.db"),
-            "spool_path": str(out / "spool.db"),
+    base = load_settings(config.settings)
+    overrides: dict[str, Any] = {
+        "feed": {"kind": "replay", "replay_file": str(data), "symbols": symbols},
+        "broker": {"kind": "paper", "paper_state_path": ""},
+        "store": {
+            "sqlite_path": str(ledger_dir / "aegis.db"),
+            "spool_path": str(ledger_dir / "spool.db"),
             "redis_url": "",
             "postgres_dsn": "",
         },
-        redis_url="",  # no Redis: in-memory cache and so no admin channel
-        postgres_dsn="",
-        dashboard={"port": 0},
-        run={"log_dir": str(out / "logs")},
-        roles={"analyst": rules, "verifier": rules, "commander": rules},
-        risk={"entry_ttl_s": ttl_s},
+        "redis_url": "",  # no Redis: in-memory cache and so no admin channel
+        "postgres_dsn": "",
+        "dashboard": {"port": 0},
+        "run": {"log_dir": str(out / "logs")},
+        "risk": {"entry_ttl_s": entry_ttl(base.risk.entry_ttl_s, times)},
+        # A replay has no wall-clock deadline to miss: an actor that hung would stop the
+        # whole run (one thread) or its driver's settle (threads), never silently.
+        "watchdog": {"heartbeat_every_s": HEARTBEAT_OFF_S},
+    }
+    if config.capital is not None:
+        overrides["broker"]["capital"] = config.capital
+    if config.roles is not None:
+        backend = {"backend": config.roles}
+        overrides["roles"] = {"analyst": backend, "verifier": backend, "commander": backend}
+    if config.exits == "signal":  # the strategy's opposite signal is the only exit
+        overrides["posture"] = {p: dict(NO_STOP) for p in ("offensive", "guerrilla", "defensive")}
+    return load_settings(config.settings, **overrides)
+
+
+def _window(bar_file: BarFile, start: str | None, end: str | None) -> None:
+    try:
+        lo = parse_ts(start) if start else None
+        hi = parse_ts(end) if end else None
+    except ValueError as exc:
+        raise BacktestError(f"--from/--to: {exc}") from None
+    if lo is not None or hi is not None:
+        bar_file.bars = [
+            b for b in bar_file.bars if (lo is None or b.ts >= lo) and (hi is None or b.ts < hi)
+        ]
+    if not bar_file.bars:
+        raise BacktestError("no bars between --from and --to")
+
+
+def execute(config: BacktestConfig) -> BacktestResult:
+    files = config.data_files()
+    try:
+        bar_file = load_many(files, config.symbol, strict=config.strict)
+        strategy = load_strategy(config.strategy, config.params)
+        vix_symbol = load_settings(config.settings).feed.vix_symbol
+    except (BarFileError, StrategyError, SettingsError) as exc:
+        raise BacktestError(str(exc)) from None
+    _window(bar_file, config.start, config.end)
+    vix = split_vix(bar_file, config, vix_symbol)
+    out = Path(config.out) if config.out is not None else Path(tempfile.mkdtemp(prefix="aegis-bt-"))
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("aegis.db", "aegis.db-wal", "aegis.db-shm", "spool.db"):
+        (out / stale).unlink(missing_ok=True)  # every run starts from an empty ledger
+    shutil.rmtree(out / "logs", ignore_errors=True)
+    bars = bar_file.bars
+    times = sorted({b.ts for b in bars})
+    scratch = scratch_dir()
+    ledger_dir = Path(scratch.name)
+    try:
+        settings = backtest_settings(config, files[0], bar_file.symbols, out, times, ledger_dir)
+    except SettingsError as exc:
+        scratch.cleanup()
+        raise BacktestError(str(exc)) from None
+    try:
+        backends, plan, cache = role_backends(config, settings, strategy, bars, out)
+    except BacktestError:
+        scratch.cleanup()
+        raise
+    run = run_tree(config, settings, backends, bars, plan, vix)
+    llm = None
+    if cache is not None:
+        llm = cache.report()
+        cache.close()
+    with scratch:  # the finished ledger, checkpointed into one file, moves to the out dir
+        checkpoint(ledger_dir / "aegis.db")
+        shutil.move(str(ledger_dir / "aegis.db"), str(out / "aegis.db"))
+    trades, counts = read_ledger(out / "aegis.db")
+    report = summarize(
+        bars=len(bars),
+        bad_rows=dict(bar_file.bad),
+        notes=dict(bar_file.notes),
+        symbols=bar_file.symbols,
+        events=run.events,
+        counts=counts,
+        trades=trades,
+        equity=run.equity,
+        capital=settings.broker.capital,
+        outcomes=run.outcomes,
+        strategy={
+            "name": config.strategy,
+            "params": dict(sorted(config.params.items())),
+            "exits": config.exits,
+            "veto": config.veto,
+            "roles": settings.roles.analyst.backend if strategy is None else "strategy",
+        },
+        iso=bar_file.iso,
+        closes=closes_by_symbol(bars),
+        first_posture=run.first_posture,
+        extra={"llm": llm} if llm is not None else None,
+    )
+    write_outputs(out, trades, run.equity, report, iso=bar_file.iso, html=config.html)
+    return BacktestResult(
+        metrics=metrics(report),
+        equity=run.equity,
+        trades=trades,
+        report=report,
+        out=out,
+        bars_per_s=len(bars) / max(run.seconds, 1e-9),
     )
 
 
+def role_backends(
+    config: BacktestConfig, settings: Settings, strategy: Any, bars: list[Bar], out: Path
+) -> tuple[dict[str, Any], Plan, ResponseCache | None]:
+    """The roles a backtest swaps in: the strategy as analyst (its signals computed here,
+    once), the veto off, LLM roles behind the answer cache; and the event plan."""
+    backends: dict[str, Any] = {}
+    plan = Plan(bars)
+    if strategy is not None:
+        book = SignalBook(strategy)
+        try:
+            plan = event_plan(bars, book)
+        except Exception as exc:  # a user's strategy: one line, not a traceback
+            raise BacktestError(
+                f"strategy {config.strategy}: signals failed: {type(exc).__name__}: {exc}"
+            ) from None
+        backends["analyst"] = SignalAnalyst(book)
+    if not config.veto:
+        backends["verifier"] = ApproveAll()
+        backends["commander"] = PassThrough()
+    cache: ResponseCache | None = None
+    if any(getattr(settings.roles, r).backend == "llm" for r in ROLE_NAMES if r not in backends):
+        cache = ResponseCache(Path(config.llm_cache or out / "llm-cache.db"))
+        backends.update(cached_llm_backends(settings, cache, set(backends)))
+    return backends, plan, cache
+
+
+def run_tree(
+    config: BacktestConfig,
+    settings: Settings,
+    backends: dict[str, Any],
+    bars: list[Bar],
+    plan: Plan,
+    vix: list[Bar],
+) -> Replayed:
+    """Start the tree on the chosen runtime, replay, stop it (start-up not timed)."""
+    from aegis_actors.app import Aegis
+
+    clock = VirtualClock(start=bars[0].ts - 1.0)
+    plan.signal_exits = config.exits == "signal"
+    if config.runtime != "inline":
+        app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
+        rt = app.start()
+        plan.broker = app.broker
+        try:
+            return replay(app, rt, clock, bars, plan, vix)
+        finally:
+            app.stop("backtest over")
+    with inline.install() as sched:
+        app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
+        rt = app.start()
+        plan.broker = app.broker
+        try:
+            quiet = Quiet(app.broker, settings, config.exits == "signal")
+            return replay_inline(app, rt, clock, sched, bars, plan, config.progress, vix, quiet)
+        finally:
+            app.stop("backtest over")
+
+
+def split_vix(bar_file: BarFile, config: BacktestConfig, symbol: str) -> list[Bar]:
+    """The volatility index: `--vix FILE` or the data's VIX symbol. It feeds the posture
+    and is never traded, so it leaves the traded bars."""
+    vix = [b for b in bar_file.bars if b.symbol == symbol]
+    if vix:
+        bar_file.bars = [b for b in bar_file.bars if b.symbol != symbol]
+        if not bar_file.bars:
+            raise BacktestError(f"the data holds only the volatility index {symbol}")
+    if config.vix is not None:
+        try:
+            vix = load_bars(config.vix, symbol).bars
+        except BarFileError as exc:
+            raise BacktestError(f"--vix: {exc}") from None
+    return vix
+
+
+def checkpoint(db: Path) -> None:
+    con = sqlite3.connect(db)
+    try:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        con.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        con.close()
+
+
+def closes_by_symbol(bars: list[Bar]) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list[tuple[float, float]]] = {}
+    for b in bars:
+        out.setdefault(b.symbol, []).append((b.ts, b.close))
+    return out
+
+
 def run_backtest(
-    data: str | Path,
+    data: str | Path | list[str | Path],
     *,
     symbol: str | None = None,
     out: str | Path = DEFAULT_OUT,
     settings_path: str | None = None,
     stderr_logs: bool = False,
+    runtime: str = "inline",
+    **options: Any,
 ) -> Result:
-    from aegis_actors.app import Aegis
-
-    data, out = Path(data), Path(out)
-    try:
-        bar_file = load_bars(data, symbol)
-    except BarFileError as exc:
-        raise BacktestError(str(exc)) from None
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("aegis.db", "aegis.db-wal", "aegis.db-shm", "spool.db"):
-        (out / stale).unlink(missing_ok=True)  # every run starts from an empty ledger
-    shutil.rmtree(out / "logs", ignore_errors=True)
-    times = sorted({b.ts for b in bar_file.bars})
-    ttl_s = entry_ttl(settings_path, times)
-    settings = backtest_settings(settings_path, data, bar_file.symbols, out, ttl_s)
-    clock = VirtualClock(start=bar_file.bars[0].ts - 1.0)
-    app = Aegis(settings, clock=clock, stderr=stderr_logs)
-    rt = app.start()
-    try:
-        equity, events, outcomes = replay(app, rt, clock, bar_file)
-    finally:
-        app.stop("backtest over")
-    trades, counts = read_ledger(out / "aegis.db")
-    report = summarize(
-        bars=len(bar_file.bars),
-        bad_rows=dict(bar_file.bad),
-        symbols=bar_file.symbols,
-        events=events,
-        counts=counts,
-        trades=trades,
-        equity=equity,
-        capital=settings.broker.capital,
-        outcomes=outcomes,
+    """Keyword form of `api.run_backtest` (kept for the CLI and older callers)."""
+    config = BacktestConfig(
+        data=data,
+        symbol=symbol,
+        out=out,
+        settings=settings_path,
+        runtime="threaded" if runtime == "threaded" else "inline",
+        **options,
     )
-    write_outputs(out, trades, equity, report)
-    return Result(report, out)
-
-
-def replay(
-    app: Any, rt: Any, clock: VirtualClock, bar_file: BarFile
-) -> tuple[list[tuple[float, float]], int, dict[str, int]]:
-    """Feed the bars time by time; the equity after each bar time, events, outcomes."""
-    settle(rt)
-    equity: list[tuple[float, float]] = []
-    bars = bar_file.bars
-    i = 0
-    while i < len(bars):
-        ts = bars[i].ts
-        if ts > clock.now():
-            clock.advance(ts - clock.now())
-            wait_idle(IDLE_TIMEOUT_S)  # the timers that came due first (sweeps, postures)
-        while i < len(bars) and bars[i].ts == ts:
-            b = bars[i]
-            rt.directory.tell(
-                MARKET,
-                ReplayBar(
-                    symbol=b.symbol,
-                    ts=b.ts,
-                    open=b.open,
-                    high=b.high,
-                    low=b.low,
-                    close=b.close,
-                    volume=b.volume,
-                ),
-            )
-            i += 1
-        settle(rt)
-        equity.append((ts, app.broker.account().equity))
-    market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-    watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
-    outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
-    return equity, int(market.get("events", 0)), outcomes
-
-
-def settle(rt: Any) -> None:
-    """Idle mailboxes and no event in flight at the gateway: this bar is done.
-
-    An event still in flight with every mailbox idle is work off the mailboxes (a role's
-    call); it gets `INFLIGHT_ROUNDS` looks before the bar is left to its stage timeouts."""
-    for _ in range(INFLIGHT_ROUNDS):
-        if not wait_idle(IDLE_TIMEOUT_S):
-            raise RuntimeError(f"the tree stayed busy for {IDLE_TIMEOUT_S}s on one bar")
-        st = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-        if not st.get("inflight") and not st.get("waiting"):
-            if wait_idle(IDLE_TIMEOUT_S):
-                return
-    log.warning("events still in flight after {} idle checks; moving on", INFLIGHT_ROUNDS)
+    result = execute(config)
+    return Result(result.report, result.out)

@@ -252,6 +252,8 @@ class MarketFeed(Admission):
         self.metrics.ticks.inc()
         ticks = Ticks.model_construct(ticks=[(symbol, bar.close, bar.volume, ts, bar.open)])
         self.ask(EXECUTION, ticks, timeout=REPLAY_PRICE_TIMEOUT_S)
+        if not bar.event:
+            return  # a bar the strategy has no signal on: priced, no decision
         pending = PendingTick(symbol, bar.close, bar.volume, ts)
         if self.offer(symbol, pending):
             self.dispatch(self.tick_event(pending, now))

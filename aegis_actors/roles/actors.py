@@ -51,7 +51,7 @@ class _RoleBase(AegisActor):
         self.handled = 0
         self.failed = 0
         cfg = getattr(self.settings.roles, self.name)
-        self.backend = make_backend(self.name, cfg)
+        self.backend = self.rt.role_backends.get(self.name) or make_backend(self.name, cfg)
         self.calls = RoleCalls(self, self.name, self.backend, self.role_answered, self.role_failed)
 
     def on_stop(self) -> None:

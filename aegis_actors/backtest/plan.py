@@ -1,0 +1,128 @@
+"""Which bars wake the tree: decision events from a strategy's signals, and the quiet bars
+the tree may sleep through (nothing there can act, or only a mark inside the loss limits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aegis_actors.backtest.bars import Bar
+from aegis_actors.settings import Settings
+from aegis_actors.strategies.roles import SignalBook
+
+
+class Plan:
+    """Which bars raise a decision event: every bar (the aegis rules), or a strategy's
+    signal bars, plus the bar after one when that signal's close is working (the reversal
+    then enters the other side once the close has filled)."""
+
+    def __init__(self, bars: list[Bar], signal: list[bool] | None = None) -> None:
+        self.bars = bars
+        self.signal = signal if signal is not None else [True] * len(bars)
+        self.sign = [0] * len(bars)  # the strategy's signal, where it has one
+        self.after = [False] * len(bars)
+        self.pending: dict[str, bool] = {}
+        self.broker: Any = None  # set once the tree runs: moot signals are then skipped
+        self.signal_exits = False
+        self.short = True
+
+    def event(self, i: int) -> bool:
+        if self.signal[i]:
+            return not self.moot(i)
+        return self.after[i] and self.pending.get(self.bars[i].symbol, False)
+
+    def moot(self, i: int) -> bool:
+        """A signal that can only end in a hold: with signal exits (no stop or target to
+        move the position at this bar's open) and no order working on the symbol, the
+        position is already on the signal's side, or flat on a sell a long-only strategy
+        ignores."""
+        broker, s = self.broker, self.sign[i]
+        if broker is None or not self.signal_exits or not s:  # the aegis rules: every bar
+            return False
+        symbol = self.bars[i].symbol
+        if any(o.symbol == symbol for o in broker.open_orders()):
+            return False
+        held = sum(p.qty for p in broker.positions() if p.symbol == symbol)
+        if s > 0:
+            return held > 0
+        return held < 0 or (held == 0 and not self.short)
+
+    def any_event(self, i: int, k: int) -> bool:
+        return any(self.event(j) for j in range(i, k))
+
+    def settled(self, i: int, k: int, broker: Any) -> None:
+        """After bars i..k-1 (asleep or not): a pending reversal is spent on the bar after
+        its signal; a signal bar leaves one pending when its close is working and the other
+        side is open to the strategy (a long-only one does not go short)."""
+        for j in range(i, k):
+            symbol = self.bars[j].symbol
+            if self.after[j]:
+                self.pending[symbol] = False
+            if not self.signal[j] or not self.sign[j]:
+                continue
+            held = sum(p.qty for p in broker.positions() if p.symbol == symbol)
+            closing = any(
+                o.symbol == symbol and (o.side == "sell") == (held > 0)
+                for o in broker.open_orders()
+            )
+            self.pending[symbol] = bool(held) and closing and (self.sign[j] > 0 or self.short)
+
+
+def event_plan(bars: list[Bar], book: SignalBook) -> Plan:
+    by_symbol: dict[str, list[int]] = {}
+    for i, b in enumerate(bars):
+        by_symbol.setdefault(b.symbol, []).append(i)
+    plan = Plan(bars, [False] * len(bars))
+    plan.short = bool(getattr(book.strategy, "short", True))
+    for symbol, idx in by_symbol.items():
+        sig = book.add(symbol, [bars[i].ts for i in idx], [bars[i].close for i in idx])
+        for k, i in enumerate(idx):
+            plan.signal[i] = bool(sig[k])
+            plan.sign[i] = sig[k]
+            plan.after[i] = bool(k and sig[k - 1] and not sig[k])
+    return plan
+
+
+class Quiet:
+    """Which bars without a decision event may leave the tree asleep.
+
+    Flat with no working order, such a bar cannot change anything. Holding with
+    `--exits signal` (no reachable stop or target) and no working order, it only marks the
+    position: the tree is woken once the equity has moved a quarter of the tightest loss
+    limit since it last saw a price (so no risk limit is crossed unseen), otherwise the
+    driver marks the equity itself, with the broker's formula. Housekeeping timers run
+    when the tree is next woken, before any decision.
+    """
+
+    def __init__(self, broker: Any, settings: Settings, signal_exits: bool) -> None:
+        self.broker = broker
+        self.signal_exits = signal_exits
+        r, w = settings.risk, settings.watchdog
+        tight = min(r.minute_loss_limit_pct, r.daily_loss_limit_pct, w.capital_loss_halt_pct)
+        self.band = tight / 4.0 / 100.0
+        self.seen = 0.0  # the equity the tree last saw
+        self.last: dict[str, float] = {}  # each symbol's latest close
+        self.skipped = 0
+
+    def equity(self, bars: list[Bar]) -> float | None:
+        """This bar time's equity when the tree may sleep through it, else None."""
+        for b in bars:
+            self.last[b.symbol] = b.close
+        broker = self.broker
+        if broker.open_orders():
+            return None
+        positions = [p for p in broker.positions() if p.qty]
+        cash = broker.account().cash
+        if not positions:
+            self.skipped += 1
+            return float(cash)
+        if not self.signal_exits:
+            return None
+        marks = self.last
+        equity = cash + sum(p.qty * marks.get(p.symbol, p.avg_price) for p in positions)
+        if abs(equity - self.seen) >= self.band * self.seen:
+            return None
+        self.skipped += 1
+        return float(equity)
+
+    def told(self, equity: float) -> None:
+        self.seen = equity

@@ -1,0 +1,145 @@
+"""The deterministic one-thread runtime (supervisors.inline) on its own: FIFO delivery,
+asks answered inline, timers from the virtual clock, failures and restarts like on threads;
+and the posture's forced defensive lifting on simulated time under it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pykka
+import pytest
+
+from aegis_actors.cache import MemoryCache
+from aegis_actors.messages import GetStatus, PositionClosed, VolatilityIndex
+from aegis_actors.metrics import Metrics
+from aegis_actors.posture import PostureActor
+from aegis_actors.runtime import POSTURE, STORE, WATCHDOG, Runtime
+from aegis_actors.settings import Settings
+from supervisors import (
+    ChildSpec,
+    Directory,
+    Policy,
+    Strategy,
+    SupervisedActor,
+    VirtualClock,
+    inline,
+    start_tree,
+)
+
+
+class Echo(SupervisedActor):
+    """Records what it receives; 'ask:<name>' asks that actor; 'boom' fails the tell."""
+
+    log: list[tuple[str, Any]] = []
+
+    def on_receive(self, message: Any) -> Any:
+        Echo.log.append((self.ctx.name, message))
+        if message == "boom":
+            raise RuntimeError("boom")
+        if isinstance(message, str) and message.startswith("ask:"):
+            return self.ctx.directory.ask(message[4:], "ping", timeout=1.0)
+        if isinstance(message, str) and message.startswith("tell:"):
+            self.ctx.directory.tell(message[5:], f"from {self.ctx.name}")
+        return f"{self.ctx.name} got {message}"
+
+
+@pytest.fixture
+def sched() -> Iterator[inline.Scheduler]:
+    Echo.log = []
+    with inline.install() as s:
+        yield s
+
+
+def echo_tree(clock: VirtualClock, *names: str) -> Any:
+    specs = [ChildSpec(n, lambda ctx: Echo.start(ctx)) for n in names]
+    return start_tree("root", specs, Policy(strategy=Strategy.ONE_FOR_ONE), clock=clock)
+
+
+def test_fifo_delivery_and_inline_asks(sched: inline.Scheduler) -> None:
+    clock = VirtualClock()
+    root = echo_tree(clock, "a", "b")
+    d = root.directory
+    d.tell("a", "tell:b")
+    d.tell("b", "first")
+    assert Echo.log == []  # nothing runs until the scheduler does
+    sched.run()
+    assert Echo.log == [("a", "tell:b"), ("b", "first"), ("b", "from a")]
+    Echo.log.clear()
+    d.tell("b", "queued")
+    assert d.ask("a", "ask:b", timeout=1.0) == "b got ping"  # b's queue delivered first
+    assert Echo.log == [("a", "ask:b"), ("b", "queued"), ("b", "ping")]
+    assert sched.run() == 0  # the inline ask spent those messages' run tokens
+    root.stop()
+
+
+def test_an_ask_that_would_deadlock_times_out_at_once(sched: inline.Scheduler) -> None:
+    clock = VirtualClock()
+    root = echo_tree(clock, "a")
+    with pytest.raises(pykka.Timeout):
+        root.directory.ask("a", "ask:a", timeout=1.0)  # a asking itself
+    root.stop()
+
+
+def test_failed_tell_restarts_the_child_on_the_virtual_clock(sched: inline.Scheduler) -> None:
+    clock = VirtualClock()
+    root = echo_tree(clock, "a")
+    first = root.directory.get("a")
+    root.directory.tell("a", "boom")
+    root.directory.tell("a", "after")  # held while a restarts, then delivered
+    sched.run()
+    sched.advance_to(clock, clock.now() + 5.0)  # the restart backoff elapses
+    second = root.directory.get("a")
+    assert second is not None and second is not first
+    assert ("a", "after") in Echo.log
+    root.stop()
+
+
+def test_forced_defensive_lifts_on_simulated_time_without_vix(sched: inline.Scheduler) -> None:
+    clock = VirtualClock()
+    rt = Runtime(
+        settings=Settings(posture={"forced_cooldown_s": 3600.0}),
+        clock=clock,
+        directory=Directory(),
+        cache=MemoryCache(),
+        metrics=Metrics(),
+    )
+    specs = [
+        ChildSpec(STORE, lambda ctx: Echo.start(ctx)),
+        ChildSpec(WATCHDOG, lambda ctx: Echo.start(ctx)),
+        ChildSpec(POSTURE, lambda ctx: PostureActor.start(ctx, rt)),
+    ]
+    root = start_tree(
+        "root",
+        specs,
+        Policy(strategy=Strategy.ONE_FOR_ONE),
+        clock=clock,
+        directory=rt.directory,
+    )
+    d = rt.directory
+    for _ in range(3):
+        d.tell(POSTURE, PositionClosed(symbol="X", reason="stop_loss", pnl=-1, pnl_pct=-1, ts=0))
+    sched.run()
+
+    def posture() -> str:
+        return str(d.ask(POSTURE, GetStatus(), timeout=1.0)["posture"])
+
+    assert posture() == "defensive"
+    sched.advance_to(clock, clock.now() + 1800.0)
+    assert posture() == "defensive"  # inside the cool-down
+    sched.advance_to(clock, clock.now() + 1800.0)
+    assert posture() == "guerrilla"  # expired on the simulated clock, no VIX needed
+    d.tell(POSTURE, VolatilityIndex(value=10.0, ts=clock.now()))
+    sched.run()
+    root.stop()
+
+
+def test_actors_left_running_are_stopped_with_the_scheduler() -> None:
+    """A start that fails half-way leaves no actor behind that nothing would ever run."""
+    clock = VirtualClock()
+    with inline.install():
+        root = echo_tree(clock, "a", "b")
+        a = root.directory.get("a")
+        assert a is not None and a.is_alive()
+    assert not a.is_alive()
+    assert root.wait(0)
