@@ -156,7 +156,7 @@ def run_replay(
     from aegis_actors.app import Aegis
     from aegis_actors.backtest.bars import load_bars
     from aegis_actors.backtest.idle import wait_idle
-    from aegis_actors.backtest.runner import settle
+    from aegis_actors.backtest.replay import settle
     from aegis_actors.base import AegisActor
     from aegis_actors.clock import VirtualClock
     from aegis_actors.messages import ReplayBar

@@ -38,9 +38,18 @@ def desk(tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]) -> chaos.De
     return chaos.Desk(tmp_path, pg_dsn, url, prefix)
 
 
-def clean(result: chaos.Result) -> None:
-    """The audit found nothing and every run stopped as it should."""
-    assert result.problems == [], "\n".join(chaos.summary(result.problems))
+def clean(result: chaos.Result, *, known_unclean_stop: bool = False) -> None:
+    """The audit found nothing and every run stopped as it should.
+
+    `known_unclean_stop`: after a PostgreSQL freeze the store may still overrun its stop
+    timeout (chaos finding C3, open); that alone marks the test xfail, while any audit
+    violation still fails it."""
+    problems = result.problems
+    if known_unclean_stop:
+        problems = [p for p in problems if not p.startswith("stop:")]
+    assert problems == [], "\n".join(chaos.summary(problems))
+    if result.problems:
+        pytest.xfail("chaos finding C3: " + "; ".join(result.problems)[:300])
 
 
 def test_proxy_freeze_holds_the_bytes_until_restored(redis_prefix: tuple[str, str]) -> None:
@@ -78,7 +87,6 @@ def test_kill_9_and_restart_on_postgres_keeps_the_books(
     clean(r)
 
 
-@pytest.mark.xfail(reason="chaos finding C1 (issue 11 defect 1): open until the fix lands")
 def test_kill_9_with_the_default_broker_keeps_the_ledger_sound(
     tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]
 ) -> None:
@@ -90,7 +98,6 @@ def test_kill_9_with_the_default_broker_keeps_the_ledger_sound(
     clean(r)
 
 
-@pytest.mark.xfail(reason="chaos findings C3-C5 (issue 11 defects 2, 4, 6): open until fixed")
 def test_postgres_cut_and_frozen_mid_run(
     tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]
 ) -> None:
@@ -103,10 +110,9 @@ def test_postgres_cut_and_frozen_mid_run(
         proxy.close()
     assert (r.pg_cut, r.pg_frozen) == (1, 1)
     assert r.orders > 0
-    clean(r)
+    clean(r, known_unclean_stop=True)
 
 
-@pytest.mark.xfail(reason="chaos findings C3/C6 (the store hangs its stop after an outage): open")
 def test_kill_9_while_postgres_is_down_then_restart_into_the_outage(
     tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]
 ) -> None:
@@ -119,7 +125,7 @@ def test_kill_9_while_postgres_is_down_then_restart_into_the_outage(
         proxy.close()
     assert (r.kills, r.pg_cut) == (1, 1)
     assert r.orders > 0
-    clean(r)
+    clean(r, known_unclean_stop=True)
 
 
 def test_redis_frozen_mid_run(tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]) -> None:
@@ -145,7 +151,6 @@ def test_actor_kills_during_a_replay(tmp_path: Path) -> None:
     assert found == []
 
 
-@pytest.mark.xfail(reason="chaos finding C2 (issue 11 defect 5): open until the fix lands")
 def test_sigterm_under_load_stops_without_a_late_order(
     tmp_path: Path, pg_dsn: str, redis_prefix: tuple[str, str]
 ) -> None:
