@@ -291,3 +291,29 @@ def test_an_acknowledged_alert_is_marked_in_the_ledger(
         assert row["acked_at"] == now + 42.0
     finally:
         db.close()
+
+
+def test_a_batched_decision_under_a_known_id_is_a_conflict_never_skipped(
+    start_store: StartStore, durable: dict[str, str], vclock: VirtualClock, aegis_env: Path
+) -> None:
+    """Decisions are written in batches; a clash on decision_id still gets the ledger's rule:
+    the same row again is a no-op, a different row is an error with a metric (issue 11)."""
+    rt, _ = start_store(**durable)
+    first = decision(1, vclock.now())
+    for n in (1, 2):
+        rt.directory.tell(STORE, decision(n, vclock.now()))
+    settle()
+    rt.directory.tell(STORE, first)  # the very same record again (a replayed spool entry)
+    rt.directory.tell(STORE, first.model_copy(update={"event_id": "e-other"}))  # another event
+    rt.directory.tell(STORE, decision(3, vclock.now()))
+    settle()
+    conflicts = rt.metrics.errors.labels("ledger_conflict")._value.get()
+    assert conflicts == 1
+    assert ask(rt, GetStatus())["conflicts"] == 1
+    db = open_database(**(durable or {"sqlite_path": str(aegis_env / "var" / "aegis.db")}))
+    try:
+        rows = {r["decision_id"]: r["outcome"] for r in db.select("decisions")}
+    finally:
+        db.close()
+    # The first record stands; the batch after the clash was still written.
+    assert rows == {"d-1": "hold", "d-2": "hold", "d-3": "hold"}

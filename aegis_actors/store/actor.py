@@ -311,10 +311,13 @@ class Store(AegisActor):
                 decisions.append(decision_row(msg))
                 continue
             if decisions:  # keep the order of writes
-                self.durable.insert_many("decisions", decisions, ignore_conflict=True)
+                self.durable.insert_many("decisions", decisions)
                 decisions = []
             self.apply(msg)
-        self.durable.insert_many("decisions", decisions, ignore_conflict=True)
+        # No conflict is skipped here: a decision id already in the ledger fails the batch,
+        # which is then written one at a time (`insert_once`: the same row is a no-op, a
+        # different one a LedgerConflict with its alert).
+        self.durable.insert_many("decisions", decisions)
 
     def write_one(self, msg: Msg) -> None:
         """One write in its own commit: written, refused (logged), or spooled."""
