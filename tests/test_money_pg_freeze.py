@@ -123,3 +123,42 @@ def test_stop_loss_goes_out_while_postgres_is_frozen(
     finally:
         db.close()
         proxy.close()
+
+
+@pytest.mark.integration
+def test_a_stop_cuts_a_wait_on_a_frozen_postgresql_short(pg_dsn: str) -> None:
+    """Chaos finding C3: the store blocked in a wait on a frozen server overran its shutdown
+    timeout (5 s) because the wait's deadline is `io_timeout_s` (10 s). Once the run is
+    stopping, a silent server gets a second, then the store is free to stop."""
+    from tcp_proxy import proxied_dsn
+
+    from aegis_actors.store.postgres import PostgresDatabase, ServerSilent
+
+    proxy, dsn = proxied_dsn(pg_dsn)
+    stopping = threading.Event()
+    db = PostgresDatabase(dsn, io_timeout_s=120.0, stopping=stopping)
+    outcome: list[BaseException | None] = []
+
+    def query() -> None:
+        try:
+            db.select("orders", limit=1)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    try:
+        db.migrate()
+        proxy.freeze()
+        worker = threading.Thread(target=query, daemon=True)
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive(), "the frozen server answered"
+        stopping.set()
+        wait_until(lambda: outcome, timeout=10.0, what="the wait cut short by the stop")
+        assert outcome[0] is not None
+        assert isinstance(outcome[0], ServerSilent | psycopg2.OperationalError) or (
+            "no answer" in str(outcome[0])
+        )
+    finally:
+        proxy.close()
+        db.close()

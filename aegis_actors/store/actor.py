@@ -156,6 +156,7 @@ class Store(AegisActor):
                 postgres_dsn=cfg.postgres_dsn,
                 connect_timeout_s=cfg.connect_timeout_s,
                 io_timeout_s=cfg.io_timeout_s,
+                stopping=self.rt.stopping,
             )
         except StoreError as exc:
             self.outage(f"cannot open the durable store: {exc}")
@@ -202,6 +203,7 @@ class Store(AegisActor):
                 postgres_dsn=cfg.postgres_dsn,
                 connect_timeout_s=cfg.connect_timeout_s,
                 io_timeout_s=cfg.io_timeout_s,
+                stopping=self.rt.stopping,
             )
         except StoreError:
             return False

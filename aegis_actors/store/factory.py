@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from .base import Database
 from .postgres import PostgresDatabase
 from .sqlite import SQLiteDatabase
@@ -13,6 +15,7 @@ def open_database(
     postgres_dsn: str = "",
     connect_timeout_s: int = 5,
     io_timeout_s: float = 10.0,
+    stopping: threading.Event | None = None,
 ) -> Database:
     """PostgreSQL when ``postgres_dsn`` is set, else SQLite at ``sqlite_path``; migrated.
 
@@ -20,7 +23,12 @@ def open_database(
     again when migration fails so no half-open handle leaks.
     """
     db: Database = (
-        PostgresDatabase(postgres_dsn, connect_timeout=connect_timeout_s, io_timeout_s=io_timeout_s)
+        PostgresDatabase(
+            postgres_dsn,
+            connect_timeout=connect_timeout_s,
+            io_timeout_s=io_timeout_s,
+            stopping=stopping,
+        )
         if postgres_dsn
         else SQLiteDatabase(sqlite_path)
     )

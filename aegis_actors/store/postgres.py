@@ -39,6 +39,10 @@ _CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
 # Deadlines by connection (this store's only), and for a connect in progress by thread.
 _IO_TIMEOUTS: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 _CONNECTING = threading.local()
+# The run's stopping flag by connection: a stop cuts a silent wait short.
+_STOP_EVENTS: weakref.WeakKeyDictionary[Any, threading.Event] = weakref.WeakKeyDictionary()
+STOP_WAIT_S = 1.0
+STOP_POLL_S = 0.1
 
 
 class ServerSilent(psycopg2.OperationalError):
@@ -46,16 +50,25 @@ class ServerSilent(psycopg2.OperationalError):
 
 
 def _wait(conn: Any) -> None:
-    """psycopg2's wait callback: `select` on the socket, with this store's deadline."""
+    """psycopg2's wait callback: `select` on the socket, with this store's deadline. Once
+    the run is stopping, a silent server gets `STOP_WAIT_S` at most, so the store stops
+    within its shutdown timeout instead of waiting out `io_timeout_s` on a frozen link."""
     timeout = _IO_TIMEOUTS.get(conn, getattr(_CONNECTING, "timeout", None))
-    deadline = None if timeout is None else time.monotonic() + timeout
+    stopping = _STOP_EVENTS.get(conn, getattr(_CONNECTING, "stopping", None))
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
     while True:
         state = conn.poll()
         if state == psycopg2.extensions.POLL_OK:
             return
+        if stopping is not None and stopping.is_set():
+            cap = started + STOP_WAIT_S
+            deadline = cap if deadline is None else min(deadline, cap)
         left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise ServerSilent(f"no answer from the server within {timeout:g}s")
+        if deadline is not None and left is not None and left <= 0:
+            raise ServerSilent(f"no answer from the server within {deadline - started:.3g}s")
+        if stopping is not None:  # look at the stop now and then
+            left = STOP_POLL_S if left is None else min(left, STOP_POLL_S)
         fd = conn.fileno()
         if state == psycopg2.extensions.POLL_READ:
             select.select([fd], [], [], left)
@@ -91,8 +104,10 @@ class PostgresDatabase(Database):
         statement_timeout_ms: int = 30_000,
         application_name: str = "aegis-store",
         io_timeout_s: float = 10.0,
+        stopping: threading.Event | None = None,
     ) -> None:
         super().__init__()
+        self.stopping = stopping
         self.dsn = dsn
         self.connect_timeout = float(connect_timeout)
         self.io_timeout = max(io_timeout_s, 0.001)
@@ -120,9 +135,12 @@ class PostgresDatabase(Database):
             self._conn = None
         if self._conn is None:
             _CONNECTING.timeout = self.connect_timeout
+            _CONNECTING.stopping = self.stopping
             try:
                 conn = psycopg2.connect(self.dsn, **self._connect_kwargs)
                 _IO_TIMEOUTS[conn] = self.io_timeout
+                if self.stopping is not None:
+                    _STOP_EVENTS[conn] = self.stopping
                 conn.autocommit = True
             except psycopg2.Error as exc:
                 raise StoreUnavailable(
@@ -130,6 +148,7 @@ class PostgresDatabase(Database):
                 ) from exc
             finally:
                 _CONNECTING.timeout = None
+                _CONNECTING.stopping = None
             self._conn = conn
         return self._conn
 
