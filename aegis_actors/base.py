@@ -89,7 +89,14 @@ class AegisActor(SupervisedActor):
             self.log.bind(event_id=event_id).debug(text, *args)
 
     def ask(self, name: str, message: Msg, timeout: float) -> Any:
-        return self.rt.directory.ask(name, message, timeout)
+        """Ask another actor and wait at most `timeout`; meanwhile the watchdog sees this
+        actor as waiting on `name`, not hung (a slow store must not get execution restarted)."""
+        waiting = self.rt.waiting_on
+        waiting[self.name] = name
+        try:
+            return self.rt.directory.ask(name, message, timeout)
+        finally:
+            waiting.pop(self.name, None)
 
     def on_receive(self, message: Any) -> Any:
         self._progress[0] += 1  # liveness: a busy actor is not a hung one

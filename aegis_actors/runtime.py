@@ -61,6 +61,9 @@ class Runtime:
     # name -> [messages handled]: each actor counts its own; the watchdog reads it to tell
     # a busy actor (late heartbeat, progress made) from a hung one (no progress)
     progress: dict[str, list[int]] = field(default_factory=dict)
+    # actor -> the actor it is blocked asking right now: an ask is bounded by its timeout,
+    # so the asker is waiting, not hung (the watchdog judges the one asked instead)
+    waiting_on: dict[str, str] = field(default_factory=dict)
 
     def emit(self, type_: str, **data: Any) -> None:
         """An operator-facing event (mode, posture, alert, restart, tier step) to every sink.

@@ -618,6 +618,11 @@ class Watchdog(AegisActor):
                     self.misses.pop(name, None)
                     self.metrics.heartbeat_busy.labels(name).inc()
                     continue
+                if name in self.rt.waiting_on:
+                    # blocked in a bounded ask to another actor: that one is judged, not this
+                    self.misses.pop(name, None)
+                    self.metrics.heartbeat_busy.labels(name).inc()
+                    continue
                 self.missed(name)
                 continue
             except Exception:
