@@ -105,19 +105,19 @@ class Aegis:
         """Stop the tree in reverse order; 0 when clean, 1 when the tree had given up or the
         run ended in an automatic shutdown."""
         assert self.root is not None
+        execution = self.execution_status()  # money and positions for the run summary
         t0 = time.monotonic()
         exhausted = self.root.exhausted
         if self.rt is not None:
             if self.rt.ended_by and not self.root.wait(0):
                 self.drain_execution()  # the safe liquidation before shutdown goes out first
             self.rt.stopping.set()  # from here no order leaves (execution refuses them)
-        execution = self.execution_status()  # money and positions for the run summary
         if not self.root.wait(0):
             log.info("stopping ({}): children in reverse order", why)
             self.root.stop(timeout=STOP_TIMEOUT_S)
         took = time.monotonic() - t0
-        self.log_summary(execution)
         ended_by = self.rt.ended_by if self.rt is not None else ""
+        self.log_summary(execution)
         if exhausted:
             log.critical("AEGIS stopped: the root supervisor gave up ({:.1f}s)", took)
             code = 1
@@ -136,6 +136,16 @@ class Aegis:
             close()
         flush()
         return code
+
+    def drain_execution(self) -> None:
+        """Wait until execution has handled what it was told before now (an ask is answered
+        after the tells queued ahead of it): an automatic shutdown passes through `safe`,
+        whose liquidation must leave before "stopping" closes the door."""
+        assert self.rt is not None
+        try:
+            self.rt.directory.ask(EXECUTION, GetStatus(), DRAIN_TIMEOUT_S)
+        except Exception as exc:
+            log.error("execution did not answer before the stop ({}): stopping anyway", exc)
 
     def execution_status(self) -> dict[str, Any]:
         """Money and positions just before the stop (empty if execution cannot answer)."""
@@ -160,16 +170,6 @@ class Aegis:
             posture.get("posture") if isinstance(posture, dict) else posture,
         ):
             log.info("{}", line)
-
-    def drain_execution(self) -> None:
-        """Wait until execution has handled what it was told before now (an ask is answered
-        after the tells queued ahead of it): an automatic shutdown passes through `safe`,
-        whose liquidation must leave before "stopping" closes the door."""
-        assert self.rt is not None
-        try:
-            self.rt.directory.ask(EXECUTION, GetStatus(), DRAIN_TIMEOUT_S)
-        except Exception as exc:
-            log.error("execution did not answer before the stop ({}): stopping anyway", exc)
 
     def status(self) -> dict[str, Any]:
         from aegis_actors.status import collect_status

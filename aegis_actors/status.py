@@ -1,4 +1,8 @@
-"""The whole system's status, gathered by asking each actor (used by admin and dashboard)."""
+"""The whole system's status, gathered by asking each actor (used by admin and dashboard).
+
+The asks go out together and are awaited together, so gathering costs the slowest
+actor's answer, not the sum of eleven (the admin keeps the result as its snapshot).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 from typing import Any
 
 import psutil
+import pykka
 
 from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import (
@@ -89,13 +94,31 @@ def position_pnl(rt: Runtime, positions: dict[str, Any]) -> dict[str, Any]:
     return {"positions": rows, "unrealised": round(total, 2)}
 
 
-def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
-    out: dict[str, Any] = {"run_id": rt.run_id, "ts": rt.clock.now()}
+def ask_all(rt: Runtime, timeout: float) -> dict[str, Any]:
+    """Every part's status, asked at once; a part that is down or late says so."""
+    pending: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, name in PARTS.items():
+        ref = rt.directory.get(name)
+        if ref is None:
+            out[key] = {"error": f"LookupError: no live child named {name!r}"}
+            continue
         try:
-            out[key] = rt.directory.ask(name, GetStatus(), timeout)
+            pending[key] = ref.ask(GetStatus(), block=False)
+        except pykka.ActorDeadError as exc:
+            out[key] = {"error": f"ActorDeadError: {exc}"}
+    deadline = time.monotonic() + timeout
+    for key, future in pending.items():
+        try:
+            out[key] = future.get(timeout=max(0.0, deadline - time.monotonic()))
         except Exception as exc:  # a restarting or hung actor: say so, don't fail the page
             out[key] = {"error": f"{type(exc).__name__}: {exc}"}
+    return {key: out[key] for key in PARTS}
+
+
+def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
+    out: dict[str, Any] = {"run_id": rt.run_id, "ts": rt.clock.now()}
+    out.update(ask_all(rt, timeout))
     w, e, p = out.get("watchdog", {}), out.get("execution", {}), out.get("posture", {})
     out["health"] = system_health()
     out["pnl"] = position_pnl(rt, e.get("positions", {}) or {})

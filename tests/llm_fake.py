@@ -67,6 +67,12 @@ class Seen:
     arrived: float
 
 
+class _Server(ThreadingHTTPServer):
+    # a real API accepts a burst of new connections; http.server's default backlog of 5
+    # drops SYNs under one (the client then waits a second to retry: a fake "slow API")
+    request_queue_size = 1024
+
+
 @dataclass
 class FakeLlm:
     clock: VirtualClock | None = None
@@ -92,7 +98,7 @@ class FakeLlm:
             def do_POST(self) -> None:  # noqa: N802 (http.server naming)
                 fake.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()

@@ -222,7 +222,7 @@ class ExecutionCore:
     def finish(self, d: Decision, order: Order, result: Submitted) -> None:
         log = self.log.bind(event_id=d.event_id)
         if not (isinstance(result, OrderDenied) and self.refusal_logged == order.client_order_id):
-            log.info(  # (a refusal `denied` logged is not said twice)
+            log.info(
                 "{} {} {} x{} ({}): {}",
                 order.intent,
                 order.side,

@@ -47,7 +47,7 @@ def liquidate(core: ExecutionCore) -> None:
 
 
 def cancel_open(core: ExecutionCore, why: str, *, entries_only: bool = False) -> list[str]:
-    """Cancel open orders at the broker; the client ids cancelled (close-day says which)."""
+    """Cancel open orders at the broker; returns the client order ids cancelled."""
     try:
         if entries_only:
             cancelled = [
