@@ -147,3 +147,57 @@ def test_broker_price_is_the_position_mark_while_fresh(sim: AlpacaSim) -> None:
     assert b.last_price("AAPL") == pytest.approx(101.0)
     now[0] = 6.0
     assert b.last_price("AAPL") is None
+
+
+# -- fill history (account activities) --------------------------------------------------
+
+
+def test_fills_for_reads_the_activities_of_a_partial_and_a_full_order(sim: AlpacaSim) -> None:
+    sim.fill_fraction = 0.5
+    b = broker(sim)
+    sim.set_price("AAPL", 100.0)
+    sim.set_price("MSFT", 50.0)
+    b.submit(buy("full"))  # 5 at 100 on submit
+    b.submit(buy("part", symbol="MSFT"))  # 5 at 50, then never more
+    sim.set_price("AAPL", 102.0)  # the other 5 at 102
+    polled = b.poll_fills()
+    full, part = sim.by_coid["full"], sim.by_coid["part"]
+    got = b.fills_for("full")
+    assert [(f.fill_id, f.qty, f.price, f.side) for f in got] == [
+        (f"{full}-5", 5.0, 100.0, Side.BUY),
+        (f"{full}-10", 5.0, 102.0, Side.BUY),
+    ]
+    assert all(f.client_order_id == "full" and f.broker_order_id == full for f in got)
+    assert all(f.symbol == "AAPL" and f.ts > 0 for f in got)
+    assert [(f.fill_id, f.qty, f.price) for f in b.fills_for("part")] == [(f"{part}-5", 5.0, 50.0)]
+    # The same fill has the same id whichever way it was learnt: the ledger keeps it once.
+    assert {f.fill_id for f in polled} == {f"{full}-5", f"{full}-10", f"{part}-5"}
+
+
+def test_fills_for_an_unknown_or_unfilled_order_is_empty(sim: AlpacaSim) -> None:
+    b = broker(sim)
+    assert b.fills_for("nobody") == []
+    b.submit(buy("resting", limit=90.0))
+    assert b.fills_for("resting") == []  # no price yet: nothing filled
+
+
+def test_fills_for_follows_the_pages_and_keeps_only_its_order(sim: AlpacaSim) -> None:
+    sim.set_price("AAPL", 100.0)
+    for i in range(120):  # more fills than one page, before and around ours
+        body = b'{"symbol": "AAPL", "qty": "1", "side": "buy", "type": "market", '
+        sim.dispatch("POST", "/v2/orders", {}, body + f'"client_order_id": "o{i}"}}'.encode())
+    b = broker(sim)
+    b.submit(buy("mine", qty=3))
+    (f,) = b.fills_for("mine")
+    assert (f.client_order_id, f.qty, f.price) == ("mine", 3.0, 100.0)
+    assert sim.requests.count(("GET", "/v2/account/activities/FILL")) == 2
+
+
+def test_fills_for_during_an_outage_is_a_broker_error(sim: AlpacaSim) -> None:
+    b = broker(sim, retries=1)
+    sim.set_price("AAPL", 100.0)
+    b.submit(buy("c1"))
+    sim.fail("GET", "/v2/account/activities", 503, count=2)
+    with pytest.raises(BrokerError, match="503"):
+        b.fills_for("c1")
+    assert [f.qty for f in b.fills_for("c1")] == [10.0]  # after the outage, read as normal
