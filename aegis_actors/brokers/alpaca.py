@@ -6,7 +6,8 @@ meaning "state unknown" (429, 5xx, timeouts, connection loss, after the retries)
 submit whose answer is lost is never simply sent again: the order is first looked up by
 its client order id, and only an order the broker does not hold is retried, under the
 same id, so the broker's own uniqueness check backs ours. Fills come from polling orders:
-each order's filled quantity is compared with what was already reported.
+each order's filled quantity is compared with what was already reported; an order's
+whole fill history (for reconciliation) comes from the account activities API.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -34,6 +36,8 @@ from aegis_actors.brokers.base import (
 )
 
 __all__ = ["AlpacaBroker", "map_status"]
+
+ACTIVITY_PAGE = 100  # the activities API's largest page
 
 _STATUS = {
     "new": OrderStatus.NEW,
@@ -323,9 +327,58 @@ class AlpacaBroker:
         return seen[0]
 
     def fills_for(self, client_order_id: str) -> list[BrokerFill]:
-        """Not read from this venue yet (its account activities API): reconciliation then
-        takes the order's filled qty and average price from the order itself."""
-        return []
+        """Every fill of the order, from the account activities API (FILL), oldest first.
+
+        Each is named like a polled fill, by the order's cumulative filled qty after it,
+        so a fill seen by polling and then again here is the same row in the ledger."""
+        with self._lock:
+            try:
+                raw = self._by_client_id(client_order_id)
+            except _Unknown as exc:
+                raise BrokerError(str(exc)) from None
+            if raw is None:
+                return []
+            o = self._parse(raw)
+            if o.filled_qty <= 0:
+                return []
+            params: dict[str, Any] = {"direction": "asc", "page_size": ACTIVITY_PAGE}
+            since = _epoch(raw.get("submitted_at") or raw.get("created_at"))
+            if since is not None:
+                params["after"] = _iso(since - 1.0)  # `after` is exclusive; allow clock skew
+            out: list[BrokerFill] = []
+            got = 0.0
+            while got < o.filled_qty - 1e-9:
+                r = self._retrying("GET", "/v2/account/activities/FILL", params=params)
+                if r.status_code != 200:
+                    raise BrokerError(
+                        f"fills of {client_order_id}: {r.status_code} {self._message(r)}"
+                    )
+                page = r.json() or []
+                for act in page:
+                    if str(act.get("order_id")) != o.broker_order_id:
+                        continue
+                    fill = self._activity_fill(client_order_id, o, act)
+                    got += fill.qty
+                    out.append(fill)
+                if len(page) < ACTIVITY_PAGE:
+                    break
+                params["page_token"] = str(page[-1].get("id"))
+            return out
+
+    @staticmethod
+    def _activity_fill(coid: str, o: OpenOrder, act: dict[str, Any]) -> BrokerFill:
+        cum = _num(act.get("cum_qty"))
+        return BrokerFill(
+            fill_id=f"{o.broker_order_id}-{cum:g}",  # the polled fill's name for it
+            client_order_id=coid,
+            broker_order_id=o.broker_order_id,
+            symbol=str(act.get("symbol") or o.symbol),
+            side=Side(str(act.get("side") or o.side.value)),
+            qty=_num(act.get("qty")),
+            price=_num(act.get("price")),
+            fee=0.0,
+            ts=_epoch(act.get("transaction_time")) or 0.0,
+        )
 
     def poll_fills(self) -> list[BrokerFill]:
         """Fills since the last call: open orders in one request, then each tracked order
@@ -400,6 +453,22 @@ class AlpacaBroker:
             limit_price=None if limit in (None, "") else _num(limit),
             status=map_status(str(raw.get("status"))),
         )
+
+
+def _epoch(x: Any) -> float | None:
+    """An Alpaca timestamp (RFC 3339 text, or epoch seconds) as epoch seconds."""
+    if isinstance(x, int | float):
+        return float(x)
+    if not isinstance(x, str) or not x:
+        return None
+    try:
+        return datetime.fromisoformat(x.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 def _qty(q: float) -> str:

@@ -33,6 +33,13 @@ class Fault:
     hang_s: float = 0.0
 
 
+def _iso(ts: float) -> str:
+    """RFC 3339 in UTC with microseconds, as Alpaca writes times (sorts as text)."""
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1e6) % 1_000_000:06d}Z"
+    )
+
+
 class AlpacaSim:
     def __init__(
         self,
@@ -52,6 +59,7 @@ class AlpacaSim:
         self.prices: dict[str, float] = {}
         self.mark_offset: dict[str, float] = {}  # symbol -> factor on the reported mark
         self.faults: list[Fault] = []
+        self.activities: list[dict[str, Any]] = []  # FILL account activities, oldest first
         self.requests: list[tuple[str, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
@@ -145,7 +153,8 @@ class AlpacaSim:
             "limit_price": body.get("limit_price"),
             "time_in_force": body.get("time_in_force", "day"),
             "status": "new",
-            "created_at": time.time(),
+            "created_at": _iso(time.time()),
+            "submitted_at": _iso(time.time()),
         }
         if side == "buy" and qty * self._ref(o) > self.cash - self._reserved() + 1e-9:
             return 403, {"code": 40310000, "message": "insufficient buying power"}
@@ -173,6 +182,24 @@ class AlpacaSim:
         o["filled_avg_price"] = str((avg * done + price * take) / new_done)
         o["filled_qty"] = str(new_done)
         o["status"] = "filled" if new_done >= qty - 1e-9 else "partially_filled"
+        now = time.time()
+        self.activities.append(
+            {
+                "id": f"{time.strftime('%Y%m%d%H%M%S', time.gmtime(now))}"
+                f"{int(now * 1000) % 1000:03d}::{uuid.uuid4()}",
+                "activity_type": "FILL",
+                "transaction_time": _iso(now),
+                "type": o["status"].replace("partially_filled", "partial_fill"),
+                "price": str(price),
+                "qty": str(take),
+                "side": o["side"],
+                "symbol": o["symbol"],
+                "leaves_qty": str(qty - new_done),
+                "order_id": o["id"],
+                "cum_qty": str(new_done),
+                "order_status": o["status"],
+            }
+        )
         signed = take if o["side"] == "buy" else -take
         self.cash -= signed * price
         q, a = self.positions.get(o["symbol"], (0.0, 0.0))
@@ -185,6 +212,21 @@ class AlpacaSim:
             self.positions[o["symbol"]] = (nq, price)
         else:
             self.positions[o["symbol"]] = (nq, a)
+
+    def _activities(self, q: dict[str, str]) -> list[dict[str, Any]]:
+        """Like Alpaca's: newest first unless direction=asc; `after`/`until` bound the
+        transaction time; `page_token` is the id of the last row of the previous page."""
+        rows = list(self.activities)
+        if q.get("after"):
+            rows = [a for a in rows if a["transaction_time"] > q["after"]]
+        if q.get("until"):
+            rows = [a for a in rows if a["transaction_time"] < q["until"]]
+        if q.get("direction", "desc") != "asc":
+            rows.reverse()
+        if q.get("page_token"):
+            ids = [a["id"] for a in rows]
+            rows = rows[ids.index(q["page_token"]) + 1 :] if q["page_token"] in ids else []
+        return [dict(a) for a in rows[: min(int(q.get("page_size", 100)), 100)]]
 
     def _position_json(self, symbol: str, q: float, a: float) -> dict[str, Any]:
         mark = self.prices.get(symbol, a) * self.mark_offset.get(symbol, 1.0)
@@ -295,6 +337,8 @@ class AlpacaSim:
                     o["status"] = "canceled"
                     out.append({"id": o["id"], "status": 200, "body": dict(o)})
             return 207, out
+        if method == "GET" and path == "/v2/account/activities/FILL":
+            return 200, self._activities(q)
         if method == "GET" and path == "/v2/positions":
             return 200, [self._position_json(s, q_, a) for s, (q_, a) in self.positions.items()]
         if method == "DELETE" and path == "/v2/positions":

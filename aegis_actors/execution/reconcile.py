@@ -182,7 +182,7 @@ def ledger_orders(ex: ExecutionCore, ledger: dict[str, Any], report: Report, now
         recorded = float(ledger["filled"].get(coid, 0.0))
         if at_broker.filled_qty > recorded + EPS:
             seen = set(ledger["fill_ids"].get(coid, []))
-            missing = [f for f in fills if f.fill_id not in seen]
+            missing = unbooked(fills, seen, at_broker.filled_qty - recorded)
             for f in missing:
                 ex.ports.send(STORE, RecordFill(fill=fill_message(f)))
             report.recovered_fills += len(missing)
@@ -360,6 +360,18 @@ def order_from_broker(o: OpenOrder, now: float) -> Order:
         status=o.status,
         created_at=now,
     )
+
+
+def unbooked(fills: list[BrokerFill], seen: set[str], gap: float) -> list[BrokerFill]:
+    """The broker's fills the ledger lacks, newest first, up to the qty it lacks. A fill
+    the ledger took by polling can span several of the venue's (two partial fills between
+    two polls): the older ones then look missing though their qty is booked."""
+    out: list[BrokerFill] = []
+    for f in reversed([f for f in fills if f.fill_id not in seen]):
+        if f.qty <= gap + EPS:
+            out.append(f)
+            gap -= f.qty
+    return out[::-1]
 
 
 def avg_price(fills: list[BrokerFill]) -> float | None:
