@@ -1,4 +1,4 @@
-"""The command line: `python -m aegis_actors [run|check|backtest|tail|admin|top] ...`.
+"""The command line: `python -m aegis_actors [run|check|backtest|optimize|tail|admin|top]`.
 
 Exit status: 0 success, 1 a check or run failed, 2 bad usage or bad settings (one line
 naming the key and why).
@@ -63,6 +63,16 @@ def parser() -> argparse.ArgumentParser:
         "writes trades.csv, equity.csv, report.json and report.html.",
     )
     backtest_args.add_arguments(backtest)
+    optimize = sub.add_parser(
+        "optimize",
+        help="search strategy params on Optuna; workers share one study",
+        description="Search a strategy's params (space in TOML) with Optuna's TPE sampler: "
+        "--workers local processes, or the same command on several machines with "
+        "--storage postgresql://...; writes best.toml and optimize-report.html.",
+    )
+    from aegis_actors.optimize import command as optimize_command
+
+    optimize_command.add_arguments(optimize)
     tail = sub.add_parser(
         "tail",
         help="pretty-print or follow the JSON log",
@@ -287,6 +297,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_check(args)
     if command == "backtest":
         return cmd_backtest(args)
+    if command == "optimize":
+        from aegis_actors.optimize.command import main as optimize_main
+
+        return optimize_main(args)
     if command == "tail":
         return cmd_tail(args)
     if command == "admin":

@@ -1,0 +1,204 @@
+"""The `optimize` subcommand: options, the run, best.toml and the report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from aegis_actors.backtest.api import BacktestConfig
+from aegis_actors.optimize import walkforward
+from aegis_actors.optimize.best import write_best
+from aegis_actors.optimize.objective import METRIC, Job, backtest, score
+from aegis_actors.optimize.progress import Bar
+from aegis_actors.optimize.report import write_report
+from aegis_actors.optimize.space import SpaceError, load_space
+from aegis_actors.optimize.study import Where, counts, resolve
+from aegis_actors.optimize.worker import run_study
+from aegis_actors.strategies import NAMES, parse_params
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, action="append", metavar="FILE.csv")
+    p.add_argument("--symbol", metavar="S", help="symbol for rows without one (default: stem)")
+    p.add_argument("--from", dest="start", metavar="D", help="first bar time (ISO or epoch)")
+    p.add_argument("--to", dest="end", metavar="D", help="end time, exclusive")
+    p.add_argument("--strategy", required=True, metavar="NAME", help=" | ".join(NAMES[1:]))
+    p.add_argument("--space", required=True, metavar="FILE.toml", help="search space")
+    p.add_argument("--param", action="append", default=[], metavar="K=V", help="fixed param")
+    p.add_argument("--trials", type=int, default=50, metavar="N", help="the study's total")
+    p.add_argument("--study", default="aegis", metavar="NAME", help="study name (join by name)")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="postgresql://... to share the study across machines (default: "
+        "AEGIS_POSTGRES_DSN, else OUT/study.db)",
+    )
+    p.add_argument("--workers", type=int, default=1, metavar="K", help="local worker processes")
+    p.add_argument("--objective", choices=list(METRIC), default="sharpe")
+    p.add_argument("--min-trades", type=int, default=1, metavar="M", help="fewer: pruned")
+    p.add_argument("--walk-forward", type=int, default=0, metavar="K", help="K rolling windows")
+    p.add_argument("--exits", choices=("posture", "signal"), default="posture")
+    p.add_argument("--veto", choices=("on", "off"), default="on")
+    p.add_argument("--roles", choices=("rules", "llm"), default=None)
+    p.add_argument("--heartbeat", type=int, default=5, metavar="S", help="worker heartbeat")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="TPE sampler seed")
+    p.add_argument("--out", default="optimize-out", metavar="DIR")
+    p.add_argument("--settings", metavar="FILE")
+
+
+def job_from_args(args: argparse.Namespace) -> Job:
+    """Raises SpaceError / StrategyError (one line)."""
+    space = tuple(load_space(args.space))
+    fixed = parse_params(args.param)
+    clash = sorted(set(fixed) & {d.name for d in space})
+    if clash:
+        raise SpaceError(f"--param {', '.join(clash)}: also in the space")
+    if args.trials < 1 or args.workers < 1:
+        raise SpaceError("--trials and --workers must be at least 1")
+    base = BacktestConfig(
+        data=[Path(d) for d in args.data],
+        symbol=args.symbol,
+        start=args.start,
+        end=args.end,
+        strategy=args.strategy,
+        exits=args.exits,
+        veto=args.veto != "off",
+        roles=args.roles,
+        settings=args.settings,
+        html=False,
+    )
+    return Job(
+        base=base,
+        space=space,
+        objective=args.objective,
+        min_trades=args.min_trades,
+        trials=args.trials,
+        study=args.study,
+        out=str(Path(args.out).resolve()),
+        seed=args.seed,
+        fixed=fixed,
+    )
+
+
+def backtest_flags(args: argparse.Namespace) -> str:
+    """The backtest options that reproduce a trial (written into best.toml's header)."""
+    flags: list[str] = [f"--data {shlex.quote(d)}" for d in args.data]
+    for opt, val in (("--symbol", args.symbol), ("--from", args.start), ("--to", args.end)):
+        if val:
+            flags.append(f"{opt} {shlex.quote(val)}")
+    flags += [f"--strategy {shlex.quote(args.strategy)}", f"--exits {args.exits}"]
+    flags.append(f"--veto {args.veto}")
+    if args.roles:
+        flags.append(f"--roles {args.roles}")
+    return " ".join(flags)
+
+
+def main(args: argparse.Namespace) -> int:
+    from aegis_actors.backtest.runner import BacktestError
+    from aegis_actors.strategies import StrategyError
+
+    try:
+        job = job_from_args(args)
+    except (SpaceError, StrategyError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    out = Path(job.out)
+    out.mkdir(parents=True, exist_ok=True)
+    where = Where(resolve(args.storage, out), args.heartbeat, 3 * args.heartbeat)
+    bar = Bar(job.trials * max(args.walk_forward, 1)) if sys.stderr.isatty() else None
+    t0 = time.monotonic()
+    try:
+        if args.walk_forward:
+            wf: dict[str, Any] | None = walkforward.run(
+                job, where, args.walk_forward, args.workers, bar.update if bar else None
+            )
+            names = [f"{job.study}-wf{i}" for i in range(args.walk_forward)]
+        else:
+            wf = None
+            run_study(job, where, args.workers, bar.update if bar else None)
+            names = [job.study]
+    except BacktestError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    finally:
+        if bar:
+            bar.close()
+    seconds = time.monotonic() - t0
+    studies = [optuna.load_study(study_name=n, storage=_plain(where)) for n in names]
+    return finish(args, job, where, studies, wf, seconds)
+
+
+def _plain(where: Where) -> optuna.storages.RDBStorage:
+    from aegis_actors.optimize.study import storage
+
+    return storage(where, heartbeat=False)
+
+
+def finish(
+    args: argparse.Namespace,
+    job: Job,
+    where: Where,
+    studies: list[optuna.Study],
+    wf: dict[str, Any] | None,
+    seconds: float,
+) -> int:
+    out = Path(job.out)
+    study = studies[-1]  # walk-forward: the last window's params are the ones to trade next
+    trials = [t for s in studies for t in s.trials]
+    c = counts(trials)
+    ran = sum(c.values())
+    summary: dict[str, Any] = {
+        "study": ", ".join(s.study_name for s in studies),
+        "storage": where.label(),
+        "strategy": job.base.strategy,
+        "objective": job.objective,
+        "trials": dict(c),
+        "seconds": round(seconds, 1),
+        "trials per minute": round(ran / max(seconds, 1e-9) * 60, 1),
+    }
+    print(
+        f"{ran} trials ({', '.join(f'{v} {k}' for k, v in sorted(c.items()))}) in "
+        f"{seconds:.1f}s, {summary['trials per minute']} per minute; storage {where.label()}"
+    )
+    best_equity: list[tuple[float, float]] = []
+    scored = [t for t in study.trials if t.value is not None]
+    if scored:
+        best = study.best_trial
+        path = write_best(out / "best.toml", best, job.fixed, job.objective, backtest_flags(args))
+        scope = (
+            replace(
+                job,
+                base=walkforward.in_sample(
+                    job, walkforward.windows(walkforward.bar_times(job), args.walk_forward)[-1]
+                ).base,
+            )
+            if wf
+            else job
+        )
+        again = backtest(scope, dict(best.params), out / "best")
+        value, _ = score(job, again)
+        same = "reproduced" if value == best.value else f"NOT reproduced ({value!r})"
+        best_equity = again.equity
+        summary["best"] = f"trial {best.number}: {job.objective} {best.value:.6g} {best.params}"
+        print(
+            f"best: trial {best.number}, {job.objective} = {best.value!r}, {best.params} ({same})"
+        )
+        print(f"  written to {path}")
+    else:
+        print("no trial scored: no best.toml", file=sys.stderr)
+    if wf is not None:
+        for r in wf["rows"]:
+            print(
+                f"  window {r['window']}: IS {r.get('is')!s:>10}  OOS {r.get('oos')!s:>10}  "
+                f"{r.get('params')}"
+            )
+    report = write_report(out / "optimize-report.html", studies, summary, best_equity, wf)
+    print(f"  report: {report}")
+    return 0 if scored else 1

@@ -1,0 +1,97 @@
+"""One trial: the suggested params through `run_backtest`, scored by the chosen metric.
+
+A trial with fewer than `min_trades` trades, or whose metric is undefined (no trades, no
+losses...), is PRUNED (user attr `reason`): it ran but says nothing. Params the strategy
+refuses (e.g. fast >= slow) FAIL the trial. A trial numbered at or past the study's total
+(two workers asked at the same instant) runs no backtest: PRUNED with user attr `skipped`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import optuna
+
+from aegis_actors.backtest.api import BacktestConfig, BacktestResult, run_backtest
+from aegis_actors.optimize.space import Dim, suggest
+
+Objective = Literal["sharpe", "sortino", "return", "calmar", "profit_factor"]
+METRIC: dict[str, str] = {
+    "sharpe": "sharpe",
+    "sortino": "sortino",
+    "return": "return_pct",
+    "calmar": "calmar",
+    "profit_factor": "profit_factor",
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs, picklable (local worker processes get a copy)."""
+
+    base: BacktestConfig  # data, strategy, fixed params, window; params/out set per trial
+    space: tuple[Dim, ...]
+    objective: Objective = "sharpe"
+    min_trades: int = 1
+    trials: int = 50
+    study: str = "aegis"
+    out: str = "optimize-out"
+    seed: int | None = None
+    fixed: dict[str, float] = field(default_factory=dict)
+
+
+def backtest(job: Job, params: dict[str, float], out: Path | None = None) -> BacktestResult:
+    """The same backtest a trial runs (best.toml and walk-forward re-run it with this)."""
+    from dataclasses import replace
+
+    return run_backtest(
+        replace(job.base, params={**job.fixed, **params}, out=out, html=False, progress=False)
+    )
+
+
+def score(job: Job, result: BacktestResult) -> tuple[float | None, str]:
+    """(value, "") or (None, why it is pruned)."""
+    trades = int(result.metrics.get("trades") or 0)
+    if trades < job.min_trades:
+        return None, f"{trades} trades < --min-trades {job.min_trades}"
+    value = result.metrics.get(METRIC[job.objective])
+    if value is None:
+        return None, f"{job.objective} undefined"
+    return float(value), ""
+
+
+def run_marker(job: Job, number: int) -> Path:
+    """A file per backtest run: creating it twice for one trial would raise (tests count them)."""
+    runs = Path(job.out, "runs")
+    runs.mkdir(parents=True, exist_ok=True)
+    marker = runs / f"{job.study}-{number:05d}"
+    with marker.open("x", encoding="utf-8") as f:
+        f.write(f"{socket.gethostname()}:{os.getpid()}\n")
+    return marker
+
+
+def objective(job: Job, trial: optuna.Trial) -> float:
+    if trial.number >= job.trials:
+        trial.set_user_attr("skipped", f"the study already holds {job.trials} trials")
+        trial.study.stop()
+        raise optuna.TrialPruned("over the study's total")
+    params = suggest(list(job.space), trial)
+    trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    run_marker(job, trial.number)
+    scratch = Path(tempfile.mkdtemp(prefix="aegis-opt-"))
+    try:
+        result = backtest(job, params, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    trial.set_user_attr("metrics", dict(result.metrics))
+    value, why = score(job, result)
+    if value is None:
+        trial.set_user_attr("reason", why)
+        raise optuna.TrialPruned(why)
+    return value
