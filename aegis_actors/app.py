@@ -10,7 +10,6 @@ from loguru import logger
 from aegis_actors.brokers import Broker
 from aegis_actors.cache_redis import make_cache
 from aegis_actors.clock import Clock, WallClock, set_clock
-from aegis_actors.llm.keys import fallback_secrets
 from aegis_actors.logs import configure, flush
 from aegis_actors.runtime import Runtime
 from aegis_actors.settings import Settings
@@ -41,22 +40,11 @@ class Aegis:
 
     def start(self) -> Runtime:
         s = self.settings
-        secrets = [
-            v.get_secret_value()
-            for v in (
-                s.admin_secret,
-                s.feed.key,
-                s.feed.secret,
-                s.broker.key_id,
-                s.broker.secret_key,
-                s.roles.analyst.api_key,
-                s.roles.verifier.api_key,
-                s.roles.commander.api_key,
-            )
-        ] + fallback_secrets()
+        secrets = s.secret_values()
         configure(
             s.run.log_dir,
             level=s.run.log_level,
+            json_level=s.run.json_log_level,
             rotation=s.run.log_rotation,
             retention=s.run.log_retention,
             secrets=secrets,

@@ -1,28 +1,54 @@
 """The base of every AEGIS actor: typed dispatch, timers on the clock, status, logging.
 
 Messages are dispatched to `on_<MessageClassName>` methods, so an actor's vocabulary
-is visible in its class. A handler that raises stops the actor and its supervisor
+is visible in its class; each handler's message class is checked when the actor is
+built (`check_handlers`). A handler that raises stops the actor and its supervisor
 restarts it; expected bad input is handled inside the handler with one log line and a
 metric, never by crashing.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import pykka
 from loguru import logger
 
+from aegis_actors.logs import tracing
 from aegis_actors.messages import Alert, AlertLevel, GetStatus, Heartbeat, HeartbeatAck, Msg
 from aegis_actors.runtime import WATCHDOG, Runtime
 from supervisors import ChildContext, SupervisedActor, Timer
 
 _HANDLERS: dict[tuple[type, type], Callable[..., Any] | None] = {}
+_CHECKED: set[type] = set()
+_HOOKS = frozenset({"on_start", "on_stop", "on_failure", "on_receive"})
+
+
+def check_handlers(cls: type) -> None:
+    """Every `on_<Name>` handler must name a message class the actor can receive (one
+    defined or imported in a module of its class hierarchy): a renamed message fails
+    when the actor is built, not as an ignored message at run time."""
+    if cls in _CHECKED:
+        return
+    known: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        module = sys.modules.get(klass.__module__)
+        if module is not None:
+            known.update(vars(module))
+    for attr in dir(cls):
+        if not attr.startswith("on_") or attr in _HOOKS:
+            continue
+        target = known.get(attr[3:])
+        if not isinstance(target, type):
+            raise TypeError(f"{cls.__name__}.{attr}: no message class {attr[3:]!r} to handle")
+    _CHECKED.add(cls)
 
 
 class AegisActor(SupervisedActor):
     def __init__(self, ctx: ChildContext, rt: Runtime) -> None:
+        check_handlers(type(self))
         super().__init__(ctx)
         self.rt = rt
         self.name = ctx.name
@@ -30,6 +56,7 @@ class AegisActor(SupervisedActor):
         self.settings = rt.settings
         self.metrics = rt.metrics
         self.log = logger.bind(actor=ctx.name)
+        self._progress = rt.progress.setdefault(ctx.name, [0])
         self._timers: list[Timer] = []
         self._prune_at = 256
 
@@ -42,16 +69,30 @@ class AegisActor(SupervisedActor):
             self.metrics.dead_letters.labels(name).inc()
         return ok
 
+    def fan_out(self, topic: str, message: Msg) -> None:
+        """Tell every subscriber of `topic` (declared in tree.py); misses are counted."""
+        directory = self.rt.directory
+        reached = directory.publish(topic, message)
+        subs = directory.subscribers(topic)
+        if reached < len(subs):
+            self.metrics.dead_letters.labels(topic).inc(len(subs) - reached)
+
     def alert(
         self, level: AlertLevel, kind: str, message: str, event_id: str | None = None
     ) -> None:
         """Raise an alert: the watchdog logs, records, delivers and escalates it."""
         self.send(WATCHDOG, Alert.new(level, kind, message, self.clock.now(), event_id))
 
+    def trace(self, event_id: str | None, text: str, *args: Any) -> None:
+        """A per-event DEBUG line: costs nothing unless a sink takes DEBUG (a trace run)."""
+        if tracing():
+            self.log.bind(event_id=event_id).debug(text, *args)
+
     def ask(self, name: str, message: Msg, timeout: float) -> Any:
         return self.rt.directory.ask(name, message, timeout)
 
     def on_receive(self, message: Any) -> Any:
+        self._progress[0] += 1  # liveness: a busy actor is not a hung one
         key = (type(self), type(message))
         try:
             handler = _HANDLERS[key]
@@ -62,6 +103,10 @@ class AegisActor(SupervisedActor):
             self.metrics.errors.labels("unexpected_message").inc()
             return None
         return handler(self, message)
+
+    def progressed(self) -> None:
+        """A long handler's unit of work done (liveness: busy, not hung)."""
+        self._progress[0] += 1
 
     def on_GetStatus(self, _msg: GetStatus) -> dict[str, Any]:
         return self.status()

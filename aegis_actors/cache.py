@@ -6,10 +6,11 @@ of (ts, price) per symbol, newest last.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import deque
 from typing import Any, Protocol
+
+from pydantic_core import from_json, to_json  # the JSON of pydantic-core: ~5x json's speed
 
 PRICE_HISTORY = 120
 
@@ -59,16 +60,16 @@ class MemoryCache:
     def get_json(self, key: str) -> Any | None:
         with self._lock:
             raw = self._kv.get(key)
-        return None if raw is None else json.loads(raw)
+        return None if raw is None else from_json(raw)
 
     def get_many(self, keys: list[str]) -> list[Any | None]:
         """Several values in one call (one round trip on Redis)."""
         with self._lock:
             raws = [self._kv.get(k) for k in keys]
-        return [None if r is None else json.loads(r) for r in raws]
+        return [None if r is None else from_json(r) for r in raws]
 
     def set_json(self, key: str, value: Any) -> None:
-        raw = json.dumps(value, separators=(",", ":"), default=str)
+        raw = to_json(value, fallback=str).decode()
         with self._lock:
             self._kv[key] = raw
 

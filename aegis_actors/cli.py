@@ -8,22 +8,43 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from aegis_actors.admin import client as admin_cli
 from aegis_actors.backtest import cli_args as backtest_args
-from aegis_actors.settings import Settings, SettingsError, load_settings
+from aegis_actors.redact import redact_text
+from aegis_actors.settings import Settings, SettingsError, check_writable, load_settings
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
 
+def seconds(text: str) -> float:
+    """`--for`: a finite number of seconds above zero (-1 would stop at once, nan never)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a finite number of seconds > 0")
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad usage is one line (exit 2), not the usage block plus the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m aegis_actors",
         description="AEGIS: an AI trading desk as a tree of supervised actors.",
     )
@@ -43,7 +64,7 @@ def parser() -> argparse.ArgumentParser:
         target.add_argument(
             "--for",
             dest="for_s",
-            type=float,
+            type=seconds,
             metavar="SECONDS",
             help="stop by itself after SECONDS",
         )
@@ -107,6 +128,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from aegis_actors.app import Aegis
 
     settings = settings_or_exit(args.settings)
+    try:
+        check_writable(settings)
+    except SettingsError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
     if settings.feed.kind == "replay":  # history is paced by the backtest driver, not a clock
         args.data, args.symbol, args.out = [settings.feed.replay_file], None, "backtest-out"
         return cmd_backtest(args)
@@ -153,7 +179,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         results.append(("durable store", db.ping(), f"{db.kind}, schema v{db.schema_version()}"))
         db.close()
     except Exception as exc:
-        results.append(("durable store", False, str(exc).splitlines()[0]))
+        results.append(("durable store", False, redact_text(str(exc).splitlines()[0])))
     if s.broker.kind == "paper":
         acct = PaperBroker(capital=s.broker.capital).account()
         results.append(("broker account", acct.equity > 0, f"paper, equity {acct.equity:,.2f}"))
@@ -184,7 +210,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             results.append((f"{role} backend", True, "local rules"))
     width = max(len(n) for n, _, _ in results)
     for name, ok, detail in results:
-        print(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {detail}")
+        print(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {redact_text(detail)}")
     return 0 if all(ok for _, ok, _ in results) else 1
 
 
@@ -194,6 +220,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from aegis_actors.backtest.runner import BacktestError
     from aegis_actors.strategies import StrategyError
 
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"backtest: --out {args.out}: exists and is not a directory", file=sys.stderr)
+        return 2
     try:
         result = run_backtest(backtest_args.config_from_args(args))
     except (BacktestError, SettingsError, StrategyError) as exc:
@@ -289,6 +318,22 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Ctrl-C and a reader that goes away (`| head`) end a command quietly, not with a
+    traceback: Ctrl-C is how `tail -f` stops (exit 0, nothing printed); elsewhere it
+    prints `interrupted` (exit 130). A closed pipe exits 0: the reader had enough."""
+    try:
+        return dispatch(argv)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at nothing.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+
+
+def dispatch(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     command = args.command or "run"
     if command == "run":
@@ -302,7 +347,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return optimize_main(args)
     if command == "tail":
-        return cmd_tail(args)
+        try:
+            return cmd_tail(args)
+        except KeyboardInterrupt:
+            return 0
     if command == "admin":
         return admin_cli.main(args)
     if command == "top":

@@ -21,6 +21,7 @@ from aegis_actors.messages import (
     PostureParams,
     TradingMode,
 )
+from aegis_actors.roles import rules
 from aegis_actors.runtime import ANALYST, COMMANDER, STORE, VERIFIER
 
 STALE_AFTER_S = 30.0
@@ -35,13 +36,26 @@ K_SESSION = "session"  # {"session_id": ..., "opened_at": ...}
 K_FEED = "feed_state"  # {"tier": ..., "stale": bool, "since": ts data stopped} (gateway)
 
 
+_PARAMS: dict[tuple[int, Posture], tuple[Any, PostureParams]] = {}
+
+
 def posture_params(settings: Any, posture: Posture) -> PostureParams:
+    """The posture's numbers from the settings, validated once per settings object."""
+    key = (id(settings), posture)
+    hit = _PARAMS.get(key)
+    if hit is not None and hit[0] is settings:
+        return hit[1]
     level = getattr(settings.posture, posture.value)
-    return PostureParams(**level.model_dump())
+    params = PostureParams(**level.model_dump())
+    if len(_PARAMS) > 64:
+        _PARAMS.clear()
+    _PARAMS[key] = (settings, params)
+    return params
 
 
 class ContextLoader(AegisActor):
     def on_start(self) -> None:
+        self.params: dict[tuple[Any, ...], PostureParams] = {}  # validated once per value
         self.loaded = 0
         self.misses = 0
         self.stale = 0
@@ -83,11 +97,7 @@ class ContextLoader(AegisActor):
             mode = mode or durable.get("mode")
             session = session or durable.get("session")
         posture = Posture(posture_doc["posture"]) if posture_doc else Posture.GUERRILLA
-        params = (
-            PostureParams(**posture_doc["params"])
-            if posture_doc and "params" in posture_doc
-            else posture_params(self.settings, posture)
-        )
+        params = self.posture_params(posture, posture_doc)
         pos = positions.get(event.symbol)
         account = account or {}
         session = session or {}
@@ -106,7 +116,22 @@ class ContextLoader(AegisActor):
             params=params,
             mode=TradingMode(mode) if mode else TradingMode.NORMAL,
             session_id=str(session.get("session_id", "")),
+            indicators=rules.compute(prices),
         )
+
+    def posture_params(self, posture: Posture, doc: dict[str, Any] | None) -> PostureParams:
+        """The posture's numbers from the cache's document, validated once per value."""
+        raw = doc.get("params") if doc else None
+        key = (posture, tuple(sorted(raw.items())) if isinstance(raw, dict) else None)
+        params = self.params.get(key)
+        if params is None:
+            params = (
+                PostureParams(**raw) if raw is not None else posture_params(self.settings, posture)
+            )
+            if len(self.params) > 64:
+                self.params.clear()
+            self.params[key] = params
+        return params
 
     def load_durable(self, symbol: str) -> dict[str, Any]:
         """Cache miss: read the durable store, then warm the cache."""

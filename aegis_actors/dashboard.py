@@ -7,6 +7,7 @@ requests ask actors with a timeout, so a slow actor makes a slow page, never a s
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +17,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from aegis_actors.base import AegisActor
+from aegis_actors.redact import redact
 from aegis_actors.runtime import Runtime
 from aegis_actors.status import collect_status
 
@@ -29,7 +31,7 @@ def make_handler(rt: Runtime) -> type[BaseHTTPRequestHandler]:
             if path == "/metrics":
                 return self.reply(200, CONTENT_TYPE_LATEST, generate_latest(rt.metrics.registry))
             if path == "/api/status":
-                return self.json(collect_status(rt))
+                return self.json(redact(collect_status(rt)))
             if path == "/api/tree":
                 return self.json(rt.tree() if rt.tree else {})
             if path in ("/", "/index.html"):
@@ -54,9 +56,23 @@ def make_handler(rt: Runtime) -> type[BaseHTTPRequestHandler]:
 
 
 class Dashboard(AegisActor):
+    """The HTTP server. A port already in use is one error line and the run goes on
+    without a dashboard (restarting could never free the port: it would only loop)."""
+
+    server: ThreadingHTTPServer | None = None
+
     def on_start(self) -> None:
         cfg = self.settings.dashboard
-        self.server = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(self.rt))
+        try:
+            self.server = ThreadingHTTPServer((cfg.host, cfg.port), make_handler(self.rt))
+        except OSError as exc:
+            self.error = (
+                f"port {cfg.port} in use; set dashboard.port or 0"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror or exc}"
+            )
+            self.log.error("dashboard not started: {} (running without it)", self.error)
+            return
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, name="aegis-dashboard", daemon=True
@@ -65,13 +81,15 @@ class Dashboard(AegisActor):
         self.log.info("dashboard on http://{}:{}/", cfg.host, self.server.server_address[1])
 
     @property
-    def port(self) -> int:
-        return int(self.server.server_address[1])
+    def port(self) -> int | None:
+        return int(self.server.server_address[1]) if self.server is not None else None
 
     def stopping(self) -> None:
-        if hasattr(self, "server"):
+        if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
 
     def status(self) -> dict[str, Any]:
+        if self.server is None:
+            return {"url": None, "error": getattr(self, "error", "not started")}
         return {"url": f"http://{self.settings.dashboard.host}:{self.port}/"}

@@ -1,7 +1,8 @@
 """The JSON-lines log file: a queue and one writer thread, with size-based rotation.
 
-Actors only put an already-serialised line on a queue (a few microseconds, no lock held
-while writing), so logging never serialises the actors behind a file lock.
+Actors only put the log record on a queue (a few microseconds, no lock held while
+writing); the writer thread serialises it, so neither JSON encoding nor the file costs
+the actor's thread anything.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import queue
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,21 +29,27 @@ class JsonLines:
 
     _STOP = object()
 
-    def __init__(self, path: Path, *, rotation: str = "50 MB", retention: int = 10) -> None:
+    def __init__(
+        self,
+        path: Path,
+        serialise: Callable[[Any], str] = str,
+        *,
+        rotation: str = "50 MB",
+        retention: int = 10,
+    ) -> None:
         self.path = path
+        self.serialise = serialise  # record -> line, on the writer thread
         self.max_bytes = parse_size(rotation)
         self.retention = retention
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._idle = threading.Event()
-        self._idle.set()
         self._file: IO[str] = path.open("a", encoding="utf-8")
         self._size = self._file.tell()
         self._thread = threading.Thread(target=self._run, name="aegis-jsonlog", daemon=True)
         self._thread.start()
 
     def __call__(self, message: Any) -> None:
-        self._idle.clear()
-        self._q.put(str(message))
+        """loguru calls this with its formatted message; the record travels, not the text."""
+        self._q.put(getattr(message, "record", None) or str(message))
 
     def flush(self, timeout: float = 5.0) -> None:
         """Block until every line put so far is on disk (tests and a clean stop)."""
@@ -71,7 +79,11 @@ class JsonLines:
                     self._file.flush()
                     x.set()
                     continue
-                self._write(x)
+                try:
+                    line = x if isinstance(x, str) else self.serialise(x)
+                except Exception as exc:  # a bad record never stops the log
+                    line = f'{{"level":"ERROR","msg":"unloggable record: {type(exc).__name__}"}}\n'
+                self._write(line)
             self._file.flush()
 
     def _write(self, line: str) -> None:

@@ -8,47 +8,57 @@ slips into a message anyway.
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
+import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
+from pydantic_core import to_json as dump_json
 
 from aegis_actors.jsonlog import JsonLines
+from aegis_actors.redact import redact_text
 
 if TYPE_CHECKING:
     from loguru import Logger, Record
 
-__all__ = ["actor_logger", "configure", "flush", "logger"]
+__all__ = ["actor_logger", "configure", "flush", "logger", "tracing"]
 
 _secrets: list[str] = []
+_trace = False  # a sink takes DEBUG lines: per-event lines on the hot path are wanted
 _sink: JsonLines | None = None
 _RESERVED = {"actor", "event_id"}
 
 
 def _scrub(text: str) -> str:
+    """Mask every configured secret and any password inside a URL or DSN."""
     for secret in _secrets:
         if secret and secret in text:
             text = text.replace(secret, "***")
-    return text
+    return redact_text(text)
 
 
 def _patch(record: Record) -> None:
+    """Runs on the caller's thread: only what every sink needs (names, no secrets)."""
     extra = record["extra"]
     extra.setdefault("actor", "main")
     extra.setdefault("event_id", None)
     record["message"] = _scrub(record["message"])
+
+
+def to_json(record: Record) -> str:
+    """One JSON line for a record; runs on the JSON sink's writer thread, not the actor's."""
+    extra = record["extra"]
     data: dict[str, Any] = {
         "ts": datetime.fromtimestamp(record["time"].timestamp(), UTC).isoformat(
             timespec="milliseconds"
         ),
         "level": record["level"].name,
-        "actor": extra["actor"],
-        "event_id": extra["event_id"],
+        "actor": extra.get("actor", "main"),
+        "event_id": extra.get("event_id"),
         "msg": record["message"],
     }
     for key, value in extra.items():
@@ -57,14 +67,20 @@ def _patch(record: Record) -> None:
     if record["exception"] is not None:
         exc = record["exception"]
         data["exception"] = _scrub(f"{exc.type.__name__ if exc.type else ''}: {exc.value}")
-    extra["_json"] = json.dumps(data, default=str, separators=(",", ":"))
+    return dump_json(data, fallback=str).decode() + "\n"
 
 
 def _human(record: Record) -> str:
     ev = " [{extra[event_id]}]" if record["extra"].get("event_id") else ""
+    tb = ""
+    exc = record["exception"]
+    if exc is not None:  # the standard format (never local variables' values), scrubbed
+        text = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+        record["extra"]["_tb"] = _scrub(text)
+        tb = "{extra[_tb]}"
     return (
         "<green>{time:HH:mm:ss.SSS}</green> <level>{level: <7}</level> "
-        "<cyan>{extra[actor]: <10}</cyan>" + ev + " {message}\n{exception}"
+        "<cyan>{extra[actor]: <10}</cyan>" + ev + " {message}\n" + tb
     )
 
 
@@ -72,31 +88,46 @@ def configure(
     log_dir: str | Path,
     *,
     level: str = "INFO",
+    json_level: str = "INFO",
     rotation: str = "50 MB",
     retention: int = 10,
     secrets: Iterable[str] = (),
     stderr: bool = True,
 ) -> Path:
-    """Install the two sinks (replacing any); returns the JSON log's path."""
+    """Install the two sinks (replacing any); returns the JSON log's path.
+
+    The JSON sink is at INFO by default: per-event DEBUG lines cost CPU on the event path
+    (about a sixth of an event's budget each), so they are written only when a sink asks
+    for DEBUG (`run.log_level` or `run.json_log_level`); see `tracing()`."""
+    global _trace
     _secrets[:] = [s for s in secrets if s]
+    _trace = min(logger.level(level).no, logger.level(json_level).no) <= logger.level("DEBUG").no
     path = Path(log_dir) / "aegis.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     logger.remove()
     logger.configure(patcher=_patch)
     if stderr:
-        logger.add(sys.stderr, level=level, format=_human, colorize=None, backtrace=False)
+        # diagnose off: loguru would print local variables' values (secrets among them).
+        logger.add(
+            sys.stderr, level=level, format=_human, colorize=None, backtrace=False, diagnose=False
+        )
     global _sink
     if _sink is not None:
         _sink.stop()
-    _sink = JsonLines(path, rotation=rotation, retention=retention)
+    _sink = JsonLines(path, to_json, rotation=rotation, retention=retention)
     logger.add(
         _sink,
-        level="DEBUG",
-        format=lambda _record: "{extra[_json]}\n",  # a function: no traceback appended
+        level=json_level,
+        format=lambda _record: "",  # the sink serialises the record on its own thread
         catch=True,
     )
     intercept_stdlib()
     return path
+
+
+def tracing() -> bool:
+    """True when per-event DEBUG lines reach a sink; hot paths check it before binding."""
+    return _trace
 
 
 def flush() -> None:

@@ -176,6 +176,8 @@ class Context(Stamped):
     params: PostureParams
     mode: TradingMode
     session_id: str = ""
+    # the rules' indicators of `prices`, computed once by the context loader (roles.rules)
+    indicators: dict[str, float] = Field(default_factory=dict)
 
 
 class Analysis(Stamped):

@@ -32,6 +32,12 @@ class Metrics:
             "Events replaced by a newer one for a busy symbol (latest wins)",
             registry=r,
         )
+        self.shed = Counter(
+            "aegis_events_shed_total",
+            "Events the gateway did not admit under overload (backpressure), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.events = Counter(
             "aegis_events_total", "Events finished, by outcome", ["outcome"], registry=r
         )
@@ -87,6 +93,12 @@ class Metrics:
         self.heartbeat_misses = Counter(
             "aegis_heartbeat_misses_total", "Heartbeats not answered in time", ["actor"], registry=r
         )
+        self.heartbeat_busy = Counter(
+            "aegis_heartbeat_busy_total",
+            "Heartbeats answered late by an actor that kept making progress (busy, not hung)",
+            ["actor"],
+            registry=r,
+        )
         self.anomalies = Counter(
             "aegis_anomalies_total", "Z-score anomalies, by series", ["series"], registry=r
         )
@@ -97,6 +109,15 @@ class Metrics:
     def value(self, name: str, labels: dict[str, str] | None = None) -> float:
         """A sample's current value (0 when absent), through the registry's public API."""
         return self.registry.get_sample_value(name, labels or {}) or 0.0
+
+    def total(self, name: str) -> float:
+        """The sum of a labelled counter over every label (0 when absent)."""
+        base = name.removesuffix("_total")
+        out = 0.0
+        for metric in self.registry.collect():
+            if metric.name == base:
+                out += sum(s.value for s in metric.samples if s.name == name)
+        return out
 
     def order_success(self) -> tuple[float | None, int]:
         """Share of orders sent that the broker did not refuse or fail (SPEC 5.3)."""
@@ -130,6 +151,10 @@ class _Drops(Collector):
                 if s.name.endswith("_total"):
                     fam.add_metric([f"bad_tick:{s.labels.get('reason', '?')}"], s.value)
         fam.add_metric(["coalesced"], self.m.value("aegis_events_coalesced_total"))
+        for metric in self.m.shed.collect():
+            for s in metric.samples:
+                if s.name.endswith("_total"):
+                    fam.add_metric([f"shed:{s.labels.get('reason', '?')}"], s.value)
         dead = 0.0
         for metric in self.m.dead_letters.collect():
             dead += sum(s.value for s in metric.samples if s.name.endswith("_total"))

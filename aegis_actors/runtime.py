@@ -36,6 +36,10 @@ NEWS = "news"
 ADMIN = "admin"
 DASHBOARD = "dashboard"
 
+# Topics: published once by their sender; who receives them is declared in tree.py.
+TOPIC_MODE = "mode"  # ModeChange (watchdog)
+TOPIC_DECISIONS = "decisions"  # DecisionRecord (commander)
+
 
 @dataclass
 class Runtime:
@@ -51,6 +55,9 @@ class Runtime:
     # A backtest's strategy backends by role name (analyst, verifier, commander); a role
     # not named here builds its backend from settings.
     role_backends: dict[str, Any] = field(default_factory=dict)
+    # name -> [messages handled]: each actor counts its own; the watchdog reads it to tell
+    # a busy actor (late heartbeat, progress made) from a hung one (no progress)
+    progress: dict[str, list[int]] = field(default_factory=dict)
 
     def emit(self, type_: str, **data: Any) -> None:
         """An operator-facing event (mode, posture, alert, restart, tier step) to every sink.

@@ -7,9 +7,12 @@ environment; `redacted()` is what goes to logs.
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_origin
 
 from pydantic import (
     BaseModel,
@@ -18,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -26,6 +30,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from aegis_actors.redact import redact_text, url_passwords
 
 DEFAULT_FILE = "settings.toml"
 DEFAULT_SYMBOLS = ["AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "SPY"]
@@ -55,6 +61,8 @@ class Section(BaseModel):
 class RunSettings(Section):
     log_dir: str = "logs"
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
+    # DEBUG (or TRACE) here also writes the per-event lines (costly at high event rates)
+    json_log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
     log_rotation: str = "50 MB"
     log_retention: int = Field(10, ge=1)
 
@@ -85,7 +93,20 @@ class FeedSettings(Section):
     shutdown_after_s: float = Field(30.0, gt=0)
     liveness_check_s: float = Field(0.5, gt=0)
     batch_max: int = Field(100, ge=1)  # frames decoded per mailbox turn
+    max_inflight: int = Field(128, ge=1)  # events in the pipeline at once (backpressure)
+    max_wait_s: float = Field(0.05, gt=0)  # a tick waiting longer for the window is shed
     replay_file: str = ""  # replay: the bar CSV (set by `backtest --data`)
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_distinct(cls, symbols: list[str]) -> list[str]:
+        for sym in symbols:
+            if not sym.strip():
+                raise ValueError("an empty symbol is not a symbol")
+        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+        if dupes:
+            raise ValueError(f"duplicate symbol(s) {dupes}")
+        return symbols
 
     @model_validator(mode="after")
     def _tiers_climb(self) -> FeedSettings:
@@ -388,14 +409,29 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _Environment(settings_cls)]
         if _toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_toml_path))
         return tuple(sources)
 
     def redacted(self) -> dict[str, Any]:
-        """The settings as JSON-able data with every secret masked (for logs and `status`)."""
-        return self.model_dump(mode="json")  # SecretStr dumps as '**********'
+        """The settings as JSON-able data with every secret masked (for logs and `status`):
+        SecretStr dumps as '**********', and passwords inside URLs/DSNs become '***'."""
+        from aegis_actors.redact import redact
+
+        return dict(redact(self.model_dump(mode="json")))
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows (settings secrets, URL/DSN passwords, provider
+        keys), for the log scrubber: none of them may reach a sink."""
+        from aegis_actors.llm.keys import fallback_secrets
+
+        out = [v.get_secret_value() for _path, v in _secret_leaves(self)]
+        for url in (self.store.redis_url, self.store.postgres_dsn, self.redis_url):
+            out += url_passwords(url)
+        for url in (self.alerts.sms_url, self.alerts.phone_url, self.roles.analyst.url):
+            out += url_passwords(url)
+        return [v for v in dict.fromkeys(out + fallback_secrets()) if v]
 
 
 class SettingsError(Exception):
@@ -403,6 +439,156 @@ class SettingsError(Exception):
 
 
 _toml_path: Path | None = None
+ENV_PREFIX = "AEGIS_"
+# Variables of the test harness (tests/conftest.py), not of the application.
+ENV_IGNORED = ("AEGIS_TEST_",)
+
+
+def env_name(path: str) -> str:
+    """`feed.key` -> `AEGIS_FEED__KEY` (`admin_secret` -> `AEGIS_ADMIN_SECRET`)."""
+    return ENV_PREFIX + path.replace(".", "__").upper()
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:
+    """Every leaf setting of `model` (dotted path -> annotation)."""
+    out: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        sub = _submodel(field.annotation)
+        if sub is not None:
+            out.update(_field_paths(sub, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = field.annotation
+    return out
+
+
+def secret_paths() -> list[str]:
+    """Dotted names of every secret setting (environment only)."""
+    return [p for p, ann in _field_paths(Settings).items() if ann is SecretStr]
+
+
+def _secret_leaves(settings: Settings) -> list[tuple[str, SecretStr]]:
+    out = []
+    for path in secret_paths():
+        target: Any = settings
+        for part in path.split("."):
+            target = getattr(target, part)
+        out.append((path, target))
+    return out
+
+
+def _resolve(path: list[str]) -> Any:
+    """The annotation at `path` below Settings; KeyError when no such setting."""
+    model: type[BaseModel] = Settings
+    for i, part in enumerate(path):
+        field = model.model_fields[part]  # KeyError: unknown
+        sub = _submodel(field.annotation)
+        if i == len(path) - 1:
+            return field.annotation
+        if sub is not None:
+            model = sub
+        elif get_origin(field.annotation) is dict and i == len(path) - 2:
+            return Any  # one entry of a mapping, e.g. AEGIS_ALERTS__SLACK_CHANNELS__INFO
+        else:
+            raise KeyError(part)
+    return Settings
+
+
+def _env_value(name: str, raw: str, annotation: Any) -> Any:
+    """Decode one variable: JSON for lists/mappings/tables, and a comma-separated list is
+    accepted where a list is expected (`AEGIS_FEED__SYMBOLS=AAPL,MSFT`)."""
+    origin = get_origin(annotation)
+    if origin is list:
+        text = raw.strip()
+        if not text.startswith("["):
+            return [p.strip() for p in text.split(",")] if text else []
+    elif origin is not dict and _submodel(annotation) is None:
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        want = "a JSON list or a comma-separated list" if origin is list else "a JSON object"
+        raise SettingsError(f"settings: {name}: not valid JSON (expected {want})") from None
+
+
+def _nearest_env(name: str) -> str:
+    known = [env_name(p) for p in _field_paths(Settings)]
+    close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.88)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def environment_values(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Every `AEGIS_*` variable as nested settings data; one that maps to no setting is
+    an error (a typo must not run with the default silently)."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for name, raw in sorted(env.items()):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(ENV_IGNORED):
+            continue
+        path = upper[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            annotation = _resolve(path)
+        except KeyError:
+            raise SettingsError(
+                f"settings: unknown key {'.'.join(path)} (environment variable {name})"
+                f"{_nearest_env(name)}"
+            ) from None
+        target = out
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = _env_value(name, raw, annotation)
+    return out
+
+
+class _Environment(PydanticBaseSettingsSource):
+    """`AEGIS_<SECTION>__<KEY>` variables, strictly (see `environment_values`)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return environment_values()
+
+
+def _secrets_in_file(data: dict[str, Any], file: Path) -> None:
+    """Secrets come only from the environment: one in the file stops the start."""
+    for path in secret_paths():
+        node: Any = data
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is not None:
+            raise SettingsError(
+                f"settings: {path} in {file}: secrets come only from the environment; "
+                f"remove it from the file and set {env_name(path)}"
+            )
+
+
+def vet(settings: Settings) -> None:
+    """Checks across keys that the models cannot express one by one."""
+    for path, value in _secret_leaves(settings):
+        text = value.get_secret_value()
+        if not (text.isascii() and text.isprintable()):
+            raise SettingsError(
+                f"settings: {path} ({env_name(path)}): contains non-ASCII or control "
+                "characters; a secret must be printable ASCII"
+            )
+    f, b = settings.feed, settings.broker
+    if f.kind == "alpaca" and not (f.key.get_secret_value() and f.secret.get_secret_value()):
+        raise SettingsError(
+            "settings: feed.kind 'alpaca' needs its key and secret: set "
+            "AEGIS_FEED__KEY and AEGIS_FEED__SECRET"
+        )
+    if b.kind == "alpaca" and not (b.key_id.get_secret_value() and b.secret_key.get_secret_value()):
+        raise SettingsError(
+            "settings: broker.kind 'alpaca' needs its keys: set "
+            "AEGIS_BROKER__KEY_ID and AEGIS_BROKER__SECRET_KEY"
+        )
 
 
 def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
@@ -417,27 +603,69 @@ def load_settings(path: str | Path | None = None, **overrides: Any) -> Settings:
             raise SettingsError(f"settings file {file}: not found")
     if file is not None:
         try:
-            tomllib.loads(file.read_text(encoding="utf-8"))
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise SettingsError(f"settings file {file}: not valid TOML: {exc}") from None
+        _secrets_in_file(data, file)
     _toml_path = file
     try:
         settings = Settings(**overrides)
         settings._file = file
-        return settings
     except ValidationError as exc:
         raise SettingsError(describe(exc)) from None
     finally:
         _toml_path = None
+    vet(settings)
+    return settings
+
+
+def _shown(loc: list[str], value: Any) -> str:
+    """` (got X)` for a plain value of a non-secret key; nothing otherwise (a value that
+    is a whole table may hold secrets, and a secret's value is never printed)."""
+    try:
+        annotation = _resolve(loc)
+    except KeyError:
+        return ""
+    if annotation is SecretStr or _submodel(annotation) is not None:
+        return ""
+    scalar = (str, int, float, bool, type(None))
+    if isinstance(value, list) and all(isinstance(v, scalar) for v in value):
+        pass
+    elif not isinstance(value, scalar):
+        return ""
+    return f" (got {redact_text(repr(value))})"
 
 
 def describe(exc: ValidationError) -> str:
-    """One line: the first bad key (dotted) and why."""
+    """One line: the first bad key (dotted) and why; never a secret's value."""
     err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "settings"
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc) or "settings"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    value = err.get("input")
-    shown = "" if "secret" in key or "key" in key.split(".")[-1] else f" (got {value!r})"
     if err["type"] == "extra_forbidden":
         return f"settings: unknown key {key}{more}"
-    return f"settings: {key}: {err['msg']}{shown}{more}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    return f"settings: {key}: {msg}{_shown(loc, err.get('input'))}{more}"
+
+
+def check_writable(settings: Settings) -> None:
+    """The files a run writes must be writable before anything starts (otherwise the
+    store would crash-loop on them): one line naming the key, at start."""
+    wanted = [("run.log_dir", Path(settings.run.log_dir) / ".write-test", True)]
+    if not settings.store.postgres_dsn:
+        wanted.append(("store.sqlite_path", Path(settings.store.sqlite_path), False))
+    wanted.append(("store.spool_path", Path(settings.store.spool_path), False))
+    for key, path, probe in wanted:
+        try:
+            for up in (path.parent, *path.parent.parents):
+                if up.exists() and not up.is_dir():
+                    raise NotADirectoryError(20, f"{up} is not a directory")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("ab"):
+                pass
+            if probe:
+                path.unlink()
+        except OSError as exc:
+            raise SettingsError(
+                f"settings: {key}: cannot write {path} ({exc.strerror or type(exc).__name__})"
+            ) from None

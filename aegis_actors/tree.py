@@ -39,6 +39,8 @@ from aegis_actors.runtime import (
     POSTURE,
     ROLES,
     STORE,
+    TOPIC_DECISIONS,
+    TOPIC_MODE,
     VERIFIER,
     WATCHDOG,
     Runtime,
@@ -130,9 +132,16 @@ def actor(
     return ChildSpec(name, factory, shutdown_timeout_s=shutdown_timeout_s)
 
 
+def subscribe(rt: Runtime) -> None:
+    """Who hears what: every fan-out of the tree, declared in one place."""
+    rt.directory.subscribe(TOPIC_MODE, EXECUTION, POSTURE, MARKET, STORE)
+    rt.directory.subscribe(TOPIC_DECISIONS, STORE, WATCHDOG)  # ledger; accuracy (SPEC 5.3)
+
+
 def build(rt: Runtime, broker: Broker) -> tuple[list[ChildSpec], Policy]:
     s = rt.settings
     sup = s.supervision
+    subscribe(rt)
 
     events = event_sink(rt)
 

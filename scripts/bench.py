@@ -3,20 +3,25 @@
     python scripts/bench.py            # every section
     python scripts/bench.py spine      # one section: spine, or <area> for scripts/bench_<area>.py
 
-spine: events per second through the whole tree on the rules backend, and per-hop latency
-p50/p99, beside a raw 6-actor pykka chain doing nothing but forwarding.
+spine: the whole tree (rules backend, paper broker, SQLite) beside a raw 6-actor pykka
+chain in the same run: the highest paced rate (one symbol per event in flight, nothing
+coalesced) that holds every SLA for 30 s (`--quick`: 5 s), CPU microseconds per event,
+then twice that rate to show the shedding (mode, restarts, shed by reason, records kept).
+Every event is counted once, by the watchdog, from the gateway's one report of its end.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import sqlite3
 import statistics
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pykka
 
@@ -89,23 +94,23 @@ def pct(values: list[float], q: float) -> float:
 
 # -- the whole tree ----------------------------------------------------------------------
 
+SLA_DETECT_P99_MS = 50.0  # detect -> analysis p99 a sustained rate must hold (SPEC 5.1)
 
-def aegis_tree(n: int, symbols: int, rate: float = 0.0) -> dict[str, object]:
+
+def start_tree(symbols: int, tmp: Path, **overrides: Any) -> tuple[Any, Any, list[str]]:
+    """The default tree (rules backend, paper broker, SQLite) with a price history per symbol."""
     from aegis_actors.app import Aegis
-    from aegis_actors.gateway.market import new_event_id
-    from aegis_actors.messages import T0, GetStatus, MarketEvent
-    from aegis_actors.runtime import MARKET, WATCHDOG
     from aegis_actors.settings import load_settings
 
-    tmp = Path(tempfile.mkdtemp(prefix="aegis-bench-"))
-    names = [f"S{i:04d}" for i in range(symbols)]
+    names = [f"S{i:05d}" for i in range(symbols)]
     settings = load_settings(
         None,
         feed={"symbols": names, "tick_interval_s": 3600.0},
         dashboard={"port": 0},
-        run={"log_dir": str(tmp / "logs"), "log_level": "WARNING"},
+        run={"log_dir": str(tmp / "logs")},
         store={"sqlite_path": str(tmp / "aegis.db")},
         risk={"max_orders_per_minute": 1_000_000},
+        **overrides,
     )
     app = Aegis(settings, stderr=False)
     rt = app.start()
@@ -114,71 +119,196 @@ def aegis_tree(n: int, symbols: int, rate: float = 0.0) -> dict[str, object]:
         drift = 1.001 if k % 3 == 0 else (0.999 if k % 3 == 1 else 1.0)
         for j in range(40):
             rt.cache.push_price(s, 100.0 * drift**j, now - 40 + j)
+    return app, rt, names
+
+
+def store_queue(rt: Any) -> int:
+    from aegis_actors.runtime import STORE
+
+    ref = rt.directory.get(STORE)
+    return ref.actor_inbox.qsize() if ref is not None else 0
+
+
+def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]:
+    """Offer `rate` events/s for `seconds` (or a flood of `flood_n`), one symbol per event
+    in flight, then wait until every event is done and the store's queue is empty.
+
+    Each event is counted once, by the watchdog (the gateway reports each end once).
+    CPU is the process's CPU time from the first event to the drained store."""
+    from aegis_actors.gateway.market import new_event_id
+    from aegis_actors.messages import T0, GetStatus, MarketEvent
+    from aegis_actors.runtime import MARKET, WATCHDOG
+
+    n = flood_n or int(rate * seconds)
+    # a symbol comes back every ~2 s: one event per symbol in flight, nothing to coalesce
+    symbols = max(50, min(n, int(rate * 2) if rate else n))
+    tmp = Path(tempfile.mkdtemp(prefix="aegis-bench-"))
+    app, rt, names = start_tree(symbols, tmp)
+    m = rt.metrics
 
     def finished() -> int:
         return int(
-            sum(
-                s.value
-                for m in rt.metrics.events.collect()
-                for s in m.samples
-                if s.name.endswith("_total")
+            sum(s.value for f in m.events.collect() for s in f.samples if s.name.endswith("_total"))
+        )
+
+    max_q = 0
+    prefix = new_event_id()[:11]  # a feed numbers its events; no uuid per event
+    c0, t0 = time.process_time(), time.perf_counter()
+    i = 0
+    while i < n:
+        due = n if not rate else min(n, int((time.perf_counter() - t0) * rate) + 1)
+        while i < due:
+            now = time.time()
+            rt.directory.tell(
+                MARKET,
+                MarketEvent(
+                    event_id=f"{prefix}{i:08x}",
+                    symbol=names[i % symbols],
+                    price=100.0,
+                    ts=now,
+                    stamps={T0: now},
+                ),
             )
-        )
-
-    t0 = time.perf_counter()
-    for i in range(n):
-        pace(t0, i, rate)
-        s = names[i % symbols]
-        rt.directory.tell(
-            MARKET,
-            MarketEvent(
-                event_id=new_event_id(),
-                symbol=s,
-                price=100.0,
-                ts=time.time(),
-                stamps={T0: time.time()},
-            ),
-        )
-    deadline = time.perf_counter() + 300
-    while finished() < n - rt.metrics.coalesced._value.get() and time.perf_counter() < deadline:
-        time.sleep(0.05)
-    took = time.perf_counter() - t0
+            i += 1
+        if rate:
+            max_q = max(max_q, store_queue(rt))
+            time.sleep(0.001)
+    offered_s = time.perf_counter() - t0
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        q = store_queue(rt)
+        max_q = max(max_q, q)
+        if finished() >= n - m.total("aegis_events_shed_total") and q == 0:
+            break
+        time.sleep(0.01)
+    took, cpu = time.perf_counter() - t0, time.process_time() - c0
+    drained_s = took - offered_s
     status = rt.directory.ask(WATCHDOG, GetStatus(), 10.0)
-    coalesced = int(rt.metrics.coalesced._value.get())
-    app.stop("bench over")
-    done = sum(status["outcomes"].values())
-    return {
-        "events": done,
-        "coalesced": coalesced,
-        "per_s": done / took,
+    out = {
+        "offered": n,
+        "rate": rate,
+        "done": sum(status["outcomes"].values()),
+        "outcomes": {str(k): v for k, v in status["outcomes"].items()},
+        "per_s": finished() / took,
+        "cpu_us": cpu / max(1, n) * 1e6,
         "latency": status["latency"],
-        "outcomes": status["outcomes"],
+        "mode": status["mode"],
+        "restarts": int(m.total("aegis_restarts_total")),
+        "coalesced": int(m.value("aegis_events_coalesced_total")),
+        "shed": int(m.total("aegis_events_shed_total")),
+        "store_q_max": max_q,
+        "drain_s": drained_s,
+        "shed_by": {
+            s.labels["reason"]: int(s.value)
+            for f in m.shed.collect()
+            for s in f.samples
+            if s.name.endswith("_total")
+        },
     }
+    app.stop("bench over")
+    db = sqlite3.connect(tmp / "aegis.db")
+    out["decisions"] = db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
+    db.close()
+    return out
 
 
-def spine(n: int = 5000) -> None:
+def sustained(run: dict[str, Any]) -> tuple[bool, str]:
+    """Whether a paced run held every SLA; the first reason it did not."""
+    lat = run["latency"]
+    fails = {k: v for k, v in run["outcomes"].items() if k in ("failed", "timeout")}
+    checks = [
+        (run["done"] == run["offered"], f"{run['offered'] - run['done']} events not done"),
+        (not fails, f"failed {fails}"),
+        (
+            lat["detect_to_analysis"]["p99_ms"] < SLA_DETECT_P99_MS,
+            f"detect->analysis p99 {lat['detect_to_analysis']['p99_ms']:.1f} ms",
+        ),
+        (lat["cycle"]["p99_ms"] < 4000.0, f"cycle p99 {lat['cycle']['p99_ms']:.0f} ms"),
+        (run["restarts"] == 0, f"{run['restarts']} restarts"),
+        (run["mode"] == "normal", f"mode {run['mode']}"),
+        (
+            run["coalesced"] == 0 and run["shed"] == 0,
+            f"coalesced {run['coalesced']} shed {run['shed']}",
+        ),
+        (
+            run["drain_s"] < 2.0,
+            f"store/pipeline drained {run['drain_s']:.1f}s after the last event",
+        ),
+    ]
+    for ok, why in checks:
+        if not ok:
+            return False, why
+    return True, "ok"
+
+
+def show(run: dict[str, Any]) -> str:
+    lat = run["latency"]
+    return (
+        f"{run['rate']:>6.0f}/s offered x {run['offered']:>6}: {run['per_s']:7,.0f} events/s done, "
+        f"CPU {run['cpu_us']:5.0f} us/event, detect->analysis p99 "
+        f"{lat['detect_to_analysis']['p99_ms']:6.1f} ms, "
+        f"cycle p99 {lat['cycle']['p99_ms']:7.1f} ms, "
+        f"store queue max {run['store_q_max']}, mode {run['mode']}, restarts {run['restarts']}, "
+        f"shed {run['shed']}, outcomes {run['outcomes']}"
+    )
+
+
+def raw_cpu_us(n: int) -> float:
+    c0 = time.process_time()
+    raw_chain(n)
+    return (time.process_time() - c0) / n * 1e6
+
+
+def spine(n: int = 5000, seconds: float = 30.0, rates: list[float] | None = None) -> None:
     print("== spine: the whole tree (rules backend, paper broker, SQLite) vs a raw pykka chain")
     raw = raw_chain(n)
-    tree = aegis_tree(n, symbols=max(50, n // 10))
+    raw_us = raw_cpu_us(n)
+    flood = tree_run(0.0, 0.0, flood_n=n)
     print(
-        f"flood of {n}: raw 6-actor pykka chain {raw['per_s']:,.0f} msgs/s; AEGIS tree "
-        f"{tree['per_s']:,.0f} events/s ({tree['events']} events through, "
-        f"{tree['coalesced']} coalesced); ratio {tree['per_s'] / raw['per_s']:.3f}"
-    )  # type: ignore[operator]
-    rate, paced_n = 200.0, 1000
-    raw_p = raw_chain(paced_n, rate)
-    tree_p = aegis_tree(paced_n, symbols=paced_n, rate=rate)
-    print(
-        f"paced at {rate:.0f}/s: raw chain per hop p50 {raw_p['hop_p50_us']:.0f} us, "
-        f"p99 {raw_p['hop_p99_us']:.0f} us; AEGIS per stage:"
+        f"flood of {n}: raw 6-actor pykka chain {raw['per_s']:,.0f} msgs/s, "
+        f"CPU {raw_us:.0f} us per message (6 hops); AEGIS tree offered {n} at once: "
+        f"{flood['done']} done (each counted once, outcomes {flood['outcomes']}), shed by "
+        f"reason {flood['shed_by']}, CPU {flood['cpu_us'] * n / max(1, flood['done']):.0f} us "
+        f"per event done"
     )
-    for stage, st in tree_p["latency"].items():  # type: ignore[union-attr]
+    raw_p = raw_chain(min(n, 2000), 1000.0)
+    print(
+        f"raw chain paced at 1000/s: per hop p50 {raw_p['hop_p50_us']:.0f} us, "
+        f"p99 {raw_p['hop_p99_us']:.0f} us"
+    )
+    print(
+        f"sustained rate (each run {seconds:.0f}s; SLA: detect->analysis p99 < "
+        f"{SLA_DETECT_P99_MS:.0f} ms, cycle p99 < 4 s, none failed/restarted/shed, store drained):"
+    )
+    best: dict[str, Any] | None = None
+    for rate in rates or [250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0]:
+        run = tree_run(rate, seconds)
+        ok, why = sustained(run)
+        print(f"  {'PASS' if ok else 'FAIL'} {show(run)}" + ("" if ok else f"  <- {why}"))
+        if not ok:
+            break
+        best = run
+    if best is None:
+        print("sustained: below the lowest rate tried")
+        return
+    print(
+        f"sustained: {best['rate']:,.0f} events/s at {best['cpu_us']:.0f} us CPU/event "
+        f"(raw pykka chain: {raw['per_s']:,.0f} msgs/s, {raw_us:.0f} us CPU per 6-hop message)"
+    )
+    for stage, st in best["latency"].items():
         if st["count"]:
             print(
                 f"  {stage:<20} p50 {st['p50_ms']:8.2f} ms   p99 {st['p99_ms']:8.2f} ms "
                 f"  (n={st['count']})"
             )
-    print(f"  outcomes {tree_p['outcomes']}")
+    over = tree_run(2 * best["rate"], seconds)
+    print(
+        f"overload at 2x ({over['rate']:,.0f}/s offered): mode {over['mode']}, restarts "
+        f"{over['restarts']}, shed by reason {over['shed_by']}, outcomes {over['outcomes']}, "
+        f"{over['done']} events done + {over['shed']} shed = {over['done'] + over['shed']} of "
+        f"{over['offered']}; decision records {over['decisions']} "
+        f"({over['done'] - over['decisions']} missing), CPU {over['cpu_us']:.0f} us/event"
+    )
 
 
 def area(name: str) -> None:
@@ -198,11 +328,15 @@ def main() -> None:
     areas = sorted(p.stem.removeprefix("bench_") for p in (ROOT / "scripts").glob("bench_*.py"))
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("sections", nargs="*", help=f"spine, {', '.join(areas)} (default: all)")
-    p.add_argument("-n", type=int, default=5000, help="events for the spine section")
+    p.add_argument("-n", type=int, default=5000, help="events for the spine flood")
+    p.add_argument("--seconds", type=float, default=30.0, help="length of each paced spine run")
+    p.add_argument("--quick", action="store_true", help="spine: 5 s paced runs")
+    p.add_argument("--rates", default="", help="spine: paced rates to try, e.g. 1000,2000")
     args = p.parse_args()
+    rates = [float(r) for r in args.rates.split(",") if r] or None
     for section in args.sections or ["spine", *areas]:
         if section == "spine":
-            spine(args.n)
+            spine(args.n, 5.0 if args.quick else args.seconds, rates)
         else:
             area(section)
         print()

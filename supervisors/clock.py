@@ -23,15 +23,19 @@ log = logging.getLogger(__name__)
 class Timer:
     """A scheduled callback; `cancel()` before it fires and it never runs."""
 
-    __slots__ = ("cancelled", "fn", "when")
+    __slots__ = ("cancelled", "fn", "heap", "when")
 
     def __init__(self, when: float, fn: Callable[[], None]) -> None:
         self.when = when
         self.fn = fn
         self.cancelled = False
+        self.heap: _Heap | None = None  # the heap holding it, told of a cancel
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            if self.heap is not None:
+                self.heap.cancelled += 1
 
 
 class Clock(Protocol):
@@ -60,23 +64,41 @@ def _run(timer: Timer) -> None:
 
 
 class _Heap:
+    """Timers by due time. Cancelled ones are dropped when they reach the top, and the
+    heap is rebuilt once they are more than half of it, so cancelled timers never pile up."""
+
+    COMPACT_MIN = 256
+
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
+        self.cancelled = 0  # approximate (timers are cancelled from any thread)
 
-    def push(self, timer: Timer) -> None:
+    def push(self, timer: Timer) -> bool:
+        """Add a timer; True when it is now the earliest (a waiting loop must wake)."""
+        timer.heap = self
+        if self.cancelled > self.COMPACT_MIN and self.cancelled * 2 > len(self._heap):
+            self._heap = [e for e in self._heap if not e[2].cancelled]
+            heapq.heapify(self._heap)
+            self.cancelled = 0
         heapq.heappush(self._heap, (timer.when, next(self._seq), timer))
+        return self._heap[0][2] is timer
 
-    def pop_due(self, now: float) -> Timer | None:
+    def _drop_cancelled(self) -> None:
         while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)
+            self.cancelled = max(0, self.cancelled - 1)
+
+    def pop_due(self, now: float) -> Timer | None:
+        self._drop_cancelled()
         if self._heap and self._heap[0][0] <= now:
-            return heapq.heappop(self._heap)[2]
+            timer = heapq.heappop(self._heap)[2]
+            timer.heap = None
+            return timer
         return None
 
     def next_when(self) -> float | None:
-        while self._heap and self._heap[0][2].cancelled:
-            heapq.heappop(self._heap)
+        self._drop_cancelled()
         return self._heap[0][0] if self._heap else None
 
     def __len__(self) -> int:
@@ -97,11 +119,12 @@ class WallClock:
     def call_at(self, when: float, fn: Callable[[], None]) -> Timer:
         timer = Timer(when, fn)
         with self._cond:
-            self._heap.push(timer)
+            earliest = self._heap.push(timer)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="aegis-clock", daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            if earliest:  # a later timer does not need the loop awake: it waits long enough
+                self._cond.notify()
         return timer
 
     def call_later(self, delay_s: float, fn: Callable[[], None]) -> Timer:

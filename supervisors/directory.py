@@ -53,6 +53,7 @@ class Directory:
         self._entries: dict[str, _Entry] = {}
         self._dead: dict[str, int] = {}
         self._burst: dict[str, tuple[float, int]] = {}
+        self._topics: dict[str, tuple[str, ...]] = {}  # topic -> subscribers, in order
 
     # -- callers ---------------------------------------------------------------------------
 
@@ -105,6 +106,21 @@ class Directory:
                         pass  # died; its supervisor will restart it or give up
             return self._hold(name, entry, message)
 
+    def subscribe(self, topic: str, *names: str) -> None:
+        """Declare (once, where the tree is built) who receives what is published on
+        `topic`, in this order; senders name the topic, not the receivers."""
+        with self._lock:
+            subs = self._topics.get(topic, ())
+            self._topics[topic] = subs + tuple(n for n in names if n not in subs)
+
+    def subscribers(self, topic: str) -> tuple[str, ...]:
+        return self._topics.get(topic, ())
+
+    def publish(self, topic: str, message: Any) -> int:
+        """Tell `message` to every subscriber of `topic`; returns how many it reached
+        (the others are dead letters, counted like any tell)."""
+        return sum(1 for name in self._topics.get(topic, ()) if self.tell(name, message))
+
     def ask(self, name: str, message: Any, timeout: float) -> Any:
         """Ask the live instance; LookupError if there is none, pykka.Timeout on timeout."""
         ref = self.get(name)
@@ -122,6 +138,15 @@ class Directory:
             if entry is None or entry.state != RUNNING or entry.ref is None:
                 return None
             return entry.ref if entry.ref.is_alive() else None
+
+    def parent(self, name: str) -> str | None:
+        """The name of the supervisor `name` runs under (from its path), or None."""
+        with self._lock:
+            entry = self._entries.get(name)
+        if entry is None:
+            return None
+        parts = entry.path.split("/")
+        return parts[-2] if len(parts) >= 2 else None
 
     def names(self) -> list[str]:
         """Names that are running or restarting (not gone for good)."""

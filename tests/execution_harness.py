@@ -156,7 +156,7 @@ class Harness:
         self.core.sweep()
 
     def outcome(self, d: Decision) -> EventDone | None:
-        done = [m for m in self.ports.of(EventDone, "watchdog") if m.event_id == d.event_id]
+        done = [m for m in self.ports.of(EventDone, "market") if m.event_id == d.event_id]
         return done[-1] if done else None
 
     def fills(self) -> list[Any]:

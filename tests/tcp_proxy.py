@@ -6,14 +6,17 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to (host, port). `cut()` drops every connection and
-    refuses new ones; `restore()` listens again on the same port."""
+    refuses new ones; `restore()` listens again on the same port. `delay_s` holds every
+    chunk that long before forwarding it (a slow server or link)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
+        self.delay_s = 0.0
         self.port = 0
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
@@ -65,10 +68,11 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
+                if self.delay_s:
+                    time.sleep(self.delay_s)  # the simulated latency itself, not a test wait
                 dst.sendall(data)
         except OSError:
             pass

@@ -81,8 +81,8 @@ def env_for(tmp: Path, *, secret: str | None = SECRET, **extra: str) -> dict[str
         AEGIS_RUN__LOG_DIR=str(tmp / "logs"),
         AEGIS_STORE__SQLITE_PATH=str(tmp / "var" / "aegis.db"),
         PYTHONPATH=str(ROOT),
-        **extra,
     )
+    env.update(extra)
     if secret is not None:
         env["AEGIS_ADMIN_SECRET"] = secret
     return env

@@ -222,7 +222,18 @@ def test_reload_touching_a_start_only_key_is_refused_whole_by_name() -> None:
     assert refused_keys == ["admin.channel", "feed.symbols", "posture.mode"]
     assert current.risk.max_orders_per_minute == 200
     assert changed_keys(current, current) == []
-    assert is_live("posture.offensive.entry_size") and not is_live("store.redis_url")
+    assert is_live("posture.vix_low") and not is_live("store.redis_url")
+    # copied into a helper at start (MismatchGuard, AccountWatch, OrderMix, cached posture
+    # params), so reload refuses them rather than report a change nobody sees
+    for key in (
+        "risk.mismatch_halt_pct",
+        "risk.minute_loss_limit_pct",
+        "risk.order_mix_window",
+        "watchdog.capital_loss_halt_pct",
+        "posture.offensive.entry_size",
+    ):
+        assert not is_live(key), key
+    assert is_live("roles.max_consecutive_failures")
 
 
 # -- the command line's small parts ---------------------------------------------------------

@@ -73,7 +73,10 @@ def test_signal_stops_the_tree_in_reverse_order_and_exits_zero(tmp_path: Path, s
 def test_bad_setting_in_environment_exits_2_with_one_line(tmp_path: Path) -> None:
     r = aegis("--for", "1", cwd=tmp_path, AEGIS_FEED__NOPE="1")
     assert r.returncode == 2
-    assert r.stderr.strip() == "settings: unknown key feed.nope"
+    assert (
+        r.stderr.strip()
+        == "settings: unknown key feed.nope (environment variable AEGIS_FEED__NOPE)"
+    )
 
 
 def test_bad_value_in_settings_file_exits_2_naming_the_key(tmp_path: Path) -> None:

@@ -66,7 +66,8 @@ def test_events_become_decisions_orders_and_fills(
 def test_one_event_can_be_followed_by_event_id_in_the_json_log(
     aegis_factory: Any, aegis_env: Path, vclock: Any
 ) -> None:
-    aegis_factory(**FAST)
+    # per-stage lines are trace lines: the JSON log at DEBUG writes them
+    aegis_factory(**FAST, run={"log_dir": str(aegis_env / "logs"), "json_log_level": "DEBUG"})
     drive(vclock, 60.0)
     db = aegis_env / "var" / "aegis.db"
     order = rows(db, "SELECT * FROM orders WHERE intent = 'entry' LIMIT 1")[0]

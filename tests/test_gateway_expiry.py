@@ -81,6 +81,12 @@ def test_an_event_past_its_cycle_timeout_is_failed_and_the_next_one_goes(
     settle()
     vclock.advance(10.0)
     settle()
-    assert len([m for m in seen[WATCHDOG] if isinstance(m, EventDone)]) == 1
+    # each event's end reaches the watchdog once, through the gateway
+    ends = [(m.event_id, m.outcome) for m in seen[WATCHDOG] if isinstance(m, EventDone)]
+    assert ends == [("ev-h1", Outcome.TIMEOUT), ("ev-h2", Outcome.HOLD)]
+    # the late report of the timed-out event is not counted a second time
+    directory.tell(MARKET, EventDone(event_id="ev-h1", symbol="AAPL", outcome=Outcome.HOLD))
+    settle()
+    assert len([m for m in seen[WATCHDOG] if isinstance(m, EventDone)]) == 2
     directory.tell(MARKET, news("h3", vclock.now()))
     wait_until(lambda: len(seen[CONTEXT]) == 3, what="the symbol is free again")

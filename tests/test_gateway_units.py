@@ -66,9 +66,38 @@ def test_intake_keeps_one_in_flight_latest_tick_wins_and_a_headline_is_not_lost(
     assert intake.offer("A", news) is False
     assert intake.offer("A", PendingTick("A", 4.0, 1.0, 4.0)) is False  # headline stays
     assert intake.coalesced == 3
-    assert intake.done("A", "other") is None  # a late report changes nothing
-    assert intake.done("A", "e1") is news
+    assert intake.done("A", "other") is False  # a late report changes nothing
+    assert intake.done("A", "e1") is True
+    assert intake.next(4.0) is news
     assert intake.offer("A", PendingTick("A", 5.0, 1.0, 5.0)) is True
+
+
+def test_intake_window_holds_free_symbols_in_order_and_sheds_stale_ticks() -> None:
+    """Past the in-flight window, intake waits (arrival order) instead of dispatching;
+    a tick that waited past max_wait_s is shed and counted, a headline never is."""
+    intake = Intake(window=2, max_wait_s=0.1)
+    for n, sym in enumerate("AB"):
+        assert intake.offer(sym, PendingTick(sym, 1.0, 1.0, 1.0), now=0.0) is True
+        intake.admit(sym, f"e{n}")
+    c_tick = PendingTick("C", 1.0, 1.0, 1.0)
+    news = MarketEvent(event_id="n1", kind=EventKind.NEWS, symbol="D", ts=1.0, headline="h")
+    e_tick = PendingTick("E", 1.0, 1.0, 1.0)
+    assert intake.offer("C", c_tick, now=0.0) is False  # window full
+    assert intake.offer("D", news, now=0.0) is False
+    assert intake.offer("E", e_tick, now=0.15) is False
+    assert intake.next(0.2) is None  # still full
+    assert intake.done("A", "e0", 0.2) and intake.done("B", "e1", 0.2)
+    # C waited 0.2 s (> 0.1): shed; the headline goes whatever its age; E is fresh enough
+    assert intake.next(0.2) is news
+    intake.admit("D", "n1")
+    assert intake.next(0.2) is e_tick
+    intake.admit("E", "e2")
+    assert intake.next(0.2) is None
+    assert intake.shed == {"stale": 1}
+    assert intake.offer("F", PendingTick("F", 1.0, 1.0, 1.0), now=0.3) is False  # full again
+    # waiting behind its own symbol's event is not waiting for the window: never stale
+    assert intake.offer("D", PendingTick("D", 2.0, 1.0, 2.0), now=0.3) is False
+    assert intake.done("D", "n1", 5.0) and intake.next(5.0) is not None
 
 
 def test_backoff_doubles_caps_and_jitters() -> None:
@@ -86,7 +115,9 @@ def test_backoff_doubles_caps_and_jitters() -> None:
     assert len({round(d, 6) for d in delays[4:]}) > 1  # jittered, not in lockstep
 
 
-def test_websocket_feeds_need_ws_urls(aegis_env: Path) -> None:
+def test_websocket_feeds_need_ws_urls(aegis_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AEGIS_FEED__KEY", "k")
+    monkeypatch.setenv("AEGIS_FEED__SECRET", "s")
     check_supported(load_settings(None, feed={"kind": "json", "url": "ws://127.0.0.1:1/x"}))
     with pytest.raises(SettingsError, match="feed.url"):
         check_supported(load_settings(None, feed={"kind": "alpaca", "url": ""}))

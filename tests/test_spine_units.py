@@ -56,10 +56,12 @@ def test_intake_one_in_flight_per_symbol_latest_wins() -> None:
     assert not i.offer("A", ev("A", 3))
     assert not i.offer("A", ev("A", 4))
     assert i.coalesced == 1
-    assert i.done("A", "e3") is None  # a stale report frees nothing
-    nxt = i.done("A", "e1")
-    assert isinstance(nxt, MarketEvent) and nxt.event_id == "e4"
+    assert i.done("A", "e3") is False  # a stale report frees nothing
+    assert i.done("A", "e1") is True
     assert "A" not in i.inflight
+    nxt = i.next(0.0)
+    assert isinstance(nxt, MarketEvent) and nxt.event_id == "e4"
+    assert i.shed == {"coalesced": 1}
 
 
 PARAMS = PostureParams(
@@ -112,3 +114,22 @@ def test_synthetic_market_is_deterministic_per_seed() -> None:
     a, b = SyntheticMarket(["A", "B"], seed=3), SyntheticMarket(["A", "B"], seed=3)
     assert [a.step() for _ in range(5)] == [b.step() for _ in range(5)]
     assert SyntheticMarket(["A"], seed=4).step() != SyntheticMarket(["A"], seed=3).step()
+
+
+def test_a_handler_for_no_message_class_fails_when_the_actor_is_built() -> None:
+    """One dispatch convention, checked at start: `on_<Message>` must name a message."""
+    from aegis_actors.base import AegisActor, check_handlers
+    from aegis_actors.messages import Heartbeat
+
+    class Renamed(AegisActor):
+        def on_Heartbeat(self, _msg: Heartbeat) -> None: ...
+
+        def on_HeartBeatOld(self, _msg: object) -> None: ...  # its message was renamed
+
+    with pytest.raises(TypeError, match="on_HeartBeatOld: no message class"):
+        check_handlers(Renamed)
+
+    class Fine(AegisActor):
+        def on_Heartbeat(self, _msg: Heartbeat) -> None: ...
+
+    check_handlers(Fine)

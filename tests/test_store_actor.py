@@ -31,7 +31,7 @@ from aegis_actors.runtime import STORE, WATCHDOG, Runtime
 from aegis_actors.settings import load_settings
 from aegis_actors.store import open_database
 from aegis_actors.store.actor import Store
-from aegis_actors.tree import actor
+from aegis_actors.tree import actor, subscribe
 from aegis_actors.watchdog.actor import Watchdog
 from supervisors import Directory, Policy, RootHandle, start_tree
 from supervisors.clock import VirtualClock
@@ -82,6 +82,7 @@ def start_store(
         settings = load_settings(None, store=store, run={"log_dir": str(aegis_env / "logs")})
         directory = Directory()
         rt = Runtime(settings=settings, clock=vclock, directory=directory)
+        subscribe(rt)  # the tree's fan-outs: mode changes reach the store
         root = start_tree(
             "root",
             [actor(STORE, Store, rt), actor(WATCHDOG, Watchdog, rt)],
@@ -175,7 +176,8 @@ def test_outage_refuses_orders_goes_limited_and_replays_in_order(
     proxy, dsn = pg_proxy
     rt, _ = start_store(postgres_dsn=dsn, retry_initial_s=1.0)
     rt.directory.tell(STORE, decision(0, vclock.now()))
-    settle()
+    # written (committed), not only taken from the mailbox, before the cut
+    wait_until(lambda: decisions_in(pg_dsn) == ["d-0"], what="d-0 committed")
     proxy.cut()
     for n in range(1, 6):
         rt.directory.tell(STORE, decision(n, vclock.now()))

@@ -645,3 +645,35 @@ def test_crash_storm_leaves_no_zombie_threads() -> None:
 
     wait_until(lambda: extra() == [], what="threads to exit")
     assert pykka.ActorRegistry.get_all() == []
+
+
+class _Inbox(pykka.ThreadingActor):
+    def __init__(self, got: list[Any]) -> None:
+        super().__init__()
+        self.got = got
+
+    def on_receive(self, message: Any) -> None:
+        self.got.append(message)
+
+
+def test_topics_reach_their_declared_subscribers_and_parents_come_from_paths() -> None:
+    """A fan-out is declared once (subscribe) and sent once (publish); a dead subscriber
+    is a counted dead letter, and a name's supervisor is read from its path."""
+    d = Directory()
+    got_a: list[Any] = []
+    got_b: list[Any] = []
+    ref_a, ref_b = _Inbox.start(got_a), _Inbox.start(got_b)
+    d.register("a", "root/a", ref_a)
+    d.register("b", "root/group/b", ref_b)
+    d.subscribe("news", "a", "b")
+    d.subscribe("news", "a")  # declared twice: still once
+    assert d.subscribers("news") == ("a", "b")
+    assert d.publish("news", "hello") == 2
+    assert d.publish("nobody-listens", "x") == 0
+    ref_a.ask("sync"), ref_b.ask("sync")
+    assert got_a[0] == "hello" and got_b[0] == "hello"
+    d.mark_gone("root/a")
+    assert d.publish("news", "again") == 1 and d.dead_letters == {"a": 1}
+    assert d.parent("b") == "group" and d.parent("a") == "root" and d.parent("zz") is None
+    ref_a.stop()
+    ref_b.stop()

@@ -14,8 +14,12 @@ from loguru import logger
 ROOT = Path(__file__).resolve().parent.parent  # run this worktree's code
 
 
-def test_tail_event_prints_the_path_across_actors(aegis_factory: Any, vclock: Any) -> None:
-    app = aegis_factory(feed={"symbols": ["AAPL", "MSFT"]})
+def test_tail_event_prints_the_path_across_actors(
+    aegis_factory: Any, aegis_env: Path, vclock: Any
+) -> None:
+    # the per-stage lines are trace lines: written when the JSON log is at DEBUG
+    run = {"log_dir": str(aegis_env / "logs"), "json_log_level": "DEBUG"}
+    app = aegis_factory(feed={"symbols": ["AAPL", "MSFT"]}, run=run)
     drive(vclock, 8)
     app.stop("test over")
     logger.complete()
@@ -41,6 +45,8 @@ def test_tail_event_prints_the_path_across_actors(aegis_factory: Any, vclock: An
         assert any(f" {actor} " in ln for ln in body), actor
     assert summary.startswith(f"event {event_id}: {len(body)} lines")
     assert "path market -> " in summary and "execution" in summary
+    assert any(d["level"] == "DEBUG" for d in lines)
+
     other = subprocess.run(
         [sys.executable, "-m", "aegis_actors", "tail", "--event", "ev-none", "--file", str(log)],
         capture_output=True,
@@ -49,3 +55,15 @@ def test_tail_event_prints_the_path_across_actors(aegis_factory: Any, vclock: An
         cwd=ROOT,
     )
     assert other.returncode == 1 and "no lines" in other.stdout
+
+
+def test_json_log_at_info_writes_no_per_event_line(aegis_factory: Any, vclock: Any) -> None:
+    """By default (JSON sink at INFO) the event path writes no DEBUG line per stage."""
+    app = aegis_factory(feed={"symbols": ["AAPL", "MSFT"]})
+    drive(vclock, 8)
+    app.stop("test over")
+    logger.complete()
+    log = Path(app.settings.run.log_dir) / "aegis.jsonl"
+    lines = [json.loads(x) for x in log.read_text().splitlines() if x.strip()]
+    assert lines and not any(d["level"] == "DEBUG" for d in lines)
+    assert any(d["actor"] == "execution" and d.get("event_id") for d in lines)  # orders

@@ -31,7 +31,7 @@ from aegis_actors.messages import (
 )
 from aegis_actors.runtime import ANALYST, POSTURE, ROLES, STORE, WATCHDOG, Runtime
 from aegis_actors.settings import load_settings
-from aegis_actors.tree import actor, event_sink
+from aegis_actors.tree import actor, event_sink, subscribe
 from aegis_actors.watchdog.actor import Watchdog
 from supervisors import Directory, Policy, start_tree, supervisor_spec
 from supervisors.clock import VirtualClock
@@ -79,6 +79,15 @@ class Hanger(AegisActor):
         self.gate.wait(30)
 
 
+class Plodder(AegisActor):
+    """A busy actor: each `Alert` takes until the test lets one more through."""
+
+    step = threading.Semaphore(0)
+
+    def on_Alert(self, _msg: Alert) -> None:
+        self.step.acquire(timeout=30)
+
+
 CONTACTS = {
     "first": [{"name": "eng", "email": "eng@desk", "phone": "+1001"}],
     "second": [{"name": "arch", "email": "arch@desk", "phone": "+1002"}],
@@ -124,7 +133,7 @@ def hook() -> Iterator[Webhook]:
 def make_desk(vclock: VirtualClock, hook: Webhook, tmp_path: Any) -> Iterator[Callable[..., Desk]]:
     roots: list[Any] = []
 
-    def make(hang: bool = False, **watchdog: Any) -> Desk:
+    def make(hang: bool = False, hanger: type = Hanger, **watchdog: Any) -> Desk:
         settings = load_settings(
             None,
             run={"log_dir": str(tmp_path)},
@@ -137,6 +146,7 @@ def make_desk(vclock: VirtualClock, hook: Webhook, tmp_path: Any) -> Iterator[Ca
             },
         )
         rt = Runtime(settings=settings, clock=vclock, directory=Directory())
+        subscribe(rt)  # the tree's fan-outs (mode changes to posture and store)
         events: list[dict[str, Any]] = []
         rt.event_sinks.append(events.append)
         children = [
@@ -149,7 +159,7 @@ def make_desk(vclock: VirtualClock, hook: Webhook, tmp_path: Any) -> Iterator[Ca
             children.append(
                 supervisor_spec(
                     ROLES,
-                    [actor(ANALYST, Hanger, rt, shutdown_timeout_s=0.2)],
+                    [actor(ANALYST, hanger, rt, shutdown_timeout_s=0.2)],
                     Policy(),
                     on_event=event_sink(rt),
                 )
@@ -162,6 +172,8 @@ def make_desk(vclock: VirtualClock, hook: Webhook, tmp_path: Any) -> Iterator[Ca
 
     yield make
     Hanger.gate.set()
+    for _ in range(100):
+        Plodder.step.release()
     for root in roots:
         root.stop(timeout=10)
 
@@ -397,6 +409,36 @@ def test_hung_actor_is_restarted_by_its_supervisor(make_desk: Callable[..., Desk
     Hanger.gate.set()
     d.advance(20, step=1)  # the new instance answers: no more heartbeat alerts
     assert len(d.alerts("heartbeat")) == 1
+
+
+def test_busy_actor_making_progress_is_not_restarted_as_hung(
+    make_desk: Callable[..., Desk],
+) -> None:
+    """Heartbeats queue behind a backlog: late, but the actor keeps handling messages, so
+    it is busy (counted), not hung; once it stops making progress it is hung."""
+    Plodder.step = threading.Semaphore(0)
+    d = make_desk(hang=True, hanger=Plodder)
+    first = d.rt.directory.get(ANALYST)
+    assert first is not None
+    HUNG.add(first.actor_urn)
+    for i in range(10):  # a backlog: each message takes until the test lets it through
+        d.rt.directory.tell(
+            ANALYST, Alert(alert_id=f"b{i}", level=AlertLevel.INFO, kind="x", message="x", ts=0)
+        )
+    progress = d.rt.progress[ANALYST]
+    for _ in range(4):  # four beats, each answered late, with progress in between
+        d.advance(5, step=1)  # a beat is asked (it waits behind the backlog)
+        before = progress[0]
+        Plodder.step.release()
+        wait_until(lambda b=before: progress[0] > b, what="one message handled")
+        d.advance(2, step=1)  # the check: not answered, but progress was made
+    assert d.alerts("heartbeat") == [] and d.rt.directory.get(ANALYST) is first
+    assert d.rt.metrics.value("aegis_heartbeat_busy_total", {"actor": ANALYST}) >= 3
+    d.advance(5 + 2 + 5 + 2, step=1)  # no progress for two beats: now it is hung
+    [alert] = d.alerts("heartbeat")
+    assert "analyst" in alert["message"] and "hung" in alert["message"]
+    for _ in range(20):
+        Plodder.step.release()
 
 
 def record(decision_id: str, direction: str, *, vetoed: bool, price: float, ts: float) -> Any:

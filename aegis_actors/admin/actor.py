@@ -21,6 +21,7 @@ from aegis_actors.admin.protocol import Request, reply_channel
 from aegis_actors.admin.reload import apply
 from aegis_actors.base import AegisActor
 from aegis_actors.messages import AckAlert, Posture, RequestMode, SetPosture, TradingMode
+from aegis_actors.redact import redact
 from aegis_actors.runtime import POSTURE, WATCHDOG
 from aegis_actors.settings import SettingsError, load_settings
 from aegis_actors.status import collect_status
@@ -77,7 +78,15 @@ class Admin(AegisActor):
             client=self.client,
             deliver=deliver,
         )
-        self.sub = Subscriber(s.store.redis_url, self.channel, gate, self.redis_error, gate.idle)
+        self.sub = Subscriber(
+            s.store.redis_url,
+            self.channel,
+            gate,
+            self.redis_error,
+            gate.idle,
+            on_repeat=gate.repeat,
+            on_not_object=gate.not_requests,
+        )
         self.replies.start()
         self.events.start()
         self.rt.event_sinks.append(self.publish_event)
@@ -102,14 +111,15 @@ class Admin(AegisActor):
 
     def publish_event(self, event: dict[str, Any]) -> None:
         """Event sink: queue for `aegis:events` (never blocks the emitting actor)."""
-        self.events.put(self.events_channel, json.dumps(event, default=str))
+        self.events.put(self.events_channel, json.dumps(redact(event), default=str))
 
     def redis_error(self, what: str) -> None:
         self.state.metrics.redis_errors.inc()
         self.log.warning("admin: Redis error: {}", what)
 
     def reply(self, req: Request, body: dict[str, Any]) -> None:
-        text = json.dumps({"id": req.id, **body}, default=str)
+        # Any Redis client can read the reply channel: no password inside a URL/DSN leaves.
+        text = json.dumps({"id": req.id, **redact(body)}, default=str)
         try:
             self.client.publish(reply_channel(self.channel, req.id), text)
         except redis.RedisError as exc:

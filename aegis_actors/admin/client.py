@@ -12,11 +12,11 @@ import sys
 import time
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
 from aegis_actors.admin.protocol import COMMANDS, request
+from aegis_actors.redact import redact_text
 from aegis_actors.settings import Settings, SettingsError, load_settings
 
 CHOICES = [*COMMANDS, "watch"]
@@ -59,12 +59,7 @@ def add_parser(sub: Any) -> None:
 
 
 def redacted_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return redact_text(url)
 
 
 def fail(text: str, code: int = 2) -> int:
@@ -86,7 +81,7 @@ def main(a: argparse.Namespace) -> int:
             return watch(client, s, a)
         return send(client, s, a)
     except redis.RedisError as exc:
-        return fail(f"cannot reach Redis at {redacted_url(url)}: {exc}")
+        return fail(f"cannot reach Redis at {redacted_url(url)}: {redact_text(str(exc))}")
     except KeyboardInterrupt:
         return 0
 
@@ -111,7 +106,8 @@ def send(client: redis.Redis, s: Settings, a: argparse.Namespace) -> int:
     if answer is None:
         return fail(
             f"no reply to {a.cmd} within {a.timeout:g} s on {s.admin.channel}: the AEGIS process "
-            "may not be running (or listens on another Redis or channel)"
+            "may not be running (or listens on another Redis or channel), or lost the command "
+            "while Redis dropped its subscriber under a flood (send it again)"
         )
     if a.json:
         print(json.dumps(answer, indent=2, default=str))

@@ -1,9 +1,12 @@
 """The gate: every raw message from the channel is checked here, on the subscriber thread.
 
-Junk is refused before it reaches the admin actor's mailbox, so a flood costs a JSON
-parse per message and can never queue ahead of a valid command. Every refusal is
-counted; one with a usable id gets a reply; the security log is rate-limited so a
-flood is one summary line a second, not a million lines.
+Junk is refused before it reaches the admin actor's mailbox, so it can never queue ahead
+of a valid command, and cheaply enough to keep up with what one Redis connection
+delivers: what cannot be a request (not a JSON object, no "sig") is refused without
+parsing, a message already refused is refused again by a dictionary lookup, and counts
+reach the metrics in batches. Every refusal is counted; one with a usable id gets a
+reply, at most `REPLIES_PER_S` a second (the rest are counted, not answered); the
+security log is rate-limited so a flood is one summary line a second, not a million.
 """
 
 from __future__ import annotations
@@ -19,12 +22,29 @@ from loguru import logger
 from prometheus_client import Counter
 
 from aegis_actors.admin.channel import Publisher
-from aegis_actors.admin.protocol import TS_WINDOW_S, Refusal, Request, SeenIds, check, reply_channel
+from aegis_actors.admin.protocol import (
+    MAX_BYTES,
+    TS_WINDOW_S,
+    Refusal,
+    Request,
+    SeenIds,
+    check,
+    reply_channel,
+)
 from aegis_actors.metrics import Metrics
 from supervisors import Clock
 
 security = logger.bind(actor="admin", security=True)
 LOG_PER_S = 20
+REPLIES_PER_S = 200  # refusal replies a second; a flood's junk is counted, not answered
+REFUSED_CACHE = 4096  # distinct raw messages remembered as refused (deterministic reasons)
+FLUSH_EVERY = 1024  # refusals counted locally before they reach the metrics ...
+FLUSH_S = 0.1  # ... or this long, whichever comes first
+# Refusals that depend only on the bytes (and the secret): the same bytes, the same answer.
+_DETERMINISTIC = frozenset(
+    {"not_json", "not_object", "bad_id", "bad_shape", "bad_signature", "no_secret"}
+)
+_NOT_OBJECT = Refusal("not_object", "request is not a JSON object")
 
 
 class AdminMetrics:
@@ -60,10 +80,10 @@ class RunState:
     commands: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def count_refusal(self, reason: str) -> None:
+    def count_refusal(self, reason: str, n: int = 1) -> None:
         with self.lock:
-            self.refused[reason] = self.refused.get(reason, 0) + 1
-        self.metrics.refused.labels(reason).inc()
+            self.refused[reason] = self.refused.get(reason, 0) + n
+        self.metrics.refused.labels(reason).inc(n)
 
 
 _PER_RUN: weakref.WeakKeyDictionary[Metrics, RunState] = weakref.WeakKeyDictionary()
@@ -87,19 +107,20 @@ class SecurityLog:
         self.logged = 0
         self.suppressed: dict[str, int] = {}
 
-    def refused(self, r: Refusal) -> None:
-        self.tick()
+    def refused(self, r: Refusal, now: float | None = None, copies: int = 1) -> None:
+        self.tick(now)
         if self.logged < self.per_s:
             self.logged += 1
+            copies -= 1
             security.warning(
                 "admin refused ({}): {} [id={} cmd={!r}]", r.reason, r.error, r.id, r.cmd
             )
-        else:
-            self.suppressed[r.reason] = self.suppressed.get(r.reason, 0) + 1
+        if copies:
+            self.suppressed[r.reason] = self.suppressed.get(r.reason, 0) + copies
 
-    def tick(self) -> None:
+    def tick(self, now: float | None = None) -> None:
         """Close the window once it is a second old (also called when the channel is idle)."""
-        now = self.clock.now()
+        now = self.clock.now() if now is None else now
         if now - self.window >= 1.0:
             self.flush(now)
 
@@ -112,6 +133,18 @@ class SecurityLog:
                 dict(self.suppressed),
             )
         self.window, self.logged, self.suppressed = now, 0, {}
+
+
+def _copy_refusal(result: Request | Refusal) -> Refusal:
+    """What the very same bytes get a second time: the same refusal if it depends only
+    on the bytes (or the clock, as `stale_ts`); otherwise the id is spent: a replay."""
+    if isinstance(result, Refusal) and (
+        result.id is None or result.reason == "stale_ts" or result.reason in _DETERMINISTIC
+    ):
+        return result
+    return Refusal(
+        "replay", f"id {result.id} was already used (replay refused)", result.id, result.cmd
+    )
 
 
 class Gate:
@@ -131,19 +164,62 @@ class Gate:
         self.channel, self.secret, self.clock, self.state = channel, secret, clock, state
         self.replies, self.client, self.deliver = replies, client, deliver
         self.log = SecurityLog(clock)
+        self.cache: dict[bytes | str, Refusal] = {}
+        self.last_raw: bytes | str = b""
+        self.last_refusal = _NOT_OBJECT
+        self.counts: dict[str, int] = {}
+        self.pending, self.flushed_at = 0, float("-inf")
+        self.reply_window, self.replied, self.unanswered = clock.now(), 0, 0
 
     def __call__(self, raw: bytes | str) -> None:
+        if raw == self.last_raw:  # a flood repeats itself: the same bytes, the same answer
+            self.repeat(1)
+            return
+        result = self.judge(raw)
+        # What a copy of these bytes will get (the subscriber coalesces copies: `repeat`).
+        self.last_raw, self.last_refusal = raw, _copy_refusal(result)
+        if isinstance(result, Request):
+            self.flush_counts()  # a command (e.g. status) sees every refusal before it
+            self.deliver(result)
+        else:
+            self.refuse(result)
+
+    def judge(self, raw: bytes | str) -> Request | Refusal:
+        """The request, or why not: cheapest checks first, known junk by a lookup."""
+        if len(raw) > MAX_BYTES:
+            return Refusal("too_large", f"request larger than {MAX_BYTES} bytes")
+        data = raw.encode() if isinstance(raw, str) else raw
+        if data[:1] != b"{" and data.lstrip()[:1] != b"{":  # no request: refused unparsed
+            return _NOT_OBJECT
+        cached = self.cache.get(raw)
+        if cached is not None:
+            return cached
         result = check(raw, secret=self.secret, now=self.clock.now(), seen=self.state.seen)
         if isinstance(result, Request) and not self.first_use(result):
             result = Refusal(
                 "replay", f"id {result.id} was already used (replay refused)", result.id, result.cmd
             )
-        if isinstance(result, Refusal):
-            self.refuse(result)
-            return
-        self.deliver(result)
+        if isinstance(result, Refusal) and result.reason in _DETERMINISTIC:
+            if len(self.cache) >= REFUSED_CACHE:
+                self.cache.clear()
+            self.cache[raw] = result
+        return result
+
+    def not_requests(self, n: int) -> None:
+        """`n` messages the subscriber saw were no JSON object (first byte not `{`)."""
+        self.counts[_NOT_OBJECT.reason] = self.counts.get(_NOT_OBJECT.reason, 0) + n
+        self.pending += n
+        self.refuse(_NOT_OBJECT, counted=True, copies=n)
+
+    def repeat(self, n: int) -> None:
+        """`n` more copies of the message just handled (the subscriber coalesces them)."""
+        r = self.last_refusal
+        self.counts[r.reason] = self.counts.get(r.reason, 0) + n
+        self.pending += n
+        self.refuse(r, counted=True, copies=n)
 
     def idle(self) -> None:
+        self.flush_counts()
         self.log.tick()
 
     def first_use(self, req: Request) -> bool:
@@ -155,9 +231,35 @@ class Gate:
             self.state.metrics.redis_errors.inc()
             return True  # the in-memory check already passed
 
-    def refuse(self, r: Refusal) -> None:
-        self.state.count_refusal(r.reason)
-        self.log.refused(r)
-        if r.id is not None:
-            body = {"id": r.id, "ok": False, "error": r.error}
-            self.replies.put(reply_channel(self.channel, r.id), json.dumps(body))
+    def refuse(self, r: Refusal, *, counted: bool = False, copies: int = 1) -> None:
+        if not counted:
+            counts = self.counts
+            counts[r.reason] = counts.get(r.reason, 0) + 1
+            self.pending += 1
+        now = self.clock.now()
+        if self.pending >= FLUSH_EVERY or now - self.flushed_at >= FLUSH_S:
+            self.flush_counts()
+        self.log.refused(r, now, copies)
+        if r.id is None:
+            return
+        if now - self.reply_window >= 1.0:
+            self.reply_window, self.replied = now, 0
+        if self.replied >= REPLIES_PER_S:
+            self.unanswered += copies
+            return
+        self.unanswered += copies - 1  # copies of one request get one answer
+        self.replied += 1
+        body = {"id": r.id, "ok": False, "error": r.error}
+        self.replies.put(reply_channel(self.channel, r.id), json.dumps(body))
+
+    def flush_counts(self) -> None:
+        """Hand the locally counted refusals to the run's counts and metrics."""
+        if self.unanswered:  # refusals past REPLIES_PER_S: counted, not answered
+            self.state.metrics.dropped.labels("refusal_reply").inc(self.unanswered)
+            self.unanswered = 0
+        if not self.pending:
+            return
+        counts, self.counts, self.pending = self.counts, {}, 0
+        self.flushed_at = self.clock.now()
+        for reason, n in counts.items():
+            self.state.count_refusal(reason, n)

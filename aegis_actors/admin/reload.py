@@ -1,10 +1,12 @@
 """`reload`: re-read the settings and apply what can change while running.
 
-Actors read their settings objects at the time of use (and some hold a section, e.g.
-the pre-trade risk check holds `risk`), so a live change is an in-place assignment on
-the running `Settings`, never a swap. Keys read only at start (feed, broker, store,
-backends, channels, secrets, ...) cannot change live: a reload touching any of them is
-refused whole, naming them, and nothing is applied.
+A key is live only if every reader reads it at the time of use (some hold a section, e.g.
+the pre-trade risk check holds `risk`, so a live change is an in-place assignment on the
+running `Settings`, never a swap). `LIVE` lists exactly those keys, each checked against
+its readers; every other key (copied into a helper at start, like the mismatch guard's
+thresholds, the account watch's loss limits, the order mix window and the posture levels
+cached with the posture) cannot change live: a reload touching any of them is refused
+whole, naming them, and nothing is applied.
 """
 
 from __future__ import annotations
@@ -15,9 +17,43 @@ from pydantic import BaseModel
 
 from aegis_actors.settings import Settings
 
-# Dotted prefixes of keys that actors read at the time of use.
-LIVE = ("risk.", "posture.", "watchdog.", "news.keywords", "news.poll_every_s")
-NOT_LIVE = ("posture.mode",)  # the starting posture; use the `posture` command
+# Keys every reader reads at the time of use (reader in the comment).
+LIVE = frozenset(
+    {
+        # execution.risk.PreTradeRisk holds `risk`; execution.core reads these two at use
+        "risk.max_orders_per_minute",
+        "risk.daily_loss_limit_pct",
+        "risk.position_warning_pct",
+        "risk.entry_ttl_s",
+        # posture.PostureActor reads `settings.posture` on each evaluation
+        "posture.evaluate_every_s",
+        "posture.vix_low",
+        "posture.vix_high",
+        "posture.hysteresis",
+        "posture.stop_loss_streak",
+        "posture.forced_cooldown_s",
+        "posture.trend_symbol",
+        "posture.trend_window",
+        "posture.trend_strong_pct",
+        "posture.vol_low_pct",
+        "posture.vol_high_pct",
+        # watchdog: timers and checks read `settings.watchdog` when they fire
+        "watchdog.heartbeat_every_s",
+        "watchdog.heartbeat_timeout_s",
+        "watchdog.event_timeout_s",  # also gateway.admission, at use
+        "watchdog.heartbeat_misses",
+        "watchdog.account_every_s",
+        "watchdog.accuracy_horizon_s",
+        "watchdog.latency_log_every_s",
+        "watchdog.pnl_log_every_s",
+        "watchdog.success_log_every_s",
+        "watchdog.anomaly_every_s",
+        "watchdog.anomaly_z",
+        "roles.max_consecutive_failures",  # watchdog, per failed event
+        "news.keywords",  # gateway.news holds `news`
+        "news.poll_every_s",
+    }
+)
 
 
 def leaves(model: BaseModel, prefix: str = "") -> dict[str, Any]:
@@ -39,9 +75,7 @@ def changed_keys(old: Settings, new: Settings) -> list[str]:
 
 
 def is_live(key: str) -> bool:
-    if any(key == k or key.startswith(k + ".") for k in NOT_LIVE):
-        return False
-    return any(key == p or key.startswith(p) for p in LIVE)
+    return key in LIVE
 
 
 def apply(current: Settings, new: Settings) -> tuple[list[str], list[str]]:

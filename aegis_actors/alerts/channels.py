@@ -1,6 +1,8 @@
 """The ways an alert leaves the process. Each `send` either delivers or raises DeliveryError.
 
-Error texts never carry a URL (a Slack webhook URL is itself the credential) or a password.
+Error texts never carry a URL (a Slack webhook URL is itself the credential) or a password:
+every failure, whatever its type, becomes a DeliveryError naming only the exception type,
+so a channel error can neither escape the courier nor print a secret.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _post(url: str, body: dict[str, Any], timeout: float, token: str = "") -> No
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         r = requests.post(url, json=body, timeout=timeout, headers=headers)
-    except requests.RequestException as exc:
+    except Exception as exc:  # RequestException, but also UnicodeEncodeError in a header
         raise DeliveryError(type(exc).__name__) from None
     if not 200 <= r.status_code < 300:
         raise DeliveryError(f"HTTP {r.status_code}")
@@ -107,5 +109,5 @@ class SmtpEmail:
                 if self.user:
                     smtp.login(self.user, self.password)
                 smtp.send_message(msg)
-        except (OSError, smtplib.SMTPException) as exc:
+        except Exception as exc:  # OSError, SMTPException, UnicodeEncodeError in login
             raise DeliveryError(type(exc).__name__) from None

@@ -66,8 +66,8 @@ class Courier:
                 return
             try:
                 self._deliver(d)
-            except Exception as exc:  # a channel bug never kills the thread
-                log.exception("alert delivery crashed: {}", type(exc).__name__)
+            except Exception as exc:  # a bug never kills the thread (no traceback: no locals)
+                log.error("alert delivery crashed: {}", type(exc).__name__)
 
     def _deliver(self, d: Delivery) -> None:
         channel = self.channels[d.channel]
@@ -77,8 +77,8 @@ class Courier:
                 channel.send(d)
                 self._done(d, "sent", attempt)
                 return
-            except DeliveryError as exc:
-                why = str(exc)
+            except Exception as exc:  # any channel error is a failed attempt, never a crash
+                why = str(exc) if isinstance(exc, DeliveryError) else type(exc).__name__
                 log.bind(alert_id=d.alert_id).warning(
                     "alert {} via {} to {} failed (attempt {}/{}): {}",
                     d.alert_id,

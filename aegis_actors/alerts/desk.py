@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from aegis_actors.alerts.channels import Channel, Delivery, HttpNotify, SlackWebhook, SmtpEmail
 from aegis_actors.alerts.courier import Courier, Outcome
 from aegis_actors.messages import Alert, AlertLevel
+from aegis_actors.redact import redact_text
 
 if TYPE_CHECKING:
     from aegis_actors.settings import AlertsSettings, Contact
@@ -60,21 +61,40 @@ class AlertDesk:
             queue_limit=cfg.queue_limit,
             on_outcome=on_outcome,
         )
-        self._last: dict[tuple[str, str], float] = {}
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}  # -> (ts, level rank)
         self._suppressed: dict[tuple[str, str], int] = {}
+        self._unreported: dict[str, int] = {}  # by kind, told in the next delivered alert
 
     # -- de-duplication -------------------------------------------------------------------
 
-    def admit(self, alert: Alert) -> int | None:
-        """None: a repeat inside the window (count it, send nothing). Otherwise the number
-        of repeats suppressed since this condition was last sent."""
-        key = (alert.level.value, alert.kind)
+    def admit(self, alert: Alert, always: bool = False) -> int | None:
+        """None: the same condition (kind and subject, i.e. the message with its numbers
+        masked) again inside the window at no higher level: count it, send nothing.
+        Otherwise the number of repeats of this condition suppressed since it was last
+        sent. `always` (a mode change to safe/halted/shutdown) is never suppressed."""
+        key = (alert.kind, alert.message)
+        rank = LEVELS.index(alert.level)
         last = self._last.get(key)
-        if last is not None and alert.ts - last < self.cfg.dedup_window_s:
+        if (
+            not always
+            and last is not None
+            and alert.ts - last[0] < self.cfg.dedup_window_s
+            and rank <= last[1]
+        ):
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            self._unreported[alert.kind] = self._unreported.get(alert.kind, 0) + 1
             return None
-        self._last[key] = alert.ts
+        self._last[key] = (alert.ts, rank)
         return self._suppressed.pop(key, 0)
+
+    def take_unreported(self) -> str:
+        """' | suppressed since the last alert: N (kind xN, ...)', once; '' when none."""
+        if not self._unreported:
+            return ""
+        total = sum(self._unreported.values())
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(self._unreported.items()))
+        self._unreported.clear()
+        return f" | {total} repeat alert(s) suppressed since the last one sent ({kinds})"
 
     # -- escalation -----------------------------------------------------------------------
 
@@ -103,9 +123,11 @@ class AlertDesk:
         level = alert.level
         tier = TIERS[min(step, len(TIERS) - 1)]
         head = f"[AEGIS {level.value.upper()}] {alert.kind}"
-        text = f"{head}: {alert.message}"
+        text = f"{head}: {redact_text(alert.message)}"  # an error text may carry a DSN
         if repeats:
             text += f" ({repeats} repeats suppressed)"
+        if not step:
+            text += self.take_unreported()
         if self.escalates(level):
             text += f' | ack: admin ack {{"alert": "{alert.alert_id}"}}'
         if step:
@@ -136,7 +158,7 @@ class AlertDesk:
             "channels": sorted(self.courier.channels),
             "deliveries": dict(self.courier.counts),
             "recent_deliveries": list(self.courier.recent)[-10:],
-            "suppressed": {f"{k[0]}:{k[1]}": n for k, n in self._suppressed.items()},
+            "suppressed": {f"{k[0]}: {k[1]}": n for k, n in self._suppressed.items()},
         }
 
     def close(self) -> None:

@@ -22,6 +22,7 @@ from aegis_actors.context import posture_params
 from aegis_actors.execution.mismatch import MismatchGuard, Tier, diff_pct
 from aegis_actors.execution.quality import ExecutionQuality
 from aegis_actors.execution.risk import OrderMix, PreTradeRisk, client_order_id
+from aegis_actors.hush import Hush
 from aegis_actors.messages import (
     DECISION,
     DONE,
@@ -163,6 +164,7 @@ class ExecutionCore:
         acct = broker.account()
         self.equity, self.cash = acct.equity, acct.cash
         self.risk = PreTradeRisk(risk, self.equity, now())
+        self.hush = Hush(burst=5)
 
     # -- decisions -> orders ---------------------------------------------------------
 
@@ -191,6 +193,9 @@ class ExecutionCore:
                 "decision made under {}, posture now {}: sized by {}", d.posture, posture, posture
             )
         params = posture_params(self.settings, posture)
+        cheap = self.risk.precheck(mode=self.mode, params=params, open_positions=self.open_count())
+        if cheap is not None:  # cheap checks first: no account call, no order built
+            return self.refuse(d, cheap.check, cheap.why)
         try:
             self.equity = self.broker.account().equity
         except BrokerError as exc:
@@ -311,9 +316,17 @@ class ExecutionCore:
     def refused(self, order: Order, check: str, why: str) -> str:
         self.stats["refused"] += 1
         self.metrics.refused.labels(check).inc()
-        self.log.bind(event_id=order.event_id or None).warning(
-            "{} {} {} refused by {} check: {}", order.intent, order.side, order.symbol, check, why
-        )
+        hushed = self.hush.allow(check, self.now())
+        if hushed is not None:  # a few lines a minute per check; all are counted
+            self.log.bind(event_id=order.event_id or None).warning(
+                "{} {} {} refused by {} check: {}{}",
+                order.intent,
+                order.side,
+                order.symbol,
+                check,
+                why,
+                f" ({hushed} more refused by it not logged)" if hushed else "",
+            )
         return f"refused:{check}: {why}"
 
     def place(self, order: Order, reason: str = "", decision: Decision | None = None) -> str:
@@ -394,7 +407,14 @@ class ExecutionCore:
     def refuse(self, d: Decision, check: str, why: str) -> None:
         self.stats["refused"] += 1
         self.metrics.refused.labels(check).inc()
-        self.log.bind(event_id=d.event_id).warning("order refused by {} check: {}", check, why)
+        hushed = self.hush.allow(check, self.now())
+        if hushed is not None:  # a few lines a minute per check; all are counted
+            self.log.bind(event_id=d.event_id).warning(
+                "order refused by {} check: {}{}",
+                check,
+                why,
+                f" ({hushed} more refused by it not logged)" if hushed else "",
+            )
         self.done(d, Outcome.REFUSED, f"{check}: {why}")
 
     def done(self, d: Decision, outcome: Outcome, detail: str) -> None:
@@ -405,8 +425,7 @@ class ExecutionCore:
             outcome=outcome,
             detail=detail,
         )
-        self.ports.send(MARKET, done)
-        self.ports.send(WATCHDOG, done)
+        self.ports.send(MARKET, done)  # the gateway frees the symbol and tells the watchdog
 
     def record(self, msg: Msg) -> None:
         self.ports.send(STORE, msg)

@@ -99,6 +99,22 @@ class PreTradeRisk:
             self.refused[r.check] = self.refused.get(r.check, 0) + 1
         return r
 
+    def precheck(
+        self, *, mode: TradingMode, params: PostureParams, open_positions: int
+    ) -> Refusal | None:
+        """The entry checks that need no order, price or account: run first, so a
+        refused decision costs no broker call and no order built (same refusals)."""
+        if not mode.allows_entries():
+            r = Refusal("mode", f"mode {mode} allows no new entries")
+        elif open_positions >= params.max_positions:
+            r = Refusal(
+                "max_positions", f"{open_positions} open, posture allows {params.max_positions}"
+            )
+        else:
+            return None
+        self.refused[r.check] = self.refused.get(r.check, 0) + 1
+        return r
+
     def _check(
         self,
         order: Order,

@@ -5,6 +5,11 @@ exits); events go to the context loader one per symbol at a time (latest wins), 
 event's end comes back as `EventDone`, which frees the symbol. Calendar, news and system
 events (mode changes, network tier steps) enter through the same intake. A whole cycle
 past its timeout is failed here, with one timer at a time for every event in flight.
+
+Each event's end is reported here once and passed on to the watchdog from here, so an
+event is counted once even when a late report follows its timeout. At most
+`feed.max_inflight` events are in flight: past that, intake waits and sheds (per reason,
+one warning line a minute) instead of queues growing inside the tree.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from aegis_actors.base import AegisActor
-from aegis_actors.gateway.intake import Intake, PendingTick, Waiting
+from aegis_actors.gateway.intake import STALE, Intake, PendingTick
 from aegis_actors.gateway.ticks import check_tick
+from aegis_actors.hush import Hush
+from aegis_actors.messages import CONTEXT as CONTEXT_STAMP
 from aegis_actors.messages import (
+    DONE,
     T0,
     EventDone,
     EventKind,
@@ -33,6 +41,14 @@ from aegis_actors.runtime import CONTEXT, EXECUTION, POSTURE, WATCHDOG
 RECENT = 50  # dispatched events kept for `status`
 DROP_LOG_BURST = 20  # bad-input lines logged per reason per window (all are counted)
 DROP_LOG_WINDOW_S = 10.0
+# The in-flight window adapts (AIMD) to the queueing an event meets between dispatch and
+# the context loader: past QUEUE_HIGH_MS it is cut (at most every CUT_EVERY_S), and it
+# grows by one per window's worth of events that met none of it.
+QUEUE_HIGH_MS = 20.0
+CUT_FACTOR = 0.7
+CUT_EVERY_S = 0.1
+MIN_WINDOW = 4
+START_WINDOW = 32
 
 Batch = list[tuple[str, float, float, float, float | None]]
 
@@ -51,7 +67,16 @@ class Admission(AegisActor):
         self.vix_symbol = feed.vix_symbol
         self.known = self.symbols | {feed.vix_symbol}
         self.last_ts: dict[str, float] = {}
-        self.intake = Intake()
+        # the window starts low and grows (AIMD) up to feed.max_inflight
+        start = min(feed.max_inflight, START_WINDOW)
+        self.intake = Intake(window=start, max_wait_s=feed.max_wait_s)
+        self.max_window = feed.max_inflight
+        self.dispatched_at: dict[str, float] = {}  # symbol -> when its event was dispatched
+        self.last_cut = 0.0
+        self.good = 0
+        self.shed_seen: dict[str, int] = {}  # reason -> shed already counted in metrics
+        self.shed_log = Hush(burst=1, window_s=60.0)
+        self.late_reports = 0
         self.ticks = 0
         self.bad: dict[str, int] = {}
         self.drop_log: dict[str, list[float]] = {}  # reason -> [window start, logged, hushed]
@@ -95,7 +120,9 @@ class Admission(AegisActor):
             open_price = None
         self.last_ts[symbol] = ts
         self.rt.cache.push_price(symbol, price, ts)
-        batch.append((symbol, price, volume, ts, open_price))
+        batch.append((symbol, price, volume, ts, open_price))  # prices are never shed
+        if self.stale_on_arrival(rx):
+            return True
         pending = PendingTick(symbol, price, volume, ts)
         if self.offer(symbol, pending):
             self.dispatch(self.tick_event(pending, rx))
@@ -127,7 +154,7 @@ class Admission(AegisActor):
             self.metrics.ticks.inc(len(batch))
             self.send(EXECUTION, Ticks.model_construct(ticks=batch))
         if vix is not None:
-            self.on_volatility(*vix)
+            self.new_volatility_index(*vix)
 
     def drop(self, reason: str, raw: Any) -> None:
         """A bad frame or print: one log line and a counter per reason, then carry on.
@@ -155,7 +182,7 @@ class Admission(AegisActor):
         self.flush(batch, None)
         return ok
 
-    def on_volatility(self, value: float, ts: float) -> None:
+    def new_volatility_index(self, value: float, ts: float) -> None:
         self.vix = value
         self.send(POSTURE, VolatilityIndex(value=value, ts=ts))
 
@@ -165,16 +192,47 @@ class Admission(AegisActor):
         """Calendar, news and system events enter here too."""
         if T0 not in event.stamps:
             event = event.stamp(T0, self.clock.now())
+        elif event.kind is EventKind.TICK and self.stale_on_arrival(event.stamps[T0]):
+            return
         if self.offer(event.symbol, event):
             self.dispatch(event)
+
+    def stale_on_arrival(self, detected: float) -> bool:
+        """A tick that already waited past `max_wait_s` (in this mailbox, behind a busy
+        actor) is shed, counted, instead of failing its detect-to-analysis SLA later."""
+        if self.clock.now() - detected <= self.intake.max_wait_s:
+            return False
+        self.intake.shed[STALE] = self.intake.shed.get(STALE, 0) + 1
+        self.count_shed()
+        return True
 
     def offer(self, symbol: str, item: Any) -> bool:
         """The intake's answer, counting an event replaced by a newer one (latest wins)."""
         before = self.intake.coalesced
-        free = self.intake.offer(symbol, item)
+        free = self.intake.offer(symbol, item, self.clock.now())
         if self.intake.coalesced != before:
             self.metrics.coalesced.inc()
+            self.count_shed()
+        if not free and self.intake.ready and len(self.intake.inflight) < self.intake.window:
+            self.release()  # room in the window (it grew): never leave the queue standing
         return free
+
+    def count_shed(self) -> None:
+        """Shed events into the metric by reason, and one warning line a minute."""
+        for reason, n in self.intake.shed.items():
+            new = n - self.shed_seen.get(reason, 0)
+            if new:
+                self.metrics.shed.labels(reason).inc(new)
+                self.shed_seen[reason] = n
+        hushed = self.shed_log.allow("shed", self.clock.now())
+        if hushed is not None:
+            self.log.warning(
+                "overload: shedding events at the gateway ({} in flight, window {}; "
+                "shed so far by reason {})",
+                len(self.intake.inflight),
+                self.intake.window,
+                dict(self.intake.shed),
+            )
 
     def on_ModeChange(self, m: ModeChange) -> None:
         """The watchdog's own state enters the pipeline as a system event (SPEC 1.3)."""
@@ -212,6 +270,7 @@ class Admission(AegisActor):
 
     def dispatch(self, event: MarketEvent) -> None:
         self.intake.admit(event.symbol, event.event_id)
+        self.dispatched_at[event.symbol] = self.clock.now()
         self.events_sent += 1
         self.recent.append(
             {
@@ -225,8 +284,13 @@ class Admission(AegisActor):
         )
         # Logged per dispatched event (not per tick: waiting ticks were coalesced), so
         # `tail --event` follows the path from the gateway on.
-        self.log.bind(event_id=event.event_id).debug(
-            "event {} {} @ {} {}", event.kind, event.symbol, event.price, event.headline
+        self.trace(
+            event.event_id,
+            "event {} {} @ {} {}",
+            event.kind,
+            event.symbol,
+            event.price,
+            event.headline,
         )
         self.deadlines.append(
             (
@@ -239,16 +303,48 @@ class Admission(AegisActor):
             self.arm_expiry()
         self.send(CONTEXT, event)
 
-    def release(self, nxt: Waiting | None) -> None:
-        if nxt is None:
-            return
-        if isinstance(nxt, PendingTick):
-            self.dispatch(self.tick_event(nxt, self.clock.now()))
-        else:
-            self.dispatch(nxt)
+    def release(self) -> None:
+        """Dispatch what waits, oldest first, while the window has room."""
+        now = self.clock.now()
+        stale = self.intake.shed.get(STALE, 0)
+        while (nxt := self.intake.next(now)) is not None:
+            if isinstance(nxt, PendingTick):
+                self.dispatch(self.tick_event(nxt, now))
+            else:
+                self.dispatch(nxt)
+        if self.intake.shed.get(STALE, 0) != stale:
+            self.count_shed()
 
     def on_EventDone(self, done: EventDone) -> None:
-        self.release(self.intake.done(done.symbol, done.event_id))
+        """An event's end, from whichever stage ended it: counted once (at the watchdog)."""
+        if not self.intake.done(done.symbol, done.event_id, self.clock.now()):
+            self.late_reports += 1  # it had already timed out here: counted then
+            return
+        self.adapt(done)
+        if DONE not in done.stamps:
+            done = done.stamp(DONE, self.clock.now())
+        self.send(WATCHDOG, done)
+        self.release()
+
+    def adapt(self, done: EventDone) -> None:
+        """AIMD on the queueing between dispatch and the context loader: the window
+        shrinks while the pipeline queues (the CPU is short) and grows back after."""
+        sent = self.dispatched_at.pop(done.symbol, None)
+        loaded = done.stamps.get(CONTEXT_STAMP)
+        if sent is None or loaded is None:
+            return
+        intake = self.intake
+        if (loaded - sent) * 1000.0 > QUEUE_HIGH_MS:
+            now = self.clock.now()
+            if now - self.last_cut >= CUT_EVERY_S:
+                intake.window = max(MIN_WINDOW, int(intake.window * CUT_FACTOR))
+                self.last_cut = now
+            self.good = 0
+        elif intake.window < self.max_window:
+            self.good += 1
+            if self.good >= intake.window:
+                intake.window += 1
+                self.good = 0
 
     def arm_expiry(self) -> None:
         inflight = self.intake.inflight
@@ -279,7 +375,6 @@ class Admission(AegisActor):
             stage="cycle",
             detail="whole cycle past its timeout",
         )
-        self.send(WATCHDOG, done)
         self.on_EventDone(done)
 
     def admission_status(self) -> dict[str, Any]:
@@ -290,6 +385,11 @@ class Admission(AegisActor):
             "inflight": len(self.intake.inflight),
             "waiting": len(self.intake.waiting),
             "coalesced": self.intake.coalesced,
+            "window": self.intake.window,
+            "max_window": self.max_window,
+            "ready": len(self.intake.ready),
+            "shed": dict(self.intake.shed),
+            "late_reports": self.late_reports,
             "events": self.events_sent,
             "vix": self.vix,
             "recent": list(self.recent)[-10:],

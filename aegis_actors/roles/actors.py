@@ -7,10 +7,11 @@ the 3-minute commander sessions with a save every 10 s (SPEC 1.1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from aegis_actors.base import AegisActor
+from aegis_actors.deadlines import Deadlines
 from aegis_actors.execution.mismatch import verify_price
 from aegis_actors.messages import (
     Action,
@@ -30,10 +31,16 @@ from aegis_actors.messages import (
 from aegis_actors.roles import rules
 from aegis_actors.roles.backends import RoleTask, make_backend
 from aegis_actors.roles.calls import RoleCalls, _Budget, _Reply, _Retry, _Slow, _TierCheck
-from aegis_actors.runtime import COMMANDER, EXECUTION, MARKET, STORE, VERIFIER, WATCHDOG
+from aegis_actors.runtime import (
+    COMMANDER,
+    EXECUTION,
+    MARKET,
+    TOPIC_DECISIONS,
+    VERIFIER,
+    WATCHDOG,
+)
 from aegis_actors.sessions import CommanderSession
 from aegis_actors.watchdog.sla import stage_latencies
-from supervisors import Timer
 
 
 class _RoleBase(AegisActor):
@@ -107,8 +114,12 @@ class Analyst(_RoleBase):
 
     def role_answered(self, task: RoleTask, msg: Stamped) -> None:
         if isinstance(msg, Analysis):
-            self.log.bind(event_id=msg.event_id).debug(
-                "analysis {} conf={} ({})", msg.direction, msg.confidence, msg.pattern
+            self.trace(
+                msg.event_id,
+                "analysis {} conf={} ({})",
+                msg.direction,
+                msg.confidence,
+                msg.pattern,
             )
         super().role_answered(task, msg)
 
@@ -122,8 +133,11 @@ class Verifier(_RoleBase):
 
     def role_answered(self, task: RoleTask, msg: Stamped) -> None:
         if isinstance(msg, Verdict):
-            self.log.bind(event_id=msg.event_id).debug(
-                "verdict {} ({})", "approve" if msg.approve else "VETO", "; ".join(msg.reasons)
+            self.trace(
+                msg.event_id,
+                "verdict {} ({})",
+                "approve" if msg.approve else "VETO",
+                "; ".join(msg.reasons),
             )
         super().role_answered(task, msg)
 
@@ -153,7 +167,6 @@ class _Slot:
     ctx: Context
     analysis: Analysis | None = None
     verdict: Verdict | None = None
-    timers: list[Timer] = field(default_factory=list)
     deciding: bool = False
 
     def stamps(self, decision: Decision | None = None) -> dict[str, float]:
@@ -172,6 +185,13 @@ class _StageTimeout:
 
 
 @dataclass(frozen=True)
+class _SweepStage:
+    """Timer: sweep one stage's deadlines (one timer per stage, not one per event)."""
+
+    stage: str
+
+
+@dataclass(frozen=True)
 class _SaveTick:
     pass
 
@@ -180,6 +200,14 @@ class Commander(_RoleBase):
     def on_start(self) -> None:
         super().on_start()
         self.slots: dict[str, _Slot] = {}
+        roles = self.settings.roles
+        verify_budget = roles.verifier.timeout_s
+        if not roles.parallel_verification:
+            verify_budget += roles.analyst.timeout_s
+        self.stage_deadlines: dict[str, Deadlines[str]] = {
+            "analysis": Deadlines(roles.analyst.timeout_s),
+            "verification": Deadlines(verify_budget),
+        }
         self.outcomes: dict[str, int] = {}
         self.session = CommanderSession(self, self.session_state)
         self.session.resume(self.clock.now())
@@ -207,15 +235,27 @@ class Commander(_RoleBase):
             slot = self.slots[ctx.event_id] = _Slot(ctx)
         else:
             slot.ctx = ctx
-        roles = self.settings.roles
-        slot.timers.append(
-            self.after(roles.analyst.timeout_s, _StageTimeout(ctx.event_id, "analysis"))
-        )
-        verify_budget = roles.verifier.timeout_s
-        if not roles.parallel_verification:
-            verify_budget += roles.analyst.timeout_s
-        slot.timers.append(self.after(verify_budget, _StageTimeout(ctx.event_id, "verification")))
+        now = self.clock.now()
+        for stage, deadlines in self.stage_deadlines.items():
+            delay = deadlines.add(now, ctx.event_id)
+            if delay is not None:
+                self.after(delay, _SweepStage(stage))
         self.try_decide(ctx.event_id)
+
+    def on__SweepStage(self, msg: _SweepStage) -> None:
+        deadlines = self.stage_deadlines[msg.stage]
+        late, delay = deadlines.due(self.clock.now(), lambda eid: self.waits(eid, msg.stage))
+        for event_id in late:
+            self.on__StageTimeout(_StageTimeout(event_id, msg.stage))
+        if delay is not None:
+            self.after(delay, msg)
+
+    def waits(self, event_id: str, stage: str) -> bool:
+        """The event is still waiting for that stage's answer."""
+        slot = self.slots.get(event_id)
+        if slot is None:
+            return False
+        return (slot.analysis if stage == "analysis" else slot.verdict) is None
 
     def on_Analysis(self, a: Analysis) -> None:
         slot = self.slots.get(a.event_id)
@@ -262,7 +302,7 @@ class Commander(_RoleBase):
             self.finish(slot, Outcome.TIMEOUT, f"{t.stage} past its timeout", stage=t.stage)
 
     def late(self, event_id: str, what: str) -> None:
-        self.log.bind(event_id=event_id).debug("late {} ignored (event already ended)", what)
+        self.trace(event_id, "late {} ignored (event already ended)", what)
 
     def try_decide(self, event_id: str) -> None:
         slot = self.slots.get(event_id)
@@ -293,12 +333,12 @@ class Commander(_RoleBase):
         event_id = task.event_id
         self.handled += 1
         self.session.decided()
-        log = self.log.bind(event_id=event_id)
         if decision.action is Action.HOLD:
-            log.debug("decision hold: {}", decision.reason)
+            self.trace(event_id, "decision hold: {}", decision.reason)
             self.finish(slot, Outcome.HOLD, decision.reason, decision=decision)
             return
-        log.info(
+        self.trace(  # the order execution makes of it is the INFO line
+            event_id,
             "decision {} {} size={} conf={}: {}",
             decision.action,
             decision.symbol,
@@ -326,7 +366,7 @@ class Commander(_RoleBase):
         if outcome in (Outcome.TIMEOUT, Outcome.FAILED):
             self.log.bind(event_id=ctx.event_id).warning("event {}: {}", outcome, detail)
         elif outcome is Outcome.VETOED:
-            self.log.bind(event_id=ctx.event_id).debug("event vetoed: {}", detail)
+            self.trace(ctx.event_id, "event vetoed: {}", detail)
         done = EventDone(
             event_id=ctx.event_id,
             stamps=stamps,
@@ -335,12 +375,9 @@ class Commander(_RoleBase):
             detail=detail,
             stage=stage,
         )
-        self.send(MARKET, done)
-        self.send(WATCHDOG, done)
+        self.send(MARKET, done)  # the gateway frees the symbol and tells the watchdog
 
     def drop(self, slot: _Slot) -> None:
-        for t in slot.timers:
-            t.cancel()
         self.slots.pop(slot.ctx.event_id, None)
 
     def record(self, slot: _Slot, outcome: str, decision: Decision | None) -> None:
@@ -361,8 +398,7 @@ class Commander(_RoleBase):
             created_at=self.clock.now(),
             **provenance(slot.analysis, slot.verdict, decision),
         )
-        self.send(STORE, rec)
-        self.send(WATCHDOG, rec)  # accuracy tracking and confidence (SPEC 5.3)
+        self.fan_out(TOPIC_DECISIONS, rec)  # the ledger and the watchdog (tree.py)
 
     def status(self) -> dict[str, Any]:
         return {

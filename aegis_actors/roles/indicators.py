@@ -1,8 +1,12 @@
-"""Price indicators for the rules backend: moving averages, momentum, RSI, volatility."""
+"""Price indicators for the rules backend: moving averages, momentum, RSI, volatility.
+
+Plain float arithmetic: `statistics.pstdev` works on exact fractions and cost more than
+the rest of an event's path; prices are floats already, so the exactness bought nothing.
+"""
 
 from __future__ import annotations
 
-import statistics
+import math
 
 
 def returns(prices: list[float]) -> list[float]:
@@ -11,7 +15,7 @@ def returns(prices: list[float]) -> list[float]:
 
 def sma(prices: list[float], n: int) -> float:
     window = prices[-n:]
-    return statistics.fmean(window) if window else 0.0
+    return math.fsum(window) / len(window) if window else 0.0
 
 
 def momentum(prices: list[float], n: int) -> float:
@@ -23,7 +27,10 @@ def momentum(prices: list[float], n: int) -> float:
 
 def volatility(prices: list[float], n: int = 20) -> float:
     r = returns(prices[-n - 1 :])
-    return statistics.pstdev(r) if len(r) >= 2 else 0.0
+    if len(r) < 2:
+        return 0.0
+    mean = math.fsum(r) / len(r)
+    return math.sqrt(math.fsum((x - mean) * (x - mean) for x in r) / len(r))
 
 
 def rsi(prices: list[float], n: int = 14) -> float:

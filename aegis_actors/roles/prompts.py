@@ -73,7 +73,7 @@ def values(
         "price": rules.price_of(ctx),
         "prices": ", ".join(f"{p:.4f}" for p in recent),
         "n_prices": len(recent),
-        "indicators": _compact(rules.indicators(ctx.prices)) if ctx.prices else "{}",
+        "indicators": _compact(rules.shown(rules.of(ctx))) if ctx.prices else "{}",
         "price_age_s": f"{ctx.price_age_s:.1f}" if ctx.price_age_s is not None else "unknown",
         "stale": str(ctx.stale).lower(),
         "position": view(ctx.position) if ctx.position else "none",

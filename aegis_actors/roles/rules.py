@@ -48,7 +48,23 @@ def volatility(prices: list[float]) -> float:
 
 def indicators(prices: list[float]) -> dict[str, float]:
     """The numbers both backends see (the LLM prompt includes them too)."""
+    return shown(compute(prices))
+
+
+def shown(x: dict[str, float]) -> dict[str, float]:
+    """The indicators as the analyst and the prompt see them (without the raw extras)."""
+    return {k: v for k, v in x.items() if k not in _RAW}
+
+
+_RAW = ("vol_raw", "vol_prev")
+
+
+def compute(prices: list[float]) -> dict[str, float]:
+    """Every indicator an event's roles read, computed once (by the context loader) and
+    carried in the Context: `vol_raw` is the unrounded volatility of `prices` and
+    `vol_prev` that of all but the last print (the verifier's jump check)."""
     fast, slow = ind.sma(prices, FAST), ind.sma(prices, SLOW)
+    vol = volatility(prices)
     return {
         "sma_fast": round(fast, 6),
         "sma_slow": round(slow, 6),
@@ -56,13 +72,25 @@ def indicators(prices: list[float]) -> dict[str, float]:
         "cross": float(ind.sma_cross(prices, FAST, SLOW)),
         "momentum": round(ind.momentum(prices, MOMENTUM), 6),
         "rsi": round(ind.rsi(prices, RSI_N), 3),
-        "volatility": round(volatility(prices), 6),
+        "volatility": round(vol, 6),
+        "vol_raw": vol,
+        "vol_prev": volatility(prices[:-1]),
     }
+
+
+def of(ctx: Context) -> dict[str, float]:
+    """The context's indicators (computed once per event), or computed now if absent."""
+    return ctx.indicators or compute(ctx.prices)
 
 
 def analyse(ctx: Context, now: float) -> Analysis:
     p = ctx.prices
-    base = {"event_id": ctx.event_id, "stamps": ctx.stamps, "symbol": ctx.symbol, "meta": meta()}
+    base: dict[str, Any] = {
+        "event_id": ctx.event_id,
+        "stamps": ctx.stamps,
+        "symbol": ctx.symbol,
+        "meta": meta(),
+    }
     if len(p) < MIN_HISTORY:
         return Analysis(
             **base,
@@ -73,7 +101,7 @@ def analyse(ctx: Context, now: float) -> Analysis:
             risk_score=0.5,
             rationale=f"{len(p)} prices, need {MIN_HISTORY}",
         ).stamp(ANALYSIS, now)
-    x = indicators(p)
+    x = of(ctx)
     vol = x["volatility"] + 1e-9
     # trend and momentum in units of one print's volatility, blended
     score = 0.6 * x["trend"] / vol + 0.4 * x["momentum"] / (vol * MOMENTUM**0.5)
@@ -111,6 +139,9 @@ def analyse(ctx: Context, now: float) -> Analysis:
 
 
 def spread_bps(ctx: Context) -> float | None:
+    fields = type(ctx.event).model_fields  # a miss through pydantic's __getattr__ is slow
+    if "bid" not in fields or "ask" not in fields:
+        return None
     bid, ask = getattr(ctx.event, "bid", None), getattr(ctx.event, "ask", None)
     if not bid or not ask or bid <= 0 or ask < bid:
         return None
@@ -130,9 +161,10 @@ def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
     spread = spread_bps(ctx)
     if spread is not None and spread > MAX_SPREAD_BPS:
         reasons.append(f"spread {spread:.1f} bps > {MAX_SPREAD_BPS:.0f}")
+    x = of(ctx) if p else {}
     if len(p) >= 2 and p[-2] > 0:
         jump = abs(p[-1] / p[-2] - 1.0)
-        if jump > max(JUMP_MIN, JUMP_SIGMAS * volatility(p[:-1])):
+        if jump > max(JUMP_MIN, JUMP_SIGMAS * x["vol_prev"]):
             reasons.append(f"last print moved {jump:.2%}: bad print or gap")
     if not holding:
         if not ctx.mode.allows_entries():
@@ -141,7 +173,7 @@ def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
             reasons.append(
                 f"{ctx.open_positions} open positions, posture max {ctx.params.max_positions}"
             )
-        risk = min(1.0, volatility(p) / 0.01)
+        risk = min(1.0, (x["vol_raw"] if p else 0.0) / 0.01)
         if risk >= MAX_RISK:
             reasons.append(f"volatility risk {risk:.2f} >= {MAX_RISK}")
     elif pos is not None and p and ctx.capital > 0 and analysis is not None:

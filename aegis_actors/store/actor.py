@@ -8,6 +8,12 @@ When the durable store is unreachable the actor goes into an outage: WriteOrder 
 an error at once (no order is sent that is not written first), the watchdog is asked for
 `limited`, and every other write waits in a bounded local spool that survives a restart.
 Reconnection is tried on the clock with backoff; the spool is replayed in order first.
+
+Told writes are batched: each is queued, and when the mailbox holds no more of them
+everything queued is written in one transaction (decisions in one executemany),
+committed without a disk flush per row (synchronous=NORMAL). Orders' write-ahead stays
+one durable commit each, and any other message (a read, a write-ahead, a heartbeat)
+flushes what waits first.
 """
 
 from __future__ import annotations
@@ -56,6 +62,22 @@ class _Retry:
     pass
 
 
+BATCH_MAX = 2000  # writes per transaction at most
+_TOLD_WRITES = (
+    OrderUpdate,
+    RecordFill,
+    PositionUpdate,
+    DecisionRecord,
+    SessionSave,
+    Snapshot,
+    ModeChange,
+    PostureChange,
+    Alert,
+    AckAlert,
+    KvPut,
+)
+
+
 class Store(AegisActor):
     def on_start(self) -> None:
         cfg = self.settings.store
@@ -67,6 +89,8 @@ class Store(AegisActor):
         self.received: dict[str, int] = {}  # non-order writes asked for, by message type
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
+        self.pending: list[Msg] = []  # told writes waiting for the next flush
+        self.batches = 0
         self.backoff = cfg.retry_initial_s
         self.db: Database | None = None
         self.spool = Spool(cfg.spool_path, cfg.spool_max)
@@ -81,6 +105,11 @@ class Store(AegisActor):
                 self.outage(why)
 
     def stopping(self) -> None:
+        if getattr(self, "pending", None):
+            try:
+                self.flush()
+            except Exception as exc:  # stopping anyway: say what was not written
+                self.log.error("{} writes not flushed at stop: {}", len(self.pending), exc)
         if self.db is not None:
             self.db.close()
         if hasattr(self, "spool"):
@@ -178,10 +207,61 @@ class Store(AegisActor):
                 self.spool.remove(seq)
         return ""
 
+    def on_receive(self, message: Any) -> Any:
+        if self.pending and not isinstance(message, _TOLD_WRITES):
+            self.flush()  # an ask sees every write told before it
+        return super().on_receive(message)
+
     def write(self, msg: Msg) -> None:
-        """A non-order write: now if the store is up and nothing waits, else to the spool."""
+        """A non-order write: batched if the store is up and nothing waits, else spooled."""
         kind = type(msg).__name__
         self.received[kind] = self.received.get(kind, 0) + 1
+        if not self.outage_reason and not len(self.spool):
+            self.pending.append(msg)
+            if len(self.pending) >= BATCH_MAX or self.actor_inbox.empty():
+                self.flush()  # the drain is over (or the batch full): one transaction
+            return
+        self.spool_write(msg)
+
+    def flush(self) -> None:
+        """Write what waits in one transaction; on a bad write, one at a time."""
+        batch, self.pending = self.pending, []
+        if not batch:
+            return
+        if self.outage_reason or len(self.spool):
+            for msg in batch:
+                self.spool_write(msg)
+            return
+        try:
+            with self.durable.transaction(durable=False):
+                self.apply_batch(batch)
+        except StoreUnavailable as exc:
+            self.outage(str(exc))
+            for msg in batch:
+                self.spool_write(msg)
+            return
+        except (StoreError, ValueError, TypeError):
+            for msg in batch:  # rolled back: find the bad one, write the rest
+                self.write_one(msg)
+            return
+        self.writes += len(batch)
+        self.batches += 1
+
+    def apply_batch(self, batch: list[Msg]) -> None:
+        decisions: list[dict[str, Any]] = []
+        for msg in batch:
+            self.progressed()  # a slow database makes a long batch: busy, not hung
+            if isinstance(msg, DecisionRecord):
+                decisions.append(decision_row(msg))
+                continue
+            if decisions:  # keep the order of writes
+                self.durable.insert_many("decisions", decisions, ignore_conflict=True)
+                decisions = []
+            self.apply(msg)
+        self.durable.insert_many("decisions", decisions, ignore_conflict=True)
+
+    def write_one(self, msg: Msg) -> None:
+        """One write in its own commit: written, refused (logged), or spooled."""
         if not self.outage_reason and not len(self.spool):
             try:
                 self.apply(msg)
@@ -195,6 +275,10 @@ class Store(AegisActor):
             else:
                 self.writes += 1
                 return
+        self.spool_write(msg)
+
+    def spool_write(self, msg: Msg) -> None:
+        kind = type(msg).__name__
         if self.spool.append(kind, msg.model_dump(mode="json")):
             self.spooled += 1
             self.spooled_kinds[kind] = self.spooled_kinds.get(kind, 0) + 1
@@ -265,7 +349,7 @@ class Store(AegisActor):
         self.write(d)
 
     def apply_DecisionRecord(self, d: DecisionRecord) -> None:
-        self.durable.insert("decisions", d.model_dump(mode="json"), ignore_conflict=True)
+        self.durable.insert("decisions", decision_row(d), ignore_conflict=True)
 
     def on_SessionSave(self, s: SessionSave) -> None:
         self.write(s)
@@ -431,6 +515,8 @@ class Store(AegisActor):
             "outage": self.outage_reason,
             "cache": self.rt.cache.kind,
             "writes": self.writes,
+            "batches": self.batches,
+            "pending": len(self.pending),
             "failed_writes": self.failed,
             "spool": len(self.spool),
             "spooled": self.spooled,
@@ -439,3 +525,11 @@ class Store(AegisActor):
             "received": dict(self.received),
             "spooled_kinds": dict(self.spooled_kinds),
         }
+
+
+_DECISION_FIELDS = tuple(DecisionRecord.model_fields)
+
+
+def decision_row(d: DecisionRecord) -> dict[str, Any]:
+    """The record's fields as they are (already JSON values): no second model dump."""
+    return {k: getattr(d, k) for k in _DECISION_FIELDS}

@@ -7,13 +7,14 @@ caller-supplied text is ever interpolated into a statement.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+
+from pydantic_core import to_json
 
 from .errors import StoreError
 from .schema import BOOTSTRAP_SQL, MIGRATIONS, TABLES, TableInfo, render_statements
@@ -55,7 +56,7 @@ def adapt_value(info: TableInfo, column: str, value: Any) -> Any:
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, dict | list):
-        return json.dumps(value, separators=(",", ":"))
+        return to_json(value).decode()  # compact JSON, ~5x faster than json.dumps
     raise TypeError(
         f"unsupported value type {type(value).__name__} for {info.name}.{column}; "
         "use str/int/float/bool/None/dict/list"
@@ -76,6 +77,7 @@ class Database(ABC):
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._closed = False
+        self._in_tx = False  # inside `transaction()`: no statement may silently reconnect
 
     # ---- backend hooks -------------------------------------------------------------
 
@@ -90,6 +92,17 @@ class Database(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release the connection; later calls raise StoreUnavailable."""
+
+    def _execute_many(self, sql: str, seq: Sequence[Params]) -> None:
+        """Run one statement for many parameter rows (backends batch it)."""
+        for params in seq:
+            self._execute(sql, params, retry=False)
+
+    def transaction(self, *, durable: bool = True) -> AbstractContextManager[None]:
+        """Every write inside is one transaction: all applied or none. `durable=False`
+        lets the commit skip the disk flush (a power cut may lose the last commits, a
+        crash of the process does not); order rows are never written that way."""
+        return nullcontext()
 
     # ---- schema --------------------------------------------------------------------
 
@@ -134,6 +147,22 @@ class Database(ABC):
             sql += " ON CONFLICT DO NOTHING"
         count, _ = self._execute(sql, values, retry=False)
         return count > 0
+
+    def insert_many(
+        self, table: str, rows: Sequence[dict[str, Any]], *, ignore_conflict: bool = False
+    ) -> None:
+        """Insert rows that share one set of columns, in one statement run many times."""
+        if not rows:
+            return
+        info = _table(table)
+        cols = [_column(info, c) for c in rows[0]]
+        sql = (
+            f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
+            f"VALUES ({', '.join([self._ph] * len(cols))})"
+        )
+        if ignore_conflict:
+            sql += " ON CONFLICT DO NOTHING"
+        self._execute_many(sql, [[adapt_value(info, c, r[c]) for c in cols] for r in rows])
 
     def upsert(self, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
         """Insert or overwrite the non-key columns given in ``row`` for that key."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg2
 import psycopg2.extensions
+import psycopg2.extras
 
 from .base import Database, MigrationRunner, Params, Row, rows_from_cursor
 from .errors import StoreError, StoreIntegrityError, StoreUnavailable
@@ -99,7 +100,7 @@ class PostgresDatabase(Database):
     # ---- Database hooks ------------------------------------------------------------
 
     def _execute(self, sql: str, params: Params, *, retry: bool) -> tuple[int, list[Row]]:
-        attempts = 2 if retry else 1
+        attempts = 2 if retry and not self._in_tx else 1
         with self._lock:
             for attempt in range(attempts):
                 conn = self._ensure()
@@ -118,6 +119,47 @@ class PostgresDatabase(Database):
                         continue  # read-only statement: safe to replay on a new connection
                     raise error from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _execute_many(self, sql: str, seq: Any) -> None:
+        with self._lock:
+            conn = self._ensure()
+            try:
+                with conn.cursor() as cur:
+                    psycopg2.extras.execute_batch(cur, sql, [tuple(p) for p in seq])
+            except psycopg2.Error as exc:
+                raise self._translate(exc) from exc
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """BEGIN..COMMIT on the autocommit connection; a non-durable one commits without
+        waiting for the WAL flush (synchronous_commit off: a server crash may lose the
+        last commits, never half of one)."""
+        with self._lock:
+            conn = self._ensure()
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("BEGIN")
+                    if not durable:
+                        cur.execute("SET LOCAL synchronous_commit TO OFF")
+            except psycopg2.Error as exc:
+                raise self._translate(exc) from exc
+            self._in_tx = True
+            try:
+                yield
+                with conn.cursor() as cur:
+                    cur.execute("COMMIT")
+            except BaseException as exc:
+                if not conn.closed:
+                    try:
+                        with conn.cursor() as cur:
+                            cur.execute("ROLLBACK")
+                    except psycopg2.Error:
+                        self._drop()
+                if isinstance(exc, psycopg2.Error):
+                    raise self._translate(exc) from exc
+                raise
+            finally:
+                self._in_tx = False
 
     @contextmanager
     def _migration_tx(self) -> Iterator[MigrationRunner]:

@@ -104,6 +104,44 @@ class SQLiteDatabase(Database):
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
+    def _execute_many(self, sql: str, seq: Any) -> None:
+        with self._lock:
+            conn = self._ensure()
+            try:
+                conn.executemany(sql, [tuple(p) for p in seq])
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+
+    @contextmanager
+    def transaction(self, *, durable: bool = True) -> Iterator[None]:
+        """BEGIN..COMMIT; a non-durable one commits with synchronous=NORMAL (WAL: safe
+        against a crash of the process, may lose the last commits on a power cut), and
+        every statement outside one (orders' write-ahead) keeps synchronous=FULL."""
+        with self._lock:
+            conn = self._ensure()
+            try:
+                if not durable:
+                    conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            self._in_tx = True
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                with suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._translate(exc) from exc
+                raise
+            finally:
+                self._in_tx = False
+                if not durable and self._conn is conn:
+                    with suppress(sqlite3.Error):
+                        conn.execute("PRAGMA synchronous=FULL")
+
     @contextmanager
     def _migration_tx(self) -> Iterator[MigrationRunner]:
         with self._lock:

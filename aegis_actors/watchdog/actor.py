@@ -19,6 +19,7 @@ import pykka
 from aegis_actors.alerts import AlertDesk, Delivery
 from aegis_actors.base import AegisActor
 from aegis_actors.context import K_ACCOUNT, K_MODE, K_POSITIONS, K_POSTURE
+from aegis_actors.deadlines import Deadlines
 from aegis_actors.messages import (
     DONE,
     AckAlert,
@@ -38,17 +39,11 @@ from aegis_actors.messages import (
 )
 from aegis_actors.metrics import POSTURE_RANK
 from aegis_actors.runtime import (
-    ANALYST,
-    CALENDAR,
-    COMMANDER,
-    EXECUTION,
     GATEWAY,
-    MARKET,
-    NEWS,
     POSTURE,
     ROLES,
     STORE,
-    VERIFIER,
+    TOPIC_MODE,
     WATCHDOG,
 )
 from aegis_actors.watchdog.account import AccountWatch
@@ -57,18 +52,8 @@ from aegis_actors.watchdog.anomaly import ZScore
 from aegis_actors.watchdog.modes import ModeMachine
 from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
 
-FAILURE_STREAK = 3
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
-PARENTS = {
-    ANALYST: ROLES,
-    VERIFIER: ROLES,
-    COMMANDER: ROLES,
-    MARKET: GATEWAY,
-    CALENDAR: GATEWAY,
-    NEWS: GATEWAY,
-}  # everything else is a child of the root
-MODE_SUBSCRIBERS = (EXECUTION, POSTURE, MARKET, STORE)
 _LOG_LEVEL = {
     AlertLevel.INFO: "INFO",
     AlertLevel.WARNING: "WARNING",
@@ -108,8 +93,7 @@ class _Account:
 
 @dataclass(frozen=True)
 class _Judge:
-    decision_id: str
-    symbol: str
+    """Timer: judge the calls whose horizon has passed (one sweep, not a timer per call)."""
 
 
 @dataclass(frozen=True)
@@ -132,14 +116,17 @@ class Watchdog(AegisActor):
         self.metrics.mode.set(self.modes.mode.rank)
         self.metrics.posture.set_function(self._posture_rank)
         self.hist = StageHistograms()
+        self.stage_obs = {s: self.metrics.stage_ms.labels(s) for s in STAGES}  # looked up once
         self.warn_streak: dict[str, int] = {s: 0 for s in STAGES}
         self.sla_breaches: dict[str, int] = {s: 0 for s in STAGES}
         self.failure_streak = 0
         self.outcomes: dict[str, int] = {}
+        self.event_counts: dict[Outcome, Any] = {}  # outcome -> its labelled counter
         self.alerts: deque[dict[str, Any]] = deque(maxlen=100)
         self.sup_events: deque[dict[str, Any]] = deque(maxlen=100)
         self.beat_seq = 0
         self.beats: dict[str, pykka.Future[Any]] = {}
+        self.progress_seen: dict[str, int] = {}  # name -> messages handled at the last look
         self.misses: dict[str, int] = {}
         self.hung: dict[str, int] = {}
         self.desk = AlertDesk(self.settings.alerts, on_outcome=self._delivered)
@@ -152,6 +139,7 @@ class Watchdog(AegisActor):
             target_ratio=w.daily_target_alert_ratio,
         )
         self.book = AccuracyBook(w.accuracy_days, w.accuracy_flat_band_pct)
+        self.to_judge: Deadlines[tuple[str, str]] = Deadlines(w.accuracy_horizon_s)
         self.confidence: dict[str, deque[float]] = {
             r: deque(maxlen=200) for r in ("analyst", "verifier", "commander")
         }
@@ -198,8 +186,7 @@ class Watchdog(AegisActor):
         for step in move.steps or (move.new,):  # shutdown from below safe passes through safe
             change = ModeChange(old=old, new=step, reason=req.reason, ts=now, operator=req.operator)
             self.log.warning("trading mode {} -> {}: {}", old, step, req.reason)
-            for name in MODE_SUBSCRIBERS:
-                self.send(name, change)
+            self.fan_out(TOPIC_MODE, change)
             self.rt.emit(
                 "mode", old=old.value, new=step.value, reason=req.reason, operator=req.operator
             )
@@ -209,6 +196,7 @@ class Watchdog(AegisActor):
                 _MODE_ALERT[move.new],
                 "mode_change",
                 f"trading mode {move.old} -> {move.new}: {req.reason}",
+                always=move.new.rank >= TradingMode.SAFE.rank,  # never de-duplicated
             )
         if move.new is TradingMode.SHUTDOWN:
             self.rt.shutdown.set()
@@ -222,7 +210,7 @@ class Watchdog(AegisActor):
         critical = ""
         for stage, ms in stage_latencies(stamps).items():
             self.hist.record(stage, ms)
-            self.metrics.stage_ms.labels(stage).observe(ms)
+            self.stage_obs[stage].observe(ms)
             sla = STAGES[stage][2]
             z = self.z_stage[stage]
             if z.observe(ms) is not None and ms >= sla.target_ms:  # fast outliers are no news
@@ -248,22 +236,25 @@ class Watchdog(AegisActor):
         if critical and outcome not in (Outcome.FAILED, Outcome.TIMEOUT):
             outcome = Outcome.FAILED  # SPEC 2: a stage past its critical time fails the event
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        self.metrics.events.labels(outcome.value).inc()
+        counter = self.event_counts.get(outcome)
+        if counter is None:
+            counter = self.event_counts[outcome] = self.metrics.events.labels(outcome.value)
+        counter.inc()
         if outcome in (Outcome.FAILED, Outcome.TIMEOUT):
             self.failure_streak += 1
-            if self.failure_streak == FAILURE_STREAK:
+            streak = self.settings.roles.max_consecutive_failures  # live: read at use
+            if self.failure_streak == streak:
                 self.raise_alert(
                     AlertLevel.CRITICAL,
                     "consecutive_failures",
-                    f"{FAILURE_STREAK} consecutive system errors (failed events); "
-                    "forcing defensive",
+                    f"{streak} consecutive system errors (failed events); forcing defensive",
                     event_id=done.event_id,
                 )
                 self.send(
                     POSTURE,
                     SetPosture(
                         posture=Posture.DEFENSIVE,
-                        reason=f"{FAILURE_STREAK} consecutive failed events",
+                        reason=f"{streak} consecutive failed events",
                     ),
                 )
         elif outcome in (Outcome.ORDERED, Outcome.HOLD, Outcome.VETOED):
@@ -293,14 +284,22 @@ class Watchdog(AegisActor):
                 rec.created_at,
             )
         )
-        self.after(self.settings.watchdog.accuracy_horizon_s, _Judge(rec.decision_id, rec.symbol))
+        delay = self.to_judge.add(self.clock.now(), (rec.decision_id, rec.symbol))
+        if delay is not None:
+            self.after(delay, _Judge())
 
     def on__Judge(self, msg: _Judge) -> None:
-        price = self.last_price(msg.symbol)
-        scored = self.book.judge(msg.decision_id, price or 0.0, self.clock.now())
-        if scored is not None:
-            self.log.debug("judged {}: {}", msg.decision_id, scored)
-        self.update_accuracy_metrics()
+        now = self.clock.now()
+        due, delay = self.to_judge.due(now, lambda _call: True)
+        for decision_id, symbol in due:
+            price = self.last_price(symbol)
+            scored = self.book.judge(decision_id, price or 0.0, now)
+            if scored is not None:
+                self.trace(None, "judged {}: {}", decision_id, scored)
+        if due:
+            self.update_accuracy_metrics()
+        if delay is not None:
+            self.after(delay, msg)
 
     def last_price(self, symbol: str) -> float | None:
         prices = self.rt.cache.prices(symbol, 1)
@@ -381,18 +380,24 @@ class Watchdog(AegisActor):
         self.record_alert(alert)
 
     def raise_alert(
-        self, level: AlertLevel, kind: str, message: str, event_id: str | None = None
+        self,
+        level: AlertLevel,
+        kind: str,
+        message: str,
+        event_id: str | None = None,
+        *,
+        always: bool = False,
     ) -> Alert:
         alert = Alert.new(level, kind, message, self.clock.now(), event_id)
-        self.record_alert(alert)
+        self.record_alert(alert, always=always)
         return alert
 
-    def record_alert(self, alert: Alert) -> None:
+    def record_alert(self, alert: Alert, *, always: bool = False) -> None:
         """Log, store, broadcast, deliver and (from `escalate_from` up) escalate; a repeat
         of the same condition within the de-duplication window is only counted."""
         log = self.log.bind(event_id=alert.event_id, alert_id=alert.alert_id)
         dedup = alert.model_copy(update={"message": _NUMBERS.sub("#", alert.message)})
-        repeats = self.desk.admit(dedup)
+        repeats = self.desk.admit(dedup, always)
         if repeats is None:
             self.metrics.alerts_suppressed.labels(alert.level.value).inc()
             log.debug("repeat alert suppressed {} {}: {}", alert.level, alert.kind, alert.message)
@@ -496,6 +501,7 @@ class Watchdog(AegisActor):
                 self.beats[name] = ref.ask(Heartbeat(seq=seq, ts=self.clock.now()), block=False)
             except pykka.ActorDeadError:
                 continue
+            self.progress_seen[name] = self.handled(name)
         self.after(self.settings.watchdog.heartbeat_timeout_s, _CheckBeat(seq))
         self.after(self.settings.watchdog.heartbeat_every_s, _Beat())
 
@@ -506,12 +512,24 @@ class Watchdog(AegisActor):
             try:
                 fut.get(timeout=0)
             except pykka.Timeout:
+                done = self.handled(name)
+                if done != self.progress_seen.get(name, done):
+                    # late but working through its mailbox: busy, not hung (backpressure
+                    # is the gateway's job; a restart would lose the queue and help nothing)
+                    self.progress_seen[name] = done
+                    self.misses.pop(name, None)
+                    self.metrics.heartbeat_busy.labels(name).inc()
+                    continue
                 self.missed(name)
                 continue
             except Exception:
                 pass  # died meanwhile: its supervisor already knows
             del self.beats[name]
             self.misses.pop(name, None)
+
+    def handled(self, name: str) -> int:
+        counter = self.rt.progress.get(name)
+        return counter[0] if counter else 0
 
     def missed(self, name: str) -> None:
         w = self.settings.watchdog
@@ -523,7 +541,7 @@ class Watchdog(AegisActor):
         self.hung[name] = self.hung.get(name, 0) + 1
         self.misses.pop(name, None)
         self.beats.pop(name, None)
-        parent = PARENTS.get(name, "root")
+        parent = self.rt.directory.parent(name) or "root"
         self.raise_alert(
             AlertLevel.WARNING,
             "heartbeat",
