@@ -130,7 +130,12 @@ def test_best_toml_reproduces_its_trial_and_report(walk: Path, aegis_env: Path) 
     assert again.metrics["sharpe"] == best.best_value  # exactly, not approximately
     page = (out / "optimize-report.html").read_text(encoding="utf-8")
     assert page.count("<svg") >= 3 and "<script" not in page and "http" not in page
-    assert len(list((out / "runs").iterdir())) == 6  # one backtest per trial
+    ran = [t for t in best.trials if "reused" not in t.user_attrs]
+    assert len(list((out / "runs").iterdir())) == len(ran)  # one backtest per new param set
+    for t in best.trials:
+        if "reused" in t.user_attrs:  # a repeated param set copies its twin's result
+            twin = best.trials[t.user_attrs["reused"]]
+            assert (t.params, t.value) == (twin.params, twin.value)
 
 
 def test_min_trades_prunes_and_says_why(walk: Path, aegis_env: Path) -> None:
@@ -203,7 +208,8 @@ def test_two_workers_share_a_postgres_study_no_trial_twice(
     assert len(trials) == 10
     assert {t.state for t in trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
     markers = sorted(p.name for p in (out / "runs").iterdir())
-    assert markers == [f"aegis-{t.number:05d}" for t in sorted(trials, key=lambda t: t.number)]
+    ran = sorted(t.number for t in trials if "reused" not in t.user_attrs)
+    assert markers == [f"aegis-{n:05d}" for n in ran]  # each trial's backtest ran once
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2, workers  # both processes took trials
     with psycopg2.connect(pg_dsn) as con, con.cursor() as cur:
@@ -234,5 +240,6 @@ def test_worker_killed_mid_trial_leaves_it_failed(walk: Path, aegis_env: Path, p
     assert len(trials) == 8
     assert trials[killed.number].state == TrialState.FAIL  # not lost, not re-run
     assert not [t for t in trials.values() if t.state == TrialState.RUNNING]
-    markers = [p.name for p in (out / "runs").iterdir()]
-    assert len(markers) == len(set(markers)) == 8  # the killed trial's run counted once
+    markers = sorted(p.name for p in (out / "runs").iterdir())
+    ran = sorted(t.number for t in trials.values() if "reused" not in t.user_attrs)
+    assert markers == [f"aegis-{n:05d}" for n in ran]  # the killed trial's run counted once

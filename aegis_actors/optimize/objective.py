@@ -4,6 +4,7 @@ A trial with fewer than `min_trades` trades, or whose metric is undefined (no tr
 losses...), is PRUNED (user attr `reason`): it ran but says nothing. Params the strategy
 refuses (e.g. fast >= slow) FAIL the trial. A trial numbered at or past the study's total
 (two workers asked at the same instant) runs no backtest: PRUNED with user attr `skipped`.
+Params equal to a finished trial's are not run again: its result is copied (attr `reused`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from aegis_actors.backtest.api import BacktestConfig, BacktestResult, run_backtest
 from aegis_actors.optimize.space import Dim, suggest
@@ -76,6 +78,16 @@ def run_marker(job: Job, number: int) -> Path:
     return marker
 
 
+def twin(trial: optuna.Trial) -> FrozenTrial | None:
+    """A finished trial with the same params (TPE re-proposes points in small int spaces):
+    a backtest is deterministic, so its result is reused instead of paid for again."""
+    done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    for t in done:
+        if t.params == trial.params and not t.user_attrs.get("skipped"):
+            return t
+    return None
+
+
 def objective(job: Job, trial: optuna.Trial) -> float:
     if trial.number >= job.trials:
         trial.set_user_attr("skipped", f"the study already holds {job.trials} trials")
@@ -83,6 +95,15 @@ def objective(job: Job, trial: optuna.Trial) -> float:
         raise optuna.TrialPruned("over the study's total")
     params = suggest(list(job.space), trial)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+    earlier = twin(trial)
+    if earlier is not None:  # the same params scored before: same data, same result
+        trial.set_user_attr("reused", earlier.number)
+        for key in ("metrics", "reason"):
+            if key in earlier.user_attrs:
+                trial.set_user_attr(key, earlier.user_attrs[key])
+        if earlier.value is None:
+            raise optuna.TrialPruned(str(earlier.user_attrs.get("reason", "")))
+        return float(earlier.value)
     run_marker(job, trial.number)
     scratch = Path(tempfile.mkdtemp(prefix="aegis-opt-"))
     try:

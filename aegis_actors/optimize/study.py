@@ -8,9 +8,11 @@ FAILED (seen by the next worker to start a trial), never lost, never re-run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,15 +87,42 @@ def storage(where: Where, heartbeat: bool = True) -> optuna.storages.RDBStorage:
 def open_study(
     where: Where, name: str, seed: int | None = None, heartbeat: bool = True
 ) -> optuna.Study:
-    """Create the study or join it (load_if_exists): every worker calls this."""
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    return optuna.create_study(
-        storage=storage(where, heartbeat),
-        study_name=name,
-        direction="maximize",
-        sampler=sampler,
-        load_if_exists=True,
-    )
+    """Create the study or join it (load_if_exists): every worker calls this. In PostgreSQL
+    the first join creates Optuna's tables, so joins are serialised by an advisory lock
+    (two machines starting at once would otherwise race on CREATE TABLE)."""
+    with _join_lock(where):
+        study = optuna.create_study(
+            storage=storage(where, heartbeat),
+            study_name=name,
+            direction="maximize",
+            load_if_exists=True,
+        )
+        joins = int(study.user_attrs.get("joins", 0))
+        study.set_user_attr("joins", joins + 1)
+    # Each join samples from its own seed: the same command with the same --seed on two
+    # machines must not propose the same first (random) trials.
+    study.sampler = optuna.samplers.TPESampler(seed=None if seed is None else seed + joins)
+    return study
+
+
+JOIN_LOCK = 0x4AE615  # the advisory lock key for joining a study
+
+
+@contextlib.contextmanager
+def _join_lock(where: Where) -> Iterator[None]:
+    if not where.is_postgres:
+        yield
+        return
+    import psycopg2
+
+    con = psycopg2.connect(where.dsn)
+    con.autocommit = True
+    try:
+        with con.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (JOIN_LOCK,))
+        yield
+    finally:
+        con.close()  # the session lock goes with the connection
 
 
 def counts(trials: list[FrozenTrial]) -> Counter[str]:

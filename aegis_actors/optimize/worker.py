@@ -44,8 +44,7 @@ def drain(study: optuna.Study, where: Where, timeout_s: float = 3600.0) -> None:
 def run_worker(job: Job, where: Where, index: int = 0, watch: Watch | None = None) -> None:
     """One worker: join, run trials until the study is full, drain."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seed = None if job.seed is None else job.seed + index  # same seed: same first samples
-    study = open_study(where, job.study, seed=seed)
+    study = open_study(where, job.study, seed=job.seed)  # seeded per join (study.py)
     if not full(study, job.trials):
         study.optimize(
             lambda trial: objective(job, trial),
@@ -62,7 +61,7 @@ def run_worker(job: Job, where: Where, index: int = 0, watch: Watch | None = Non
 def run_study(job: Job, where: Where, workers: int = 1, watch: Watch | None = None) -> optuna.Study:
     """Run the study with `workers` local workers; `watch(study)` is called while it runs."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(where, job.study, seed=job.seed)  # created here, before any worker
+    study = open_study(where, job.study)  # created here, before any worker
     if workers <= 1:
         run_worker(job, where, 0, watch)  # in this process: kill -9 of it kills its trial
         if watch is not None:
