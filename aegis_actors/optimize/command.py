@@ -17,6 +17,8 @@ from aegis_actors.optimize import walkforward
 from aegis_actors.optimize.best import write_best
 from aegis_actors.optimize.objective import METRIC, Job, backtest, score
 from aegis_actors.optimize.progress import Bar
+from aegis_actors.optimize.report import _day as day
+from aegis_actors.optimize.report import _num as num
 from aegis_actors.optimize.report import write_report
 from aegis_actors.optimize.space import SpaceError, load_space
 from aegis_actors.optimize.study import Where, counts, resolve
@@ -196,9 +198,17 @@ def finish(
     if wf is not None:
         for r in wf["rows"]:
             print(
-                f"  window {r['window']}: IS {r.get('is')!s:>10}  OOS {r.get('oos')!s:>10}  "
-                f"{r.get('params')}"
+                f"  window {r['window']}: IS {day(r['is_from'])}..{day(r['is_to'])} "
+                f"{num(r.get('is')):>8}  OOS {day(r['oos_from'])}..{day(r['oos_to'])} "
+                f"{num(r.get('oos')):>8} ({num(r.get('oos_trades'))} trades)  {r.get('params')}"
             )
+        print(f"  stitched out-of-sample return: {stitched_return(wf['equity'])}")
     report = write_report(out / "optimize-report.html", studies, summary, best_equity, wf)
     print(f"  report: {report}")
     return 0 if scored else 1
+
+
+def stitched_return(equity: list[tuple[float, float]]) -> str:
+    if len(equity) < 2:
+        return "-"
+    return f"{(equity[-1][1] / equity[0][1] - 1) * 100:.2f}%"
