@@ -6,7 +6,6 @@ import argparse
 import shlex
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +88,10 @@ def job_from_args(args: argparse.Namespace) -> Job:
     )
 
 
-def backtest_flags(args: argparse.Namespace) -> str:
+def backtest_flags(args: argparse.Namespace, base: BacktestConfig) -> str:
     """The backtest options that reproduce a trial (written into best.toml's header)."""
     flags: list[str] = [f"--data {shlex.quote(d)}" for d in args.data]
-    for opt, val in (("--symbol", args.symbol), ("--from", args.start), ("--to", args.end)):
+    for opt, val in (("--symbol", args.symbol), ("--from", base.start), ("--to", base.end)):
         if val:
             flags.append(f"{opt} {shlex.quote(val)}")
     flags += [f"--strategy {shlex.quote(args.strategy)}", f"--exits {args.exits}"]
@@ -173,17 +172,12 @@ def finish(
     scored = [t for t in study.trials if t.value is not None]
     if scored:
         best = study.best_trial
-        path = write_best(out / "best.toml", best, job.fixed, job.objective, backtest_flags(args))
-        scope = (
-            replace(
-                job,
-                base=walkforward.in_sample(
-                    job, walkforward.windows(walkforward.bar_times(job), args.walk_forward)[-1]
-                ).base,
-            )
-            if wf
-            else job
-        )
+        scope = job
+        if wf:  # the last window's in-sample bars
+            last = walkforward.windows(walkforward.bar_times(job), args.walk_forward)[-1]
+            scope = walkforward.in_sample(job, last)
+        flags = backtest_flags(args, scope.base)
+        path = write_best(out / "best.toml", best, job.fixed, job.objective, flags)
         again = backtest(scope, dict(best.params), out / "best")
         value, _ = score(job, again)
         same = "reproduced" if value == best.value else f"NOT reproduced ({value!r})"
