@@ -243,3 +243,42 @@ def test_worker_killed_mid_trial_leaves_it_failed(walk: Path, aegis_env: Path, p
     markers = sorted(p.name for p in (out / "runs").iterdir())
     ran = sorted(t.number for t in trials.values() if "reused" not in t.user_attrs)
     assert markers == [f"aegis-{n:05d}" for n in ran]  # the killed trial's run counted once
+
+
+def test_llm_budget_stops_new_trials(aegis_env: Path) -> None:
+    """--roles llm against the local LLM server: once the study's summed token spend reaches
+    the budget, no new trial starts; the trials skipped say why."""
+    import json
+
+    from llm_fake import FakeLlm
+    from roles_harness import llm_roles
+    from test_backtest import trend_rows
+
+    fake = FakeLlm()
+    try:
+        lines = []
+        for role, cfg in llm_roles(fake.url).items():
+            lines.append(f"[roles.{role}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in cfg.items()]
+        settings = aegis_env / "llm.toml"
+        settings.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        data = write_csv(aegis_env / "bars.csv", trend_rows(30, 30))
+        (aegis_env / "space.toml").write_text(
+            "fast = { low = 2, high = 4 }\nslow = { low = 5, high = 9 }\n", encoding="utf-8"
+        )
+        out = aegis_env / "o"
+        cmd = optimize_cmd(data, out, "--trials", "6", "--min-trades", "0", "--settings",
+                           str(settings), "--roles", "llm", "--llm-budget-tokens", "1")  # fmt: skip
+        cmd[cmd.index("--veto") + 1] = "on"  # verifier and commander on the LLM
+        r = subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stderr
+        trials = sorted(trials_of(f"sqlite:///{out / 'study.db'}"), key=lambda t: t.number)
+        ran = [t for t in trials if "llm_tokens" in t.user_attrs]
+        skipped = [t for t in trials if "LLM budget spent" in str(t.user_attrs.get("skipped"))]
+        assert ran and skipped and len(ran) < 6
+        assert sum(t.user_attrs["llm_tokens"] for t in ran[:-1]) < 1  # stopped on the first spend
+        assert ran[-1].user_attrs["llm_tokens"] > 0 and len(fake.calls()) > 0
+        assert all(t.number > ran[-1].number for t in skipped)
+        assert "LLM spend:" in r.stdout
+    finally:
+        fake.close()

@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exits", choices=("posture", "signal"), default="posture")
     p.add_argument("--veto", choices=("on", "off"), default="on")
     p.add_argument("--roles", choices=("rules", "llm"), default=None)
+    p.add_argument("--llm-cache", metavar="FILE", help="LLM answers (default OUT/llm-cache.db)")
+    p.add_argument("--llm-budget-tokens", type=int, metavar="T", help="stop new trials at T")
+    p.add_argument("--llm-budget-usd", type=float, metavar="USD", help="stop new trials at USD")
     p.add_argument("--heartbeat", type=int, default=5, metavar="S", help="worker heartbeat")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="TPE sampler seed")
     p.add_argument("--out", default="optimize-out", metavar="DIR")
@@ -85,6 +88,9 @@ def job_from_args(args: argparse.Namespace) -> Job:
         out=str(Path(args.out).resolve()),
         seed=args.seed,
         fixed=fixed,
+        llm_cache=str(Path(args.llm_cache or Path(args.out, "llm-cache.db")).resolve()),
+        budget_tokens=args.llm_budget_tokens,
+        budget_usd=args.llm_budget_usd,
     )
 
 
@@ -164,6 +170,11 @@ def finish(
         "seconds": round(seconds, 1),
         "trials per minute": round(ran / max(seconds, 1e-9) * 60, 1),
     }
+    tokens = sum(int(t.user_attrs.get("llm_tokens", 0)) for t in trials)
+    if tokens:
+        usd = sum(float(t.user_attrs.get("llm_cost_usd", 0.0)) for t in trials)
+        summary["LLM spend"] = f"{tokens} tokens, ${usd:.4f}"
+        print(f"LLM spend: {tokens} tokens, ${usd:.4f}")
     print(
         f"{ran} trials ({', '.join(f'{v} {k}' for k, v in sorted(c.items()))}) in "
         f"{seconds:.1f}s, {summary['trials per minute']} per minute; storage {where.label()}"

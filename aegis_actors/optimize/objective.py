@@ -5,6 +5,7 @@ losses...), is PRUNED (user attr `reason`): it ran but says nothing. Params the 
 refuses (e.g. fast >= slow) FAIL the trial. A trial numbered at or past the study's total
 (two workers asked at the same instant) runs no backtest: PRUNED with user attr `skipped`.
 Params equal to a finished trial's are not run again: its result is copied (attr `reused`).
+With an LLM budget, once the study's summed spend reaches it no new trial starts (`skipped`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Job:
     out: str = "optimize-out"
     seed: int | None = None
     fixed: dict[str, float] = field(default_factory=dict)
+    llm_cache: str | None = None  # LLM answers shared by every trial (and local worker)
+    budget_tokens: int | None = None  # LLM cost guard for the whole study
+    budget_usd: float | None = None
 
 
 def backtest(job: Job, params: dict[str, float], out: Path | None = None) -> BacktestResult:
@@ -53,7 +57,14 @@ def backtest(job: Job, params: dict[str, float], out: Path | None = None) -> Bac
     from dataclasses import replace
 
     return run_backtest(
-        replace(job.base, params={**job.fixed, **params}, out=out, html=False, progress=False)
+        replace(
+            job.base,
+            params={**job.fixed, **params},
+            out=out,
+            html=False,
+            progress=False,
+            llm_cache=job.llm_cache or job.base.llm_cache,
+        )
     )
 
 
@@ -78,6 +89,21 @@ def run_marker(job: Job, number: int) -> Path:
     return marker
 
 
+def over_budget(job: Job, study: optuna.Study) -> str:
+    """Why no new trial may start ("" when it may): the study's LLM spend, summed over
+    every worker's trials, has reached --llm-budget-tokens / --llm-budget-usd."""
+    if job.budget_tokens is None and job.budget_usd is None:
+        return ""
+    trials = study.get_trials(deepcopy=False)
+    tokens = sum(int(t.user_attrs.get("llm_tokens", 0)) for t in trials)
+    usd = sum(float(t.user_attrs.get("llm_cost_usd", 0.0)) for t in trials)
+    if job.budget_tokens is not None and tokens >= job.budget_tokens:
+        return f"LLM budget spent: {tokens} tokens >= {job.budget_tokens}"
+    if job.budget_usd is not None and usd >= job.budget_usd:
+        return f"LLM budget spent: ${usd:.4f} >= ${job.budget_usd}"
+    return ""
+
+
 def twin(trial: optuna.Trial) -> FrozenTrial | None:
     """A finished trial with the same params (TPE re-proposes points in small int spaces):
     a backtest is deterministic, so its result is reused instead of paid for again."""
@@ -93,6 +119,11 @@ def objective(job: Job, trial: optuna.Trial) -> float:
         trial.set_user_attr("skipped", f"the study already holds {job.trials} trials")
         trial.study.stop()
         raise optuna.TrialPruned("over the study's total")
+    spent = over_budget(job, trial.study)
+    if spent:
+        trial.set_user_attr("skipped", spent)
+        trial.study.stop()
+        raise optuna.TrialPruned(spent)
     params = suggest(list(job.space), trial)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     earlier = twin(trial)
@@ -111,6 +142,9 @@ def objective(job: Job, trial: optuna.Trial) -> float:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     trial.set_user_attr("metrics", dict(result.metrics))
+    llm = result.report.get("llm") or {}
+    trial.set_user_attr("llm_tokens", int(llm.get("tokens", 0)))
+    trial.set_user_attr("llm_cost_usd", float(llm.get("cost_usd", 0.0)))
     value, why = score(job, result)
     if value is None:
         trial.set_user_attr("reason", why)
