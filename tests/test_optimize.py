@@ -210,6 +210,8 @@ def test_two_workers_share_a_postgres_study_no_trial_twice(
     markers = sorted(p.name for p in (out / "runs").iterdir())
     ran = sorted(t.number for t in trials if "reused" not in t.user_attrs)
     assert markers == [f"aegis-{n:05d}" for n in ran]  # each trial's backtest ran once
+    params = [tuple(sorted(t.params.items())) for t in trials if t.number in ran]
+    assert len(params) == len(set(params))  # and no parameter set was paid for twice
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2, workers  # both processes took trials
     with psycopg2.connect(pg_dsn) as con, con.cursor() as cur:
@@ -282,3 +284,23 @@ def test_llm_budget_stops_new_trials(aegis_env: Path) -> None:
         assert "LLM spend:" in r.stdout
     finally:
         fake.close()
+
+
+def test_local_workers_never_pay_for_one_param_set_twice(walk: Path, aegis_env: Path) -> None:
+    """A one-point space and two local worker processes proposing it (at once, when both are
+    up): the study holds its 4 trials, one backtest ran, the others reuse its result."""
+    (aegis_env / "space.toml").write_text(
+        "fast = { low = 3, high = 3 }\nslow = { low = 12, high = 12 }\n", encoding="utf-8"
+    )
+    out = aegis_env / "o"
+    r = subprocess.run(
+        optimize_cmd(walk, out, "--trials", "4", "--workers", "2"),
+        env=env(), capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    trials = [
+        t for t in trials_of(f"sqlite:///{out / 'study.db'}") if not t.user_attrs.get("skipped")
+    ]
+    assert len(trials) == 4 and {t.state for t in trials} == {TrialState.COMPLETE}
+    assert len(list((out / "runs").iterdir())) == 1
+    assert len({t.value for t in trials}) == 1

@@ -14,6 +14,8 @@ import os
 import shutil
 import socket
 import tempfile
+import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -104,14 +106,29 @@ def over_budget(job: Job, study: optuna.Study) -> str:
     return ""
 
 
-def twin(trial: optuna.Trial) -> FrozenTrial | None:
-    """A finished trial with the same params (TPE re-proposes points in small int spaces):
-    a backtest is deterministic, so its result is reused instead of paid for again."""
-    done = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
-    for t in done:
-        if t.params == trial.params and not t.user_attrs.get("skipped"):
-            return t
-    return None
+def twin(trial: optuna.Trial, poll_s: float = 0.2) -> FrozenTrial | None:
+    """A trial with the same params (TPE re-proposes points in small int spaces): a backtest
+    is deterministic, so its result is reused instead of paid for again. One still running
+    (another worker proposed the same point at the same time) is waited for; if it fails
+    (its worker killed), this trial runs the params itself."""
+    while True:
+        same = [
+            t
+            for t in trial.study.get_trials(deepcopy=False)
+            if t.number < trial.number
+            and t.params == trial.params
+            and not t.user_attrs.get("skipped")
+            and t.state != TrialState.FAIL
+        ]
+        done = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        if done:
+            return done[0]
+        if not [t for t in same if t.state == TrialState.RUNNING]:
+            return None
+        with warnings.catch_warnings():  # a killed twin's worker: fail its trial here
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(trial.study)
+        time.sleep(poll_s)
 
 
 def objective(job: Job, trial: optuna.Trial) -> float:
