@@ -11,13 +11,15 @@ from aegis_actors.brokers import Broker
 from aegis_actors.cache_redis import make_cache
 from aegis_actors.clock import Clock, WallClock, set_clock
 from aegis_actors.logs import configure, flush
-from aegis_actors.runtime import Runtime
+from aegis_actors.messages import GetStatus
+from aegis_actors.runtime import EXECUTION, Runtime
 from aegis_actors.settings import Settings
 from aegis_actors.tree import build, check_supported, event_sink, exhausted_to, make_broker
 from supervisors import Directory, RootHandle, start_tree
 
 log = logger.bind(actor="main")
 STOP_TIMEOUT_S = 9.0
+DRAIN_TIMEOUT_S = 5.0
 
 
 class Aegis:
@@ -28,11 +30,13 @@ class Aegis:
         clock: Clock | None = None,
         stderr: bool = True,
         role_backends: dict[str, Any] | None = None,
+        resume: bool = False,
     ) -> None:
         check_supported(settings)
         self.settings = settings
         self.clock = clock or WallClock()
         self.stderr = stderr
+        self.resume = resume
         self.root: RootHandle | None = None
         self.rt: Runtime | None = None
         self.broker: Broker | None = None
@@ -52,7 +56,9 @@ class Aegis:
         )
         set_clock(self.clock)
         directory = Directory()
-        rt = self.rt = Runtime(settings=s, clock=self.clock, directory=directory)
+        rt = self.rt = Runtime(
+            settings=s, clock=self.clock, directory=directory, resume=self.resume
+        )
         rt.role_backends = dict(self.role_backends)
         rt.cache = make_cache(s, self.clock.now, lambda kind: rt.metrics.errors.labels(kind).inc())
         directory.on_dead_letter = lambda name, msg: rt.metrics.dead_letters.labels(name).inc()
@@ -93,16 +99,29 @@ class Aegis:
                 return f"--for {for_s:g}s elapsed"
 
     def stop(self, why: str = "stop") -> int:
-        """Stop the tree in reverse order; 0 when clean, 1 when the tree had given up."""
+        """Stop the tree in reverse order; 0 when clean, 1 when the tree had given up or the
+        run ended in an automatic shutdown."""
         assert self.root is not None
         t0 = time.monotonic()
         exhausted = self.root.exhausted
+        if self.rt is not None:
+            if self.rt.ended_by and not self.root.wait(0):
+                self.drain_execution()  # the safe liquidation before shutdown goes out first
+            self.rt.stopping.set()  # from here no order leaves (execution refuses them)
         if not self.root.wait(0):
             log.info("stopping ({}): children in reverse order", why)
             self.root.stop(timeout=STOP_TIMEOUT_S)
         took = time.monotonic() - t0
+        ended_by = self.rt.ended_by if self.rt is not None else ""
         if exhausted:
             log.critical("AEGIS stopped: the root supervisor gave up ({:.1f}s)", took)
+            code = 1
+        elif ended_by:
+            log.critical(
+                "AEGIS stopped by an automatic shutdown ({}) in {:.1f}s; the next run starts safe",
+                ended_by,
+                took,
+            )
             code = 1
         else:
             log.info("AEGIS stopped cleanly in {:.1f}s ({})", took, why)
@@ -112,6 +131,16 @@ class Aegis:
             close()
         flush()
         return code
+
+    def drain_execution(self) -> None:
+        """Wait until execution has handled what it was told before now (an ask is answered
+        after the tells queued ahead of it): an automatic shutdown passes through `safe`,
+        whose liquidation must leave before "stopping" closes the door."""
+        assert self.rt is not None
+        try:
+            self.rt.directory.ask(EXECUTION, GetStatus(), DRAIN_TIMEOUT_S)
+        except Exception as exc:
+            log.error("execution did not answer before the stop ({}): stopping anyway", exc)
 
     def status(self) -> dict[str, Any]:
         from aegis_actors.status import collect_status

@@ -68,6 +68,12 @@ def parser() -> argparse.ArgumentParser:
             metavar="SECONDS",
             help="stop by itself after SECONDS",
         )
+    for target in (p, run):
+        target.add_argument(
+            "--resume",
+            action="store_true",
+            help="start normal even when the previous run ended in an automatic shutdown",
+        )
     check = sub.add_parser(
         "check",
         help="pre-session checklist; exit 0 when all pass",
@@ -137,7 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.data, args.symbol, args.out = [settings.feed.replay_file], None, "backtest-out"
         return cmd_backtest(args)
     try:
-        app = Aegis(settings)
+        app = Aegis(settings, resume=bool(getattr(args, "resume", False)))
     except SettingsError as exc:
         print(str(exc), file=sys.stderr)
         return 2

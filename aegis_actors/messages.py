@@ -51,6 +51,34 @@ class OrderType(StrEnum):
     MARKET = "market"
 
 
+class OrderStatus(StrEnum):
+    """The one order vocabulary: messages, ledger, metrics and brokers all use it.
+
+    new -> accepted -> partially_filled -> filled | cancelled | rejected | expired;
+    `unknown` (sent, the broker's answer lost) lasts only until reconciliation answers.
+    The legal moves are in `aegis_actors/execution/lifecycle.py`.
+    """
+
+    NEW = "new"
+    ACCEPTED = "accepted"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+OPEN_STATUSES: frozenset[OrderStatus] = frozenset(
+    {OrderStatus.NEW, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED}
+)
+"""Statuses under which an order can still fill (and can be cancelled)."""
+
+FINAL_STATUSES: frozenset[OrderStatus] = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
 class Posture(StrEnum):
     OFFENSIVE = "offensive"
     GUERRILLA = "guerrilla"
@@ -228,7 +256,7 @@ class Order(Msg):
     take_profit: float | None = None
     intent: str = "entry"  # entry | exit
     posture: Posture | None = None
-    status: str = "new"
+    status: OrderStatus = OrderStatus.NEW
     created_at: float
 
 
@@ -423,14 +451,28 @@ class PriceConfirmation(Msg):
 
 
 class WriteOrder(Msg):
-    """Write-ahead: asked before the broker is called; the reply says whether it is durable."""
+    """Write-ahead: asked before the broker is called; the reply says whether it is durable.
+
+    `deadline` (wall-clock epoch seconds, as the asker's timeout runs on wall time): past
+    it the asker has given up and will not send, so the store does not write it either.
+    """
 
     order: Order
+    deadline: float | None = None
+
+
+class WriteAheadExpired(Msg):
+    """Told to the store when a write-ahead was not confirmed in time and the order was
+    not sent: a row the store wrote late (still `new`) becomes `cancelled` with `reason`."""
+
+    client_order_id: str
+    reason: str
+    ts: float
 
 
 class OrderUpdate(Msg):
     client_order_id: str
-    status: str
+    status: OrderStatus
     ts: float
     broker_order_id: str | None = None
     filled_qty: float | None = None

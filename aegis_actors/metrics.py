@@ -16,7 +16,9 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 POSTURE_RANK = {"offensive": 0, "guerrilla": 1, "defensive": 2}
-FAILED_ORDER_STATUSES = frozenset({"error", "rejected", "not_written"})
+# Order outcomes counted as failures: the broker refused it, its answer was lost, or it
+# was never written ahead (so never sent). Statuses are OrderStatus values.
+FAILED_ORDER_STATUSES = frozenset({"rejected", "unknown", "not_written"})
 _MS_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 200, 500, 1000, 1500, 2000, 3000, 4000, 5000, 10000)
 
 

@@ -50,6 +50,9 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     shutdown: threading.Event = field(default_factory=threading.Event)  # set to end the run
+    stopping: threading.Event = field(default_factory=threading.Event)  # no order leaves
+    resume: bool = False  # `run --resume`: start normal even after an automatic shutdown
+    ended_by: str = ""  # why the run ended in an automatic shutdown ("" = it did not)
     tree: Callable[[], dict[str, Any]] | None = None  # the supervisor snapshot, once started
     event_sinks: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     # A backtest's strategy backends by role name (analyst, verifier, commander); a role

@@ -202,7 +202,7 @@ class BrokerSettings(Section):
     min_commission: float = Field(1.0, ge=0)
     key_id: SecretStr = SecretStr("")
     secret_key: SecretStr = SecretStr("")
-    paper_state_path: str = ""
+    paper_state_path: str = "var/paper.json"  # "" = in-memory book, for throwaway runs
     timeout_s: float = Field(2.0, gt=0)  # alpaca: per HTTP request
     retries: int = Field(2, ge=0)  # alpaca: extra attempts after 429/5xx/timeout
     retry_backoff_s: float = Field(0.1, ge=0)  # alpaca: wait before attempt n: n * this
@@ -222,8 +222,9 @@ class StoreSettings(Section):
     spool_path: str = "var/spool.db"
     spool_max: int = Field(100_000, ge=1)
     retry_initial_s: float = Field(1.0, gt=0)
-    retry_max_s: float = Field(30.0, gt=0)
+    retry_max_s: float = Field(5.0, gt=0)
     connect_timeout_s: int = Field(3, ge=1)
+    io_timeout_s: float = Field(10.0, gt=0)  # PostgreSQL silent this long: an outage
 
 
 class PostureLevel(Section):

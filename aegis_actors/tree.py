@@ -1,8 +1,8 @@
 """The AEGIS supervision tree (ARCHITECTURE.md "The tree"), built from settings.
 
 Start order is top to bottom, stop order the reverse: the store is up before anyone
-writes and down after everyone has; the gateway starts last, so no event enters a
-pipeline that is not there yet, and stops first.
+writes and down after everyone has; the gateway starts last (after admin and the
+dashboard too), so no event enters a pipeline that is not there yet, and stops first.
 """
 
 from __future__ import annotations
@@ -86,15 +86,22 @@ def make_broker(settings: Settings, rt: Runtime) -> Broker:
             price_ttl_s=b.price_ttl_s,
             clock_now=rt.clock.now,
         )
+    replay = settings.feed.kind == "replay"
     paper = PaperBroker(
         capital=b.capital,
         slippage_bps=b.slippage_bps,
         commission_per_share=b.commission_per_share,
         min_commission=b.min_commission,
-        bar_mode=settings.feed.kind == "replay",  # a backtest never fills on its own bar
+        bar_mode=replay,  # a backtest never fills on its own bar
         clock_now=rt.clock.now,
+        # Ids unique forever: a fresh book per run must not reuse the last run's order and
+        # fill ids (a durable book keeps the prefix it was created with). A backtest keeps
+        # plain sequential ids so replaying a session gives the same ones.
+        id_prefix="paper" if replay else f"paper-{rt.run_id}",
     )
-    return DurablePaperBroker(paper, b.paper_state_path) if b.paper_state_path else paper
+    if b.paper_state_path and not replay:  # durable by default, like a real broker's book
+        return DurablePaperBroker(paper, b.paper_state_path)
+    return paper
 
 
 def check_supported(settings: Settings) -> None:
@@ -172,12 +179,13 @@ def build(rt: Runtime, broker: Broker) -> tuple[list[ChildSpec], Policy]:
         actor(EXECUTION, Execution, rt, broker),
         roles,
         actor(CONTEXT, ContextLoader, rt),
-        gateway,
     ]
     if s.store.redis_url:  # the admin channel lives on Redis; without it there is no admin
         children.append(actor(ADMIN, Admin, rt))
     if s.dashboard.port:
         children.append(actor(DASHBOARD, Dashboard, rt))
+    # Last to start, first to stop: no event enters once "stopping" is logged (issue 11).
+    children.append(gateway)
     return children, policy(sup.root)
 
 

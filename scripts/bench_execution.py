@@ -75,6 +75,15 @@ class MemPorts:
     def current_posture(self) -> Posture:
         return Posture.GUERRILLA
 
+    def ask(self, name: str, message: Msg, timeout: float) -> Any:
+        raise TimeoutError(name)
+
+    def run_stopping(self) -> bool:
+        return False
+
+    def recent_price(self, symbol: str) -> float | None:
+        return None
+
     def publish(self, positions: dict[str, Any], account: dict[str, Any]) -> None:
         pass
 

@@ -237,8 +237,9 @@ def main() -> None:
             rows = []
             for i in range(m):  # built before the clock starts: the floor is the driver
                 row = decision(i, tag).model_dump(mode="json")
-                for k in ("analysis", "verdict", "decision", "latency_ms"):
-                    row[k] = None if row[k] is None else json.dumps(row[k])
+                for k, v in row.items():  # JSON columns, as the store adapts them
+                    if isinstance(v, dict | list) or k in ("analysis", "verdict", "decision"):
+                        row[k] = None if v is None else json.dumps(v)
                 rows.append(row)
             cols = list(rows[0])
             sql = (

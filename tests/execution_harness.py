@@ -45,6 +45,7 @@ class Ports:
     ledger: dict[str, Order] = field(default_factory=dict)
     published: tuple[dict[str, Any], dict[str, Any]] | None = None
     store_down: bool = False
+    is_stopping: bool = False
 
     def send(self, name: str, message: Msg) -> bool:
         self.sent.append((name, message))
@@ -60,6 +61,15 @@ class Ports:
 
     def current_posture(self) -> Posture | None:
         return self.posture
+
+    def ask(self, name: str, message: Msg, timeout: float) -> Any:
+        raise TimeoutError(f"no {name} in the harness")
+
+    def recent_price(self, symbol: str) -> float | None:
+        return None
+
+    def run_stopping(self) -> bool:
+        return self.is_stopping
 
     def publish(self, positions: dict[str, Any], account: dict[str, Any]) -> None:
         self.published = (positions, account)

@@ -72,8 +72,9 @@ def test_reconcile_fixes_orders_fills_and_positions(
     assert rt is not None
     differences = rt.metrics.errors.labels("reconcile_difference")._value.get()
     # Positions MSFT (missing) and TSLA (extra); the order never sent; the fill missing and
-    # the status of the filled order; the status of the working order.
-    assert differences == 6
+    # the status of the filled order; the status of the working order; and MSFT, adopted
+    # from the broker, given its posture's stops (issue 11: never a position without them).
+    assert differences == 7
 
     db = open_database(sqlite_path=str(db_path))
     rows = {r["client_order_id"]: r for r in db.select("orders")}
@@ -85,6 +86,8 @@ def test_reconcile_fixes_orders_fills_and_positions(
     assert rows["ae-working"]["broker_order_id"] is not None
     positions = {r["symbol"]: r["qty"] for r in db.select("positions")}
     assert positions == {"MSFT": 10.0}
+    (msft,) = db.select("positions")
+    assert msft["stop_loss"] < 100.0 < msft["take_profit"]
 
     # The working order is followed again: its fill updates its row and the position.
     rt.directory.tell(EXECUTION, Tick(symbol="NVDA", price=89.0, ts=vclock.now()))

@@ -50,7 +50,7 @@ _STATUS = {
     "canceled": OrderStatus.CANCELLED,
     "cancelled": OrderStatus.CANCELLED,
     "pending_cancel": OrderStatus.ACCEPTED,
-    "expired": OrderStatus.CANCELLED,
+    "expired": OrderStatus.EXPIRED,
     "stopped": OrderStatus.ACCEPTED,
     "suspended": OrderStatus.ACCEPTED,
     "rejected": OrderStatus.REJECTED,
@@ -75,6 +75,7 @@ def _num(x: Any, default: float = 0.0) -> float:
 
 class AlpacaBroker:
     name: str = "alpaca"
+    durable: bool = True
 
     def __init__(
         self,
@@ -107,7 +108,6 @@ class AlpacaBroker:
         self._attempted: set[str] = set()  # submits whose answer may have been lost
         self._ids: dict[str, str] = {}  # client order id -> broker order id
         self._tracked: dict[str, tuple[float, float]] = {}  # coid -> (filled qty, avg price)
-        self._fill_seq: dict[str, int] = {}
         self._outbox: list[BrokerFill] = []
         self._prices: dict[str, tuple[float, float]] = {}  # symbol -> (price, seen at)
         self._last_poll = -math.inf
@@ -266,6 +266,10 @@ class AlpacaBroker:
                 self._remember(client_order_id, raw)  # a lost answer found: track its fills
             o = self._parse(raw)
             self._ids[client_order_id] = o.broker_order_id
+            if o.status in OPEN_STATUSES and client_order_id not in self._tracked:
+                # Working from before this process (found at reconciliation): follow its
+                # later fills from what it had filled by now.
+                self._tracked[client_order_id] = (o.filled_qty, _num(raw.get("filled_avg_price")))
             return o
 
     def open_orders(self) -> list[OpenOrder]:
@@ -318,6 +322,11 @@ class AlpacaBroker:
             return None
         return seen[0]
 
+    def fills_for(self, client_order_id: str) -> list[BrokerFill]:
+        """Not read from this venue yet (its account activities API): reconciliation then
+        takes the order's filled qty and average price from the order itself."""
+        return []
+
     def poll_fills(self) -> list[BrokerFill]:
         """Fills since the last call: open orders in one request, then each tracked order
         that left the open list, by its client order id. At most every `poll_every_s`."""
@@ -355,13 +364,13 @@ class AlpacaBroker:
         if filled > done_qty + 1e-9 and avg > 0:
             qty = filled - done_qty
             price = (filled * avg - done_qty * done_avg) / qty
-            n = self._fill_seq.get(coid, 0) + 1
-            self._fill_seq[coid] = n
             o = self._parse(raw)
             ts = self._now()
             self._outbox.append(
                 BrokerFill(
-                    fill_id=f"{o.broker_order_id}-{n}",
+                    # Named by the cumulative qty it brings the order to: unique forever and
+                    # the same in every process that sees the same growth.
+                    fill_id=f"{o.broker_order_id}-{filled:g}",
                     client_order_id=coid,
                     broker_order_id=o.broker_order_id,
                     symbol=o.symbol,

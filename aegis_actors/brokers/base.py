@@ -14,10 +14,9 @@ Contract every broker keeps, so the execution actor can retry without fear:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-from aegis_actors.messages import OrderType, Side
+from aegis_actors.messages import OPEN_STATUSES, OrderStatus, OrderType, Side
 
 __all__ = [
     "OPEN_STATUSES",
@@ -33,21 +32,6 @@ __all__ = [
     "OrderType",
     "Side",
 ]
-
-
-class OrderStatus(StrEnum):
-    NEW = "new"
-    ACCEPTED = "accepted"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-
-
-OPEN_STATUSES: frozenset[OrderStatus] = frozenset(
-    {OrderStatus.NEW, OrderStatus.ACCEPTED, OrderStatus.PARTIALLY_FILLED}
-)
-"""Statuses under which an order can still fill (and can be cancelled)."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +109,7 @@ class Broker(Protocol):
     """What the execution actor owns; called from that actor's thread only."""
 
     name: str
+    durable: bool  # False only for a book that dies with the process (in-memory paper)
 
     def submit(self, order: BrokerOrder) -> Ack:
         """Place `order`; idempotent by client_order_id (a repeat returns the first Ack)."""
@@ -163,3 +148,8 @@ class Broker(Protocol):
         ...
 
     def last_price(self, symbol: str) -> float | None: ...
+
+    def fills_for(self, client_order_id: str) -> list[BrokerFill]:
+        """Every fill the venue made for that order, polled or not (reconciliation
+        recovers from it the fills the ledger missed); [] where the venue keeps none."""
+        ...

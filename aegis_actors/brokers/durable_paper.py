@@ -32,6 +32,7 @@ class DurablePaperBroker:
     """The `Broker` protocol over a `PaperBroker`, persisted to `path`."""
 
     name: str = "paper"
+    durable: bool = True
 
     def __init__(self, inner: PaperBroker, path: str) -> None:
         self.inner = inner

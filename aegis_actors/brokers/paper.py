@@ -4,7 +4,8 @@ It fills only on prices fed to it through `on_price`, so a backtest can never fi
 price it has not yet seen; in `bar_mode` it also refuses the price that was current when an
 order arrived (that bar's close is already history), filling no earlier than the next
 bar's open. Ids are sequential from `id_prefix`, so replaying a session gives the same
-order and fill ids.
+order and fill ids; a live run gives each new book its own prefix, so ids are unique
+forever (a fill id is the broker order id plus the order's fill sequence).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class PaperBroker:
     """In-memory broker: cash account (no margin), slippage, commissions, partial fills."""
 
     name: str = "paper"
+    durable: bool = False  # the book dies with the process
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class PaperBroker:
         self._orders: dict[str, _Order] = {}  # accepted orders, in submission order
         self._open: dict[str, _Order] = {}  # the still-working subset, kept small for matching
         self._outbox: list[BrokerFill] = []  # fills made outside on_price, for poll_fills
+        self._history: dict[str, list[BrokerFill]] = {}  # every fill, by client order id
         self._seq = 0
         self._flatten_seq = 0
 
@@ -220,6 +223,12 @@ class PaperBroker:
             fills, self._outbox = self._outbox, []
             return fills
 
+    def fills_for(self, client_order_id: str) -> list[BrokerFill]:
+        """Every fill this book made for that order (this process's book only: an
+        in-memory book has no history from before it was created)."""
+        with self._lock:
+            return list(self._history.get(client_order_id, []))
+
     def on_price(
         self, symbol: str, price: float, ts: float, *, open_price: float | None = None
     ) -> list[BrokerFill]:
@@ -260,6 +269,7 @@ class PaperBroker:
                 "outbox": [asdict(f) for f in self._outbox],
                 "seq": self._seq,
                 "flatten_seq": self._flatten_seq,
+                "prefix": self._prefix,
             }
 
     def restore_state(self, state: dict[str, Any]) -> None:
@@ -287,6 +297,7 @@ class PaperBroker:
             self._outbox = [BrokerFill(**{**f, "side": Side(f["side"])}) for f in state["outbox"]]
             self._seq = int(state["seq"])
             self._flatten_seq = int(state["flatten_seq"])
+            self._prefix = str(state.get("prefix", self._prefix))
 
     # -- internals ------------------------------------------------------------------------
 
@@ -405,7 +416,7 @@ class PaperBroker:
         signed = qty if rec.side is Side.BUY else -qty
         self._cash -= signed * price + fee
         self._apply_position(rec.symbol, signed, price)
-        return BrokerFill(
+        fill = BrokerFill(
             fill_id=f"{rec.broker_order_id}-{rec.fill_count}",
             client_order_id=rec.client_order_id,
             broker_order_id=rec.broker_order_id,
@@ -416,6 +427,8 @@ class PaperBroker:
             fee=fee,
             ts=ts,
         )
+        self._history.setdefault(rec.client_order_id, []).append(fill)
+        return fill
 
     def _apply_position(self, symbol: str, signed: float, price: float) -> None:
         """Average in on adds, realise PnL on reductions, restart the average on a flip."""

@@ -7,6 +7,7 @@ positions and the account. Order logic lives in the core, where it is property-t
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,10 @@ from aegis_actors.base import AegisActor
 from aegis_actors.brokers import Broker
 from aegis_actors.context import K_ACCOUNT, K_MODE, K_POSITIONS, K_POSTURE
 from aegis_actors.execution.core import ExecutionCore, Held, Live, Pending
-from aegis_actors.execution.reconcile import reconcile_on_start
+from aegis_actors.execution.reconcile import reconcile_later, reconcile_on_start
 from aegis_actors.messages import (
     Decision,
+    GetStatus,
     ModeChange,
     Order,
     Posture,
@@ -24,14 +26,16 @@ from aegis_actors.messages import (
     Tick,
     Ticks,
     TradingMode,
+    WriteAheadExpired,
     WriteOrder,
 )
-from aegis_actors.runtime import STORE
+from aegis_actors.runtime import STORE, WATCHDOG
 
 __all__ = ["Execution", "Held", "Live", "Pending"]
 
 WRITE_AHEAD_TIMEOUT_S = 2.0
 SWEEP_EVERY_S = 5.0
+MODE_ASK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -45,15 +49,30 @@ class Execution(AegisActor):
         self.broker = broker
 
     def on_start(self) -> None:
-        mode = TradingMode(self.rt.cache.get_json(K_MODE) or "normal")
+        mode = self.mode_in_force()
         self.core = ExecutionCore(
-            self.broker, self.settings, self.clock.now, self, self.metrics, self.log, mode
+            self.broker,
+            self.settings,
+            self.clock.now,
+            self,
+            self.metrics,
+            self.log,
+            mode,
+            run_id=self.rt.run_id,
         )
-        self.positions: dict[str, Held] = self.core.positions
-        self.live: dict[str, Live] = self.core.live
-        self.reconciled = reconcile_on_start(self)  # execution/reconcile.py
+        self.reconciled = reconcile_on_start(self.core)  # execution/reconcile.py
         self.core.publish_account()
         self.after(SWEEP_EVERY_S, _Sweep())
+
+    def mode_in_force(self) -> TradingMode:
+        """The watchdog's mode, asked (not read from the cache, where a previous run's
+        mode may linger until the watchdog has started)."""
+        try:
+            return TradingMode(self.ask(WATCHDOG, GetStatus(), MODE_ASK_S)["mode"])
+        except Exception as exc:
+            cached = self.rt.cache.get_json(K_MODE) or "normal"
+            self.log.warning("watchdog not answering ({}): mode {} from the cache", exc, cached)
+            return TradingMode(cached)
 
     # -- messages --------------------------------------------------------------------
 
@@ -76,6 +95,8 @@ class Execution(AegisActor):
 
     def on__Sweep(self, _msg: _Sweep) -> None:
         try:
+            if not self.reconciled.ledger_read:  # unreadable at start: check the orders now
+                reconcile_later(self.core, self.reconciled)
             self.core.sweep()
         finally:
             self.after(SWEEP_EVERY_S, _Sweep())
@@ -83,9 +104,25 @@ class Execution(AegisActor):
     # -- ports of the core -----------------------------------------------------------
 
     def write_ahead(self, order: Order) -> str:
+        """Ask the store to write `order` ahead; a deadline on both sides: past it the
+        store does not write it, and a row it wrote late is cancelled, never sent."""
+        deadline = time.time() + WRITE_AHEAD_TIMEOUT_S  # wall time, as the ask's timeout
         try:
-            return str(self.ask(STORE, WriteOrder(order=order), timeout=WRITE_AHEAD_TIMEOUT_S))
+            return str(
+                self.ask(
+                    STORE,
+                    WriteOrder(order=order, deadline=deadline),
+                    timeout=WRITE_AHEAD_TIMEOUT_S,
+                )
+            )
         except Exception as exc:
+            why = f"write-ahead not confirmed within {WRITE_AHEAD_TIMEOUT_S:g}s; never sent"
+            self.send(
+                STORE,
+                WriteAheadExpired(
+                    client_order_id=order.client_order_id, reason=why, ts=self.clock.now()
+                ),
+            )
             return f"store unreachable: {exc}"
 
     def current_posture(self) -> Posture | None:
@@ -95,17 +132,16 @@ class Execution(AegisActor):
         except (KeyError, ValueError, TypeError):
             return None
 
+    def run_stopping(self) -> bool:
+        return self.rt.stopping.is_set()
+
     def publish(self, positions: dict[str, Any], account: dict[str, Any]) -> None:
         self.rt.cache.set_json(K_POSITIONS, positions)
         self.rt.cache.set_json(K_ACCOUNT, account)
 
-    # -- used by reconcile -----------------------------------------------------------
-
-    def persist_position(self, h: Held) -> None:
-        self.core.persist_position(h)
-
-    def publish_positions(self) -> None:
-        self.core.publish_positions()
+    def recent_price(self, symbol: str) -> float | None:
+        seen = self.rt.cache.prices(symbol, 1)
+        return seen[-1][1] if seen else None
 
     @property
     def mode(self) -> TradingMode:

@@ -5,7 +5,7 @@ SQLite behind the same dict-based API, so the store actor is backend-agnostic.
 """
 
 from .base import Database
-from .errors import StoreError, StoreIntegrityError, StoreUnavailable
+from .errors import LedgerConflict, StoreError, StoreIntegrityError, StoreUnavailable
 from .factory import open_database
 from .postgres import PostgresDatabase
 from .schema import LATEST_VERSION, MIGRATIONS, TABLES, Migration
@@ -13,6 +13,7 @@ from .sqlite import SQLiteDatabase
 
 __all__ = [
     "LATEST_VERSION",
+    "LedgerConflict",
     "MIGRATIONS",
     "TABLES",
     "Database",

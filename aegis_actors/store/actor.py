@@ -19,6 +19,7 @@ flushes what waits first.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,9 +27,12 @@ from pydantic import ValidationError
 
 from aegis_actors import messages as m
 from aegis_actors.base import AegisActor
+from aegis_actors.execution.lifecycle import LEGAL
 from aegis_actors.messages import (
+    OPEN_STATUSES,
     AckAlert,
     Alert,
+    AlertLevel,
     DecisionRecord,
     KvGet,
     KvPut,
@@ -36,6 +40,7 @@ from aegis_actors.messages import (
     LoadState,
     ModeChange,
     Msg,
+    OrderStatus,
     OrderUpdate,
     PositionUpdate,
     PostureChange,
@@ -45,16 +50,30 @@ from aegis_actors.messages import (
     Snapshot,
     StoreHealth,
     TradingMode,
+    WriteAheadExpired,
     WriteOrder,
 )
 from aegis_actors.runtime import WATCHDOG
 from aegis_actors.store.base import Database
-from aegis_actors.store.errors import StoreError, StoreUnavailable
+from aegis_actors.store.errors import LedgerConflict, StoreError, StoreUnavailable
 from aegis_actors.store.factory import open_database
 from aegis_actors.store.spool import Spool
 
-OPEN_ORDER_STATUSES = ("new", "sent", "accepted", "partially_filled")
+# Orders reconciliation checks at start: those that may still change at the broker, and
+# those whose broker answer was lost (`unknown`, until reconciliation answers).
+OPEN_ORDER_STATUSES = tuple(s.value for s in (*OPEN_STATUSES, OrderStatus.UNKNOWN))
 REPLAY_BATCH = 200
+STOP_REPLAY_BUDGET_S = 3.0  # a spool still replaying when the run stops: this long, then kept
+# The statuses an update to each status may come from (itself included: more fills, an
+# id or a price added): the order state machine, as the ledger applies it.
+FROM_STATUSES: dict[OrderStatus, tuple[str, ...]] = {
+    new: tuple(sorted({new.value} | {old.value for old, nxt in LEGAL.items() if new in nxt}))
+    for new in OrderStatus
+}
+# What makes two rows under one unique key the same row (an idempotent replay).
+ORDER_IDENTITY = ("decision_id", "symbol", "side", "qty", "order_type", "limit_price", "intent")
+FILL_IDENTITY = ("client_order_id", "symbol", "side", "qty", "price", "fee")
+DECISION_IDENTITY = ("event_id", "symbol")
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,7 @@ _TOLD_WRITES = (
     Alert,
     AckAlert,
     KvPut,
+    WriteAheadExpired,
 )
 
 
@@ -86,6 +106,8 @@ class Store(AegisActor):
         self.spooled = 0
         self.replayed = 0
         self.spool_refused = 0
+        self.conflicts = 0
+        self.expired = 0  # write-aheads refused past their deadline
         self.received: dict[str, int] = {}  # non-order writes asked for, by message type
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
@@ -133,6 +155,7 @@ class Store(AegisActor):
                 sqlite_path=cfg.sqlite_path,
                 postgres_dsn=cfg.postgres_dsn,
                 connect_timeout_s=cfg.connect_timeout_s,
+                io_timeout_s=cfg.io_timeout_s,
             )
         except StoreError as exc:
             self.outage(f"cannot open the durable store: {exc}")
@@ -162,7 +185,8 @@ class Store(AegisActor):
             self.outage_reason = ""
             why = self.replay()
             if not why:
-                self.log.warning("durable store back: spool replayed, orders allowed again")
+                left = f"; {len(self.spool)} writes still spooled" if len(self.spool) else ""
+                self.log.warning("durable store back: orders allowed again{}", left)
                 return
             self.outage_reason = why
         self.backoff = min(self.backoff * 2, self.settings.store.retry_max_s)
@@ -177,6 +201,7 @@ class Store(AegisActor):
                 sqlite_path=cfg.sqlite_path,
                 postgres_dsn=cfg.postgres_dsn,
                 connect_timeout_s=cfg.connect_timeout_s,
+                io_timeout_s=cfg.io_timeout_s,
             )
         except StoreError:
             return False
@@ -184,27 +209,58 @@ class Store(AegisActor):
 
     def replay(self) -> str:
         """Apply spooled writes oldest first; at an outage stop and return why ("" = done)."""
+        cutoff: float | None = None
         while len(self.spool):
-            for seq, kind, raw in self.spool.head(REPLAY_BATCH):
+            if self.rt.stopping.is_set():  # a long spool never holds up the stop for long
+                cutoff = cutoff or time.monotonic() + STOP_REPLAY_BUDGET_S
+                if time.monotonic() >= cutoff:
+                    self.log.warning(
+                        "stopping: {} spooled writes kept for the next run", len(self.spool)
+                    )
+                    return ""
+            batch = self.spool.head(REPLAY_BATCH)
+            msgs: list[tuple[int, str, Msg]] = []
+            for seq, kind, raw in batch:
                 try:
-                    msg = getattr(m, kind).model_validate(json.loads(raw))
+                    msgs.append((seq, kind, getattr(m, kind).model_validate(json.loads(raw))))
                 except (AttributeError, ValueError, ValidationError) as exc:
                     self.metrics.errors.labels("spool_bad_entry").inc()
                     self.log.error("spool entry {} ({}) unreadable, dropped: {}", seq, kind, exc)
-                    self.spool.remove(seq)
-                    continue
-                try:
-                    self.apply(msg)
-                except StoreUnavailable as exc:
-                    return str(exc)
-                except (StoreError, ValueError, TypeError) as exc:
-                    self.failed += 1
-                    self.metrics.errors.labels("store_write").inc()
-                    self.log.error("spooled {} {} rejected by the store: {}", kind, seq, exc)
-                else:
-                    self.writes += 1
-                    self.replayed += 1
-                self.spool.remove(seq)
+            try:  # one durable commit per batch (the spool's entries go only after it)
+                with self.durable.transaction(durable=True):
+                    for _seq, _kind, msg in msgs:
+                        self.apply(msg)
+            except StoreUnavailable as exc:
+                return str(exc)  # rolled back: the whole batch is replayed next time
+            except (StoreError, ValueError, TypeError):
+                why = self.replay_one_by_one(msgs)  # rolled back: find the bad one
+                if why:
+                    return why
+            else:
+                self.writes += len(msgs)
+                self.replayed += len(msgs)
+            self.spool.remove_upto(batch[-1][0])
+        return ""
+
+    def replay_one_by_one(self, msgs: list[tuple[int, str, Msg]]) -> str:
+        """A batch that failed as a whole, entry by entry: a refused entry is logged and
+        dropped, the rest written; at an outage, what is done is removed and why returned."""
+        for i, (seq, kind, msg) in enumerate(msgs):
+            try:
+                self.apply(msg)
+            except StoreUnavailable as exc:
+                if i:
+                    self.spool.remove_upto(msgs[i - 1][0])
+                return str(exc)
+            except LedgerConflict as exc:
+                self.conflict(exc)
+            except (StoreError, ValueError, TypeError) as exc:
+                self.failed += 1
+                self.metrics.errors.labels("store_write").inc()
+                self.log.error("spooled {} {} rejected by the store: {}", kind, seq, exc)
+            else:
+                self.writes += 1
+                self.replayed += 1
         return ""
 
     def on_receive(self, message: Any) -> Any:
@@ -267,6 +323,9 @@ class Store(AegisActor):
                 self.apply(msg)
             except StoreUnavailable as exc:
                 self.outage(str(exc))
+            except LedgerConflict as exc:
+                self.conflict(exc)
+                return
             except (StoreError, ValueError, TypeError) as exc:
                 self.failed += 1
                 self.metrics.errors.labels("store_write").inc()
@@ -289,6 +348,14 @@ class Store(AegisActor):
             "spool full ({} entries): {} LOST", self.spool.max_entries, type(msg).__name__
         )
 
+    def conflict(self, exc: LedgerConflict) -> None:
+        """A different row under a key the ledger already holds: never silently ignored."""
+        self.failed += 1
+        self.conflicts += 1
+        self.metrics.errors.labels("ledger_conflict").inc()
+        self.log.error("LEDGER CONFLICT, not written: {}", exc)
+        self.alert(AlertLevel.CRITICAL, "ledger_conflict", str(exc))
+
     def apply(self, msg: Msg) -> None:
         getattr(self, f"apply_{type(msg).__name__}")(msg)
 
@@ -298,22 +365,85 @@ class Store(AegisActor):
         o = msg.order
         log = self.log.bind(event_id=o.event_id)
         if self.outage_reason:
+            if o.intent == "exit":  # risk-reducing: written ahead to the local spool
+                return self.spool_write_ahead(msg)
             self.metrics.errors.labels("store_write").inc()
             log.error("write-ahead of {} refused: store down", o.client_order_id)
             return f"error: durable store unavailable ({self.outage_reason})"
+        if msg.deadline is not None and time.time() > msg.deadline:
+            self.expired += 1
+            self.metrics.errors.labels("write_ahead_expired").inc()
+            log.error("write-ahead of {} past its deadline: not written", o.client_order_id)
+            return "expired: past the write-ahead deadline"
         row = o.model_dump(mode="json")
         row.update(updated_at=o.created_at)
         try:
-            inserted = self.durable.insert("orders", row, ignore_conflict=True)
+            inserted = self.durable.insert_once("orders", row, "client_order_id", ORDER_IDENTITY)
+        except LedgerConflict as exc:
+            self.conflict(exc)
+            return f"conflict: {exc}"
         except StoreError as exc:
             self.failed += 1
             self.metrics.errors.labels("store_write").inc()
             log.error("write-ahead of {} failed: {}", o.client_order_id, exc)
             if isinstance(exc, StoreUnavailable):
                 self.outage(str(exc))
+                if o.intent == "exit":
+                    return self.spool_write_ahead(msg)
+                # The INSERT may have landed before the link broke: the order is not sent,
+                # so a row that did land is cancelled once the store is back (chaos C6).
+                self.write(
+                    WriteAheadExpired(
+                        client_order_id=o.client_order_id,
+                        reason=f"write-ahead outcome unknown ({exc}); never sent",
+                        ts=self.clock.now(),
+                    )
+                )
             return f"error: {exc}"
         self.writes += 1
         return "new" if inserted else "duplicate"
+
+    def spool_write_ahead(self, msg: WriteOrder) -> str:
+        """An exit (stop-loss, take-profit, liquidation) while the durable store is down:
+        its write-ahead goes to the local spool (fsynced, replayed first when the store is
+        back) so the position is not left unprotected; new entries still wait."""
+        o = msg.order
+        data = msg.model_copy(update={"deadline": None}).model_dump(mode="json")
+        if not self.spool.append("WriteOrder", data):
+            self.spool_refused += 1
+            self.metrics.errors.labels("spool_full").inc()
+            self.log.critical("spool full: exit {} NOT written, not sent", o.client_order_id)
+            return "error: durable store down and the spool is full"
+        self.spooled += 1
+        self.spooled_kinds["WriteOrder"] = self.spooled_kinds.get("WriteOrder", 0) + 1
+        self.log.bind(event_id=o.event_id).warning(
+            "write-ahead of exit {} spooled locally (durable store down)", o.client_order_id
+        )
+        return "spooled"
+
+    def apply_WriteOrder(self, msg: WriteOrder) -> None:
+        """A spooled write-ahead, replayed: the order was sent on the spool's promise."""
+        row = msg.order.model_dump(mode="json")
+        row.update(updated_at=msg.order.created_at)
+        self.durable.insert_once("orders", row, "client_order_id", ORDER_IDENTITY)
+
+    def on_WriteAheadExpired(self, msg: WriteAheadExpired) -> None:
+        self.write(msg)
+
+    def apply_WriteAheadExpired(self, msg: WriteAheadExpired) -> None:
+        """Only a row still `new` (written after its asker gave up) is cancelled: an id
+        the ledger held before, under any other status, is left as it is."""
+        changed = self.durable.update(
+            "orders",
+            {"client_order_id": msg.client_order_id, "status": "new"},
+            {"status": "cancelled", "error": msg.reason, "updated_at": msg.ts},
+        )
+        if changed:
+            self.log.warning(
+                "order {} written after its deadline: cancelled ({})",
+                msg.client_order_id,
+                msg.reason,
+            )
 
     def on_OrderUpdate(self, u: OrderUpdate) -> None:
         self.write(u)
@@ -324,13 +454,29 @@ class Store(AegisActor):
             value = getattr(u, key)
             if value is not None:
                 changes[key] = value
-        self.durable.update("orders", {"client_order_id": u.client_order_id}, changes)
+        # Only along the order state machine (execution/lifecycle.py): a late or replayed
+        # update never moves a row back (e.g. `filled` to `accepted`).
+        where = {"client_order_id": u.client_order_id, "status": FROM_STATUSES[u.status]}
+        if self.durable.update("orders", where, changes):
+            return
+        rows = self.durable.select("orders", {"client_order_id": u.client_order_id}, limit=1)
+        if rows:
+            self.metrics.errors.labels("order_status_refused").inc()
+            self.log.warning(
+                "order {}: {} -> {} is not a legal move; the ledger keeps {}",
+                u.client_order_id,
+                rows[0]["status"],
+                u.status,
+                rows[0]["status"],
+            )
 
     def on_RecordFill(self, msg: RecordFill) -> None:
         self.write(msg)
 
     def apply_RecordFill(self, msg: RecordFill) -> None:
-        self.durable.insert("fills", msg.fill.model_dump(mode="json"), ignore_conflict=True)
+        self.durable.insert_once(
+            "fills", msg.fill.model_dump(mode="json"), "fill_id", FILL_IDENTITY
+        )
 
     def on_PositionUpdate(self, p: PositionUpdate) -> None:
         self.write(p)
@@ -349,7 +495,7 @@ class Store(AegisActor):
         self.write(d)
 
     def apply_DecisionRecord(self, d: DecisionRecord) -> None:
-        self.durable.insert("decisions", decision_row(d), ignore_conflict=True)
+        self.durable.insert_once("decisions", decision_row(d), "decision_id", DECISION_IDENTITY)
 
     def on_SessionSave(self, s: SessionSave) -> None:
         self.write(s)
@@ -477,7 +623,13 @@ class Store(AegisActor):
             or float(o["filled_qty"] or 0) < float(o["qty"]) - 1e-9
         ]
         keep = {o["client_order_id"] for o in orders}
+        # Exit ids count their attempts per position: a restart carries the count on, so
+        # an exit written ahead but never sent is never re-minted under the same id.
+        exit_attempts: dict[str, int] = {}
+        for o in db.select("orders", {"intent": "exit"}):
+            exit_attempts[o["symbol"]] = exit_attempts.get(o["symbol"], 0) + 1
         return {
+            "exit_attempts": exit_attempts,
             "orders": orders,
             "filled": {k: v for k, v in filled.items() if k in keep},
             "fill_ids": {k: v for k, v in fill_ids.items() if k in keep},
@@ -522,6 +674,8 @@ class Store(AegisActor):
             "spooled": self.spooled,
             "replayed": self.replayed,
             "spool_refused": self.spool_refused,
+            "conflicts": self.conflicts,
+            "write_ahead_expired": self.expired,
             "received": dict(self.received),
             "spooled_kinds": dict(self.spooled_kinds),
         }

@@ -7,6 +7,7 @@ caller-supplied text is ever interpolated into a statement.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from .errors import StoreError
+from .errors import LedgerConflict, StoreError
 from .schema import BOOTSTRAP_SQL, MIGRATIONS, TABLES, TableInfo, render_statements
 
 Params = Sequence[Any]
@@ -147,6 +148,25 @@ class Database(ABC):
             sql += " ON CONFLICT DO NOTHING"
         count, _ = self._execute(sql, values, retry=False)
         return count > 0
+
+    def insert_once(
+        self, table: str, row: dict[str, Any], key: str, compare: Sequence[str]
+    ) -> bool:
+        """Insert a row keyed by the unique column `key`: True when new, False when the same
+        row (same `compare` columns) is already there; a different row raises LedgerConflict."""
+        if self.insert(table, row, ignore_conflict=True):
+            return True
+        found = self.select(table, {key: row[key]}, limit=1)
+        if not found:  # the clash was on another unique key: let the plain insert say which
+            self.insert(table, row)
+            return True
+        old = found[0]
+        differences = {
+            c: (old.get(c), row.get(c)) for c in compare if not same_value(old.get(c), row.get(c))
+        }
+        if differences:
+            raise LedgerConflict(table, key, str(row[key]), differences)
+        return False
 
     def insert_many(
         self, table: str, rows: Sequence[dict[str, Any]], *, ignore_conflict: bool = False
@@ -303,6 +323,15 @@ class Database(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal as the ledger stores them: numbers within float noise, enums by value."""
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    if a is None or b is None:
+        return a is b
+    return str(a) == str(b)
 
 
 def rows_from_cursor(description: Any, fetched: Iterator[Sequence[Any]] | list[Any]) -> list[Row]:

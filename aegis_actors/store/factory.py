@@ -8,7 +8,11 @@ from .sqlite import SQLiteDatabase
 
 
 def open_database(
-    *, sqlite_path: str = "var/aegis.db", postgres_dsn: str = "", connect_timeout_s: int = 5
+    *,
+    sqlite_path: str = "var/aegis.db",
+    postgres_dsn: str = "",
+    connect_timeout_s: int = 5,
+    io_timeout_s: float = 10.0,
 ) -> Database:
     """PostgreSQL when ``postgres_dsn`` is set, else SQLite at ``sqlite_path``; migrated.
 
@@ -16,7 +20,7 @@ def open_database(
     again when migration fails so no half-open handle leaks.
     """
     db: Database = (
-        PostgresDatabase(postgres_dsn, connect_timeout=connect_timeout_s)
+        PostgresDatabase(postgres_dsn, connect_timeout=connect_timeout_s, io_timeout_s=io_timeout_s)
         if postgres_dsn
         else SQLiteDatabase(sqlite_path)
     )

@@ -3,11 +3,22 @@
 A dead connection surfaces as StoreUnavailable on writes (replaying a write whose
 outcome is unknown could duplicate it) while reads reconnect and retry once. The
 next call after any failure opens a fresh connection.
+
+Every wait on the server has a deadline: psycopg2 waits through a callback
+(`psycopg2.extensions.set_wait_callback`, so the API stays synchronous), and for this
+store's connections the callback gives up after `io_timeout_s` of silence (connecting:
+`connect_timeout`). A server that stops answering (a black hole: the socket stays open,
+nothing comes back) is then an outage, not a store actor blocked for good (issue 11:
+exits must not wait on it). Other psycopg2 connections in the process wait as before.
 """
 
 from __future__ import annotations
 
 import re
+import select
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -21,8 +32,40 @@ from .errors import StoreError, StoreIntegrityError, StoreUnavailable
 
 # pg_advisory_xact_lock key shared by every AEGIS process migrating the same database.
 MIGRATION_LOCK_KEY = 0x41454749_53000001  # "AEGIS" + 1
+MIGRATION_WAIT_S = 60.0
 
 _CONNECTION_ERRORS = (psycopg2.OperationalError, psycopg2.InterfaceError)
+
+# Deadlines by connection (this store's only), and for a connect in progress by thread.
+_IO_TIMEOUTS: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+_CONNECTING = threading.local()
+
+
+class ServerSilent(psycopg2.OperationalError):
+    """No answer from the server within the deadline: the link is treated as broken."""
+
+
+def _wait(conn: Any) -> None:
+    """psycopg2's wait callback: `select` on the socket, with this store's deadline."""
+    timeout = _IO_TIMEOUTS.get(conn, getattr(_CONNECTING, "timeout", None))
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        state = conn.poll()
+        if state == psycopg2.extensions.POLL_OK:
+            return
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise ServerSilent(f"no answer from the server within {timeout:g}s")
+        fd = conn.fileno()
+        if state == psycopg2.extensions.POLL_READ:
+            select.select([fd], [], [], left)
+        elif state == psycopg2.extensions.POLL_WRITE:
+            select.select([], [fd], [], left)
+        else:  # pragma: no cover - psycopg2 documents no other state
+            raise psycopg2.OperationalError(f"bad poll state {state}")
+
+
+psycopg2.extensions.set_wait_callback(_wait)
 
 
 def redact_dsn(dsn: str) -> str:
@@ -47,9 +90,12 @@ class PostgresDatabase(Database):
         connect_timeout: int = 5,
         statement_timeout_ms: int = 30_000,
         application_name: str = "aegis-store",
+        io_timeout_s: float = 10.0,
     ) -> None:
         super().__init__()
         self.dsn = dsn
+        self.connect_timeout = float(connect_timeout)
+        self.io_timeout = max(io_timeout_s, 0.001)
         self._connect_kwargs: dict[str, Any] = {
             "connect_timeout": connect_timeout,
             "application_name": application_name,
@@ -73,13 +119,17 @@ class PostgresDatabase(Database):
         if self._conn is not None and self._conn.closed:
             self._conn = None
         if self._conn is None:
+            _CONNECTING.timeout = self.connect_timeout
             try:
                 conn = psycopg2.connect(self.dsn, **self._connect_kwargs)
+                _IO_TIMEOUTS[conn] = self.io_timeout
                 conn.autocommit = True
             except psycopg2.Error as exc:
                 raise StoreUnavailable(
                     f"cannot connect to {redact_dsn(self.dsn)}: {str(exc).strip()}"
                 ) from exc
+            finally:
+                _CONNECTING.timeout = None
             self._conn = conn
         return self._conn
 
@@ -165,6 +215,8 @@ class PostgresDatabase(Database):
     def _migration_tx(self) -> Iterator[MigrationRunner]:
         with self._lock:
             conn = self._ensure()
+            # Other processes may be migrating: waiting on their lock is not silence.
+            _IO_TIMEOUTS[conn] = max(self.io_timeout, MIGRATION_WAIT_S)
             try:
                 with conn.cursor() as cur:
 
@@ -187,6 +239,9 @@ class PostgresDatabase(Database):
                         raise
             except psycopg2.Error as exc:
                 raise self._translate(exc) from exc
+            finally:
+                if not conn.closed:
+                    _IO_TIMEOUTS[conn] = self.io_timeout
 
     def close(self) -> None:
         with self._lock:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aegis_actors.messages import OrderStatus
+
 DIALECT_TYPES: dict[str, dict[str, str]] = {
     "sqlite": {
         "id": "INTEGER PRIMARY KEY AUTOINCREMENT",
@@ -26,16 +28,8 @@ DIALECT_TYPES: dict[str, dict[str, str]] = {
 ORDER_SIDES = ("buy", "sell")
 ORDER_TYPES = ("limit", "market")
 ORDER_INTENTS = ("entry", "exit")
-ORDER_STATUSES = (
-    "new",
-    "sent",
-    "accepted",
-    "partially_filled",
-    "filled",
-    "cancelled",
-    "rejected",
-    "error",
-)
+# The one order vocabulary (aegis_actors.messages.OrderStatus), as the ledger writes it.
+ORDER_STATUSES = tuple(s.value for s in OrderStatus)
 
 # Created by the migration runner before reading versions, so it is not a migration.
 BOOTSTRAP_SQL = """
@@ -173,6 +167,14 @@ ALTER TABLE decisions ADD COLUMN verdict_confidence {real}
 """
 
 
+# Issue 11: one order vocabulary. Statuses written by earlier builds outside it ("failed":
+# the broker never had the order) become what they meant.
+_MIGRATION_11 = """
+UPDATE orders SET status = 'cancelled', error = COALESCE(error, 'legacy status ' || status)
+WHERE status IN ('failed', 'error', 'sent')
+"""
+
+
 @dataclass(frozen=True)
 class Migration:
     """One schema step; ``sql`` is a dialect template of ``;``-separated statements."""
@@ -190,6 +192,7 @@ class Migration:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _MIGRATION_1),
     Migration(5, "decisions: prompt versions, models, tokens, cost, confidences", _MIGRATION_5),
+    Migration(11, "orders: one status vocabulary (issue 11)", _MIGRATION_11),
 )
 
 

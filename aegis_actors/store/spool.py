@@ -2,8 +2,8 @@
 
 It is its own SQLite file (not the durable store's connection) so it works when
 PostgreSQL does not, and it survives a restart: entries keep their arrival order and
-are removed one by one only after the durable store has taken them, so a crash during
-replay repeats at most the one entry in flight (idempotent for keyed rows).
+are removed, a batch at a time, only after the durable store has taken them, so a crash
+during replay repeats at most that batch (idempotent for keyed rows: orders, fills, decisions).
 """
 
 from __future__ import annotations
@@ -63,6 +63,13 @@ class Spool:
     def remove(self, seq: int) -> None:
         with self._lock:
             cur = self._conn.execute("DELETE FROM spool WHERE seq = ?", (seq,))
+            self._count -= cur.rowcount
+
+    def remove_upto(self, seq: int) -> None:
+        """Remove every entry up to `seq` in one transaction (one fsync for a batch: a
+        crash mid-batch replays it, which keyed rows take idempotently)."""
+        with self._lock:
+            cur = self._conn.execute("DELETE FROM spool WHERE seq <= ?", (seq,))
             self._count -= cur.rowcount
 
     def close(self) -> None:

@@ -28,6 +28,8 @@ from aegis_actors.messages import (
     DecisionRecord,
     EventDone,
     Heartbeat,
+    KvGet,
+    KvPut,
     ModeChange,
     Outcome,
     Posture,
@@ -50,10 +52,18 @@ from aegis_actors.watchdog.account import AccountWatch
 from aegis_actors.watchdog.accuracy import AccuracyBook, Call
 from aegis_actors.watchdog.anomaly import ZScore
 from aegis_actors.watchdog.modes import ModeMachine
+from aegis_actors.watchdog.runs import (
+    K_MODE_RUN,
+    KV_LAST_RUN,
+    run_ended_automatically,
+    run_started,
+    start_mode,
+)
 from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
 
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
+LAST_RUN_READ_S = 10.0  # the store may be replaying its spool first
 _LOG_LEVEL = {
     AlertLevel.INFO: "INFO",
     AlertLevel.WARNING: "WARNING",
@@ -110,9 +120,9 @@ class _Delivered:
 class Watchdog(AegisActor):
     def on_start(self) -> None:
         w = self.settings.watchdog
-        saved = self.rt.cache.get_json(K_MODE)
-        self.modes = ModeMachine(TradingMode(saved) if saved else TradingMode.NORMAL)
+        self.modes = ModeMachine(self.starting_mode())
         self.rt.cache.set_json(K_MODE, self.modes.mode.value)
+        self.rt.cache.set_json(K_MODE_RUN, self.rt.run_id)
         self.metrics.mode.set(self.modes.mode.rank)
         self.metrics.posture.set_function(self._posture_rank)
         self.hist = StageHistograms()
@@ -150,6 +160,29 @@ class Watchdog(AegisActor):
         self.after(w.account_every_s, _Account())
         for name, every in self.routines().items():
             self.after(every, _Routine(name))
+
+    def starting_mode(self) -> TradingMode:
+        """Within one run (an actor restart) the mode in force; in a new run `normal`, or
+        `safe` after a run that ended in an automatic shutdown (watchdog/runs.py)."""
+        saved = self.rt.cache.get_json(K_MODE)
+        if saved and self.rt.cache.get_json(K_MODE_RUN) == self.rt.run_id:
+            return TradingMode(saved)
+        try:
+            last = self.ask(STORE, KvGet(key=KV_LAST_RUN), LAST_RUN_READ_S)
+        except Exception as exc:  # the store is down: nothing known, start normal
+            self.log.warning("how the last run ended is unknown ({}): starting normal", exc)
+            last = None
+        start = start_mode(last, resume=self.rt.resume)
+        now = self.clock.now()
+        if start.why:
+            self.log.warning("{}", start.why)
+        if start.mode is not TradingMode.NORMAL:
+            self.send(
+                STORE,
+                ModeChange(old=TradingMode.NORMAL, new=start.mode, reason=start.why, ts=now),
+            )
+        self.send(STORE, KvPut(key=KV_LAST_RUN, value=run_started(self.rt.run_id, now), ts=now))
+        return start.mode
 
     def routines(self) -> dict[str, float]:
         w = self.settings.watchdog
@@ -199,6 +232,16 @@ class Watchdog(AegisActor):
                 always=move.new.rank >= TradingMode.SAFE.rank,  # never de-duplicated
             )
         if move.new is TradingMode.SHUTDOWN:
+            if not req.operator:  # the next run starts safe, and this one exits 1
+                self.rt.ended_by = req.reason
+                self.send(
+                    STORE,
+                    KvPut(
+                        key=KV_LAST_RUN,
+                        value=run_ended_automatically(self.rt.run_id, now, req.reason),
+                        ts=now,
+                    ),
+                )
             self.rt.shutdown.set()
         return {"ok": True, "mode": move.new.value}
 

@@ -1,0 +1,66 @@
+"""The order book: orders working at the broker (`live`), sent with the answer lost
+(`unknown`, until the sweep or reconciliation asks the broker), and held for the
+verifier (`awaiting`). Each live order carries its lifecycle state (lifecycle.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aegis_actors.execution.lifecycle import OrderState
+from aegis_actors.messages import Decision, Order
+
+BEFORE = "(filled before this process)"  # a fill id for qty filled before we tracked it
+
+
+@dataclass
+class Live:
+    order: Order
+    filled: float = 0.0
+    notional: float = 0.0
+    reason: str = ""  # exit reason for exits
+    extra: dict[str, Any] = field(default_factory=dict)
+    state: OrderState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.state = OrderState(self.order.qty)
+        if self.filled > 0:
+            self.state.fills[BEFORE] = self.filled
+
+
+@dataclass
+class Pending:
+    """An order held until the verifier confirms its symbol's price (SPEC 4.3)."""
+
+    order: Order
+    decision: Decision | None
+    reason: str
+
+
+class OrderBook:
+    def __init__(self) -> None:
+        self.live: dict[str, Live] = {}
+        self.unknown: dict[str, Live] = {}
+        self.awaiting: dict[str, list[Pending]] = {}  # symbol -> orders held for the verifier
+        self.confirm_asked: dict[str, tuple[str, float]] = {}  # symbol -> (request id, at)
+
+    def working_entry(self, symbol: str) -> bool:
+        return any(
+            lv.order.symbol == symbol and lv.order.intent == "entry"
+            for lv in (*self.live.values(), *self.unknown.values())
+        ) or any(p.order.intent == "entry" for p in self.awaiting.get(symbol, []))
+
+    def entries_in_flight(self) -> int:
+        """Entries that may still become positions: working, unknown or held."""
+        working = sum(
+            1 for lv in (*self.live.values(), *self.unknown.values()) if lv.order.intent == "entry"
+        )
+        held = sum(1 for ps in self.awaiting.values() for p in ps if p.order.intent == "entry")
+        return working + held
+
+    def find(self, client_order_id: str) -> Live | None:
+        """A fill's order, working or unknown (an unknown one is working again)."""
+        live = self.live.get(client_order_id) or self.unknown.pop(client_order_id, None)
+        if live is not None:
+            self.live[client_order_id] = live
+        return live
