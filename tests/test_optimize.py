@@ -304,3 +304,15 @@ def test_local_workers_never_pay_for_one_param_set_twice(walk: Path, aegis_env: 
     assert len(trials) == 4 and {t.state for t in trials} == {TrialState.COMPLETE}
     assert len(list((out / "runs").iterdir())) == 1
     assert len({t.value for t in trials}) == 1
+
+
+def test_unreachable_storage_is_one_line_without_the_password(walk: Path, aegis_env: Path) -> None:
+    dsn = "postgresql://aegis:s3cret-pw@127.0.0.1:1/nope"  # port 1: nothing listens
+    r = subprocess.run(
+        optimize_cmd(walk, aegis_env / "o", "--storage", dsn),
+        env=env(), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.startswith("--storage postgresql 127.0.0.1/nope: ")
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "s3cret-pw" not in r.stderr + r.stdout

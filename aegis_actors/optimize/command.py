@@ -134,12 +134,25 @@ def main(args: argparse.Namespace) -> int:
     except BacktestError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except Exception as exc:  # the storage: unreachable, refused (never the DSN's password)
+        if not _storage_error(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"--storage {where.label()}: {first}", file=sys.stderr)
+        return 2
     finally:
         if bar:
             bar.close()
     seconds = time.monotonic() - t0
     studies = [optuna.load_study(study_name=n, storage=_plain(where)) for n in names]
     return finish(args, job, where, studies, wf, seconds)
+
+
+def _storage_error(exc: Exception) -> bool:
+    import psycopg2
+    import sqlalchemy.exc
+
+    return isinstance(exc, sqlalchemy.exc.SQLAlchemyError | psycopg2.Error)
 
 
 def _plain(where: Where) -> optuna.storages.RDBStorage:
