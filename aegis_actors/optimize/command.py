@@ -183,6 +183,8 @@ def finish(
         "seconds": round(seconds, 1),
         "trials per minute": round(ran / max(seconds, 1e-9) * 60, 1),
     }
+    runs = sum(1 for t in trials if "metrics" in t.user_attrs and "reused" not in t.user_attrs)
+    summary["backtests run"] = f"{runs} (a repeated param set reuses its earlier result)"
     tokens = sum(int(t.user_attrs.get("llm_tokens", 0)) for t in trials)
     if tokens:
         usd = sum(float(t.user_attrs.get("llm_cost_usd", 0.0)) for t in trials)
@@ -190,7 +192,8 @@ def finish(
         print(f"LLM spend: {tokens} tokens, ${usd:.4f}")
     print(
         f"{ran} trials ({', '.join(f'{v} {k}' for k, v in sorted(c.items()))}) in "
-        f"{seconds:.1f}s, {summary['trials per minute']} per minute; storage {where.label()}"
+        f"{seconds:.1f}s, {summary['trials per minute']} per minute, {runs} backtests run; "
+        f"storage {where.label()}"
     )
     best_equity: list[tuple[float, float]] = []
     scored = [t for t in study.trials if t.value is not None]
