@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from aegis_actors.admin import client as admin_cli
 from aegis_actors.backtest import cli_args as backtest_args
+from aegis_actors.optimize import cli_args as optimize_args
 from aegis_actors.redact import redact_text
 from aegis_actors.settings import Settings, SettingsError, check_writable, load_settings
 
@@ -97,9 +98,7 @@ def parser() -> argparse.ArgumentParser:
         "--workers local processes, or the same command on several machines with "
         "--storage postgresql://...; writes best.toml and optimize-report.html.",
     )
-    from aegis_actors.optimize import command as optimize_command
-
-    optimize_command.add_arguments(optimize)
+    optimize_args.add_arguments(optimize)
     tail = sub.add_parser(
         "tail",
         help="pretty-print or follow the JSON log",

@@ -24,16 +24,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from aegis_actors.backtest.api import BacktestConfig, BacktestResult, run_backtest
+from aegis_actors.optimize.cli_args import METRIC
 from aegis_actors.optimize.space import Dim, suggest
 
 Objective = Literal["sharpe", "sortino", "return", "calmar", "profit_factor"]
-METRIC: dict[str, str] = {
-    "sharpe": "sharpe",
-    "sortino": "sortino",
-    "return": "return_pct",
-    "calmar": "calmar",
-    "profit_factor": "profit_factor",
-}
 
 
 @dataclass(frozen=True)
@@ -112,18 +106,23 @@ def twin(trial: optuna.Trial, poll_s: float = 0.2) -> FrozenTrial | None:
     (another worker proposed the same point at the same time) is waited for; if it fails
     (its worker killed), this trial runs the params itself."""
     while True:
+        earlier = [t for t in trial.study.get_trials(deepcopy=False) if t.number < trial.number]
         same = [
             t
-            for t in trial.study.get_trials(deepcopy=False)
-            if t.number < trial.number
-            and t.params == trial.params
+            for t in earlier
+            if t.params == trial.params
             and not t.user_attrs.get("skipped")
-            and t.state != TrialState.FAIL
+            and t.state in (TrialState.COMPLETE, TrialState.PRUNED)
         ]
-        done = [t for t in same if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
-        if done:
-            return done[0]
-        if not [t for t in same if t.state == TrialState.RUNNING]:
+        if same:
+            return same[0]
+        # running with these params, or not yet holding params (asked an instant before us)
+        pending = [
+            t
+            for t in earlier
+            if t.state == TrialState.RUNNING and (t.params == trial.params or not t.params)
+        ]
+        if not pending:
             return None
         with warnings.catch_warnings():  # a killed twin's worker: fail its trial here
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
