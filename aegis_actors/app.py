@@ -10,10 +10,12 @@ from loguru import logger
 from aegis_actors.brokers import Broker
 from aegis_actors.cache_redis import make_cache
 from aegis_actors.clock import Clock, WallClock, set_clock
+from aegis_actors.context import K_MODE, K_POSTURE
 from aegis_actors.logs import configure, flush
 from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import EXECUTION, Runtime
 from aegis_actors.settings import Settings
+from aegis_actors.summary import summary_lines
 from aegis_actors.tree import build, check_supported, event_sink, exhausted_to, make_broker
 from supervisors import Directory, RootHandle, start_tree
 
@@ -84,6 +86,7 @@ class Aegis:
         root = self.root
         rt.tree = lambda: root.snapshot(timeout=3.0)
         log.info("AEGIS running: {} actors", len(directory.names()))
+        self.started = time.monotonic()
         return rt
 
     def wait(self, for_s: float | None = None) -> str:
@@ -102,6 +105,7 @@ class Aegis:
         """Stop the tree in reverse order; 0 when clean, 1 when the tree had given up or the
         run ended in an automatic shutdown."""
         assert self.root is not None
+        execution = self.execution_status()  # money and positions for the run summary
         t0 = time.monotonic()
         exhausted = self.root.exhausted
         if self.rt is not None:
@@ -113,6 +117,7 @@ class Aegis:
             self.root.stop(timeout=STOP_TIMEOUT_S)
         took = time.monotonic() - t0
         ended_by = self.rt.ended_by if self.rt is not None else ""
+        self.log_summary(execution)
         if exhausted:
             log.critical("AEGIS stopped: the root supervisor gave up ({:.1f}s)", took)
             code = 1
@@ -141,6 +146,30 @@ class Aegis:
             self.rt.directory.ask(EXECUTION, GetStatus(), DRAIN_TIMEOUT_S)
         except Exception as exc:
             log.error("execution did not answer before the stop ({}): stopping anyway", exc)
+
+    def execution_status(self) -> dict[str, Any]:
+        """Money and positions just before the stop (empty if execution cannot answer)."""
+        if self.rt is None:
+            return {}
+        try:
+            answer = self.rt.directory.ask(EXECUTION, GetStatus(), 2.0)
+        except Exception:
+            return {}
+        return answer if isinstance(answer, dict) else {}
+
+    def log_summary(self, execution: dict[str, Any]) -> None:
+        """The end of every run: a short summary on stderr (and in the JSON log)."""
+        if self.rt is None:
+            return
+        posture = self.rt.cache.get_json(K_POSTURE) or {}
+        for line in summary_lines(
+            self.rt.metrics,
+            time.monotonic() - getattr(self, "started", time.monotonic()),
+            execution,
+            self.rt.cache.get_json(K_MODE),
+            posture.get("posture") if isinstance(posture, dict) else posture,
+        ):
+            log.info("{}", line)
 
     def status(self) -> dict[str, Any]:
         from aegis_actors.status import collect_status

@@ -1,4 +1,4 @@
-"""The command line: `python -m aegis_actors [run|check|backtest|optimize|tail|admin|top]`.
+"""The command line: `python -m aegis_actors [run|check|close-day|backtest|optimize|tail|...]`.
 
 Exit status: 0 success, 1 a check or run failed, 2 bad usage or bad settings (one line
 naming the key and why).
@@ -20,7 +20,6 @@ from typing import Any, NoReturn
 from aegis_actors.admin import client as admin_cli
 from aegis_actors.backtest import cli_args as backtest_args
 from aegis_actors.optimize import cli_args as optimize_args
-from aegis_actors.redact import redact_text
 from aegis_actors.settings import Settings, SettingsError, check_writable, load_settings
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
@@ -78,10 +77,24 @@ def parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check",
         help="pre-session checklist; exit 0 when all pass",
-        description="Pre-session checklist (SPEC 7): settings, log "
-        "directory, durable store, broker account, limits, keys.",
+        description="Pre-session checklist (SPEC 7), each item a real probe, one line "
+        "PASS/WARN/FAIL: disk, durable store and schema, Redis and the admin secret, broker "
+        "keys and account, clock skew, market-data keys, each LLM endpoint and its backup, "
+        "daily limits. Exit 0 when nothing FAILs.",
     )
     check.add_argument("--settings", metavar="FILE")
+    check.add_argument("--json", action="store_true", help="one JSON document for machines")
+    close = sub.add_parser(
+        "close-day",
+        help="post-session: cancel unfilled orders, report, archive logs, readiness",
+        description="SPEC 7's closing checklist, one line per step; exit 0 when every step "
+        "passed. With a running process (Redis + AEGIS_ADMIN_SECRET) it asks it to cancel "
+        "the unfilled orders; without one it cancels at the broker. Writes "
+        "daily-YYYY-MM-DD.json and .html. Running it twice changes nothing.",
+    )
+    close.add_argument("--settings", metavar="FILE")
+    close.add_argument("--out", default="reports", metavar="DIR", help="report directory")
+    close.add_argument("--date", metavar="YYYY-MM-DD", help="the day (UTC; default today)")
     backtest = sub.add_parser(
         "backtest",
         help="replay a bar CSV through the tree; write trades, equity, report",
@@ -165,58 +178,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from aegis_actors.brokers import PaperBroker
-    from aegis_actors.store import open_database
+    from aegis_actors.checks import as_json, passed, render, run_checks
+
+    items = run_checks(settings_or_exit(args.settings))
+    print(as_json(items) if args.json else render(items))
+    return 0 if passed(items) else 1
+
+
+def cmd_close_day(args: argparse.Namespace) -> int:
+    from datetime import UTC, date, datetime
+
+    from aegis_actors.closeday.run import close_day
 
     s = settings_or_exit(args.settings)
-    results: list[tuple[str, bool, str]] = [("settings", True, "valid")]
-    log_dir = Path(s.run.log_dir)
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        probe = log_dir / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-        results.append(("log directory", True, str(log_dir)))
-    except OSError as exc:
-        results.append(("log directory", False, str(exc)))
-    try:
-        db = open_database(sqlite_path=s.store.sqlite_path, postgres_dsn=s.store.postgres_dsn)
-        results.append(("durable store", db.ping(), f"{db.kind}, schema v{db.schema_version()}"))
-        db.close()
-    except Exception as exc:
-        results.append(("durable store", False, redact_text(str(exc).splitlines()[0])))
-    if s.broker.kind == "paper":
-        acct = PaperBroker(capital=s.broker.capital).account()
-        results.append(("broker account", acct.equity > 0, f"paper, equity {acct.equity:,.2f}"))
-    else:
-        ok = bool(s.broker.key_id.get_secret_value() and s.broker.secret_key.get_secret_value())
-        results.append(
-            (
-                "broker keys",
-                ok,
-                "present" if ok else "AEGIS_BROKER__KEY_ID / AEGIS_BROKER__SECRET_KEY missing",
-            )
-        )
-    r = s.risk
-    results.append(
-        (
-            "daily limits",
-            r.daily_loss_limit_pct > 0 and r.max_orders_per_minute > 0,
-            f"daily loss {r.daily_loss_limit_pct}%, minute loss "
-            f"{r.minute_loss_limit_pct}%, {r.max_orders_per_minute} orders/min",
-        )
-    )
-    for role in ("analyst", "verifier", "commander"):
-        rs = getattr(s.roles, role)
-        if rs.backend == "llm":
-            ok = bool(rs.api_key.get_secret_value() and rs.url)
-            results.append((f"{role} API", ok, f"{rs.model} at {rs.url or '(no url)'}"))
-        else:
-            results.append((f"{role} backend", True, "local rules"))
-    width = max(len(n) for n, _, _ in results)
-    for name, ok, detail in results:
-        print(f"{'PASS' if ok else 'FAIL'}  {name:<{width}}  {redact_text(detail)}")
-    return 0 if all(ok for _, ok, _ in results) else 1
+        day = date.fromisoformat(args.date) if args.date else datetime.now(UTC).date()
+    except ValueError:
+        print(f"close-day: --date {args.date!r} is not YYYY-MM-DD", file=sys.stderr)
+        return 2
+    steps = close_day(s, day, Path(args.out))
+    width = max(len(st.name) for st in steps)
+    for st in steps:
+        print(st.line(width), flush=True)
+    return 0 if all(st.ok for st in steps) else 1
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -345,6 +329,8 @@ def dispatch(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if command == "check":
         return cmd_check(args)
+    if command == "close-day":
+        return cmd_close_day(args)
     if command == "backtest":
         return cmd_backtest(args)
     if command == "optimize":

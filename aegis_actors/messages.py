@@ -417,6 +417,23 @@ class StageFailure(Msg):
     ts: float
 
 
+class RoleLoad(Msg):
+    """A role's worker pool crossed its high or low mark (told to the gateway).
+
+    `saturated`: as many HTTP calls are out or queued as the pool has workers to carry
+    them (nearly), so the gateway holds new events back instead of letting them queue
+    inside the role past their stage budget. `in_flight` counts calls handed to the pool
+    and not yet answered; `capacity` is how many the role admits now (its design rate
+    times its API's measured latency, with headroom, at most its workers).
+    """
+
+    role: str
+    saturated: bool
+    in_flight: int
+    capacity: int
+    ts: float
+
+
 class AckAlert(Msg):
     """An operator acknowledged an alert (admin `ack`): its escalation stops."""
 
@@ -551,3 +568,12 @@ class KvPut(Msg):
     key: str
     value: Any
     ts: float
+
+
+class CancelOpenOrders(Msg):
+    """Asked of execution (close-day over the admin channel): cancel every unfilled order.
+
+    The answer: the client ids cancelled, and the positions carried with their last price.
+    """
+
+    reason: str

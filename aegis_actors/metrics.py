@@ -92,6 +92,15 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.accuracy_target = Gauge(
+            "aegis_accuracy_target_ratio", "SPEC 5.3 target of each rate", ["kind"], registry=r
+        )
+        self.accuracy_below = Gauge(
+            "aegis_accuracy_below_target",
+            "1 while a SPEC 5.3 rate (with enough samples) is under its target",
+            ["kind"],
+            registry=r,
+        )
         self.heartbeat_misses = Counter(
             "aegis_heartbeat_misses_total", "Heartbeats not answered in time", ["actor"], registry=r
         )

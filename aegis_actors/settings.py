@@ -60,6 +60,7 @@ class Section(BaseModel):
 
 class RunSettings(Section):
     log_dir: str = "logs"
+    archive_dir: str = ""  # close-day archives the day's logs here ("" = <log_dir>/archive)
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
     # DEBUG (or TRACE) here also writes the per-event lines (costly at high event rates)
     json_log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = "INFO"
@@ -139,8 +140,10 @@ class RoleSettings(Section):
     failover_after_s: float = Field(2.5, gt=0, le=5.0)  # a primary this slow hands to the backup
     retry_primary_s: float = Field(60.0, ge=0)  # back to the primary after this long on backup
     max_retries: int = Field(2, ge=0)  # 429/5xx retries per call, within the stage budget
-    workers: int = Field(32, ge=1, le=512)  # HTTP worker threads (the mailbox never waits)
-    max_pending: int = Field(256, ge=1)  # calls in flight beyond this fail the event at once
+    # HTTP worker threads; 0 = roles.events_per_s x the longest role timeout_s (Little's law:
+    # at that rate no call ever waits in our own pool, whatever the API's latency in budget)
+    workers: int = Field(0, ge=0, le=1024)
+    max_pending: int = Field(0, ge=0)  # calls beyond this fail at once; 0 = 2 x workers
     max_tokens: int = Field(512, ge=16)
     temperature: float = Field(0.0, ge=0, le=2)
     price_in_per_1k: float = Field(0.00027, ge=0)  # USD per 1,000 input tokens
@@ -179,6 +182,7 @@ class RolesSettings(Section):
     max_consecutive_failures: int = Field(3, ge=1)
     limited_after_s: float = Field(30.0, gt=0)  # API failing this long -> limited + alert
     safe_after_s: float = Field(300.0, gt=0)  # API failing this long -> safe
+    events_per_s: float = Field(50.0, gt=0)  # SPEC 5.2: the rate the LLM pools are sized for
 
     @model_validator(mode="before")
     @classmethod
@@ -283,6 +287,10 @@ class WatchdogSettings(Section):
     accuracy_horizon_s: float = Field(300.0, gt=0)  # a call is judged this long after
     accuracy_days: int = Field(7, ge=1)  # moving-average window (SPEC 5.3)
     accuracy_flat_band_pct: float = Field(0.05, ge=0)  # |move| under this counts as flat
+    accuracy_min_samples: int = Field(20, ge=1)  # judged calls/orders before a rate is judged
+    target_analysis: float = Field(0.65, ge=0, le=1)  # SPEC 5.3 prediction accuracy
+    target_veto: float = Field(0.80, ge=0, le=1)  # SPEC 5.3 veto hit rate
+    target_execution: float = Field(0.995, ge=0, le=1)  # SPEC 5.3 execution success
     latency_log_every_s: float = Field(600.0, gt=0)  # SPEC 7: latency summary
     pnl_log_every_s: float = Field(1800.0, gt=0)  # SPEC 7: PnL
     success_log_every_s: float = Field(3600.0, gt=0)  # SPEC 7: success rates
@@ -335,6 +343,7 @@ class AlertsSettings(Section):
 class AdminSettings(Section):
     channel: str = "aegis:admin"
     events_channel: str = "aegis:events"
+    snapshot_every_s: float = Field(1.0, gt=0)  # status/tree snapshot age at most (and on events)
 
 
 class DashboardSettings(Section):

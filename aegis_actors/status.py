@@ -1,4 +1,8 @@
-"""The whole system's status, gathered by asking each actor (used by admin and dashboard)."""
+"""The whole system's status, gathered by asking each actor (used by admin and dashboard).
+
+The asks go out together and are awaited together, so gathering costs the slowest
+actor's answer, not the sum of eleven (the admin keeps the result as its snapshot).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import time
 from typing import Any
 
 import psutil
+import pykka
 
 from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import (
@@ -42,21 +47,28 @@ PARTS = {
 
 _net_lock = threading.Lock()
 _net_last: list[float] = []  # [t, bytes_sent, bytes_recv]
+# cpu_percent measures since the previous call on the same object: a fresh Process() per
+# call always reads 0.0, so one object lives as long as the process (primed at import).
+_PROC = psutil.Process()
+_PROC.cpu_percent(interval=None)
+psutil.cpu_percent(interval=None)
 
 
 def system_health() -> dict[str, Any]:
     """CPU, memory and network of the host and this process (SPEC 6.1), never blocking."""
-    proc = psutil.Process()
+    proc = _PROC
     vm = psutil.virtual_memory()
     net = psutil.net_io_counters()
     now = time.monotonic()
-    with _net_lock:
+    with _net_lock:  # both measure since the previous call: one caller at a time
+        cpu, proc_cpu = psutil.cpu_percent(interval=None), proc.cpu_percent(interval=None)
         last = list(_net_last)
         _net_last[:] = [now, float(net.bytes_sent), float(net.bytes_recv)]
     dt = now - last[0] if last else 0.0
     return {
-        "cpu_pct": psutil.cpu_percent(interval=None),
-        "process_cpu_pct": proc.cpu_percent(interval=None),
+        "cpu_pct": cpu,
+        "process_cpu_pct": proc_cpu,  # % of one core (up to 100 x cores)
+        "cpus": psutil.cpu_count() or 1,
         "memory_pct": vm.percent,
         "process_rss_mb": round(proc.memory_info().rss / 1e6, 1),
         "net_sent_bytes": net.bytes_sent,
@@ -82,13 +94,31 @@ def position_pnl(rt: Runtime, positions: dict[str, Any]) -> dict[str, Any]:
     return {"positions": rows, "unrealised": round(total, 2)}
 
 
-def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
-    out: dict[str, Any] = {"run_id": rt.run_id, "ts": rt.clock.now()}
+def ask_all(rt: Runtime, timeout: float) -> dict[str, Any]:
+    """Every part's status, asked at once; a part that is down or late says so."""
+    pending: dict[str, Any] = {}
+    out: dict[str, Any] = {}
     for key, name in PARTS.items():
+        ref = rt.directory.get(name)
+        if ref is None:
+            out[key] = {"error": f"LookupError: no live child named {name!r}"}
+            continue
         try:
-            out[key] = rt.directory.ask(name, GetStatus(), timeout)
+            pending[key] = ref.ask(GetStatus(), block=False)
+        except pykka.ActorDeadError as exc:
+            out[key] = {"error": f"ActorDeadError: {exc}"}
+    deadline = time.monotonic() + timeout
+    for key, future in pending.items():
+        try:
+            out[key] = future.get(timeout=max(0.0, deadline - time.monotonic()))
         except Exception as exc:  # a restarting or hung actor: say so, don't fail the page
             out[key] = {"error": f"{type(exc).__name__}: {exc}"}
+    return {key: out[key] for key in PARTS}
+
+
+def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
+    out: dict[str, Any] = {"run_id": rt.run_id, "ts": rt.clock.now()}
+    out.update(ask_all(rt, timeout))
     w, e, p = out.get("watchdog", {}), out.get("execution", {}), out.get("posture", {})
     out["health"] = system_health()
     out["pnl"] = position_pnl(rt, e.get("positions", {}) or {})
@@ -105,6 +135,11 @@ def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
         "open_orders": len(e.get("open_orders", []) or []),
         "feed_ticks": out.get("feed", {}).get("ticks"),
         "order_success": (w.get("accuracy") or {}).get("execution_success"),
+        "below_target": [
+            t["label"]
+            for t in (w.get("accuracy") or {}).get("targets", []) or []
+            if t.get("status") == "below"
+        ],
         "alerts_open": len(w.get("escalating", []) or []),
         "admin": "running"
         if rt.directory.get(ADMIN) is not None

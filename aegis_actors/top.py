@@ -29,6 +29,23 @@ def _pct(v: Any) -> str:
     return f"{v * 100:.1f}%" if isinstance(v, int | float) else "-"
 
 
+TARGET_LABELS = (("execution", "orders ok"), ("analysis", "analysis"), ("veto", "veto hits"))
+
+
+def _target(acc: dict[str, Any], kind: str, label: str) -> str:
+    """A SPEC 5.3 rate with its target: red when below, dim when too few samples."""
+    t = next((t for t in acc.get("targets", []) or [] if t.get("kind") == kind), None)
+    if t is None:
+        key = {"execution": "execution_success", "analysis": "analysis_accuracy"}
+        return f"{label} {_pct(acc.get(key.get(kind, 'veto_hit_rate')))}"
+    shown = f"{label} {_pct(t.get('value'))} (target {_pct(t.get('target'))})"
+    if t.get("status") == "below":
+        return f"[bold red]{shown} BELOW[/]"
+    if t.get("status") == "too_few":
+        return f"[dim]{shown} n={t.get('samples')}[/]"
+    return shown
+
+
 def _tree(node: dict[str, Any], into: Tree | None = None) -> Tree:
     restarts = node.get("restarts", node.get("restarted", 0))
     label = f"{node.get('name')} [{node.get('state')}] restarts {restarts}"
@@ -45,10 +62,9 @@ def render(s: dict[str, Any]) -> Group:
     head = (
         f"mode [bold]{sum_.get('mode')}[/] · posture [bold]{sum_.get('posture')}[/] · "
         f"equity {_n(sum_.get('equity'))} · PnL {_n(sum_.get('pnl'))} · "
-        f"CPU {_n(h.get('cpu_pct'), 1)}% · mem {_n(h.get('memory_pct'), 1)}% · "
-        f"orders ok {_pct(acc.get('execution_success'))} · "
-        f"analysis {_pct(acc.get('analysis_accuracy'))} · "
-        f"veto hits {_pct(acc.get('veto_hit_rate'))}"
+        f"CPU {_n(h.get('cpu_pct'), 1)}% (this process {_n(h.get('process_cpu_pct'), 1)}% "
+        f"of a core) · mem {_n(h.get('memory_pct'), 1)}% · "
+        + " · ".join(_target(acc, k, label) for k, label in TARGET_LABELS)
     )
     lat = Table("stage", "n", "p50 ms", "p95 ms", "p99 ms", "critical", title="latency")
     sla = w.get("sla", {}) or {}

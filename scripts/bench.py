@@ -316,6 +316,9 @@ def area(name: str) -> None:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
+    # registered under its name first: a spawned worker (multiprocessing pickles functions
+    # by module and name) must find this module, not load a second copy of it
+    sys.modules[spec.name] = mod
     spec.loader.exec_module(mod)
     saved, sys.argv = sys.argv, [str(path)]  # each area parses its own (default) arguments
     try:

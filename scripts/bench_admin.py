@@ -22,13 +22,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aegis_actors.admin.client import round_trip  # noqa: E402
+from aegis_actors.admin.client import AdminLink, round_trip  # noqa: E402
 from aegis_actors.admin.protocol import request  # noqa: E402
 
 
@@ -45,8 +46,9 @@ def line(name: str, xs: list[float]) -> str:
     )
 
 
-def raw_echo(url: str, n: int) -> list[float]:
-    """The floor: one message there and one back over redis-py pub/sub."""
+def raw_echo(url: str, n: int, fresh: bool = False, size: int = 0) -> list[float]:
+    """The floor: one message there and one back over redis-py pub/sub (`fresh`: on a new
+    subscriber connection each time, as a one-shot command line must)."""
     tag = uuid.uuid4().hex[:8]
     ping, pong = f"bench-{tag}:ping", f"bench-{tag}:pong"
     stop = threading.Event()
@@ -68,18 +70,26 @@ def raw_echo(url: str, n: int) -> list[float]:
     t.start()
     ready.wait(5)
     c = redis.Redis.from_url(url)
-    ps = c.pubsub(ignore_subscribe_messages=True)
-    ps.subscribe(pong)
     while c.pubsub_numsub(ping)[0][1] == 0:
         time.sleep(0.01)
+    ps = c.pubsub(ignore_subscribe_messages=True)
+    ps.subscribe(pong)
     out = []
     for i in range(n):
         t0 = time.perf_counter()
-        c.publish(ping, str(i))
+        if fresh:
+            ps = c.pubsub(ignore_subscribe_messages=True)
+            ps.subscribe(pong)
+            ps.get_message(timeout=0.0)
+        c.publish(ping, json.dumps({"i": i, "pad": "x" * size}) if size else str(i))
         while True:
             m = ps.get_message(timeout=5)
             if m is not None and m["type"] == "message":
+                if size:
+                    json.loads(m["data"])
                 break
+        if fresh:
+            ps.close()
         out.append(time.perf_counter() - t0)
     stop.set()
     t.join(2)
@@ -88,16 +98,34 @@ def raw_echo(url: str, n: int) -> list[float]:
     return out
 
 
-def admin_rtt(url: str, channel: str, secret: str, cmd: str, n: int) -> list[float]:
+def admin_rtt(
+    url: str, channel: str, secret: str, cmd: str, n: int, fresh: bool = False
+) -> list[float]:
+    """Signed request, reply awaited: on one kept link, or (`fresh`) as the CLI does it."""
     c = redis.Redis.from_url(url)
+    link = AdminLink(c, channel)
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
-        answer = round_trip(c, channel, request(secret, cmd, {}, time.time()), 10.0)
+        req = request(secret, cmd, {}, time.time())
+        answer = round_trip(c, channel, req, 10.0) if fresh else link.send(req, 10.0)
         out.append(time.perf_counter() - t0)
         assert answer is not None and answer["ok"], answer
+    link.close()
     c.close()
     return out
+
+
+def admin_once(url: str, channel: str, secret: str, cmd: str) -> dict[str, Any]:
+    c = redis.Redis.from_url(url)
+    answer = round_trip(c, channel, request(secret, cmd, {}, time.time()), 10.0)
+    c.close()
+    assert answer is not None
+    return answer
+
+
+def ratio(name: str, xs: list[float], base: list[float]) -> str:
+    return f"{line(name, xs)}   {pct(xs, 50) / pct(base, 50):5.1f}x raw at p50"
 
 
 def flood_then_status(url: str, channel: str, secret: str) -> tuple[float, float]:
@@ -158,15 +186,28 @@ def main() -> None:
                 time.sleep(0.05)
             c.close()
             admin_rtt(a.redis, channel, secret, "status", 10)  # warm up
-            print(f"{a.n} round trips each, Redis {a.redis}, AEGIS running (synthetic feed)")
-            print(line("raw redis-py pub/sub echo", raw_echo(a.redis, a.n)))
             print(
-                line(
-                    "admin status (sign+sub+pub+reply)",
-                    admin_rtt(a.redis, channel, secret, "status", a.n),
-                )
+                f"== admin: {a.n} round trips each, Redis {a.redis}, AEGIS running (synthetic "
+                "feed); status/tree answered from the admin's snapshot (goal <= 3x raw)"
             )
-            print(line("admin tree", admin_rtt(a.redis, channel, secret, "tree", a.n)))
+            raw = raw_echo(a.redis, a.n)
+            print(line("raw redis-py pub/sub echo", raw))
+            status = admin_rtt(a.redis, channel, secret, "status", a.n)
+            print(ratio("admin status (sign+sub+pub+reply)", status, raw))
+            tree = admin_rtt(a.redis, channel, secret, "tree", a.n)
+            print(ratio("admin tree", tree, raw))
+            size = len(json.dumps(admin_once(a.redis, channel, secret, "status")))
+            same = raw_echo(a.redis, a.n, size=size)
+            print(line(f"raw echo of a status-sized JSON ({size // 1000} kB)", same))
+            print(
+                f"{'':<34} status p50 is {pct(status, 50) / pct(same, 50):.1f}x the echo of the "
+                "same bytes"
+            )
+            print("one-shot, a new subscriber connection per message (as the admin CLI does):")
+            raw1 = raw_echo(a.redis, a.n, fresh=True)
+            print(line("raw echo, fresh connection", raw1))
+            st1 = admin_rtt(a.redis, channel, secret, "status", a.n, fresh=True)
+            print(ratio("admin status, fresh connection", st1, raw1))
             sent, answered = flood_then_status(a.redis, channel, secret)
             print(
                 f"10,000 junk messages published in {sent * 1000:.0f} ms; a status sent right "

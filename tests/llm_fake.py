@@ -67,6 +67,12 @@ class Seen:
     arrived: float
 
 
+class _Server(ThreadingHTTPServer):
+    # a real API accepts a burst of new connections; http.server's default backlog of 5
+    # drops SYNs under one (the client then waits a second to retry: a fake "slow API")
+    request_queue_size = 1024
+
+
 @dataclass
 class FakeLlm:
     clock: VirtualClock | None = None
@@ -74,6 +80,7 @@ class FakeLlm:
     scripts: dict[str, deque[Step]] = field(default_factory=lambda: defaultdict(deque))
     seen: list[Seen] = field(default_factory=list)
     dues: list[float] = field(default_factory=list)  # parked handlers' due times
+    api_key: str | None = None  # when set, any other key (or none) is answered 401
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -91,7 +98,7 @@ class FakeLlm:
             def do_POST(self) -> None:  # noqa: N802 (http.server naming)
                 fake.handle(self)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
         self.thread.start()
@@ -129,6 +136,16 @@ class FakeLlm:
         system = body.get("system", "") if anthropic else body["messages"][0]["content"]
         role = next((r for r in ANSWERS if f"You are the {r}" in system), "unknown")
         arrived = self.now()
+        if self.api_key is not None:
+            given = h.headers.get("x-api-key") or h.headers.get("authorization", "")
+            if given.removeprefix("Bearer ") != self.api_key:
+                payload = b'{"error": {"message": "invalid api key"}}'
+                h.send_response(401)
+                h.send_header("content-type", "application/json")
+                h.send_header("content-length", str(len(payload)))
+                h.end_headers()
+                h.wfile.write(payload)
+                return
         with self._lock:
             self.seen.append(
                 Seen(h.path, {k.lower(): v for k, v in h.headers.items()}, body, role, arrived)

@@ -56,7 +56,14 @@ class Rig:
         return status
 
     def outstanding(self) -> int:
-        return sum(int(self.role(r)["http_out"]) for r in ROLES)
+        """HTTP calls sent and not yet handled; -1 while a free worker has one to send."""
+        total = 0
+        for r in ROLES:
+            st = self.role(r)
+            if st.get("queued", 0) and st["http_out"] < st["workers"]:
+                return -1
+            total += int(st["http_out"])
+        return total
 
     def quiet(self, timeout: float = 5.0) -> None:
         """Idle: mailboxes empty and every HTTP call still out is parked at a server

@@ -1,5 +1,11 @@
-"""A tiny TCP proxy a test can cut and restore, to take a real server "down" for one test
-without touching the shared server (PostgreSQL, Redis) everyone else is using."""
+"""A tiny TCP proxy a test can cut, freeze and restore, to take a real server "down" for one
+test without touching the shared server (PostgreSQL, Redis) everyone else is using.
+
+Two kinds of outage: `cut()` resets every connection and refuses new ones (a crashed
+server); `freeze()` keeps every connection open but passes no byte either way and holds new
+connections unanswered (a black hole: a dead switch, a hung server), which only a client
+with its own timeouts survives. `restore()` ends either; bytes held by a freeze are then
+delivered, as TCP would after a stall."""
 
 from __future__ import annotations
 
@@ -11,8 +17,9 @@ import time
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to (host, port). `cut()` drops every connection and
-    refuses new ones; `restore()` listens again on the same port. `delay_s` holds every
-    chunk that long before forwarding it (a slow server or link)."""
+    refuses new ones; `freeze()` stalls them all; `restore()` undoes either (listening
+    again on the same port after a cut). `delay_s` holds every chunk that long before
+    forwarding it (a slow server or link)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -21,9 +28,22 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._listener: socket.socket | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.restore()
 
+    @property
+    def frozen(self) -> bool:
+        return not self._flowing.is_set()
+
+    def freeze(self) -> None:
+        """Black hole: connections stay open, nothing passes, new ones hang."""
+        self._flowing.clear()
+
     def restore(self) -> None:
+        self._flowing.set()
+        if self._listener is not None:
+            return  # it was frozen, not cut: the held bytes flow again
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", self.port))
@@ -44,8 +64,10 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
+        self._flowing.set()  # pipes held by a freeze wake up and find their sockets closed
 
-    close = cut
+    def close(self) -> None:
+        self.cut()
 
     def _accept(self, listener: socket.socket) -> None:
         while True:
@@ -53,6 +75,7 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            self._flowing.wait()
             try:
                 upstream = socket.create_connection(self.target, timeout=3)
                 upstream.settimeout(None)
@@ -70,9 +93,14 @@ class TcpProxy:
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
-            while data := src.recv(65536):
+            while True:
+                self._flowing.wait()
+                data = src.recv(65536)
+                if not data:
+                    break
                 if self.delay_s:
                     time.sleep(self.delay_s)  # the simulated latency itself, not a test wait
+                self._flowing.wait()  # frozen meanwhile: hold the bytes until restored
                 dst.sendall(data)
         except OSError:
             pass

@@ -221,7 +221,11 @@ def next_event(pubsub: Any, type_: str, timeout: float = 10.0) -> dict[str, Any]
 
 
 def test_status_cli_prints_mode_posture_orders_and_stage_percentiles(proc: Proc) -> None:
-    wait_until(lambda: "cycle" in proc.cli("status").stdout, timeout=20, what="a finished event")
+    def ticked_and_done() -> bool:  # status is a snapshot (at most admin.snapshot_every_s old)
+        result = json.loads(proc.cli("status", "--json").stdout)["result"]
+        return bool(result["feed"]["ticks"] and result["watchdog"]["latency"]["cycle"]["count"])
+
+    wait_until(ticked_and_done, timeout=30, what="ticks and a finished event in status")
     out = proc.cli("status")
     assert out.returncode == 0, out.stderr
     assert "mode normal" in out.stdout and "posture" in out.stdout

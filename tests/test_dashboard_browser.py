@@ -152,3 +152,61 @@ def test_dashboard_in_headless_chromium(aegis_factory: Any, vclock: Any, browser
     browser.call("Runtime.evaluate", expression="1")  # drain pending console events
     assert browser.errors == []
     assert app.rt is not None
+
+
+@pytest.mark.e2e
+def test_dashboard_reads_at_1280x800(aegis_factory: Any, vclock: Any, browser: Browser) -> None:
+    """A trader's laptop: labels clear of the bars, each P99 on its own row, the process's
+    own CPU measured, an equity line, and nothing wider than the screen."""
+    port = free_port()
+    aegis_factory(dashboard={"port": port}, feed={"symbols": ["AAPL", "MSFT", "SPY"]})
+    drive(vclock, 30, step=0.5)
+    health = requests.get(f"http://127.0.0.1:{port}/api/status", timeout=5).json()["health"]
+    assert health["process_cpu_pct"] > 0.0  # the tree just worked in this very process
+    browser.call(
+        "Emulation.setDeviceMetricsOverride",
+        width=1280,
+        height=800,
+        deviceScaleFactor=1,
+        mobile=False,
+    )
+    browser.call("Page.navigate", url=f"http://127.0.0.1:{port}/?refresh_ms=250")
+    wait_until(
+        lambda: browser.js("document.querySelectorAll('#equity-line').length") == 1,
+        timeout=15,
+        what="equity line drawn",
+    )
+    points = browser.js("document.getElementById('equity-line').getAttribute('points')")
+    assert len(points.split()) >= 5  # a point every 5 s of the 30 s driven
+    geometry = json.loads(
+        browser.js(
+            """JSON.stringify((() => {
+              const box = (e) => { const r = e.getBoundingClientRect();
+                return [r.left, r.top, r.right, r.bottom]; };
+              const svg = document.getElementById('latency-chart');
+              return {
+                labels: [...svg.querySelectorAll('text.stage')].map(box),
+                p99: [...svg.querySelectorAll('text.p99')].map(box),
+                bars: [...svg.querySelectorAll('rect.bar')].map(box),
+                width: document.documentElement.scrollWidth,
+              };
+            })())"""
+        )
+    )
+
+    def overlap(a: list[float], b: list[float]) -> bool:
+        return a[0] < b[2] - 0.5 and b[0] < a[2] - 0.5 and a[1] < b[3] - 0.5 and b[1] < a[3] - 0.5
+
+    assert len(geometry["labels"]) == len(geometry["p99"]) == 5
+    for text in geometry["labels"] + geometry["p99"]:
+        assert not any(overlap(text, bar) for bar in geometry["bars"]), text
+    for label, p99 in zip(geometry["labels"], geometry["p99"], strict=True):
+        assert abs(label[1] - p99[1]) < 1 and not overlap(label, p99)  # same row, apart
+    assert geometry["width"] <= 1280  # no sideways scrolling
+    cpu = browser.js("document.getElementById('health').innerText")
+    assert "this process" in cpu and "% of one core" in cpu  # idle between polls reads 0
+    shot = browser.call("Page.captureScreenshot", format="png")
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "dashboard-1280x800.png").write_bytes(base64.b64decode(shot["data"]))
+    browser.call("Runtime.evaluate", expression="1")
+    assert browser.errors == []

@@ -35,12 +35,16 @@ def test_metrics_parse_and_cover_the_pipeline(aegis_factory: Any, vclock: Any) -
         "aegis_alerts",
         "aegis_alert_deliveries",
         "process_cpu_seconds",
+        "aegis_accuracy_target_ratio",
+        "aegis_accuracy_below_target",
     ):
         assert name in families, name
     lat = families["aegis_stage_latency_ms"]
     assert lat.type == "histogram"
     stages = {s.labels["stage"] for s in lat.samples if s.name.endswith("_count")}
     assert {"detect_to_analysis", "analysis", "verification", "cycle"} <= stages
+    targets = {s.labels["kind"]: s.value for s in families["aegis_accuracy_target_ratio"].samples}
+    assert targets == {"analysis": 0.65, "veto": 0.8, "execution": 0.995}
     events = sum(s.value for s in families["aegis_events"].samples if s.name.endswith("_total"))
     assert events > 0
     [mode] = families["aegis_trading_mode"].samples
@@ -63,6 +67,9 @@ def test_api_status_and_top(aegis_factory: Any, vclock: Any) -> None:
     assert status["summary"]["mode"] == "normal"
     assert {"cpu_pct", "memory_pct", "net_sent_bytes"} <= set(status["health"])
     assert status["watchdog"]["sla"]["cycle"]["critical_ms"] == 10000
+    kinds = {t["kind"]: t for t in status["watchdog"]["accuracy"]["targets"]}
+    assert set(kinds) == {"analysis", "veto", "execution"}
+    assert kinds["analysis"]["target"] == 0.65 and status["summary"]["below_target"] == []
     out = subprocess.run(
         [
             sys.executable,
@@ -81,6 +88,7 @@ def test_api_status_and_top(aegis_factory: Any, vclock: Any) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "mode normal" in out.stdout and "latency" in out.stdout and "analyst" in out.stdout
+    assert "(target 65.0%)" in out.stdout  # each SPEC 5.3 rate beside its target
     bad = subprocess.run(
         [
             sys.executable,

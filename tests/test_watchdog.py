@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -484,3 +485,51 @@ def test_latency_anomaly_raises_a_warning(make_desk: Callable[..., Desk]) -> Non
     d.tell(done("slow", cycle_ms=9000))  # far off its norm, under critical
     [alert] = d.alerts("anomaly")
     assert alert["level"] == "warning" and "latency:cycle" in alert["message"]
+
+
+def test_accuracy_targets_alert_once_per_dip_on_a_scripted_stream(
+    make_desk: Callable[..., Desk],
+) -> None:
+    """SPEC 5.3: prediction accuracy under 65 % with enough samples is a warning alert,
+    raised once when it dips (not on every judgment), and again after a recovery."""
+    d = make_desk(accuracy_min_samples=5, accuracy_horizon_s=60.0)
+
+    def calls(*directions: str) -> None:
+        d.rt.cache.push_price("AAPL", 100.0, d.clock.now())
+        for direction in directions:
+            d.tell(record(f"c{uuid.uuid4().hex[:6]}", direction, vetoed=False, price=100.0, ts=0))
+        d.advance(1)
+        d.rt.cache.push_price("AAPL", 101.0, d.clock.now())  # the market rises: "up" was right
+        d.advance(61, step=1)
+
+    def below() -> float:
+        return d.rt.metrics.value("aegis_accuracy_below_target", {"kind": "analysis"})
+
+    calls("up", "up", "down", "down")  # 50 %, but 4 judged: too few to judge
+    target = next(t for t in d.status()["accuracy"]["targets"] if t["kind"] == "analysis")
+    assert target["status"] == "too_few" and target["samples"] == 4
+    assert d.alerts("accuracy_target") == [] and below() == 0
+    calls("up")  # 3 of 5: 60 %
+    [alert] = d.alerts("accuracy_target")
+    assert alert["level"] == "warning"
+    assert "prediction accuracy 60.0% is below its 65% target" in alert["message"]
+    assert below() == 1
+    calls("up", "up", "up", "up", "up")  # 8 of 10: met again, no new alert
+    assert below() == 0 and len(d.alerts("accuracy_target")) == 1
+    assert d.rt.metrics.value("aegis_accuracy_target_ratio", {"kind": "analysis"}) == 0.65
+    d.advance(300)  # past the alert de-duplication window (a repeat inside it is counted only)
+    calls(*["down"] * 6)  # 8 of 16: a second dip, a second alert
+    assert len(d.alerts("accuracy_target")) == 2 and below() == 1
+
+
+def test_execution_success_under_target_alerts(make_desk: Callable[..., Desk]) -> None:
+    d = make_desk(accuracy_min_samples=20)
+    d.rt.metrics.orders.labels("accepted").inc(19)
+    d.advance(2, step=1)
+    assert d.alerts("accuracy_target") == []  # 19 orders: too few to judge
+    d.rt.metrics.orders.labels("rejected").inc()
+    d.advance(2, step=1)
+    [alert] = d.alerts("accuracy_target")
+    assert "execution success 95.0% is below its 99.5% target" in alert["message"]
+    t = next(t for t in d.status()["accuracy"]["targets"] if t["kind"] == "execution")
+    assert t["status"] == "below" and t["samples"] == 20

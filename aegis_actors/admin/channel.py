@@ -25,11 +25,16 @@ READ_BYTES = 1 << 20  # one socket read; a flood arrives in big chunks
 MIN_RUN = 32  # copies of one message in a read that make it worth cutting them out in C
 
 
-def connect(url: str, name: str | None = None) -> redis.Redis:
-    """A client; `name` shows in CLIENT LIST, so an operator can tell the admin apart."""
+def connect(url: str, name: str | None = None, *, single: bool = False) -> redis.Redis:
+    """A client; `name` shows in CLIENT LIST, so an operator can tell the admin apart.
+    `single`: one connection kept for one thread (no pool checkout per command)."""
     clean = re.sub(r"[^A-Za-z0-9:._-]", "_", name) if name else None
     return redis.Redis.from_url(
-        url, socket_timeout=5.0, socket_connect_timeout=3.0, client_name=clean
+        url,
+        socket_timeout=5.0,
+        socket_connect_timeout=3.0,
+        client_name=clean,
+        single_connection_client=single,
     )
 
 

@@ -121,27 +121,52 @@ def send(client: redis.Redis, s: Settings, a: argparse.Namespace) -> int:
 def round_trip(
     client: redis.Redis, channel: str, req: dict[str, Any], timeout: float
 ) -> dict[str, Any] | None:
-    """Subscribe to the reply channel first, then publish, then wait for the one reply."""
-    deadline = time.monotonic() + timeout
-    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    """One command on a connection of its own (the command line sends one and exits)."""
+    link = AdminLink(client, channel)
     try:
-        pubsub.subscribe(f"{channel}:reply:{req['id']}")
-        pubsub.get_message(timeout=0.0)  # reads the subscribe confirmation when it is there
-        text = json.dumps(req)
-        # Nobody received it: the admin may be reconnecting; the same request again is no
-        # replay (no one saw it), so retry until the deadline.
-        while client.publish(channel, text) == 0:
-            if time.monotonic() + RETRY_S > deadline:
-                return None
-            time.sleep(RETRY_S)
-        while (left := deadline - time.monotonic()) > 0:
-            m = pubsub.get_message(timeout=min(left, 1.0))
-            if m is not None and m.get("type") == "message":
-                answer: dict[str, Any] = json.loads(m["data"])
-                return answer
-        return None
+        return link.send(req, timeout)
     finally:
-        pubsub.close()
+        link.close()
+
+
+def _named(m: dict[str, Any], channel: str) -> bool:
+    name = m.get("channel")
+    return (name.decode() if isinstance(name, bytes) else name) == channel
+
+
+class AdminLink:
+    """One subscriber connection kept across round trips (tools and benches that send
+    many commands), so each costs a publish and a reply, not a new connection."""
+
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self.client, self.channel = client, channel
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+
+    def send(self, req: dict[str, Any], timeout: float) -> dict[str, Any] | None:
+        """Subscribe to the reply channel first, then publish, then wait for the one reply."""
+        deadline = time.monotonic() + timeout
+        reply_to = f"{self.channel}:reply:{req['id']}"
+        self.pubsub.subscribe(reply_to)
+        try:
+            self.pubsub.get_message(timeout=0.0)  # reads the confirmation when it is there
+            text = json.dumps(req)
+            # Nobody received it: the admin may be reconnecting; the same request again is
+            # no replay (no one saw it), so retry until the deadline.
+            while self.client.publish(self.channel, text) == 0:
+                if time.monotonic() + RETRY_S > deadline:
+                    return None
+                time.sleep(RETRY_S)
+            while (left := deadline - time.monotonic()) > 0:
+                m = self.pubsub.get_message(timeout=min(left, 1.0))
+                if m is not None and m.get("type") == "message" and _named(m, reply_to):
+                    answer: dict[str, Any] = json.loads(m["data"])
+                    return answer
+            return None
+        finally:
+            self.pubsub.unsubscribe(reply_to)  # its confirmation is read (and skipped) later
+
+    def close(self) -> None:
+        self.pubsub.close()
 
 
 def watch(client: redis.Redis, s: Settings, a: argparse.Namespace) -> int:

@@ -45,6 +45,17 @@ _DETERMINISTIC = frozenset(
     {"not_json", "not_object", "bad_id", "bad_shape", "bad_signature", "no_secret"}
 )
 _NOT_OBJECT = Refusal("not_object", "request is not a JSON object")
+SEEN_TTL_S = int(2 * TS_WINDOW_S) + 1
+READ_ONLY = frozenset({"status", "tree"})  # may be answered right here, from a snapshot
+
+# One round trip for a read-only answer: remember the id (refusing a replay that a restarted
+# process would not have in memory) and publish the reply, atomically.
+ANSWER_IF_NEW = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[2]) then
+  return redis.call('PUBLISH', KEYS[2], ARGV[1])
+end
+return -1
+"""
 
 
 class AdminMetrics:
@@ -160,9 +171,15 @@ class Gate:
         replies: Publisher,
         client: redis.Redis,
         deliver: Callable[[Request], None],
+        answer: Callable[[Request], str | None] | None = None,
+        answered: Callable[[Request], None] | None = None,
     ) -> None:
         self.channel, self.secret, self.clock, self.state = channel, secret, clock, state
         self.replies, self.client, self.deliver = replies, client, deliver
+        self.answer = answer  # a read-only command's reply text, or None: deliver it
+        self.answered = answered  # told once that reply went out
+        self.answers_here = READ_ONLY if answer is not None else frozenset()
+        self.answer_if_new = client.register_script(ANSWER_IF_NEW)
         self.log = SecurityLog(clock)
         self.cache: dict[bytes | str, Refusal] = {}
         self.last_raw: bytes | str = b""
@@ -180,7 +197,10 @@ class Gate:
         self.last_raw, self.last_refusal = raw, _copy_refusal(result)
         if isinstance(result, Request):
             self.flush_counts()  # a command (e.g. status) sees every refusal before it
-            self.deliver(result)
+            if result.cmd in self.answers_here:
+                self.answer_here(result)
+            else:
+                self.deliver(result)
         else:
             self.refuse(result)
 
@@ -195,10 +215,12 @@ class Gate:
         if cached is not None:
             return cached
         result = check(raw, secret=self.secret, now=self.clock.now(), seen=self.state.seen)
-        if isinstance(result, Request) and not self.first_use(result):
-            result = Refusal(
-                "replay", f"id {result.id} was already used (replay refused)", result.id, result.cmd
-            )
+        if (
+            isinstance(result, Request)
+            and result.cmd not in self.answers_here  # (checked with its answer: answer_here)
+            and not self.first_use(result)
+        ):
+            result = replayed(result)
         if isinstance(result, Refusal) and result.reason in _DETERMINISTIC:
             if len(self.cache) >= REFUSED_CACHE:
                 self.cache.clear()
@@ -222,11 +244,35 @@ class Gate:
         self.flush_counts()
         self.log.tick()
 
+    def answer_here(self, req: Request) -> None:
+        """A read-only command answered on this thread: the replay check and the reply
+        in one Redis round trip. With no snapshot yet it goes the usual way."""
+        text = self.answer(req) if self.answer is not None else None
+        if text is None:
+            if self.first_use(req):
+                self.deliver(req)
+            else:
+                self.refuse(replayed(req))
+            return
+        key = f"{self.channel}:seen:{req.id}"
+        try:
+            sent = self.answer_if_new(
+                keys=[key, reply_channel(self.channel, req.id)], args=[text, SEEN_TTL_S]
+            )
+        except redis.RedisError:
+            self.state.metrics.redis_errors.inc()
+            self.deliver(req)  # the in-memory check passed; the actor answers
+            return
+        if sent == -1:
+            self.refuse(replayed(req))
+        elif self.answered is not None:
+            self.answered(req)
+
     def first_use(self, req: Request) -> bool:
         """Also remember the id in Redis, so a restarted process still refuses a replay."""
         key = f"{self.channel}:seen:{req.id}"
         try:
-            return bool(self.client.set(key, b"1", nx=True, ex=int(2 * TS_WINDOW_S) + 1))
+            return bool(self.client.set(key, b"1", nx=True, ex=SEEN_TTL_S))
         except redis.RedisError:
             self.state.metrics.redis_errors.inc()
             return True  # the in-memory check already passed
@@ -263,3 +309,7 @@ class Gate:
         self.flushed_at = self.clock.now()
         for reason, n in counts.items():
             self.state.count_refusal(reason, n)
+
+
+def replayed(req: Request) -> Refusal:
+    return Refusal("replay", f"id {req.id} was already used (replay refused)", req.id, req.cmd)

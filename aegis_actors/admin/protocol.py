@@ -102,6 +102,7 @@ COMMANDS: dict[str, ArgCheck] = {
     "ack": _name("alert"),
     "reload": _no_args,
     "shutdown": _no_args,
+    "close_day": _no_args,  # close-day's broker step: cancel unfilled orders
 }
 
 

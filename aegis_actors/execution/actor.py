@@ -17,6 +17,7 @@ from aegis_actors.context import K_ACCOUNT, K_MODE, K_POSITIONS, K_POSTURE
 from aegis_actors.execution.core import ExecutionCore, Held, Live, Pending
 from aegis_actors.execution.reconcile import reconcile_later, reconcile_on_start
 from aegis_actors.messages import (
+    CancelOpenOrders,
     Decision,
     GetStatus,
     ModeChange,
@@ -92,6 +93,24 @@ class Execution(AegisActor):
 
     def on_PriceConfirmation(self, c: PriceConfirmation) -> None:
         self.core.price_confirmed(c)
+
+    def on_CancelOpenOrders(self, msg: CancelOpenOrders) -> dict[str, Any]:
+        """close-day: cancel what is unfilled; say what was cancelled and what stays open."""
+        orders = {o.client_order_id: o for o in self.broker.open_orders()}
+        cancelled = self.core.cancel_open(msg.reason)
+        still = [o.client_order_id for o in self.broker.open_orders()]
+        return {
+            "cancelled": [
+                {"client_order_id": c, "symbol": o.symbol, "side": str(o.side), "qty": o.qty}
+                if (o := orders.get(c)) is not None
+                else {"client_order_id": c}
+                for c in cancelled
+            ],
+            "still_open": still,
+            "marks": {
+                s: p for s in self.core.positions if (p := self.core.prices.get(s)) is not None
+            },
+        }
 
     def on__Sweep(self, _msg: _Sweep) -> None:
         try:

@@ -125,6 +125,7 @@ class ExecutionCore:
         self.positions: dict[str, Held] = {}
         self.book = OrderBook()
         self.stats = {"orders": 0, "fills": 0, "refused": 0, "rejected": 0, "errors": 0}
+        self.refusal_logged = ""  # the order `refused` just logged: `finish` says it once
         self.quality = ExecutionQuality()
         self.realised = 0.0
         self.prices: dict[str, float] = {}
@@ -220,15 +221,16 @@ class ExecutionCore:
 
     def finish(self, d: Decision, order: Order, result: Submitted) -> None:
         log = self.log.bind(event_id=d.event_id)
-        log.info(
-            "{} {} {} x{} ({}): {}",
-            order.intent,
-            order.side,
-            order.symbol,
-            order.qty,
-            order.order_type,
-            result,
-        )
+        if not (isinstance(result, OrderDenied) and self.refusal_logged == order.client_order_id):
+            log.info(
+                "{} {} {} x{} ({}): {}",
+                order.intent,
+                order.side,
+                order.symbol,
+                order.qty,
+                order.order_type,
+                result,
+            )
         if isinstance(result, Awaiting):
             return  # finished when the verifier answers
         if isinstance(result, Placed):
@@ -290,13 +292,15 @@ class ExecutionCore:
     def denied(self, order: Order, denial: OrderDenied) -> OrderDenied:
         self.stats["refused"] += 1
         self.metrics.refused.labels(denial.check).inc()
+        self.refusal_logged = order.client_order_id  # `finish` does not say it again
         hushed = self.hush.allow(denial.check, self.now())
         if hushed is not None:  # a few lines a minute per check; all are counted
             self.log.bind(event_id=order.event_id or None).warning(
-                "{} {} {} refused by {} check: {}{}",
+                "{} {} {} x{} refused by {} check: {}{}",
                 order.intent,
                 order.side,
                 order.symbol,
+                order.qty,
                 denial.check,
                 denial.reason,
                 f" ({hushed} more refused by it not logged)" if hushed else "",
@@ -623,8 +627,8 @@ class ExecutionCore:
     def drop_awaiting(self, why: str, *, entries_only: bool = False) -> None:
         confirm.drop_awaiting(self, why, entries_only=entries_only)
 
-    def cancel_open(self, why: str, *, entries_only: bool = False) -> None:
-        mode_rules.cancel_open(self, why, entries_only=entries_only)
+    def cancel_open(self, why: str, *, entries_only: bool = False) -> list[str]:
+        return mode_rules.cancel_open(self, why, entries_only=entries_only)
 
     # -- the sweep -------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ def liquidate(core: ExecutionCore) -> None:
             core.exit(held, "liquidation")
 
 
-def cancel_open(core: ExecutionCore, why: str, *, entries_only: bool = False) -> None:
+def cancel_open(core: ExecutionCore, why: str, *, entries_only: bool = False) -> list[str]:
+    """Cancel open orders at the broker; returns the client order ids cancelled."""
     try:
         if entries_only:
             cancelled = [
@@ -58,7 +59,7 @@ def cancel_open(core: ExecutionCore, why: str, *, entries_only: bool = False) ->
             cancelled = core.broker.cancel_all()
     except BrokerError as exc:
         core.log.error("cancel failed ({}): {}", why, exc)
-        return
+        return []
     now = core.now()
     for coid in cancelled:
         core.live.pop(coid, None)
@@ -70,3 +71,4 @@ def cancel_open(core: ExecutionCore, why: str, *, entries_only: bool = False) ->
         )
     if cancelled:
         core.log.warning("cancelled {} open orders: {}", len(cancelled), why)
+    return cancelled

@@ -33,6 +33,7 @@ from aegis_actors.messages import (
     MarketEvent,
     ModeChange,
     Outcome,
+    RoleLoad,
     Ticks,
     VolatilityIndex,
 )
@@ -49,6 +50,11 @@ CUT_FACTOR = 0.7
 CUT_EVERY_S = 0.1
 MIN_WINDOW = 4
 START_WINDOW = 32
+# With LLM roles an event is in flight for seconds: at roles.events_per_s the pipeline holds
+# rate x cycle events, so the window never goes below that (unless a role is saturated)
+# and may grow to rate x the whole-cycle timeout.
+LLM_CYCLE_S = 4.0  # SPEC 5.1 whole-cycle target
+HELD_SINCE = "held_since"  # stamp: when a waiting event was detected (its t0 is admission)
 
 Batch = list[tuple[str, float, float, float, float | None]]
 
@@ -71,6 +77,15 @@ class Admission(AegisActor):
         start = min(feed.max_inflight, START_WINDOW)
         self.intake = Intake(window=start, max_wait_s=feed.max_wait_s)
         self.max_window = feed.max_inflight
+        self.min_window = MIN_WINDOW
+        roles = self.settings.roles
+        if any(r.backend == "llm" for r in (roles.analyst, roles.verifier, roles.commander)):
+            self.min_window = math.ceil(roles.events_per_s * LLM_CYCLE_S)
+            timeout = self.settings.watchdog.event_timeout_s
+            self.max_window = max(self.max_window, math.ceil(roles.events_per_s * timeout))
+            self.intake.window = max(self.intake.window, self.min_window)
+        self.role_load: dict[str, RoleLoad] = {}  # each LLM role's last report
+        self.role_log = Hush(burst=1, window_s=60.0)
         self.dispatched_at: dict[str, float] = {}  # symbol -> when its event was dispatched
         self.last_cut = 0.0
         self.good = 0
@@ -234,6 +249,39 @@ class Admission(AegisActor):
                 dict(self.intake.shed),
             )
 
+    # -- backpressure from the AI roles (RoleLoad) -------------------------------------
+
+    def saturated_roles(self) -> str:
+        """e.g. 'analyst 136/151' for each role whose pool is at its high mark."""
+        return ", ".join(
+            f"{r} {x.in_flight}/{x.capacity}" for r, x in self.role_load.items() if x.saturated
+        )
+
+    def window_floor(self) -> int:
+        return MIN_WINDOW if self.saturated_roles() else self.min_window
+
+    def on_RoleLoad(self, load: RoleLoad) -> None:
+        """An LLM role's pool crossed a mark. Saturated: the window closes at what is in
+        flight, so new events wait here (latest per symbol wins; a tick too old is shed,
+        both counted) instead of queueing in the role past its budget. Free again: the
+        window reopens to its floor and what waits goes."""
+        self.role_load[load.role] = load
+        intake = self.intake
+        if load.saturated:
+            intake.window = max(MIN_WINDOW, min(intake.window, len(intake.inflight)))
+            self.good = 0
+            if self.role_log.allow("roles", self.clock.now()) is not None:
+                self.log.warning(
+                    "AI roles saturated ({}): window closed at {} events in flight; new "
+                    "events wait (latest per symbol) or are shed",
+                    self.saturated_roles(),
+                    intake.window,
+                )
+            return
+        if not self.saturated_roles():
+            intake.window = max(intake.window, self.window_floor())
+            self.release()
+
     def on_ModeChange(self, m: ModeChange) -> None:
         """The watchdog's own state enters the pipeline as a system event (SPEC 1.3)."""
         self.system_events(f"trading mode {m.old} -> {m.new}: {m.reason}")
@@ -310,8 +358,8 @@ class Admission(AegisActor):
         while (nxt := self.intake.next(now)) is not None:
             if isinstance(nxt, PendingTick):
                 self.dispatch(self.tick_event(nxt, now))
-            else:
-                self.dispatch(nxt)
+            else:  # admitted now, after waiting its turn by design: its SLA clock starts now
+                self.dispatch(nxt.stamp(T0, now).stamp(HELD_SINCE, nxt.stamps.get(T0, now)))
         if self.intake.shed.get(STALE, 0) != stale:
             self.count_shed()
 
@@ -337,7 +385,7 @@ class Admission(AegisActor):
         if (loaded - sent) * 1000.0 > QUEUE_HIGH_MS:
             now = self.clock.now()
             if now - self.last_cut >= CUT_EVERY_S:
-                intake.window = max(MIN_WINDOW, int(intake.window * CUT_FACTOR))
+                intake.window = max(self.window_floor(), int(intake.window * CUT_FACTOR))
                 self.last_cut = now
             self.good = 0
         elif intake.window < self.max_window:
@@ -390,6 +438,7 @@ class Admission(AegisActor):
             "ready": len(self.intake.ready),
             "shed": dict(self.intake.shed),
             "late_reports": self.late_reports,
+            "roles_saturated": self.saturated_roles() or None,
             "events": self.events_sent,
             "vix": self.vix,
             "recent": list(self.recent)[-10:],

@@ -14,6 +14,7 @@ from typing import Any
 
 import requests
 import requests.adapters
+import requests.auth
 
 from aegis_actors.llm.cost import Usage
 from aegis_actors.llm.errors import LlmError, retry_after
@@ -65,6 +66,8 @@ class ChatClient:
         self.temperature = temperature
         self.session = requests.Session()
         self.session.headers.update(self.headers())
+        # the key travels in a header: no ~/.netrc lookup (two stat calls) per request
+        self.session.auth = _HeaderAuth()
         # one kept-alive connection per worker thread, none discarded under load
         adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=pool_size)
         self.session.mount("http://", adapter)
@@ -187,6 +190,14 @@ class AnthropicMessages(ChatClient):
             raise KeyError("no text block in content")
         u = doc.get("usage") or {}
         return "".join(parts), Usage(int(u.get("input_tokens", 0)), int(u.get("output_tokens", 0)))
+
+
+class _HeaderAuth(requests.auth.AuthBase):
+    """Authentication is already in the session's headers; this only stops requests from
+    searching ~/.netrc on every call (proxy settings from the environment still apply)."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
 
 
 def make_client(

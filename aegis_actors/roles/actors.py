@@ -31,6 +31,7 @@ from aegis_actors.messages import (
 from aegis_actors.roles import rules
 from aegis_actors.roles.backends import RoleTask, make_backend
 from aegis_actors.roles.calls import RoleCalls, _Budget, _Reply, _Retry, _Slow, _TierCheck
+from aegis_actors.roles.capacity import pool_workers
 from aegis_actors.runtime import (
     COMMANDER,
     EXECUTION,
@@ -51,7 +52,8 @@ class _RoleBase(AegisActor):
         self.handled = 0
         self.failed = 0
         cfg = getattr(self.settings.roles, self.name)
-        self.backend = self.rt.role_backends.get(self.name) or make_backend(self.name, cfg)
+        workers = pool_workers(cfg, self.settings.roles)
+        self.backend = self.rt.role_backends.get(self.name) or make_backend(self.name, cfg, workers)
         self.calls = RoleCalls(self, self.name, self.backend, self.role_answered, self.role_failed)
 
     def on_stop(self) -> None:

@@ -75,7 +75,7 @@ class LlmBackend:
     inline = False
     kind = "llm"
 
-    def __init__(self, role: str, cfg: RoleSettings) -> None:
+    def __init__(self, role: str, cfg: RoleSettings, workers: int = 32) -> None:
         if not cfg.url:
             raise ValueError(f"roles.{role}.url is empty: the llm backend needs an endpoint")
         self.role = role
@@ -89,7 +89,7 @@ class LlmBackend:
         def client(url: str, name: str) -> Any:
             ep = Endpoint(url=url, api=cfg.api, model=cfg.model, key=key, name=name)
             return make_client(
-                ep, max_tokens=cfg.max_tokens, temperature=cfg.temperature, pool_size=cfg.workers
+                ep, max_tokens=cfg.max_tokens, temperature=cfg.temperature, pool_size=workers
             )
 
         backup = client(cfg.backup_url, "backup") if cfg.backup_url else None
@@ -149,5 +149,6 @@ class LlmBackend:
 Backend = RulesBackend | LlmBackend
 
 
-def make_backend(role: str, cfg: RoleSettings) -> Backend:
-    return LlmBackend(role, cfg) if cfg.backend == "llm" else RulesBackend(role)
+def make_backend(role: str, cfg: RoleSettings, workers: int = 32) -> Backend:
+    """`workers`: the HTTP pool's size, so each gets a kept-alive connection."""
+    return LlmBackend(role, cfg, workers) if cfg.backend == "llm" else RulesBackend(role)

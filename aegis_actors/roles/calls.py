@@ -5,10 +5,18 @@ a retry (Retry-After), the slow-primary failover, the API outage tiers. A worker
 only makes one HTTP attempt and tells the actor the outcome; an outcome that arrives
 after its attempt was given up is ignored. So a test on a virtual clock decides when a
 request "took too long", not how fast the machine is.
+
+The API is judged only on its own time: each attempt notes when a worker actually sent
+it, so time spent waiting for a worker in our pool never makes an endpoint "slow" (no
+failover) nor counts toward its outage tiers. A call that ran out of budget before the
+API had its fair share of it fails the event as our overload, not the API's; and the
+pool's load (calls out or queued against its workers) is told to the gateway at its
+high and low marks, so the gateway holds new events back rather than queue them here.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,11 +30,12 @@ from aegis_actors.llm.cost import CostMeter, Usage
 from aegis_actors.llm.errors import LlmError
 from aegis_actors.llm.health import ApiHealth
 from aegis_actors.llm.metrics import llm_metrics
-from aegis_actors.messages import AlertLevel, RequestMode, Stamped, TradingMode
+from aegis_actors.messages import AlertLevel, RequestMode, RoleLoad, Stamped, TradingMode
 from aegis_actors.roles import prompts
 from aegis_actors.roles.backends import Backend, LlmBackend, RoleTask
+from aegis_actors.roles.capacity import LoadMark, pending_limit, pool_workers
 from aegis_actors.roles.schemas import extract_json
-from aegis_actors.runtime import WATCHDOG
+from aegis_actors.runtime import MARKET, WATCHDOG
 from supervisors import Timer
 
 if TYPE_CHECKING:
@@ -65,6 +74,39 @@ class _TierCheck:
     outage: int
 
 
+@dataclass(eq=False)
+class _Attempt:
+    """One HTTP attempt; `sent_at` is set by the worker thread when it starts sending."""
+
+    n: int
+    client: ChatClient
+    launched: float
+    sent_at: float | None = None
+    future: Future[Reply] | None = None
+
+    def queued_s(self, now: float) -> float:
+        """How long it waited for a worker in our own pool (so far, if still waiting)."""
+        return (self.sent_at if self.sent_at is not None else now) - self.launched
+
+
+class _Wire:
+    """Attempts sent whose outcome the actor has not handled yet (begun by the worker)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.out = 0
+        self.sent = 0
+
+    def begin(self) -> None:
+        with self.lock:
+            self.out += 1
+            self.sent += 1
+
+    def end(self) -> None:
+        with self.lock:
+            self.out -= 1
+
+
 @dataclass
 class _Call:
     key: str
@@ -75,6 +117,7 @@ class _Call:
     deadline: float
     client: ChatClient | None = None
     attempt: int = 0
+    attempts: list[_Attempt] = field(default_factory=list)
     retries: int = 0
     repaired: bool = False
     usage: Usage = field(default_factory=Usage)
@@ -112,10 +155,17 @@ class RoleCalls:
         )
         self.calls: dict[str, _Call] = {}
         self.pool: ThreadPoolExecutor | None = None
+        self.workers = pool_workers(self.cfg, roles)
+        self.max_pending = pending_limit(self.cfg, self.workers)
+        # until answers come, assume the API takes half its budget
+        self.load = LoadMark(self.workers, roles.events_per_s, self.cfg.timeout_s / 2)
+        self.wire = _Wire()
         if isinstance(backend, LlmBackend):
-            self.pool = ThreadPoolExecutor(self.cfg.workers, thread_name_prefix=f"llm-{role}")
+            self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"llm-{role}")
         self.submitted = 0  # HTTP attempts handed to workers
         self.delivered = 0  # their outcomes handled here (on time or late)
+        self.cancelled = 0  # attempts taken back before a worker sent them
+        self.overloaded = 0  # calls failed by our own pool's queue, not by the API
         self.late = 0
         self.retries = 0
         self.repairs = 0
@@ -137,7 +187,8 @@ class RoleCalls:
         key = task.event_id
         if key in self.calls:
             self.drop(self.calls[key])
-        if len(self.calls) >= self.cfg.max_pending:
+        if len(self.calls) >= self.max_pending:
+            self.overloaded += 1
             self.actor.metrics.errors.labels(f"{self.role}_overloaded").inc()
             self.failed(task, f"{len(self.calls)} calls in flight (max_pending)", False)
             return
@@ -156,17 +207,25 @@ class RoleCalls:
 
     def launch(self, call: _Call, client: ChatClient) -> None:
         assert self.pool is not None and isinstance(self.backend, LlmBackend)
+        now = self.actor.clock.now()
         call.attempt += 1
         call.client = client
+        att = _Attempt(call.attempt, client, now)
+        call.attempts.append(att)
         attempt, key = call.attempt, call.key
         ref = self.actor.actor_ref
         system, messages = call.system, list(call.messages)
         timeout = self.cfg.timeout_s
+        clock, wire = self.actor.clock, self.wire
 
         def work() -> Reply:
+            att.sent_at = clock.now()  # from here on the time is the API's
+            wire.begin()  # ended when the actor has handled the outcome
             return client.complete(system, messages, timeout_s=timeout)
 
         def posted(fut: Future[Reply]) -> None:
+            if fut.cancelled():
+                return  # taken back before it was sent; the actor counted it
             exc = fut.exception()
             if exc is not None and not isinstance(exc, LlmError):
                 exc = LlmError("network", f"{type(exc).__name__}: {exc}", endpoint="?")
@@ -178,19 +237,26 @@ class RoleCalls:
 
         self.submitted += 1
         try:
-            self.pool.submit(work).add_done_callback(posted)
+            att.future = self.pool.submit(work)
         except RuntimeError:  # pool shut down while stopping
             self.submitted -= 1
             return
-        now = self.actor.clock.now()
+        att.future.add_done_callback(posted)
+        self.track_load()
         if self.backend.pool.other(client) is not None:
-            wait = min(self.cfg.failover_after_s, max(0.0, call.deadline - now))
-            call.timers.append(self.actor.after(wait, _Slow(key, attempt)))
+            self.arm_slow(call, att, self.cfg.failover_after_s)
+
+    def arm_slow(self, call: _Call, att: _Attempt, wait: float) -> None:
+        now = self.actor.clock.now()
+        wait = min(wait, max(0.0, call.deadline - now))
+        call.timers.append(self.actor.after(wait, _Slow(call.key, att.n)))
 
     # -- outcomes ----------------------------------------------------------------------
 
     def on_reply(self, msg: _Reply) -> None:
         self.delivered += 1
+        self.wire.end()
+        self.track_load()
         call = self.calls.get(msg.key)
         if call is None or call.attempt != msg.attempt:
             self.late += 1
@@ -202,6 +268,9 @@ class RoleCalls:
             self.on_error(call, msg.error)
         else:
             assert msg.reply is not None
+            att = call.attempts[-1]
+            if att.sent_at is not None:
+                self.load.answered(self.actor.clock.now() - att.sent_at)
             self.on_answer(call, msg.reply)
 
     def on_error(self, call: _Call, err: LlmError) -> None:
@@ -245,6 +314,13 @@ class RoleCalls:
         if call is None or call.attempt != msg.attempt or call.client is None:
             return
         assert isinstance(self.backend, LlmBackend)
+        att = call.attempts[-1]
+        # slow is judged from the moment it was sent: a wait for a worker is ours
+        wire_s = self.actor.clock.now() - att.sent_at if att.sent_at is not None else 0.0
+        if wire_s < self.cfg.failover_after_s - 1e-9:
+            if self.actor.clock.now() < call.deadline:
+                self.arm_slow(call, att, self.cfg.failover_after_s - wire_s)
+            return
         other = self.backend.pool.other(call.client)
         if other is not None:
             self.failover(call, other, f"slow (no answer in {self.cfg.failover_after_s:g}s)")
@@ -256,8 +332,25 @@ class RoleCalls:
 
     def on_budget(self, msg: _Budget) -> None:
         call = self.calls.get(msg.key)
-        if call is not None:
-            self.fail(call, f"no answer within {self.cfg.timeout_s:g}s", api=True, timeout=True)
+        if call is None:
+            return
+        now = self.actor.clock.now()
+        queued = sum(a.queued_s(now) for a in call.attempts)
+        api_s = max(0.0, now - call.started - queued)
+        budget = f"no answer within {self.cfg.timeout_s:g}s"
+        if api_s >= self.cfg.failover_after_s - 1e-9:  # the API had its fair share: slow
+            self.fail(call, budget, api=True, timeout=True)
+            return
+        # our own pool ate the budget: the event fails, the API's tiers do not move
+        self.overloaded += 1
+        self.actor.metrics.errors.labels(f"{self.role}_overloaded").inc()
+        self.fail(
+            call,
+            f"{budget}: {queued:.2f}s of it waiting for a worker in our own pool "
+            f"({self.busy()} calls for {self.workers} workers), {api_s:.2f}s at the API",
+            api=False,
+            timeout=True,
+        )
 
     def on_answer(self, call: _Call, reply: Reply) -> None:
         now = self.actor.clock.now()
@@ -316,6 +409,36 @@ class RoleCalls:
         for t in call.timers:
             t.cancel()
         self.calls.pop(call.key, None)
+        for att in call.attempts:  # one still waiting for a worker is never sent
+            if att.future is not None and att.sent_at is None and att.future.cancel():
+                self.cancelled += 1
+                self.track_load()
+
+    # -- load --------------------------------------------------------------------------
+
+    def busy(self) -> int:
+        """Attempts handed to the pool whose outcome is not back: on the wire or queued."""
+        return self.submitted - self.delivered - self.cancelled
+
+    def track_load(self) -> None:
+        """Tell the gateway when the pool crosses its high or low mark (hysteresis)."""
+        busy = self.busy()
+        crossed = self.load.update(busy)
+        if crossed is None:
+            return
+        cap = self.load.capacity
+        if crossed:
+            self.actor.metrics.errors.labels(f"{self.role}_saturated").inc()
+        self.actor.send(
+            MARKET,
+            RoleLoad(
+                role=self.role,
+                saturated=crossed,
+                in_flight=busy,
+                capacity=cap,
+                ts=self.actor.clock.now(),
+            ),
+        )
 
     # -- tiers and cost ----------------------------------------------------------------
 
@@ -352,9 +475,17 @@ class RoleCalls:
     # -- lifecycle ---------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
+        on_wire = self.wire.out
         out: dict[str, Any] = {
             "in_flight": len(self.calls),
-            "http_out": self.submitted - self.delivered,
+            "http_out": on_wire,
+            "queued": max(0, self.busy() - on_wire),
+            "workers": self.workers,
+            "capacity": self.load.capacity,
+            "latency_s": round(self.load.latency_s, 3),
+            "saturated": self.load.saturated,
+            "saturations": self.load.times,
+            "overloaded": self.overloaded,
         }
         if isinstance(self.backend, LlmBackend):
             pool = self.backend.pool

@@ -253,6 +253,23 @@ class Database(ABC):
                         row[col] = bool(row[col])
         return rows
 
+    def select_between(
+        self, table: str, column: str, lo: float, hi: float, *, order_by: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows with ``lo <= column < hi`` (a day of decisions, not the whole history)."""
+        info = _table(table)
+        col = _q(_column(info, column))
+        sql = (
+            f"SELECT * FROM {_q(info.name)} WHERE {col} >= {self._ph} AND {col} < {self._ph}"
+            f"{self._order_by(info, order_by)}"
+        )
+        _, rows = self._execute(sql, [lo, hi], retry=True)
+        for row in rows:
+            for c in info.bools:
+                if row.get(c) is not None:
+                    row[c] = bool(row[c])
+        return rows
+
     def count(self, table: str, where: dict[str, Any] | None = None) -> int:
         """Number of rows matching ``where``."""
         info = _table(table)

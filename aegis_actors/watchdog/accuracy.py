@@ -32,9 +32,12 @@ class DailyRate:
         self.buckets: dict[int, list[int]] = {}
 
     def add(self, ts: float, hit: bool) -> None:
+        self.add_many(ts, int(hit), 1)
+
+    def add_many(self, ts: float, hits: int, n: int) -> None:
         b = self.buckets.setdefault(int(ts // DAY_S), [0, 0])
-        b[0] += int(hit)
-        b[1] += 1
+        b[0] += hits
+        b[1] += n
 
     def rate(self, now: float) -> tuple[float | None, int]:
         today = int(now // DAY_S)
@@ -83,3 +86,59 @@ class AccuracyBook:
             "vetoes_judged": vn,
             "pending": len(self.pending),
         }
+
+
+# -- the SPEC 5.3 targets ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    """One rate against its target; `status` is met | below | too_few (under min samples)."""
+
+    kind: str  # analysis | veto | execution
+    label: str
+    value: float | None
+    target: float
+    samples: int
+    min_samples: int
+    status: str
+
+    def line(self) -> str:
+        shown = "-" if self.value is None else f"{self.value * 100:.1f}%"
+        return (
+            f"{self.label} {shown} (target {self.target * 100:g}%, "
+            f"{self.samples} samples): {self.status.replace('_', ' ')}"
+        )
+
+
+LABELS = {
+    "analysis": "prediction accuracy",
+    "veto": "veto hit rate",
+    "execution": "execution success",
+}
+
+
+def judge_targets(
+    rates: dict[str, tuple[float | None, int]],
+    targets: dict[str, float],
+    min_samples: int,
+) -> list[TargetResult]:
+    """Each rate (value, samples) against its target; too few samples judge nothing."""
+    out = []
+    for kind, target in targets.items():
+        value, n = rates.get(kind, (None, 0))
+        if value is None or n < min_samples:
+            status = "too_few"
+        else:
+            status = "met" if value >= target else "below"
+        out.append(TargetResult(kind, LABELS[kind], value, target, n, min_samples, status))
+    return out
+
+
+def targets_of(w: Any) -> dict[str, float]:
+    """The targets from `[watchdog]` settings."""
+    return {
+        "analysis": w.target_analysis,
+        "veto": w.target_veto,
+        "execution": w.target_execution,
+    }

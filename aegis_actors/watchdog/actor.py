@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pykka
@@ -49,7 +50,7 @@ from aegis_actors.runtime import (
     WATCHDOG,
 )
 from aegis_actors.watchdog.account import AccountWatch
-from aegis_actors.watchdog.accuracy import AccuracyBook, Call
+from aegis_actors.watchdog.accuracy import AccuracyBook, Call, DailyRate, judge_targets, targets_of
 from aegis_actors.watchdog.anomaly import ZScore
 from aegis_actors.watchdog.modes import ModeMachine
 from aegis_actors.watchdog.runs import (
@@ -78,6 +79,9 @@ _MODE_ALERT = {
     TradingMode.SHUTDOWN: AlertLevel.CRITICAL,
 }
 _NUMBERS = re.compile(r"[-+]?\d[\d,.]*")
+EQUITY_EVERY_S = 5.0  # one equity point per 5 s: a 6.5 h session is 4,680 points
+EQUITY_POINTS = 6_000
+EQUITY_SHOWN = 400  # points sent in a status (evenly thinned, the last one always)
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,10 @@ class Watchdog(AegisActor):
         self.z_stage = {s: ZScore(w.anomaly_window, w.anomaly_min_samples) for s in STAGES}
         self.z_ticks = ZScore(w.anomaly_window, w.anomaly_min_samples)
         self.last_ticks = self.metrics.value("aegis_ticks_total")
+        self.execution = DailyRate(w.accuracy_days)  # orders ok over sent, rolling
+        self.orders_seen = (0, 0)  # (ok, total) of the order counters already bucketed
+        self.below: set[str] = set()  # SPEC 5.3 rates under target (alerted once per dip)
+        self.equity_line: deque[tuple[float, float]] = deque(maxlen=EQUITY_POINTS)
         self.after(w.heartbeat_every_s, _Beat())
         self.after(w.account_every_s, _Account())
         for name, every in self.routines().items():
@@ -196,6 +204,18 @@ class Watchdog(AegisActor):
     def stopping(self) -> None:
         if hasattr(self, "desk"):
             self.desk.close()
+        if hasattr(self, "hist"):
+            self.keep_latency()
+
+    def keep_latency(self) -> None:
+        """The run's stage histograms into the ledger (kv), for close-day's report: the
+        decision rows carry the early stages only, not order acceptance nor the whole cycle."""
+        now = self.clock.now()
+        day = datetime.fromtimestamp(now, UTC).date().isoformat()
+        self.send(
+            STORE,
+            KvPut(key=f"latency:{day}:{self.rt.run_id}", value=self.hist.summary(), ts=now),
+        )
 
     def _posture_rank(self) -> float:
         p = self.rt.cache.get_json(K_POSTURE) or {}
@@ -349,10 +369,24 @@ class Watchdog(AegisActor):
         return prices[-1][1] if prices else None
 
     def accuracy(self) -> dict[str, Any]:
-        out = self.book.summary(self.clock.now())
+        now = self.clock.now()
+        out = self.book.summary(now)
         rate, n = self.metrics.order_success()
-        out["execution_success"] = rate
-        out["orders_judged"] = n
+        ok_total = round((rate or 0.0) * n)
+        new_ok, new_n = ok_total - self.orders_seen[0], n - self.orders_seen[1]
+        if new_n > 0:  # the counters' growth since the last look, into today's bucket
+            self.execution.add_many(now, new_ok, new_n)
+            self.orders_seen = (ok_total, n)
+        out["execution_success"], out["orders_judged"] = self.execution.rate(now)
+        w = self.settings.watchdog
+        rates = {
+            "analysis": (out["analysis_accuracy"], out["analysis_judged"]),
+            "veto": (out["veto_hit_rate"], out["vetoes_judged"]),
+            "execution": (out["execution_success"], out["orders_judged"]),
+        }
+        out["targets"] = [
+            t.__dict__ for t in judge_targets(rates, targets_of(w), w.accuracy_min_samples)
+        ]
         return out
 
     def update_accuracy_metrics(self) -> None:
@@ -364,14 +398,34 @@ class Watchdog(AegisActor):
         ):
             if acc[key] is not None:
                 self.metrics.accuracy.labels(kind).set(acc[key])
+        for t in acc["targets"]:
+            kind = t["kind"]
+            self.metrics.accuracy_target.labels(kind).set(t["target"])
+            below = t["status"] == "below"
+            self.metrics.accuracy_below.labels(kind).set(1.0 if below else 0.0)
+            if below and kind not in self.below:
+                self.below.add(kind)
+                self.raise_alert(
+                    AlertLevel.WARNING,
+                    "accuracy_target",
+                    f"{t['label']} {t['value'] * 100:.1f}% is below its "
+                    f"{t['target'] * 100:g}% target (SPEC 5.3) over {t['samples']} samples",
+                )
+            elif not below and kind in self.below and t["status"] == "met":
+                self.below.discard(kind)
+                self.log.info("{} back at or above its target", t["label"])
 
     # -- money -------------------------------------------------------------------------
 
     def on__Account(self, _msg: _Account) -> None:
         self.after(self.settings.watchdog.account_every_s, _Account())
+        self.update_accuracy_metrics()  # execution success moves with every order
         acct = self.rt.cache.get_json(K_ACCOUNT)
         if not isinstance(acct, dict) or not isinstance(acct.get("equity"), int | float):
             return
+        now = self.clock.now()
+        if not self.equity_line or now - self.equity_line[-1][0] >= EQUITY_EVERY_S:
+            self.equity_line.append((now, float(acct["equity"])))  # the dashboard's line
         for t in self.account.observe(float(acct["equity"]), self.clock.now()):
             self.raise_alert(t.level, t.kind, t.message)
 
@@ -388,6 +442,7 @@ class Watchdog(AegisActor):
                 if v["count"]
             ]
             log.info("latency summary (ms): {}", "; ".join(parts) or "no events yet")
+            self.keep_latency()
         elif msg.name == "pnl":
             acct = self.rt.cache.get_json(K_ACCOUNT) or {}
             positions = self.rt.cache.get_json(K_POSITIONS) or {}
@@ -622,6 +677,7 @@ class Watchdog(AegisActor):
                 for r, q in self.confidence.items()
             },
             "account": {k: round(v, 3) for k, v in self.account.last.items()},
+            "equity_line": thinned(list(self.equity_line), EQUITY_SHOWN),
             "alerts": list(self.alerts)[-20:],
             "escalating": [
                 {
@@ -636,3 +692,12 @@ class Watchdog(AegisActor):
             "supervisor_events": list(self.sup_events)[-10:],
             "hung": dict(self.hung),
         }
+
+
+def thinned(points: list[tuple[float, float]], most: int) -> list[list[float]]:
+    """At most `most` points, evenly spaced, always ending on the latest."""
+    step = max(1, -(-len(points) // most))
+    kept = points[::step]
+    if points and kept[-1] != points[-1]:
+        kept.append(points[-1])
+    return [[round(ts, 3), round(eq, 2)] for ts, eq in kept]

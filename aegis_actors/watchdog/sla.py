@@ -51,22 +51,36 @@ def stage_latencies(stamps: dict[str, float]) -> dict[str, float]:
 
 
 class StageHistograms:
-    """One HdrHistogram per stage, in microseconds, 3 significant digits, up to 1 hour."""
+    """One HdrHistogram per stage, in microseconds, 3 significant digits, up to 1 hour.
+
+    Percentiles are read in one pass over a histogram's buckets (not one pass each), and
+    only for a stage that recorded something since the last read: `status` is asked
+    often (admin snapshot, dashboard) and a pass over 23,552 buckets is milliseconds.
+    """
 
     def __init__(self) -> None:
         self._h = {stage: HdrHistogram(1, 3_600_000_000, 3) for stage in STAGES}
+        self._read: dict[str, dict[str, float]] = {stage: _empty() for stage in STAGES}
+        self._dirty: set[str] = set()
 
     def record(self, stage: str, ms: float) -> None:
         self._h[stage].record_value(max(1, min(3_600_000_000, int(ms * 1000.0))))
+        self._dirty.add(stage)
 
     def summary(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for stage, h in self._h.items():
+        for stage in self._dirty:
+            h = self._h[stage]
             n = h.get_total_count()
-            out[stage] = {
+            at = h.get_percentile_to_value_dict([50.0, 95.0, 99.0]) if n else {}
+            self._read[stage] = {
                 "count": n,
-                "p50_ms": h.get_value_at_percentile(50) / 1000.0 if n else 0.0,
-                "p95_ms": h.get_value_at_percentile(95) / 1000.0 if n else 0.0,
-                "p99_ms": h.get_value_at_percentile(99) / 1000.0 if n else 0.0,
+                "p50_ms": at.get(50.0, 0) / 1000.0,
+                "p95_ms": at.get(95.0, 0) / 1000.0,
+                "p99_ms": at.get(99.0, 0) / 1000.0,
             }
-        return out
+        self._dirty.clear()
+        return {stage: dict(v) for stage, v in self._read.items()}
+
+
+def _empty() -> dict[str, float]:
+    return {"count": 0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}

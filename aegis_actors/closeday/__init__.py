@@ -1,0 +1,1 @@
+"""close-day: cancel, report, archive, readiness (SPEC 7)."""
