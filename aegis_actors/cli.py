@@ -1,4 +1,4 @@
-"""The command line: `python -m aegis_actors [run|check|close-day|backtest|tail|admin|top] ...`.
+"""The command line: `python -m aegis_actors [run|check|close-day|backtest|optimize|tail|...]`.
 
 Exit status: 0 success, 1 a check or run failed, 2 bad usage or bad settings (one line
 naming the key and why).
@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from aegis_actors.admin import client as admin_cli
 from aegis_actors.backtest import cli_args as backtest_args
+from aegis_actors.optimize import cli_args as optimize_args
 from aegis_actors.settings import Settings, SettingsError, check_writable, load_settings
 
 LEVELS = ["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
@@ -103,6 +104,14 @@ def parser() -> argparse.ArgumentParser:
         "writes trades.csv, equity.csv, report.json and report.html.",
     )
     backtest_args.add_arguments(backtest)
+    optimize = sub.add_parser(
+        "optimize",
+        help="search strategy params on Optuna; workers share one study",
+        description="Search a strategy's params (space in TOML) with Optuna's TPE sampler: "
+        "--workers local processes, or the same command on several machines with "
+        "--storage postgresql://...; writes best.toml and optimize-report.html.",
+    )
+    optimize_args.add_arguments(optimize)
     tail = sub.add_parser(
         "tail",
         help="pretty-print or follow the JSON log",
@@ -324,6 +333,10 @@ def dispatch(argv: list[str] | None = None) -> int:
         return cmd_close_day(args)
     if command == "backtest":
         return cmd_backtest(args)
+    if command == "optimize":
+        from aegis_actors.optimize.command import main as optimize_main
+
+        return optimize_main(args)
     if command == "tail":
         try:
             return cmd_tail(args)

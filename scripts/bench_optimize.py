@@ -1,0 +1,134 @@
+"""Optimize throughput: trials per minute with 1, 2 and 4 local workers (SQLite study) and
+with 2 processes sharing one PostgreSQL study, beside the raw baseline of the same backtests
+run in a plain loop (no Optuna, no storage) in the same run; then a walk-forward table.
+Data: backtesting.py's GOOG daily bars (2,148), sma_cross, --exits signal --veto off.
+
+    python scripts/bench.py optimize
+    python scripts/bench_optimize.py --trials 16 --workers 1 2 4 --walk-forward 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PG = os.environ.get("AEGIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SPACE = "fast = { low = 5, high = 30 }\nslow = { low = 31, high = 120 }\n"
+
+
+def goog(tmp: Path) -> Path:
+    from backtesting.test import GOOG
+
+    df = GOOG.rename(columns=str.lower)
+    df.index.name = "ts"
+    path = tmp / "goog.csv"
+    df.to_csv(path, date_format="%Y-%m-%dT%H:%M:%S")
+    (tmp / "space.toml").write_text(SPACE, encoding="utf-8")
+    return path
+
+
+def cmd(data: Path, out: Path, trials: int, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "aegis_actors", "optimize", "--data", str(data), "--symbol",
+        "GOOG", "--strategy", "sma_cross", "--space", str(data.parent / "space.toml"),
+        "--exits", "signal", "--veto", "off", "--param", "short=0", "--trials", str(trials),
+        "--seed", "1", "--out", str(out), *extra,
+    ]  # fmt: skip
+
+
+def baseline(data: Path, n: int) -> float:
+    """The same backtests in a plain loop: trials per minute with no Optuna, no storage."""
+    from aegis_actors.backtest.api import BacktestConfig, run_backtest
+
+    rnd = random.Random(1)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        params = {"fast": rnd.randint(5, 30), "slow": rnd.randint(31, 120), "short": 0}
+        with tempfile.TemporaryDirectory() as out:
+            run_backtest(
+                BacktestConfig(
+                    data=data, symbol="GOOG", strategy="sma_cross", params=params,
+                    exits="signal", veto=False, out=out, html=False,
+                )
+            )  # fmt: skip
+    return n / (time.perf_counter() - t0) * 60
+
+
+def timed(commands: list[list[str]]) -> float:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen(c, env=env, stdout=subprocess.PIPE, text=True) for c in commands]
+    for p in procs:
+        p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"optimize exited {p.returncode}")
+    return time.perf_counter() - t0
+
+
+def postgres_pair(data: Path, tmp: Path, trials: int) -> float:
+    import psycopg2
+    import psycopg2.extensions
+
+    name = f"aegis_bench_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(PG)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+    try:
+        dsn = psycopg2.extensions.make_dsn(PG, dbname=name)
+        c = cmd(data, tmp / "pg", trials, "--storage", dsn)
+        return timed([c, c])
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def rate(n: int, seconds: float, out: Path) -> str:
+    """Trials per minute, wall clock with process start-up; and the backtests actually run
+    (a param set TPE proposes again reuses its earlier result)."""
+    runs = len(list((out / "runs").iterdir()))
+    return f"{n / seconds * 60:7.1f} trials/min ({runs} backtests, {runs / seconds * 60:.1f}/min)"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--trials", type=int, default=40)
+    p.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
+    p.add_argument("--walk-forward", type=int, default=3)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        data = goog(tmp)
+        n = args.trials
+        print(f"optimize: GOOG {n} trials per study, sma_cross fast/slow, {os.cpu_count()} cores")
+        print(f"  raw baseline (plain loop of run_backtest): {baseline(data, n // 2):7.1f} /min")
+        for k in args.workers:
+            s = timed([cmd(data, tmp / f"w{k}", n, "--workers", str(k))])
+            print(f"  {k} local worker(s), SQLite study:           {rate(n, s, tmp / f'w{k}')}")
+        s = postgres_pair(data, tmp, n)
+        print(f"  2 processes sharing one PostgreSQL study:  {rate(n, s, tmp / 'pg')}")
+        if args.walk_forward:
+            out = tmp / "wf"
+            env = {**os.environ, "PYTHONPATH": str(ROOT)}
+            c = cmd(data, out, n, "--walk-forward", str(args.walk_forward), "--workers", "2")
+            r = subprocess.run(c, env=env, capture_output=True, text=True)
+            print(f"  walk-forward ({args.walk_forward} windows, {n} trials each, sharpe):")
+            for line in r.stdout.splitlines():
+                if line.strip().startswith(("window", "stitched")):
+                    print("  " + line)
+            if r.returncode != 0:
+                print("  walk-forward failed: " + (r.stderr.strip().splitlines() or ["?"])[-1])
+
+
+if __name__ == "__main__":
+    main()
