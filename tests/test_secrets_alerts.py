@@ -264,7 +264,7 @@ def test_tree_delivers_every_safe_mode_change_and_the_limited_alert(
             mode(TradingMode.NORMAL)
             drive(vclock, 1.0)
         wait_until(lambda: len([p for p in hook.of("/sms") if "-> safe" in p["text"]]) == 2)
-        assert len([p for p in hook.of("/phone") if "-> safe" in p["text"]]) == 2
+        wait_until(lambda: len([p for p in hook.of("/phone") if "-> safe" in p["text"]]) == 2)
 
 
 def test_roles_max_consecutive_failures_is_honoured(aegis_factory: Any, vclock: Any) -> None:
