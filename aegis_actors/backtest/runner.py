@@ -211,8 +211,10 @@ def role_backends(
     once), the veto off, LLM roles behind the answer cache; and the event plan."""
     backends: dict[str, Any] = {}
     plan = Plan(bars)
+    short = False
     if strategy is not None:
         book = SignalBook(strategy)
+        short = book.short
         try:
             plan = event_plan(bars, book)
         except Exception as exc:  # a user's strategy: one line, not a traceback
@@ -222,7 +224,8 @@ def role_backends(
         backends["analyst"] = SignalAnalyst(book)
     if not config.veto:
         backends["verifier"] = ApproveAll()
-        backends["commander"] = PassThrough()
+        # a strategy that may go short reverses on the opposite signal
+        backends["commander"] = PassThrough(reverse=short)
     cache: ResponseCache | None = None
     if any(getattr(settings.roles, r).backend == "llm" for r in ROLE_NAMES if r not in backends):
         cache = ResponseCache(Path(config.llm_cache or out / "llm-cache.db"))
