@@ -79,27 +79,39 @@ class Quiet:
         self.seen = 0.0  # the equity the tree last saw
         self.last: dict[str, float] = {}  # each symbol's latest close
         self.skipped = 0
+        self.book: tuple[bool, list[tuple[str, float, float]], float] | None = None
+
+    def state(self) -> tuple[bool, list[tuple[str, float, float]], float]:
+        """The broker's book as the tree left it: working orders?, positions, cash. Only a
+        woken tree changes it, so it is read once per woken bar, not once per quiet one."""
+        if self.book is None:
+            broker = self.broker
+            positions = [(p.symbol, p.qty, p.avg_price) for p in broker.positions() if p.qty]
+            self.book = (bool(broker.open_orders()), positions, float(broker.account().cash))
+        return self.book
 
     def equity(self, bars: list[Bar]) -> float | None:
         """This bar time's equity when the tree may sleep through it, else None."""
+        last = self.last
         for b in bars:
-            self.last[b.symbol] = b.close
-        broker = self.broker
-        if broker.open_orders():
+            last[b.symbol] = b.close
+        working, positions, cash = self.state()
+        if working:
             return None
-        positions = [p for p in broker.positions() if p.qty]
-        cash = broker.account().cash
         if not positions:
             self.skipped += 1
-            return float(cash)
+            return cash
         if not self.signal_exits:
             return None
-        marks = self.last
-        equity = cash + sum(p.qty * marks.get(p.symbol, p.avg_price) for p in positions)
+        equity = cash + sum(qty * last.get(symbol, avg) for symbol, qty, avg in positions)
         if abs(equity - self.seen) >= self.band * self.seen:
             return None
         self.skipped += 1
-        return float(equity)
+        return equity
 
-    def told(self, equity: float) -> None:
+    def told(self, bars: list[Bar], equity: float) -> None:
+        """The tree was woken for `bars` and saw `equity`: its book may have changed."""
+        for b in bars:
+            self.last[b.symbol] = b.close
         self.seen = equity
+        self.book = None

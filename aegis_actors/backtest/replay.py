@@ -143,6 +143,7 @@ def replay_inline(
         if ts > clock.now():
             sched.advance_to(clock, ts)
         sched.run()
+        first = i
         while i < k:
             tell(MARKET, _replay_bar(bars[i], plan.event(i)))
             i += 1
@@ -152,7 +153,7 @@ def replay_inline(
         now_equity = account().equity
         equity.append((ts, now_equity))
         if quiet is not None:
-            quiet.told(now_equity)
+            quiet.told(bars[first:k], now_equity)
         bar.update(i)
     return out.finish(rt)
 
