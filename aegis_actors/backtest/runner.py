@@ -52,7 +52,7 @@ log = logger.bind(actor="backtest")
 
 DEFAULT_OUT = "backtest-out"
 HEARTBEAT_OFF_S = 10 * 365 * 86400.0
-REPORT_EVERY_S = 86400.0  # the watchdog's summaries: once a simulated day
+REPORT_EVERY_S = 86400.0  # summaries and session saves: once a simulated day
 NO_STOP = {"stop_loss": -0.99, "take_profit": 9.99, "limit_ratio": 0.0}  # --exits signal
 
 
@@ -99,6 +99,9 @@ def backtest_settings(
             "spool_path": str(ledger_dir / "spool.db"),
             "redis_url": "",
             "postgres_dsn": "",
+            # The commander's 10-second session save bounds what a crash loses; a replay
+            # that crashes is rerun. Sessions still close on the next event and at stop.
+            "save_every_s": max(base.store.save_every_s, REPORT_EVERY_S),
         },
         "redis_url": "",  # no Redis: in-memory cache and so no admin channel
         "postgres_dsn": "",
@@ -264,10 +267,7 @@ def run_tree(
             return replay(app, rt, clock, bars, plan, vix)
         finally:
             app.stop("backtest over")
-    from aegis_actors.store.actor import Store
-
-    # The store only records: run last in each step, its writes are one transaction.
-    with inline.install(inline.Scheduler(deferred=(Store,))) as sched:
+    with inline.install() as sched:
         app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
         rt = app.start()
         plan.broker = app.broker
