@@ -500,6 +500,23 @@ def test_no_look_ahead_on_any_fill_with_signal_exits(wave: Path, aegis_env: Path
         assert price == pytest.approx(expected, rel=1e-9)
 
 
+def test_a_replay_pages_nobody(aegis_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's contacts and Slack hook stay out of a backtest, and only a severe alert
+    escalates (nobody can ack a replay); the summaries and session saves run once a
+    simulated day instead of once a woken bar."""
+    from aegis_actors.backtest.runner import backtest_settings
+
+    monkeypatch.setenv("AEGIS_ALERTS__SLACK_URL", "https://hooks.example/x")
+    mine = aegis_env / "mine.toml"
+    mine.write_text('[[alerts.first]]\nname = "ops"\nphone = "+100"\n', encoding="utf-8")
+    cfg = BacktestConfig(data=aegis_env / "x.csv", settings=str(mine))
+    s = backtest_settings(cfg, aegis_env / "x.csv", ["X"], aegis_env, [0.0, 60.0], aegis_env)
+    a = s.alerts
+    assert (a.first, a.second, a.third, a.slack_url.get_secret_value()) == ([], [], [], "")
+    assert a.escalate_from == "severe"
+    assert s.watchdog.latency_log_every_s == s.store.save_every_s == 86400.0
+
+
 def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 

@@ -108,6 +108,15 @@ def backtest_settings(
         "dashboard": {"port": 0},
         "run": {"log_dir": str(out / "logs")},
         "risk": {"entry_ttl_s": entry_ttl(base.risk.entry_ttl_s, times)},
+        # Nobody is paged about a replay, and nobody can ack one: alerts are recorded
+        # (ledger, log, report) with no contacts, and only a severe one escalates.
+        "alerts": {
+            "slack_url": "",
+            "first": [],
+            "second": [],
+            "third": [],
+            "escalate_from": "severe",
+        },
         # A replay has no wall-clock deadline to miss: an actor that hung would stop the
         # whole run (one thread) or its driver's settle (threads), never silently. The
         # SPEC 7 summaries (latency, PnL, success rates) come once a simulated day: per
