@@ -143,3 +143,26 @@ def test_actors_left_running_are_stopped_with_the_scheduler() -> None:
         assert a is not None and a.is_alive()
     assert not a.is_alive()
     assert root.wait(0)
+
+
+def test_the_json_log_is_written_on_the_replay_thread(tmp_path: Any) -> None:
+    """On the deterministic runtime the JSON sink has no writer thread (a hand-off of the
+    interpreter lock per line cost more than the line): lines are written in order, on
+    the caller's thread, and are all in the file after `flush`."""
+    import json
+    import threading
+
+    from aegis_actors.logs import configure, flush, logger
+    from supervisors import inline
+
+    with inline.install():
+        path = configure(tmp_path / "logs", stderr=False)
+        writers = [t for t in threading.enumerate() if t.name == "aegis-jsonlog"]
+        for i in range(3):
+            logger.bind(actor="replay").info("line {}", i)
+        flush()
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    assert writers == []
+    assert [x["msg"] for x in lines if x["actor"] == "replay"] == ["line 0", "line 1", "line 2"]
+    configure(tmp_path / "after", stderr=False)  # the threaded sink again for what follows
+    assert any(t.name == "aegis-jsonlog" for t in threading.enumerate())
