@@ -11,10 +11,10 @@ that is when the run queue is empty. The threaded pykka runtime stays for live r
 
 A tell from a foreign thread (an HTTP worker) is queued too; `wait_external` blocks on it.
 
-An actor of a `deferred` class (a recorder: the store) is run last: its messages wait
-until the rest of the step is done, then are delivered in their order, so its drain is one
-batch (one transaction per step, not one per write). An ask to it is still answered at
-once, with every message queued before the ask delivered first.
+An actor of a `deferred` class (a recorder: the store) may be held back: inside
+`holding()` its messages wait until the block ends, then are delivered in their order, so
+its drain is one batch (one transaction per bar, not one per write). An ask to it is still
+answered at once, every message queued before the ask delivered first.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class InlineInbox:
         self.actor: InlineActor | None = None
         self.busy = False  # on the call stack: an ask to it would deadlock
         self.skip = 0  # messages taken inline by an ask: their run tokens are spent
-        self.deferred = False  # run last in a step (see the module docstring)
+        self.deferred = False  # its tokens wait while the scheduler is holding
 
     def put(self, envelope: Envelope[Any], /) -> None:
         reply_to = envelope.reply_to
@@ -171,6 +171,7 @@ class Scheduler:
         self._run: deque[InlineInbox] = deque()
         self._later: deque[InlineInbox] = deque()  # tokens of deferred actors
         self._deferred = deferred
+        self._hold = False
         self._owner = threading.get_ident()
         self._cond = threading.Condition()
         self._inboxes: list[InlineInbox] = []
@@ -208,13 +209,8 @@ class Scheduler:
         """Deliver queued messages in order until none is left; how many were delivered."""
         run, later = self._run, self._later
         n = 0
-        while True:
-            if run:
-                inbox = run.popleft()
-            elif later:
-                inbox = later.popleft()
-            else:
-                break
+        while run or (later and not self._hold):
+            inbox = run.popleft() if run else later.popleft()
             if inbox.skip:
                 inbox.skip -= 1
                 continue
@@ -227,6 +223,16 @@ class Scheduler:
 
     def idle(self) -> bool:
         return not self._run and not self._later
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Deferred actors' messages wait until the block ends, then run (one batch)."""
+        self._hold = True
+        try:
+            yield
+        finally:
+            self._hold = False
+        self.run()
 
     def shutdown(self) -> None:
         """Stop every actor still alive on this scheduler (newest first), e.g. after a
@@ -250,7 +256,7 @@ class Scheduler:
     def wait_external(self, timeout_s: float) -> bool:
         """Block (real time) until a foreign thread queues a message; False on timeout."""
         with self._cond:
-            return self._cond.wait_for(lambda: not self.idle(), timeout_s)
+            return self._cond.wait_for(lambda: bool(self._run), timeout_s)
 
     # -- internals ---------------------------------------------------------------------
 

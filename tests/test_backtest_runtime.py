@@ -73,6 +73,42 @@ def test_fifo_delivery_and_inline_asks(sched: inline.Scheduler) -> None:
     root.stop()
 
 
+class Recorder(Echo):
+    """An Echo the scheduler may hold back (a store's part)."""
+
+
+def test_a_held_recorder_runs_at_the_end_of_the_block_and_answers_asks_at_once() -> None:
+    """Inside `holding()` a deferred actor's messages wait (the others run), then run in
+    their order when the block ends; an ask to it delivers what was queued first."""
+    Echo.log = []
+    with inline.install(inline.Scheduler(deferred=(Recorder,))) as sched:
+        clock = VirtualClock()
+        specs = [
+            ChildSpec("a", lambda ctx: Echo.start(ctx)),
+            ChildSpec("rec", lambda ctx: Recorder.start(ctx)),
+        ]
+        root = start_tree("root", specs, Policy(strategy=Strategy.ONE_FOR_ONE), clock=clock)
+        d = root.directory
+        with sched.holding():
+            d.tell("a", "tell:rec")
+            d.tell("rec", "w1")
+            sched.run()
+            assert Echo.log == [("a", "tell:rec")]  # rec's writes wait
+            assert d.ask("a", "ask:rec", timeout=1.0) == "rec got ping"
+            assert Echo.log[1:] == [
+                ("a", "ask:rec"),
+                ("rec", "w1"),
+                ("rec", "from a"),
+                ("rec", "ping"),
+            ]
+            d.tell("rec", "w2")
+            sched.run()
+            assert Echo.log[-1] == ("rec", "ping")
+        assert Echo.log[-1] == ("rec", "w2")  # delivered when the block ended
+        assert sched.idle()
+        root.stop()
+
+
 def test_an_ask_that_would_deadlock_times_out_at_once(sched: inline.Scheduler) -> None:
     clock = VirtualClock()
     root = echo_tree(clock, "a")

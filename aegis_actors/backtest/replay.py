@@ -139,17 +139,18 @@ def replay_inline(
                 equity.append((ts, marked))
                 bar.update(i)
                 continue
-        j = feed_vix(tell, vix, j, ts, clock, lambda t: sched.advance_to(clock, t))
-        if ts > clock.now():
-            sched.advance_to(clock, ts)
-        sched.run()
         first = i
-        while i < k:
-            tell(MARKET, _replay_bar(bars[i], plan.event(i)))
-            i += 1
-        sched.run()
-        if wake and external:  # an llm role answers from a worker thread
-            settle_inline(rt, sched)
+        with sched.holding():  # the store's writes of this bar: one batch at its end
+            j = feed_vix(tell, vix, j, ts, clock, lambda t: sched.advance_to(clock, t))
+            if ts > clock.now():
+                sched.advance_to(clock, ts)
+            sched.run()
+            while i < k:
+                tell(MARKET, _replay_bar(bars[i], plan.event(i)))
+                i += 1
+            sched.run()
+            if wake and external:  # an llm role answers from a worker thread
+                settle_inline(rt, sched)
         now_equity = account().equity
         equity.append((ts, now_equity))
         if quiet is not None:

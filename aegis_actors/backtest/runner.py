@@ -276,7 +276,11 @@ def run_tree(
             return replay(app, rt, clock, bars, plan, vix)
         finally:
             app.stop("backtest over")
-    with inline.install() as sched:
+    from aegis_actors.store.actor import Store
+
+    # The store only records: the driver holds its writes to the end of each bar, when
+    # they go as one batch (an ask to it, the orders' write-ahead, is answered at once).
+    with inline.install(inline.Scheduler(deferred=(Store,))) as sched:
         app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
         rt = app.start()
         plan.broker = app.broker
