@@ -12,6 +12,8 @@ and its best run is shown: on a shared machine the slow runs measure the neighbo
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import os
 import random
@@ -138,9 +140,8 @@ def backtesting_py(rows: list[tuple[float, ...]]) -> tuple[float, int]:
                 self.position.close()
                 self.sell()
 
-    os.environ.setdefault("TQDM_DISABLE", "1")  # its progress bar on stderr
     df = frame(rows)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):  # its progress bar
         warnings.simplefilter("ignore")
         t = time.perf_counter()
         stats = Backtest(df, SmaCross, cash=1e9, commission=0).run()
