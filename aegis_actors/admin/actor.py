@@ -27,11 +27,17 @@ from aegis_actors.admin.snapshot import Snapshots, Texts
 from aegis_actors.base import AegisActor
 from aegis_actors.messages import (
     AckAlert,
+    AckReply,
     CancelOpenOrders,
+    CancelReply,
+    ModeReply,
     Posture,
+    PostureReply,
+    R,
     RequestMode,
     SetPosture,
     StoreHealth,
+    StoreHealthReply,
     TradingMode,
 )
 from aegis_actors.redact import redact
@@ -230,9 +236,11 @@ class Admin(AegisActor):
             key = f"{cmd}:{outcome}"
             self.state.commands[key] = self.state.commands.get(key, 0) + 1
 
-    def ask_owner(self, name: str, message: Any, timeout: float = ASK_TIMEOUT_S) -> Any:
+    def ask_owner(
+        self, name: str, message: Any, reply: type[R], timeout: float = ASK_TIMEOUT_S
+    ) -> R:
         try:
-            return self.ask(name, message, timeout)
+            return self.ask(name, message, timeout, reply)
         except pykka.Timeout:
             raise Refused(f"{name} did not answer within {timeout:g} s") from None
         except LookupError as exc:
@@ -262,17 +270,20 @@ class Admin(AegisActor):
         value = req.args["set"]
         posture = None if value == "auto" else Posture(value)
         msg = SetPosture(posture=posture, reason=f"admin command {req.id}", operator=True)
-        answer: dict[str, Any] = self.ask_owner(POSTURE, msg)
-        return answer
+        answer = self.ask_owner(POSTURE, msg, PostureReply)
+        return {
+            "posture": answer.posture.value,
+            "override": answer.override.value if answer.override else "auto",
+        }
 
     def cmd_mode(self, req: Request) -> dict[str, Any]:
         msg = RequestMode(
             target=TradingMode(req.args["set"]), reason=f"admin command {req.id}", operator=True
         )
-        answer: dict[str, Any] = self.ask_owner(WATCHDOG, msg)
-        if not answer.get("ok"):
-            raise Refused(f"mode {req.args['set']} refused: {answer.get('error')}")
-        return {"mode": answer.get("mode")}
+        answer = self.ask_owner(WATCHDOG, msg, ModeReply)
+        if not answer.ok:
+            raise Refused(f"mode {req.args['set']} refused: {answer.error}")
+        return {"mode": answer.mode.value}
 
     def cmd_restart(self, req: Request) -> dict[str, Any]:
         name = req.args["actor"]
@@ -301,12 +312,10 @@ class Admin(AegisActor):
         return {"actor": name, "supervisor": parent}
 
     def cmd_ack(self, req: Request) -> dict[str, Any]:
-        answer = self.ask_owner(WATCHDOG, AckAlert(alert_id=req.args["alert"]))
-        if isinstance(answer, dict):
-            if answer.get("ok") is False:
-                raise Refused(f"ack {req.args['alert']} refused: {answer.get('error')}")
-            return {"alert": req.args["alert"], **answer}
-        return {"alert": req.args["alert"], "acked": True}
+        answer = self.ask_owner(WATCHDOG, AckAlert(alert_id=req.args["alert"]), AckReply)
+        if not answer.ok:
+            raise Refused(f"ack {req.args['alert']} refused: {answer.error}")
+        return {"alert": answer.alert_id, "ok": True, "escalation_step": answer.escalation_step}
 
     def cmd_reload(self, _req: Request) -> dict[str, Any]:
         source = self.settings.source_file
@@ -327,12 +336,15 @@ class Admin(AegisActor):
 
     def cmd_close_day(self, req: Request) -> dict[str, Any]:
         """close-day's broker step, done by the process that owns the broker."""
-        answer: dict[str, Any] = self.ask_owner(
-            EXECUTION, CancelOpenOrders(reason=f"close-day (admin {req.id})"), RESTART_TIMEOUT_S
+        answer = self.ask_owner(
+            EXECUTION,
+            CancelOpenOrders(reason=f"close-day (admin {req.id})"),
+            CancelReply,
+            RESTART_TIMEOUT_S,
         )
         # The store's mailbox is FIFO: once this ask returns, the cancellations are written.
-        self.ask_owner(STORE, StoreHealth())
-        return answer
+        self.ask_owner(STORE, StoreHealth(), StoreHealthReply)
+        return answer.model_dump(mode="json")
 
     def cmd_shutdown(self, _req: Request) -> dict[str, Any]:
         self.log.warning("shutdown requested over the admin channel")
