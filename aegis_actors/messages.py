@@ -670,12 +670,39 @@ class ModeReply(Msg):
     error: str = ""
 
 
+class GetPosture(Msg):
+    """Ask the posture actor for the posture in force (answered by `PostureReply`)."""
+
+
 class PostureReply(Msg):
     """The posture actor's answer to `SetPosture`: the posture in force, and the
     operator's override (None: automatic)."""
 
     posture: Posture
     override: Posture | None = None
+
+
+class GetFlow(Msg):
+    """Ask the market actor how many events it raised and how many are in the pipeline
+    or waiting for a place (answered by `FlowReply`): a replay's "is this bar done"."""
+
+
+class FlowReply(Msg):
+    events: int  # raised since start
+    inflight: int  # in the pipeline now
+    waiting: int  # held at the gateway for a place
+
+    @property
+    def idle(self) -> bool:
+        return not self.inflight and not self.waiting
+
+
+class GetOutcomes(Msg):
+    """Ask the watchdog how the events so far ended (answered by `OutcomesReply`)."""
+
+
+class OutcomesReply(Msg):
+    outcomes: dict[str, int]  # Outcome value -> events
 
 
 class AckReply(Msg):

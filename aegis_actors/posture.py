@@ -16,6 +16,7 @@ from aegis_actors.context import K_POSTURE, posture_params
 from aegis_actors.messages import (
     Alert,
     AlertLevel,
+    GetPosture,
     ModeChange,
     PositionClosed,
     Posture,
@@ -198,6 +199,9 @@ class PostureActor(AegisActor):
         self.forced_until = 0.0
         self.change(self.unforced, "forced posture expired (no volatility reading)")
         self.publish()
+
+    def on_GetPosture(self, _msg: GetPosture) -> PostureReply:
+        return PostureReply(posture=self.posture, override=self.override)
 
     def on_SetPosture(self, msg: SetPosture) -> PostureReply:
         if msg.operator:

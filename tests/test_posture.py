@@ -13,6 +13,7 @@ from aegis_actors.cache import MemoryCache
 from aegis_actors.messages import (
     Alert,
     AlertLevel,
+    GetPosture,
     PositionClosed,
     Posture,
     PostureChange,
@@ -177,6 +178,8 @@ def test_operator_override_and_back_to_auto(posture_tree: Any, vclock: Any) -> N
     vclock.advance(1800.0)
     wait_until(lambda: status(rt)["evaluations"] >= 2)
     assert status(rt)["posture"] == "offensive"  # the override holds against the VIX
+    held = rt.ask(POSTURE, GetPosture(), 5.0, PostureReply)
+    assert held.posture is Posture.OFFENSIVE and held.override is Posture.OFFENSIVE
     reply = d.ask(POSTURE, SetPosture(posture=None, reason="auto", operator=True), 5.0)
     assert reply == PostureReply(posture=Posture.DEFENSIVE, override=None)
 

@@ -30,6 +30,7 @@ from aegis_actors.messages import (
     DecisionRecord,
     EventDone,
     GetMode,
+    GetOutcomes,
     Heartbeat,
     KvGet,
     KvPut,
@@ -37,6 +38,7 @@ from aegis_actors.messages import (
     ModeChange,
     ModeReply,
     Outcome,
+    OutcomesReply,
     Posture,
     RequestMode,
     SetPosture,
@@ -232,6 +234,9 @@ class Watchdog(AegisActor):
 
     def on_GetMode(self, _msg: GetMode) -> ModeReply:
         return ModeReply(ok=True, mode=self.modes.mode)
+
+    def on_GetOutcomes(self, _msg: GetOutcomes) -> OutcomesReply:
+        return OutcomesReply(outcomes=dict(self.outcomes))
 
     def move_mode(self, req: RequestMode, *, alert: bool = True) -> ModeReply:
         move = self.modes.request(req.target, operator=req.operator)
