@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import pykka
 
-from aegis_actors.messages import GetStatus
+from aegis_actors.messages import GetStatus, expect
 from aegis_actors.runtime import (
     ADMIN,
     ANALYST,
@@ -110,7 +110,8 @@ def ask_all(rt: Runtime, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     for key, future in pending.items():
         try:
-            out[key] = future.get(timeout=max(0.0, deadline - time.monotonic()))
+            answer = future.get(timeout=max(0.0, deadline - time.monotonic()))
+            out[key] = expect(answer, dict, PARTS[key], GetStatus())
         except Exception as exc:  # a restarting or hung actor: say so, don't fail the page
             out[key] = {"error": f"{type(exc).__name__}: {exc}"}
     return {key: out[key] for key in PARTS}
