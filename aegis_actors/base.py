@@ -24,7 +24,7 @@ from aegis_actors.messages import (
     Heartbeat,
     HeartbeatAck,
     Msg,
-    R,
+    ReplyT,
 )
 from aegis_actors.runtime import WATCHDOG, Runtime
 from supervisors import ChildContext, SupervisedActor, Timer
@@ -96,7 +96,7 @@ class AegisActor(SupervisedActor):
         if tracing():
             self.log.bind(event_id=event_id).debug(text, *args)
 
-    def ask(self, name: str, message: Msg, timeout: float, reply: type[R]) -> R:
+    def ask(self, name: str, message: Msg, timeout: float, reply: type[ReplyT]) -> ReplyT:
         """Ask another actor, wait at most `timeout`, and check the answer is a `reply`
         (`WrongReply` if not); meanwhile the watchdog sees this actor as waiting on
         `name`, not hung (a slow store must not get execution restarted)."""

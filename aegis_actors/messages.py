@@ -728,10 +728,10 @@ class WrongReply(TypeError):
     """An ask answered with another type than its reply model: a bug, never parsed."""
 
 
-R = TypeVar("R")
+ReplyT = TypeVar("ReplyT")
 
 
-def expect(answer: object, reply: type[R], name: str, message: object) -> R:
+def expect(answer: object, reply: type[ReplyT], name: str, message: object) -> ReplyT:
     """`answer` if it is a `reply`, else `WrongReply` naming who answered what."""
     if isinstance(answer, reply):
         return answer

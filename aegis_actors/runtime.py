@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aegis_actors.cache import Cache, MemoryCache
-from aegis_actors.messages import R, expect
+from aegis_actors.messages import ReplyT, expect
 from aegis_actors.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class Runtime:
     # so the asker is waiting, not hung (the watchdog judges the one asked instead)
     waiting_on: dict[str, str] = field(default_factory=dict)
 
-    def ask(self, name: str, message: Any, timeout: float, reply: type[R]) -> R:
+    def ask(self, name: str, message: Any, timeout: float, reply: type[ReplyT]) -> ReplyT:
         """Ask a named actor, wait at most `timeout`, and check the answer is a `reply`
         (`WrongReply` if not): code outside the actors asks this way."""
         return expect(self.directory.ask(name, message, timeout), reply, name, message)

@@ -33,7 +33,7 @@ from aegis_actors.messages import (
     ModeReply,
     Posture,
     PostureReply,
-    R,
+    ReplyT,
     RequestMode,
     SetPosture,
     StoreHealth,
@@ -237,8 +237,8 @@ class Admin(AegisActor):
             self.state.commands[key] = self.state.commands.get(key, 0) + 1
 
     def ask_owner(
-        self, name: str, message: Any, reply: type[R], timeout: float = ASK_TIMEOUT_S
-    ) -> R:
+        self, name: str, message: Any, reply: type[ReplyT], timeout: float = ASK_TIMEOUT_S
+    ) -> ReplyT:
         try:
             return self.ask(name, message, timeout, reply)
         except pykka.Timeout:

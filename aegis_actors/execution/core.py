@@ -61,8 +61,8 @@ from aegis_actors.messages import (
     PositionUpdate,
     Posture,
     PriceConfirmation,
-    R,
     RecordFill,
+    ReplyT,
     RequestMode,
     Side,
     Tick,
@@ -85,7 +85,7 @@ class Ports(Protocol):
 
     def send(self, name: str, message: Msg) -> bool: ...
 
-    def ask(self, name: str, message: Msg, timeout: float, reply: type[R]) -> R: ...
+    def ask(self, name: str, message: Msg, timeout: float, reply: type[ReplyT]) -> ReplyT: ...
 
     def write_ahead(self, order: Order) -> WriteAheadAck:
         """new once the order is durable, spooled (an exit, store down), duplicate if it
