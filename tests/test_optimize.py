@@ -90,7 +90,8 @@ def test_space_kinds_and_bad_entries(tmp_path: Path) -> None:
         ({"a": {"low": 3}}, "low and high"),
         ({"a": {"low": 9, "high": 3}}, "above high"),
         ({"a": {"low": 0, "high": 3, "log": True}}, "low > 0"),
-        ({"a": {"choices": ["x", "y"]}}, "numbers"),
+        ({"a": {"choices": [[1], 2]}}, "numbers, strings or booleans"),
+        ({"a": {"choices": ["x", "x"]}}, "listed twice"),
         ({"a": {"low": 1, "high": 3, "lo": 2}}, "unknown key lo"),
         ({}, "no parameters"),
     ]:
