@@ -117,7 +117,7 @@ def open_study(
     else:
         study.sampler = optuna.samplers.TPESampler(seed=own)
     study.pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2, n_min_trials=3)
+        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3, n_min_trials=3)
         if prune and objectives == 1
         else optuna.pruners.NopPruner()
     )
