@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
-import time
-import uuid
 from pathlib import Path
 
 import optuna
@@ -18,9 +15,6 @@ from test_backtest import write_csv
 from test_optimize import env, optimize_cmd, trials_of, walk_rows
 
 from aegis_actors.backtest.api import BacktestConfig, run_backtest
-from aegis_actors.backtest.llm_cache import CachingClient, ResponseCache
-from aegis_actors.llm.client import Reply
-from aegis_actors.llm.cost import Usage
 from aegis_actors.optimize.objective import CHECKPOINTS
 from aegis_actors.strategies import params_file
 
@@ -36,9 +30,7 @@ def walk(aegis_env: Path) -> Path:
 def run(
     cmd: list[str], timeout: float = 240, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        cmd, env=env(), capture_output=True, text=True, timeout=timeout, cwd=cwd
-    )
+    return subprocess.run(cmd, env=env(), capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def sqlite(out: Path) -> str:
