@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,15 +21,21 @@ def _first(t: FrozenTrial) -> float:
 
 
 def importance(study: optuna.Study) -> tuple[dict[str, float], str]:
-    """Optuna's fANOVA importance (of the first objective when there are several); with too
-    few trials, |correlation| of each numeric param with it (normalised), saying so."""
+    """Optuna's default importance (PED-ANOVA in Optuna 5; of the first objective when there
+    are several); with too few trials, |correlation| of each numeric param with it
+    (normalised), saying so."""
     done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.values]
     if len(done) < 2:
         return {}, "too few completed trials for parameter importance"
     multi = len(study.directions) > 1
     try:
-        imp = optuna.importance.get_param_importances(study, target=_first if multi else None)
-        return dict(imp), "fANOVA (optuna.importance)" + (", first objective" if multi else "")
+        with warnings.catch_warnings():  # the negated target below is the documented way
+            warnings.simplefilter("ignore", UserWarning)
+            imp = optuna.importance.get_param_importances(
+                study,
+                target=(lambda t: -_first(t)) if multi else None,  # high is good
+            )
+        return dict(imp), "optuna.importance" + (", first objective" if multi else "")
     except Exception:  # optuna refuses e.g. a single distinct value: fall back
         pass
     ys = [_first(t) for t in done]
