@@ -160,3 +160,16 @@ def test_a_failed_call_releases_its_claim(
     assert not a.store.claim(key, 60)  # and now b holds it
     a.close()
     b.close()
+
+
+def test_an_unreachable_redis_cache_costs_calls_not_the_run() -> None:
+    """A cache is never the truth: with nothing listening, every prompt goes to the LLM."""
+    cache = ResponseCache("redis://127.0.0.1:1/0")  # port 1: nothing listens
+    cache.usage["analyst"] = RoleUsage()
+    inner = Slow()
+    inner.go.set()
+    client = CachingClient(inner, cache, "analyst", "v1")
+    assert [client.complete("sys", [], timeout_s=5).text for _ in range(2)] == ["the answer"] * 2
+    assert inner.calls == 2 and cache.down
+    assert cache.report()["calls"] == 2
+    cache.close()

@@ -15,10 +15,15 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg2
+import redis
+from loguru import logger
 
 from aegis_actors.llm.client import Messages, Reply
 from aegis_actors.llm.cost import Usage
@@ -33,6 +38,8 @@ CLAIMS = "CREATE TABLE IF NOT EXISTS claims (key TEXT PRIMARY KEY, until DOUBLE 
 PG_TABLE = "aegis_llm_replies"  # and aegis_llm_claims, in the DSN's database
 REDIS_PREFIX = "aegis:llm:"
 POLL_S = 0.05
+STORE_ERRORS = (sqlite3.Error, psycopg2.Error, redis.RedisError, OSError)
+log = logger.bind(actor="backtest")
 
 
 @dataclass
@@ -206,7 +213,7 @@ SCHEMA_LOCK = 0x4AE616  # the advisory lock key for creating the PostgreSQL tabl
 
 def is_postgres(where: str) -> bool:
     return where.startswith(("postgresql://", "postgres://")) or (
-        "://" not in where and "dbname=" in where
+        "://" not in where and ("dbname=" in where or "host=" in where)
     )
 
 
@@ -242,6 +249,7 @@ class ResponseCache:
     def __post_init__(self) -> None:
         self.store, self.label = open_store(self.where)
         self._lock = threading.Lock()
+        self.down = False
 
     @staticmethod
     def key(role: str, model: str, version: str, system: str, messages: Messages) -> str:
@@ -249,25 +257,46 @@ class ResponseCache:
         digest = hashlib.sha256(prompt.encode()).hexdigest()
         return hashlib.sha256(f"{role}\0{model}\0{version}\0{digest}".encode()).hexdigest()
 
-    def get(self, key: str) -> tuple[str, Usage] | None:
-        return self.store.get(key)
-
     def get_or_claim(self, key: str, ttl_s: float) -> tuple[str, Usage] | None:
         """The answer, or None once this caller holds the claim to ask for it."""
         deadline = time.monotonic() + ttl_s
-        while True:
-            hit = self.store.get(key)
-            if hit is not None:
-                return hit
-            if self.store.claim(key, ttl_s) or time.monotonic() > deadline:
+        while not self.down:
+            try:
+                hit = self.store.get(key)
+                if hit is not None:
+                    return hit
+                if self.store.claim(key, ttl_s):
+                    return None
+            except STORE_ERRORS as exc:
+                self._lost(exc)
+                return None
+            if time.monotonic() > deadline:
                 return None
             time.sleep(POLL_S)  # another worker is asking the LLM this very prompt
+        return None
 
     def put(self, key: str, role: str, model: str, version: str, reply: Reply) -> None:
         usage = reply.usage
-        self.store.put(
-            key, (role, model, version, reply.text, usage.input_tokens, usage.output_tokens)
-        )
+        row = (role, model, version, reply.text, usage.input_tokens, usage.output_tokens)
+        self._safely(lambda: self.store.put(key, row))
+
+    def release(self, key: str) -> None:
+        self._safely(lambda: self.store.release(key))
+
+    def _safely(self, op: Callable[[], None]) -> None:
+        if self.down:
+            return
+        try:
+            op()
+        except STORE_ERRORS as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: Exception) -> None:
+        """A cache is never the truth: with its store unreachable, every call goes to the
+        LLM (paid, counted) rather than the run failing or its roles erring."""
+        self.down = True
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        log.warning(f"LLM cache {self.label} unusable ({first}): asking the LLM without it")
 
     def count(self, role: str, *, hit: bool, usage: Usage) -> None:
         with self._lock:
@@ -328,7 +357,7 @@ class CachingClient:
         try:
             reply: Reply = self.inner.complete(system, messages, timeout_s=timeout_s)
         except BaseException:
-            self.cache.store.release(key)  # let another worker (or a retry) ask
+            self.cache.release(key)  # let another worker (or a retry) ask
             raise
         self.cache.put(key, self.role, self.model, self.version, reply)
         self.cache.count(self.role, hit=False, usage=reply.usage)

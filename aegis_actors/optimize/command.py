@@ -45,19 +45,21 @@ def llm_cache_of(args: argparse.Namespace, storage: str) -> str:
     """Where LLM answers are shared: --llm-cache/--cache (file or URL), else the study's
     PostgreSQL (every machine of the study reads it), else the settings' Redis, else a file
     in the out folder (this machine's local workers)."""
+    from aegis_actors.backtest.llm_cache import is_postgres
+
     if args.llm_cache:
-        return args.llm_cache if "://" in args.llm_cache else str(Path(args.llm_cache).resolve())
+        url = "://" in args.llm_cache or is_postgres(args.llm_cache)
+        return args.llm_cache if url else str(Path(args.llm_cache).resolve())
     if not storage.startswith("sqlite:"):
         return storage
-    if args.roles == "llm" or args.settings:
-        from aegis_actors.settings import SettingsError, load_settings
+    from aegis_actors.settings import SettingsError, load_settings
 
-        try:
-            redis_url = load_settings(args.settings).redis_url
-        except SettingsError:
-            redis_url = ""  # the backtest reports a bad settings file itself
-        if redis_url:
-            return redis_url
+    try:
+        redis_url = load_settings(args.settings).redis_url
+    except SettingsError:
+        redis_url = ""  # the backtest reports a bad settings file itself
+    if redis_url:
+        return redis_url
     return str(Path(args.out, "llm-cache.db").resolve())
 
 

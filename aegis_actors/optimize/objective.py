@@ -210,8 +210,9 @@ def objective(job: Job, trial: optuna.Trial) -> float | list[float]:
         for key in ("metrics", "reason", "pruned_at"):
             if key in earlier.user_attrs:
                 trial.set_user_attr(key, earlier.user_attrs[key])
-        if earlier.values is None:  # pruned before (its path is this one's): pruned again
+        if earlier.state == TrialState.PRUNED:  # its path is this one's: pruned again
             raise optuna.TrialPruned(str(earlier.user_attrs.get("reason", "")))
+        assert earlier.values is not None
         return _out(job, list(earlier.values))
     run_marker(job, trial.number)
     hook, stopped = median_watch(job, trial) if job.prunes else (None, [])

@@ -16,6 +16,11 @@ W, H, PAD = 720, 220, 36
 COLOURS = {"COMPLETE": "#2563eb", "PRUNED": "#9ca3af", "FAIL": "#dc2626"}
 
 
+def _scored(t: FrozenTrial) -> bool:
+    """COMPLETE: a pruned trial's `values` is its last intermediate value (Optuna)."""
+    return t.state == TrialState.COMPLETE and bool(t.values)
+
+
 def _first(t: FrozenTrial) -> float:
     return float(t.values[0])
 
@@ -86,7 +91,7 @@ def svg_line(points: list[tuple[float, float]], title: str) -> str:
 
 def svg_trials(trials: list[FrozenTrial], best_line: bool = True) -> str:
     """The (first) objective per trial; the best-so-far line for one objective."""
-    scored = [t for t in trials if t.values]
+    scored = [t for t in trials if _scored(t)]
     if not scored:
         return "<p>no trial scored</p>"
     xs = [float(t.number) for t in trials]
@@ -95,7 +100,7 @@ def svg_trials(trials: list[FrozenTrial], best_line: bool = True) -> str:
     dots, best, line = [], -math.inf, []
     for t in sorted(trials, key=lambda t: t.number):
         colour = COLOURS.get(t.state.name, "#000")
-        if t.values:
+        if _scored(t):
             best = max(best, _first(t))
             if best_line:
                 line.append(f"{sx(t.number):.1f},{sy(best):.1f}")
@@ -104,7 +109,7 @@ def svg_trials(trials: list[FrozenTrial], best_line: bool = True) -> str:
             y = H - PAD + 12  # pruned / failed: a mark under the axis
         dots.append(
             f'<circle cx="{sx(t.number):.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
-            f"<title>trial {t.number} {t.state.name} {t.values or ''} "
+            f"<title>trial {t.number} {t.state.name} {t.values if _scored(t) else ''} "
             f"{html.escape(str(t.params))}</title></circle>"
         )
     return (

@@ -9,6 +9,7 @@ FAILED (seen by the next worker to start a trial), never lost, never re-run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import warnings
 from collections import Counter
@@ -97,9 +98,8 @@ def open_study(
     the first join creates Optuna's tables, so joins are serialised by an advisory lock
     (two machines starting at once would otherwise race on CREATE TABLE).
 
-    One objective: TPE, and the median pruner when `prune` (5 trials complete before it
-    prunes, never before the third checkpoint, against at least 3 trials). Several: NSGA-II
-    (generations of `population` trials) and no pruner."""
+    One objective: TPE, and the median pruner when `prune` (AtCheckpoint). Several:
+    NSGA-II (generations of `population` trials) and no pruner."""
     with _join_lock(where):
         study = optuna.create_study(
             storage=storage(where, heartbeat),
@@ -116,12 +116,33 @@ def open_study(
         study.sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=own)
     else:
         study.sampler = optuna.samplers.TPESampler(seed=own)
-    study.pruner = (
-        optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=3, n_min_trials=3)
-        if prune and objectives == 1
-        else optuna.pruners.NopPruner()
-    )
+    study.pruner = AtCheckpoint() if prune and objectives == 1 else optuna.pruners.NopPruner()
     return study
+
+
+class AtCheckpoint(optuna.pruners.BasePruner):
+    """Optuna's MedianPruner judging a trial by its value at this checkpoint.
+
+    MedianPruner compares a trial's *best* value over its steps with the median at the
+    current step: right for learning curves, which improve, but an equity path's Sharpe is
+    noisy early and drifts, so a strong first tenth would shield a trial for the rest of its
+    run (GOOG: nothing was ever pruned). Handing it only the current step's value compares
+    like with like: this trial's figure at this bar time against the median of the complete
+    trials' figures at the same bar time. 5 complete trials first, from the third checkpoint,
+    against at least 3."""
+
+    def __init__(self) -> None:
+        self.median = optuna.pruners.MedianPruner(
+            n_startup_trials=5, n_warmup_steps=3, n_min_trials=3
+        )
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        now = copy.copy(trial)
+        now.intermediate_values = {step: trial.intermediate_values[step]}
+        return self.median.prune(study, now)
 
 
 def population(trials: int) -> int:
