@@ -139,14 +139,17 @@ def pruner_on_off(data: Path, tmp: Path, n: int) -> None:
 
 
 def nsga_front(data: Path, tmp: Path, n: int) -> None:
-    out = tmp / "nsga"
-    s = timed([cmd(data, out, n, "--objective", "sharpe,return")])
-    study = study_of(out)
-    front = study.best_trials  # type: ignore[attr-defined]
-    print(f"  NSGA-II sharpe,return: {n} trials, {n / s * 60:.1f}/min, Pareto front {len(front)}:")
-    for t in sorted(front, key=lambda t: t.values[0]):
-        print(f"    trial {t.number:3d}: sharpe {t.values[0]:.4f} return {t.values[1]:8.2f}%"
-              f"  {t.params}")  # fmt: skip
+    """The Pareto front of two objective pairs: one that moves together on this data
+    (sharpe, return) and one that pulls apart (return, profit_factor)."""
+    for pair in ("sharpe,return", "return,profit_factor"):
+        out = tmp / f"nsga-{pair.replace(',', '-')}"
+        s = timed([cmd(data, out, n, "--objective", pair)])
+        front = study_of(out).best_trials  # type: ignore[attr-defined]
+        a, b = pair.split(",")
+        print(f"  NSGA-II {pair}: {n} trials, {n / s * 60:.1f}/min, Pareto front {len(front)}:")
+        for t in sorted(front, key=lambda t: t.values[0]):
+            print(f"    trial {t.number:3d}: {a} {t.values[0]:9.4f}  {b} {t.values[1]:9.4f}"
+                  f"  {t.params}")  # fmt: skip
 
 
 def main() -> None:
