@@ -9,28 +9,14 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from money_kit import buy, pg_store
 from tcp_proxy import proxied_dsn
 
 from aegis_actors.execution.risk import client_order_id
-from aegis_actors.messages import Action, Decision, GetStatus, Posture
+from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import EXECUTION
 from aegis_actors.store import open_database
 from supervisors.clock import VirtualClock
-
-
-def buy(decision_id: str, now: float) -> Decision:
-    return Decision(
-        event_id=f"ev-{decision_id}",
-        decision_id=decision_id,
-        symbol="AAPL",
-        action=Action.BUY,
-        size_fraction=1.0,
-        limit_price=100.0,
-        confidence=0.9,
-        posture=Posture.GUERRILLA,
-        reference_price=100.0,
-        stamps={"t0": now},
-    )
 
 
 def execution(app: Any) -> dict[str, Any]:
@@ -63,7 +49,7 @@ def test_order_not_written_is_never_sent(
     try:
         app = aegis_factory(
             feed={"symbols": ["SPY"]},
-            store={"postgres_dsn": dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+            store=pg_store(aegis_env, dsn),
             broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
         )
         assert execution(app)["mode"] == "normal"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from money_kit import pg_store
 
 from aegis_actors.messages import GetStatus, RequestMode, TradingMode
 from aegis_actors.runtime import EXECUTION, WATCHDOG
@@ -100,7 +101,7 @@ def test_an_automatic_shutdown_liquidates_before_the_stop_closes_the_door(
     from aegis_actors.messages import Action, Decision, Posture, Tick
 
     app = aegis_factory(
-        store={"postgres_dsn": pg_dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+        store=pg_store(aegis_env, pg_dsn),
         feed={"symbols": ["SPY"]},
     )
     d = app.rt.directory
