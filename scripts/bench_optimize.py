@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PG = os.environ.get("AEGIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REPEAT = 3  # runs of each pruner mode
 SPACE = "fast = { low = 5, high = 30 }\nslow = { low = 31, high = 120 }\n"
 
 
@@ -115,10 +117,11 @@ def pruner_on_off(data: Path, tmp: Path, n: int) -> None:
     median: trials per minute, how many the pruner stopped, and the best Sharpe each found."""
     from optuna.trial import TrialState
 
-    rates = {}
-    for mode in ("none", "median", "none ", "median "):  # twice each, interleaved: noise
-        out = tmp / f"pruner-{mode.strip()}-{len(rates)}"
-        s = timed([cmd(data, out, n, "--pruner", mode.strip())])
+    rates: dict[str, list[float]] = {"none": [], "median": []}
+    for i in range(2 * REPEAT):  # interleaved: the machine's load drifts
+        mode = ("none", "median")[i % 2]
+        out = tmp / f"pruner-{mode}-{i}"
+        s = timed([cmd(data, out, n, "--pruner", mode)])
         study = study_of(out)
         trials = study.trials  # type: ignore[attr-defined]
         by_pruner = sum(1 for t in trials if "pruned_at" in t.user_attrs)
@@ -128,14 +131,13 @@ def pruner_on_off(data: Path, tmp: Path, n: int) -> None:
             if "reused" not in t.user_attrs and t.state != TrialState.FAIL
         )
         best = study.best_value  # type: ignore[attr-defined]
-        rates[mode] = n / s * 60
+        rates[mode].append(n / s * 60)
         print(
-            f"  pruner {mode.strip():6}: {n / s * 60:7.1f} trials/min, {by_pruner:3d} pruned by "
+            f"  pruner {mode:6}: {n / s * 60:7.1f} trials/min, {by_pruner:3d} pruned by "
             f"median, {bars:5.1f} full-run equivalents replayed, best sharpe {best:.4f}"
         )
-    on = (rates["median"] + rates["median "]) / 2
-    off = (rates["none"] + rates["none "]) / 2
-    print(f"  pruner median vs none: x{on / off:.2f} trials/min (mean of 2 runs each)")
+    on, off = (statistics.median(rates[m]) for m in ("median", "none"))
+    print(f"  pruner median vs none: x{on / off:.2f} trials/min (median of {REPEAT} runs each)")
 
 
 def nsga_front(data: Path, tmp: Path, n: int) -> None:

@@ -9,7 +9,10 @@ With an LLM budget, once the study's summed spend reaches it no new trial starts
 
 The median pruner (one objective among sharpe, sortino, return, calmar; `--pruner median`,
 the default) sees the objective computed on the equity path so far, as the final figure
-would read had the data ended there, at CHECKPOINTS evenly spaced bar times (10%..90%).
+would read had the data ended there, at 30%, 50%, 70% and 90% of the bar times (REPORTED
+of the hook's CHECKPOINTS: each report and pruning check is a storage round trip, and on a
+fast strategy more of them cost more than the bars they save; before 30% a path's Sharpe is
+noise).
 A trial below the median of earlier trials at the same checkpoint ends its replay there:
 PRUNED, with user attr `reason`. profit_factor needs closed trades, not an equity path: no
 pruner for it, nor for several objectives (Optuna's report/should_prune is single-objective).
@@ -39,7 +42,8 @@ from aegis_actors.strategies.base import ParamValue
 
 Objective = Literal["sharpe", "sortino", "return", "calmar", "profit_factor"]
 PRUNABLE = ("sharpe", "sortino", "return", "calmar")  # defined on an equity path alone
-CHECKPOINTS = 9  # intermediate values at 10%, 20% .. 90% of the bar times
+CHECKPOINTS = 9  # the hook is called at 10%, 20% .. 90% of the bar times
+REPORTED = (3, 5, 7, 9)  # of those, the steps reported to the pruner: 30%, 50%, 70%, 90%
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,8 @@ def median_watch(job: Job, trial: optuna.Trial) -> tuple[Checkpoint, list[int]]:
     stopped: list[int] = []
 
     def on(step: int, equity: list[tuple[float, float]]) -> bool:
+        if step not in REPORTED:
+            return False
         value = performance(equity, capital, [])[METRIC[name]]
         if value is None:  # e.g. no trade yet: a flat path has no Sharpe
             return False

@@ -128,8 +128,8 @@ class AtCheckpoint(optuna.pruners.BasePruner):
     noisy early and drifts, so a strong first tenth would shield a trial for the rest of its
     run (GOOG: nothing was ever pruned). Handing it only the current step's value compares
     like with like: this trial's figure at this bar time against the median of the complete
-    trials' figures at the same bar time. 5 complete trials first, from the third checkpoint,
-    against at least 3."""
+    trials' figures at the same bar time. 5 complete trials first, from the third checkpoint
+    (30% of the bars), against at least 3."""
 
     def __init__(self) -> None:
         self.median = optuna.pruners.MedianPruner(
