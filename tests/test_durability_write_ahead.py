@@ -65,3 +65,26 @@ def test_order_not_written_is_never_sent(
         db.close()
     finally:
         proxy.close()
+
+
+def test_a_write_ahead_answered_with_the_wrong_type_is_not_taken_for_written(
+    aegis_factory: Callable[..., Any],
+    aegis_env: Path,
+    vclock: VirtualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store answering the old way (the string "new") is a bug: nothing is sent, the
+    order is counted as an error, and the mode goes limited, as for any unwritten order."""
+    from aegis_actors.store import actor
+
+    monkeypatch.setattr(actor, "ack", lambda status, detail="": status.value)  # "new"
+    app = aegis_factory(
+        feed={"symbols": ["SPY"]},
+        broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
+    )
+    app.rt.directory.tell(EXECUTION, buy("d-typed", vclock.now()))
+    settle()
+    wait_until(lambda: execution(app)["errors"] >= 1, what="the order refused as not written")
+    assert execution(app)["errors"] == 1 and execution(app)["orders"] == 0
+    assert app.broker.sent == {} and app.broker.open_orders() == []
+    wait_until(lambda: app.rt.cache.get_json("mode") == "limited", what="limited")

@@ -21,7 +21,7 @@ from aegis_actors.execution.lifecycle import (
     OrderState,
     Rejected,
 )
-from aegis_actors.messages import FINAL_STATUSES, OrderStatus, OrderUpdate
+from aegis_actors.messages import FINAL_STATUSES, OrderStatus, OrderUpdate, WriteAhead
 from aegis_actors.metrics import FAILED_ORDER_STATUSES
 from aegis_actors.store.schema import ORDER_STATUSES
 
@@ -118,7 +118,7 @@ def test_the_ledger_moves_an_order_only_along_the_state_machine(tmp_path: object
     try:
         d = app.rt.directory  # type: ignore[union-attr]
         order = market_order("ae-1")
-        assert d.ask(STORE, WriteOrder(order=order), 5.0) == "new"
+        assert d.ask(STORE, WriteOrder(order=order), 5.0).status is WriteAhead.NEW
         d.tell(STORE, OrderUpdate(client_order_id="ae-1", status=OrderStatus.FILLED, ts=2.0))
         d.tell(STORE, OrderUpdate(client_order_id="ae-1", status=OrderStatus.ACCEPTED, ts=3.0))
         d.ask(STORE, GetStatus(), 5.0)

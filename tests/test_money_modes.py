@@ -67,7 +67,7 @@ def test_automatic_shutdown_exits_1_and_the_next_run_starts_safe_then_normal(
     answer = second.rt.directory.ask(
         WATCHDOG, RequestMode(target=TradingMode.NORMAL, reason="operator", operator=True), 5.0
     )
-    assert answer["ok"] is True
+    assert answer.ok is True
     wait_until(lambda: mode(second) == ("normal", "normal"), what="normal again")
     assert second.stop("clean") == 0
 

@@ -21,6 +21,7 @@ from money_kit import buy, market_order, pg_store
 from aegis_actors.messages import (
     GetStatus,
     Tick,
+    WriteAhead,
     WriteOrder,
 )
 from aegis_actors.runtime import EXECUTION, STORE
@@ -73,7 +74,7 @@ def test_the_store_does_not_write_a_write_ahead_past_its_deadline(
     )
     order = market_order("ae-late")
     answer = app.rt.directory.ask(STORE, WriteOrder(order=order, deadline=time.time() - 1), 5.0)
-    assert answer.startswith("expired")
+    assert answer.status is WriteAhead.EXPIRED and not answer.written
     db = open_database(postgres_dsn=pg_dsn)
     assert db.select("orders") == []
     db.close()
@@ -100,7 +101,7 @@ def test_a_write_ahead_whose_outcome_is_unknown_is_cancelled_once_the_store_is_b
             "orders", {**order.model_dump(mode="json"), "status": "new", "posture": None}
         )
         answer = app.rt.directory.ask(STORE, WriteOrder(order=order), 5.0)
-        assert answer.startswith("error")
+        assert answer.status is WriteAhead.ERROR and not answer.written
         proxy.restore()
 
         def cancelled() -> Any:
