@@ -276,7 +276,7 @@ class Store(AegisActor):
         self.received[kind] = self.received.get(kind, 0) + 1
         if not self.outage_reason and not len(self.spool):
             self.pending.append(msg)
-            if len(self.pending) >= BATCH_MAX or self.actor_inbox.empty():
+            if len(self.pending) >= BATCH_MAX or not self.more_queued():
                 self.flush()  # the drain is over (or the batch full): one transaction
             return
         self.spool_write(msg)
