@@ -60,11 +60,12 @@ class SupervisedActor(pykka.ThreadingActor):
     Batch is handled message by message in one turn; if one fails, the rest of the batch
     goes back to the Directory with the other unprocessed tells.
 
-    An actor at the head of a pipeline may set `linger_s`: while it is busy (its last
-    outbox went out less than `linger_s` ago) the outbox waits up to that long from its
-    first message for more, so a busy source sends fewer, fuller batches and every stage
-    after it handles them in fewer turns (a wake-up of an idle thread costs ~10x a hop to
-    a busy one). After a quiet spell the first message goes at once: no added latency.
+    An actor at the head of a pipeline may set `linger_s`: while it is busy (what it held
+    last went less than `linger_s` ago) what it holds (`hold`: the outbox, or bulk work
+    such as the store's writes) waits up to that long for more, so a busy source sends
+    fewer, fuller batches and every stage after it handles them in fewer turns (a
+    wake-up of an idle thread costs ~10x a hop to a busy one). After a quiet spell the
+    first message goes at once: no added latency.
     """
 
     actor_inbox: Any  # an Inbox, or the deterministic scheduler's InlineInbox
@@ -78,8 +79,8 @@ class SupervisedActor(pykka.ThreadingActor):
         self._batching = not isinstance(self.actor_inbox, inline.InlineInbox)
         self._outbox: dict[str, list[Any]] = {}
         self._posted = 0
-        self._first_post = 0.0  # when the oldest posted tell was posted (with linger_s)
-        self._last_flush = 0.0  # when the outbox last went out (with linger_s)
+        self._held_since = 0.0  # when something began waiting for the end of the turn
+        self._last_release = 0.0  # when what waited last went (with linger_s)
         self._batch_left = 0  # messages of the Batch being handled still to come
         self._rest: list[Any] = []  # the unhandled rest of a Batch whose handler failed
         self._thread_id: int | None = None
@@ -131,13 +132,11 @@ class SupervisedActor(pykka.ThreadingActor):
             self._outbox[name] = [message]
         else:
             box.append(message)
-        if not self._posted:
-            self.actor_inbox.holding = True
-            if self.linger_s:
-                self._first_post = time.monotonic()
         self._posted += 1
         if self._posted >= OUTBOX_MAX:
             self.flush_outbox()
+        elif not self._held_since:
+            self.hold()
         return True
 
     def flush_outbox(self) -> None:
@@ -145,9 +144,6 @@ class SupervisedActor(pykka.ThreadingActor):
         if not self._posted:
             return
         outbox, self._outbox, self._posted = self._outbox, {}, 0
-        self.actor_inbox.holding = False
-        if self.linger_s:
-            self._last_flush = time.monotonic()
         for name, msgs in outbox.items():
             self._deliver(name, msgs)
 
@@ -166,39 +162,63 @@ class SupervisedActor(pykka.ThreadingActor):
         work that is cheaper in bulk (a database commit) can wait for the last one."""
         return self._batch_left > 0 or self.actor_inbox.qsize() > 0
 
+    def hold(self) -> bool:
+        """Something waits for the end of the turn (or of the linger): posted tells, or a
+        subclass's bulk work. Until `release_held` runs, my mailbox does not count as
+        empty (idle checks). False under the deterministic scheduler: do it now."""
+        if not self._batching:
+            return False
+        if not self._held_since:
+            self._held_since = time.monotonic()
+            self.actor_inbox.holding = True
+        return True
+
+    def release_held(self) -> None:
+        """Do what waited (a subclass adds its bulk work, then calls this)."""
+        self.flush_outbox()
+
+    def _release(self) -> None:
+        self._held_since = 0.0
+        if self.linger_s:
+            self._last_release = time.monotonic()
+        self.release_held()
+        if not self._held_since:  # idle only once the work is done, not when it starts
+            self.actor_inbox.holding = False
+
     def _actor_loop_running(self) -> None:
-        # pykka's loop, plus the end of each turn: the outbox goes out when the mailbox is
-        # empty and always before a reply is set or a failure is handled.
+        # pykka's loop, plus the end of each turn: what is held (the outbox) goes when the
+        # mailbox is empty (or the linger is over) and always before a reply is set or a
+        # failure is handled.
         self._thread_id = threading.get_ident()
         self.flush_outbox()  # what on_start posted
         inbox = self.actor_inbox
         stopped = self.actor_stopped
         linger = self.linger_s
         while not stopped.is_set():
-            if self._posted and linger:  # still lingering for more
-                wait = self._first_post + linger - time.monotonic()
+            if self._held_since and linger:  # still lingering for more
+                wait = self._held_since + linger - time.monotonic()
                 if wait <= 0:
-                    self.flush_outbox()  # lingered long enough, busy or not
+                    self._release()  # lingered long enough, busy or not
                     continue
                 try:
                     envelope = inbox.get(timeout=wait)
                 except queue.Empty:
-                    self.flush_outbox()
+                    self._release()
                     continue
             else:
                 envelope = inbox.get()
             reply_to = envelope.reply_to
             try:
                 response = self._handle_receive(envelope.message)
-                if self._posted and (
+                if self._held_since and (
                     reply_to is not None
                     or stopped.is_set()
                     or (
                         not inbox.qsize()
-                        and (not linger or time.monotonic() - self._last_flush >= linger)
+                        and (not linger or time.monotonic() - self._last_release >= linger)
                     )
                 ):
-                    self.flush_outbox()
+                    self._release()
                 if reply_to is not None:
                     reply_to.set(response)
             except Exception:
@@ -216,7 +236,10 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def _flush_quietly(self) -> None:
         try:
-            self.flush_outbox()
+            if self._held_since:
+                self._release()
+            else:
+                self.flush_outbox()
         except Exception:
             log.exception("%s: could not send its outbox", self.ctx.path)
 
