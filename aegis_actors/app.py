@@ -143,7 +143,7 @@ class Aegis:
         whose liquidation must leave before "stopping" closes the door."""
         assert self.rt is not None
         try:
-            self.rt.directory.ask(EXECUTION, GetStatus(), DRAIN_TIMEOUT_S)
+            self.rt.ask(EXECUTION, GetStatus(), DRAIN_TIMEOUT_S, dict)
         except Exception as exc:
             log.error("execution did not answer before the stop ({}): stopping anyway", exc)
 
@@ -152,10 +152,10 @@ class Aegis:
         if self.rt is None:
             return {}
         try:
-            answer = self.rt.directory.ask(EXECUTION, GetStatus(), 2.0)
+            answer: dict[str, Any] = self.rt.ask(EXECUTION, GetStatus(), 2.0, dict)
         except Exception:
             return {}
-        return answer if isinstance(answer, dict) else {}
+        return answer
 
     def log_summary(self, execution: dict[str, Any]) -> None:
         """The end of every run: a short summary on stderr (and in the JSON log)."""

@@ -17,7 +17,15 @@ import pykka
 from loguru import logger
 
 from aegis_actors.logs import tracing
-from aegis_actors.messages import Alert, AlertLevel, GetStatus, Heartbeat, HeartbeatAck, Msg
+from aegis_actors.messages import (
+    Alert,
+    AlertLevel,
+    GetStatus,
+    Heartbeat,
+    HeartbeatAck,
+    Msg,
+    ReplyT,
+)
 from aegis_actors.runtime import WATCHDOG, Runtime
 from supervisors import ChildContext, SupervisedActor, Timer
 
@@ -86,14 +94,15 @@ class AegisActor(SupervisedActor):
         if tracing():
             self.log.bind(event_id=event_id).debug(text, *args)
 
-    def ask(self, name: str, message: Msg, timeout: float) -> Any:
-        """Ask another actor and wait at most `timeout`; meanwhile the watchdog sees this
-        actor as waiting on `name`, not hung (a slow store must not get execution restarted)."""
+    def ask(self, name: str, message: Msg, timeout: float, reply: type[ReplyT]) -> ReplyT:
+        """Ask another actor, wait at most `timeout`, and check the answer is a `reply`
+        (`WrongReply` if not); meanwhile the watchdog sees this actor as waiting on
+        `name`, not hung (a slow store must not get execution restarted)."""
         self.flush_outbox()  # what I told before asking reaches its receivers first
         waiting = self.rt.waiting_on
         waiting[self.name] = name
         try:
-            return self.rt.directory.ask(name, message, timeout)
+            return self.rt.ask(name, message, timeout, reply)
         finally:
             waiting.pop(self.name, None)
 

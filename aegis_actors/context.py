@@ -13,6 +13,7 @@ from aegis_actors.base import AegisActor
 from aegis_actors.messages import (
     CONTEXT,
     Context,
+    DurableState,
     LoadState,
     MarketEvent,
     ModeChange,
@@ -92,10 +93,10 @@ class ContextLoader(AegisActor):
         )
         if positions is None or posture_doc is None or mode is None:
             durable = self.load_durable(event.symbol)
-            positions = positions if positions is not None else durable.get("positions", {})
-            posture_doc = posture_doc or durable.get("posture")
-            mode = mode or durable.get("mode")
-            session = session or durable.get("session")
+            positions = positions if positions is not None else durable.positions
+            posture_doc = posture_doc or durable.posture
+            mode = mode or (durable.mode.value if durable.mode else None)
+            session = session or durable.session
         posture = Posture(posture_doc["posture"]) if posture_doc else Posture.GUERRILLA
         params = self.posture_params(posture, posture_doc)
         pos = positions.get(event.symbol)
@@ -133,24 +134,24 @@ class ContextLoader(AegisActor):
             self.params[key] = params
         return params
 
-    def load_durable(self, symbol: str) -> dict[str, Any]:
+    def load_durable(self, symbol: str) -> DurableState:
         """Cache miss: read the durable store, then warm the cache."""
         self.misses += 1
         try:
-            state: dict[str, Any] = self.ask(STORE, LoadState(symbol=symbol), timeout=2.0)
+            state = self.ask(STORE, LoadState(symbol=symbol), 2.0, DurableState)
         except Exception as exc:  # store down or slow: run on what we have
             self.log.warning("durable read failed on cache miss: {}", exc)
             self.metrics.errors.labels("context_durable_read").inc()
-            return {}
+            return DurableState()
         cache = self.rt.cache
         if cache.get_json(K_POSITIONS) is None:
-            cache.set_json(K_POSITIONS, state.get("positions", {}))
-        if state.get("posture") and cache.get_json(K_POSTURE) is None:
-            cache.set_json(K_POSTURE, state["posture"])
-        if state.get("mode") and cache.get_json(K_MODE) is None:
-            cache.set_json(K_MODE, state["mode"])
-        if state.get("session") and cache.get_json(K_SESSION) is None:
-            s = state["session"]
+            cache.set_json(K_POSITIONS, state.positions)
+        if state.posture and cache.get_json(K_POSTURE) is None:
+            cache.set_json(K_POSTURE, state.posture)
+        if state.mode and cache.get_json(K_MODE) is None:
+            cache.set_json(K_MODE, state.mode.value)
+        if state.session and cache.get_json(K_SESSION) is None:
+            s = state.session
             cache.set_json(K_SESSION, {"session_id": s["session_id"], "opened_at": s["opened_at"]})
         return state
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from enum import StrEnum
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -329,7 +329,8 @@ class ReplayBar(Msg):
 
 
 class RequestMode(Msg):
-    """Ask the watchdog to move the trading mode; automatic requests may only go up."""
+    """Ask the watchdog to move the trading mode; automatic requests may only go up.
+    Answered (when asked) by `ModeReply`."""
 
     target: TradingMode
     reason: str
@@ -345,7 +346,8 @@ class ModeChange(Msg):
 
 
 class SetPosture(Msg):
-    """Operator override (`auto` hands control back to evaluation), or an emergency force."""
+    """Operator override (`auto` hands control back to evaluation), or an emergency force.
+    Answered (when asked) by `PostureReply`."""
 
     posture: Posture | None  # None = auto
     reason: str
@@ -395,7 +397,8 @@ class HeartbeatAck(Msg):
 
 
 class GetStatus(Msg):
-    """Ask any actor for its status dict."""
+    """Ask any actor for its status: a JSON-able dict, a document for people (admin
+    `status`, the dashboard); code that needs a figure asks a typed question instead."""
 
 
 class PositionClosed(Msg):
@@ -435,7 +438,8 @@ class RoleLoad(Msg):
 
 
 class AckAlert(Msg):
-    """An operator acknowledged an alert (admin `ack`): its escalation stops."""
+    """An operator acknowledged an alert (admin `ack`): its escalation stops. Answered
+    (when asked) by `AckReply`."""
 
     alert_id: str
     by: str = "operator"
@@ -472,6 +476,7 @@ class WriteOrder(Msg):
 
     `deadline` (wall-clock epoch seconds, as the asker's timeout runs on wall time): past
     it the asker has given up and will not send, so the store does not write it either.
+    Answered by `WriteAheadAck`.
     """
 
     order: Order
@@ -530,17 +535,19 @@ class Snapshot(Msg):
 
 
 class LoadState(Msg):
-    """Context loader's durable read on a cache miss."""
+    """Context loader's durable read on a cache miss. Answered by `DurableState`."""
 
     symbol: str
 
 
 class LoadLedger(Msg):
-    """Execution's start-up read: the orders not yet final and each one's recorded fills."""
+    """Execution's start-up read: the orders not yet final and each one's recorded fills.
+    Answered by `Ledger`."""
 
 
 class StoreHealth(Msg):
-    """Ask the store whether the durable store is up and how much waits in the spool."""
+    """Ask the store whether the durable store is up and how much waits in the spool.
+    Answered by `StoreHealthReply`."""
 
 
 class Proposal(Stamped):
@@ -557,7 +564,8 @@ class SupervisorEvent(Msg):
 
 
 class KvGet(Msg):
-    """Asked of the store: the durable value under `key` (JSON), or None."""
+    """Asked of the store: the durable value under `key` (JSON), or None. Answered by
+    `KvValue`."""
 
     key: str
 
@@ -573,7 +581,161 @@ class KvPut(Msg):
 class CancelOpenOrders(Msg):
     """Asked of execution (close-day over the admin channel): cancel every unfilled order.
 
-    The answer: the client ids cancelled, and the positions carried with their last price.
+    Answered by `CancelReply`: the orders cancelled, and the positions carried with their
+    last price.
     """
 
     reason: str
+
+
+# -- replies to asks ----------------------------------------------------------------------
+#
+# Every ask is answered by a model of its own, checked where it is received (`expect`):
+# a caller reads attributes, never a string to parse or a dict to look into, and an
+# answer of the wrong type is a bug that fails loudly there. `GetStatus` is the exception:
+# its answer is a status document for people (admin `status`, the dashboard), not for code.
+
+
+class WriteAhead(StrEnum):
+    """What became of a write-ahead (`WriteOrder`)."""
+
+    NEW = "new"  # durable now: the order may be sent
+    SPOOLED = "spooled"  # an exit while the store is down: in the local spool, may be sent
+    DUPLICATE = "duplicate"  # the ledger already holds this id
+    CONFLICT = "conflict"  # the ledger holds this id for another order: never sent
+    EXPIRED = "expired"  # past its deadline: not written, never sent
+    ERROR = "error"  # not written (store down, a failed write, no answer): never sent
+
+
+class WriteAheadAck(Msg):
+    """The store's answer to `WriteOrder` (or the asker's, when none came in time)."""
+
+    status: WriteAhead
+    detail: str = ""  # why, for every status but new/duplicate/spooled
+
+    @property
+    def written(self) -> bool:
+        """The order may be sent: it is durable, or spooled locally (an exit)."""
+        return self.status in (WriteAhead.NEW, WriteAhead.SPOOLED)
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.detail}" if self.detail else str(self.status)
+
+
+class DurableState(Msg):
+    """The store's answer to `LoadState`: positions (rows by symbol), the last mode, the
+    posture document, and the last open commander session."""
+
+    positions: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    mode: TradingMode | None = None
+    posture: dict[str, Any] | None = None
+    session: dict[str, Any] | None = None  # session_id, opened_at, saved_at, state
+
+
+class Ledger(Msg):
+    """The store's answer to `LoadLedger`: order rows to check against the broker, each
+    one's recorded fill qty and fill ids, and exit attempts per symbol."""
+
+    orders: list[dict[str, Any]] = Field(default_factory=list)
+    filled: dict[str, float] = Field(default_factory=dict)
+    fill_ids: dict[str, list[str]] = Field(default_factory=dict)
+    exit_attempts: dict[str, int] = Field(default_factory=dict)
+
+
+class StoreHealthReply(Msg):
+    """The store's answer to `StoreHealth`."""
+
+    up: bool
+    why: str = ""  # the outage, when down
+    spool: int = 0  # writes waiting in the local spool
+
+
+class KvValue(Msg):
+    """The store's answer to `KvGet`: the value kept under `key` (None: none, or unreadable)."""
+
+    key: str
+    value: Any = None
+
+
+class GetMode(Msg):
+    """Ask the watchdog for the trading mode in force (answered by `ModeReply`)."""
+
+
+class ModeReply(Msg):
+    """The watchdog's answer to `RequestMode` and `GetMode`: the mode in force after it;
+    `ok` False (a refused move) says why in `error`."""
+
+    ok: bool
+    mode: TradingMode
+    error: str = ""
+
+
+class GetPosture(Msg):
+    """Ask the posture actor for the posture in force (answered by `PostureReply`)."""
+
+
+class PostureReply(Msg):
+    """The posture actor's answer to `SetPosture`: the posture in force, and the
+    operator's override (None: automatic)."""
+
+    posture: Posture
+    override: Posture | None = None
+
+
+class GetFlow(Msg):
+    """Ask the market actor how many events it raised and how many are in the pipeline
+    or waiting for a place (answered by `FlowReply`): a replay's "is this bar done"."""
+
+
+class FlowReply(Msg):
+    events: int  # raised since start
+    inflight: int  # in the pipeline now
+    waiting: int  # held at the gateway for a place
+
+    @property
+    def idle(self) -> bool:
+        return not self.inflight and not self.waiting
+
+
+class GetOutcomes(Msg):
+    """Ask the watchdog how the events so far ended (answered by `OutcomesReply`)."""
+
+
+class OutcomesReply(Msg):
+    outcomes: dict[str, int]  # Outcome value -> events
+
+
+class AckReply(Msg):
+    """The watchdog's answer to `AckAlert`."""
+
+    ok: bool
+    alert_id: str
+    escalation_step: int = 0
+    error: str = ""
+
+
+class CancelReply(Msg):
+    """Execution's answer to `CancelOpenOrders`: what was cancelled (client id, and
+    symbol/side/qty when known), what is still open, and the last price of each position
+    carried over."""
+
+    cancelled: list[dict[str, Any]] = Field(default_factory=list)
+    still_open: list[str] = Field(default_factory=list)
+    marks: dict[str, float] = Field(default_factory=dict)
+
+
+class WrongReply(TypeError):
+    """An ask answered with another type than its reply model: a bug, never parsed."""
+
+
+ReplyT = TypeVar("ReplyT")
+
+
+def expect(answer: object, reply: type[ReplyT], name: str, message: object) -> ReplyT:
+    """`answer` if it is a `reply`, else `WrongReply` naming who answered what."""
+    if isinstance(answer, reply):
+        return answer
+    raise WrongReply(
+        f"{name} answered {type(message).__name__} with {type(answer).__name__}, "
+        f"expected {reply.__name__}"
+    )

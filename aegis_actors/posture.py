@@ -16,10 +16,12 @@ from aegis_actors.context import K_POSTURE, posture_params
 from aegis_actors.messages import (
     Alert,
     AlertLevel,
+    GetPosture,
     ModeChange,
     PositionClosed,
     Posture,
     PostureChange,
+    PostureReply,
     SetPosture,
     VolatilityIndex,
 )
@@ -198,7 +200,10 @@ class PostureActor(AegisActor):
         self.change(self.unforced, "forced posture expired (no volatility reading)")
         self.publish()
 
-    def on_SetPosture(self, msg: SetPosture) -> dict[str, Any]:
+    def on_GetPosture(self, _msg: GetPosture) -> PostureReply:
+        return PostureReply(posture=self.posture, override=self.override)
+
+    def on_SetPosture(self, msg: SetPosture) -> PostureReply:
         if msg.operator:
             self.override = msg.posture
             if msg.posture is None:
@@ -214,10 +219,7 @@ class PostureActor(AegisActor):
             self.forced_until = self.clock.now() + self.settings.posture.forced_cooldown_s
             self.change(msg.posture, f"forced: {msg.reason}")
             self.publish()
-        return {
-            "posture": self.posture.value,
-            "override": self.override.value if self.override else "auto",
-        }
+        return PostureReply(posture=self.posture, override=self.override)
 
     def on_PositionClosed(self, msg: PositionClosed) -> None:
         if msg.reason != "stop_loss":

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from aegis_actors.cache import Cache, MemoryCache
+from aegis_actors.messages import ReplyT, expect
 from aegis_actors.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -64,6 +65,11 @@ class Runtime:
     # actor -> the actor it is blocked asking right now: an ask is bounded by its timeout,
     # so the asker is waiting, not hung (the watchdog judges the one asked instead)
     waiting_on: dict[str, str] = field(default_factory=dict)
+
+    def ask(self, name: str, message: Any, timeout: float, reply: type[ReplyT]) -> ReplyT:
+        """Ask a named actor, wait at most `timeout`, and check the answer is a `reply`
+        (`WrongReply` if not): code outside the actors asks this way."""
+        return expect(self.directory.ask(name, message, timeout), reply, name, message)
 
     def emit(self, type_: str, **data: Any) -> None:
         """An operator-facing event (mode, posture, alert, restart, tier step) to every sink.

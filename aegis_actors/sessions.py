@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aegis_actors.context import K_SESSION
-from aegis_actors.messages import LoadState, SessionSave
+from aegis_actors.messages import DurableState, LoadState, SessionSave
 from aegis_actors.runtime import STORE
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class CommanderSession:
         """Pick up the last open session from the durable store (the cache if that fails)."""
         saved: dict[str, Any] | None
         try:
-            saved = self.owner.ask(STORE, LoadState(symbol=""), timeout=3.0).get("session")
+            saved = self.owner.ask(STORE, LoadState(symbol=""), 3.0, DurableState).session
         except Exception as exc:  # store down: the cache may still know the session id
             self.owner.log.warning("session state unavailable from the store: {}", exc)
             saved = self.owner.rt.cache.get_json(K_SESSION)

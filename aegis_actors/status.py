@@ -13,7 +13,7 @@ from typing import Any
 import psutil
 import pykka
 
-from aegis_actors.messages import GetStatus
+from aegis_actors.messages import GetStatus, expect
 from aegis_actors.runtime import (
     ADMIN,
     ANALYST,
@@ -110,7 +110,8 @@ def ask_all(rt: Runtime, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     for key, future in pending.items():
         try:
-            out[key] = future.get(timeout=max(0.0, deadline - time.monotonic()))
+            answer = future.get(timeout=max(0.0, deadline - time.monotonic()))
+            out[key] = expect(answer, dict, PARTS[key], GetStatus())
         except Exception as exc:  # a restarting or hung actor: say so, don't fail the page
             out[key] = {"error": f"{type(exc).__name__}: {exc}"}
     return {key: out[key] for key in PARTS}
@@ -145,4 +146,33 @@ def collect_status(rt: Runtime, timeout: float = 2.0) -> dict[str, Any]:
         if rt.directory.get(ADMIN) is not None
         else "absent (no Redis configured)",
     }
+    return out
+
+
+# What the default admin `status` keeps of each part beyond its plain figures (numbers,
+# text, flags): what an operator checks at a glance. `status {"full": true}` (admin
+# `status --full`) answers with everything, the settings and the tree included.
+BRIEF_NESTED: dict[str, frozenset[str]] = {
+    "watchdog": frozenset(
+        {"latency", "sla", "sla_breaches", "outcomes", "alerts", "escalating", "hung"}
+    ),
+    "execution": frozenset({"positions", "open_orders", "unknown_orders", "awaiting_verifier"}),
+    "feed": frozenset({"shed"}),
+}
+BRIEF_TOP = ("run_id", "ts", "snapshot_ts", "summary", "pnl")
+
+
+def brief(full: dict[str, Any]) -> dict[str, Any]:
+    """The default `status`: the summary, positions marked to market, the stage latencies
+    against their SLA, and each part's plain figures (a part that did not answer keeps
+    its error). Lists and tables past those (the settings, the tree, recent events,
+    histograms of confidence, delivery counts) are in the full status only."""
+    out: dict[str, Any] = {k: full[k] for k in BRIEF_TOP if k in full}
+    for part in PARTS:
+        doc = full.get(part)
+        if not isinstance(doc, dict):
+            continue
+        keep = BRIEF_NESTED.get(part, frozenset())
+        out[part] = {k: v for k, v in doc.items() if k in keep or not isinstance(v, dict | list)}
+    out["full"] = False
     return out

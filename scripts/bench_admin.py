@@ -1,12 +1,15 @@
 """Admin round trip beside a raw redis-py publish/subscribe round trip, same run, same Redis.
 
-    python scripts/bench_admin.py [--n 300] [--redis redis://127.0.0.1:6379/15]
+    python scripts/bench_admin.py [--n 300] [--redis redis://127.0.0.1:6379/15] [--root DIR]
 
 Starts `python -m aegis_actors` (synthetic feed, paper broker) with its own channels,
 then measures: a raw pub/sub echo (a thread that publishes each message straight back),
-the admin `status` and `tree` round trips as the `admin` command line makes them
-(sign, subscribe to the reply channel, publish, wait), and how long a 10,000-message
-junk flood delays a `status` sent right behind it.
+the admin `status` (default and `--full`) and `tree` round trips as the `admin` command
+line makes them (sign, subscribe to the reply channel, publish, wait, parse), and how
+long a 10,000-message junk flood delays a `status` sent right behind it. The kept-link
+figures are sampled in interleaved rounds (one raw echo, one status, one tree, ...), so
+the load of a shared machine weighs on the baseline and the admin alike. `--root`: the
+checkout whose AEGIS runs (to compare two).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def pct(xs: list[float], q: float) -> float:
 def line(name: str, xs: list[float]) -> str:
     ms = [x * 1000 for x in xs]
     return (
-        f"{name:<34} n={len(ms):<5} p50 {pct(ms, 50):7.2f} ms   p99 {pct(ms, 99):7.2f} ms   "
+        f"{name:<36} n={len(ms):<5} p50 {pct(ms, 50):7.2f} ms   p99 {pct(ms, 99):7.2f} ms   "
         f"mean {statistics.fmean(ms):7.2f} ms"
     )
 
@@ -96,6 +99,81 @@ def raw_echo(url: str, n: int, fresh: bool = False, size: int = 0) -> list[float
     ps.close()
     c.close()
     return out
+
+
+class Echo:
+    """The raw floor, one round trip at a time: a thread publishes each ping straight back."""
+
+    def __init__(self, url: str) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.ping, self.pong = f"bench-{tag}:ping", f"bench-{tag}:pong"
+        self.stop = threading.Event()
+        ready = threading.Event()
+
+        def echo() -> None:
+            c = redis.Redis.from_url(url)
+            ps = c.pubsub(ignore_subscribe_messages=True)
+            ps.subscribe(self.ping)
+            ready.set()
+            while not self.stop.is_set():
+                m = ps.get_message(timeout=0.2)
+                if m is not None and m["type"] == "message":
+                    c.publish(self.pong, m["data"])
+            ps.close()
+            c.close()
+
+        self.thread = threading.Thread(target=echo, daemon=True)
+        self.thread.start()
+        ready.wait(5)
+        self.c = redis.Redis.from_url(url)
+        while self.c.pubsub_numsub(self.ping)[0][1] == 0:
+            time.sleep(0.01)
+        self.ps = self.c.pubsub(ignore_subscribe_messages=True)
+        self.ps.subscribe(self.pong)
+        self.i = 0
+
+    def once(self) -> float:
+        self.i += 1
+        t0 = time.perf_counter()
+        self.c.publish(self.ping, str(self.i))
+        while True:
+            m = self.ps.get_message(timeout=5)
+            if m is not None and m["type"] == "message":
+                return time.perf_counter() - t0
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(2)
+        self.ps.close()
+        self.c.close()
+
+
+def interleaved(
+    url: str, channel: str, secret: str, n: int
+) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """n rounds of: raw echo, status, status --full, tree (kept links, as a tool would)."""
+    echo = Echo(url)
+    c = redis.Redis.from_url(url)
+    link = AdminLink(c, channel)
+    kinds: dict[str, dict[str, Any]] = {"status": {}, "status --full": {"full": True}, "tree": {}}
+    probe = link.send(request(secret, "status", {"full": True}, time.time()), 10.0)
+    if probe is None or not probe["ok"]:
+        del kinds["status --full"]  # an older checkout (--root): no brief status yet
+    out: dict[str, list[float]] = {"raw": [], **{k: [] for k in kinds}}
+    sizes: dict[str, int] = {}
+    for _ in range(n):
+        out["raw"].append(echo.once())
+        for kind, args in kinds.items():
+            t0 = time.perf_counter()
+            req = request(secret, kind.split()[0], args, time.time())
+            answer = link.send(req, 10.0)
+            out[kind].append(time.perf_counter() - t0)
+            assert answer is not None and answer["ok"], answer
+            sizes.setdefault(kind, len(json.dumps(answer["result"])))
+    link.close()
+    c.close()
+    echo.close()
+    return out, sizes
 
 
 def admin_rtt(
@@ -155,6 +233,9 @@ def main() -> None:
     ap.add_argument(
         "--redis", default=os.environ.get("AEGIS_TEST_REDIS", "redis://127.0.0.1:6379/15")
     )
+    ap.add_argument(
+        "--root", type=Path, default=ROOT, help="the checkout whose AEGIS runs (compare two)"
+    )
     a = ap.parse_args()
     tag = uuid.uuid4().hex[:8]
     secret = uuid.uuid4().hex
@@ -169,11 +250,12 @@ def main() -> None:
             AEGIS_DASHBOARD__PORT="0",
             AEGIS_RUN__LOG_DIR=f"{tmp}/logs",
             AEGIS_STORE__SQLITE_PATH=f"{tmp}/aegis.db",
+            PYTHONPATH=str(a.root),
         )
         proc = subprocess.Popen(
             [sys.executable, "-m", "aegis_actors"],
             env=env,
-            cwd=ROOT,
+            cwd=a.root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -187,20 +269,22 @@ def main() -> None:
             c.close()
             admin_rtt(a.redis, channel, secret, "status", 10)  # warm up
             print(
-                f"== admin: {a.n} round trips each, Redis {a.redis}, AEGIS running (synthetic "
-                "feed); status/tree answered from the admin's snapshot (goal <= 3x raw)"
+                f"== admin: {a.n} interleaved rounds, Redis {a.redis}, AEGIS from {a.root} "
+                "running (synthetic feed); status/tree answered from the admin's snapshot "
+                "(goal <= 3x raw)"
             )
-            raw = raw_echo(a.redis, a.n)
+            got, sizes = interleaved(a.redis, channel, secret, a.n)
+            raw = got["raw"]
             print(line("raw redis-py pub/sub echo", raw))
-            status = admin_rtt(a.redis, channel, secret, "status", a.n)
-            print(ratio("admin status (sign+sub+pub+reply)", status, raw))
-            tree = admin_rtt(a.redis, channel, secret, "tree", a.n)
-            print(ratio("admin tree", tree, raw))
-            size = len(json.dumps(admin_once(a.redis, channel, secret, "status")))
+            for kind in (k for k in got if k != "raw"):
+                name = f"admin {kind} ({sizes[kind] / 1000:.1f} kB)"
+                print(ratio(name, got[kind], raw))
+            status = got["status"]
+            size = sizes["status"]
             same = raw_echo(a.redis, a.n, size=size)
-            print(line(f"raw echo of a status-sized JSON ({size // 1000} kB)", same))
+            print(line(f"raw echo of a status-sized JSON ({size / 1000:.1f} kB)", same))
             print(
-                f"{'':<34} status p50 is {pct(status, 50) / pct(same, 50):.1f}x the echo of the "
+                f"{'':<36} status p50 is {pct(status, 50) / pct(same, 50):.1f}x the echo of the "
                 "same bytes"
             )
             print("one-shot, a new subscriber connection per message (as the admin CLI does):")

@@ -38,6 +38,8 @@ from aegis_actors.messages import (  # noqa: E402
     Order,
     Posture,
     Tick,
+    WriteAhead,
+    WriteAheadAck,
 )
 from aegis_actors.metrics import Metrics  # noqa: E402
 from aegis_actors.settings import Settings  # noqa: E402
@@ -66,16 +68,16 @@ class MemPorts:
     def send(self, name: str, message: Msg) -> bool:
         return True
 
-    def write_ahead(self, order: Order) -> str:
+    def write_ahead(self, order: Order) -> WriteAheadAck:
         if order.client_order_id in self.ledger:
-            return "duplicate"
+            return WriteAheadAck(status=WriteAhead.DUPLICATE)
         self.ledger.add(order.client_order_id)
-        return "new"
+        return WriteAheadAck(status=WriteAhead.NEW)
 
     def current_posture(self) -> Posture:
         return Posture.GUERRILLA
 
-    def ask(self, name: str, message: Msg, timeout: float) -> Any:
+    def ask(self, name: str, message: Msg, timeout: float, reply: type[Any]) -> Any:
         raise TimeoutError(name)
 
     def run_stopping(self) -> bool:

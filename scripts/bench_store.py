@@ -176,7 +176,7 @@ def main() -> None:
         actor_ms = []
         for i in range(n):
             t0 = time.perf_counter()
-            assert d.ask(STORE, WriteOrder(order=order(i, "aegis")), 5.0) == "new"
+            assert d.ask(STORE, WriteOrder(order=order(i, "aegis")), 5.0).status == "new"
             actor_ms.append(time.perf_counter() - t0)
         print("order write-ahead (PostgreSQL)")
         print("  " + line("raw psycopg2 INSERT (autocommit)", raw))

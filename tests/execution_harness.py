@@ -23,6 +23,8 @@ from aegis_actors.messages import (
     RecordFill,
     Tick,
     TradingMode,
+    WriteAhead,
+    WriteAheadAck,
 )
 from aegis_actors.metrics import Metrics
 from aegis_actors.settings import Settings
@@ -51,18 +53,18 @@ class Ports:
         self.sent.append((name, message))
         return True
 
-    def write_ahead(self, order: Order) -> str:
+    def write_ahead(self, order: Order) -> WriteAheadAck:
         if self.store_down:
-            return "error: store down"
+            return WriteAheadAck(status=WriteAhead.ERROR, detail="store down")
         if order.client_order_id in self.ledger:
-            return "duplicate"
+            return WriteAheadAck(status=WriteAhead.DUPLICATE)
         self.ledger[order.client_order_id] = order
-        return "new"
+        return WriteAheadAck(status=WriteAhead.NEW)
 
     def current_posture(self) -> Posture | None:
         return self.posture
 
-    def ask(self, name: str, message: Msg, timeout: float) -> Any:
+    def ask(self, name: str, message: Msg, timeout: float, reply: type[Any]) -> Any:
         raise TimeoutError(f"no {name} in the harness")
 
     def recent_price(self, symbol: str) -> float | None:

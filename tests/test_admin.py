@@ -332,11 +332,11 @@ def test_ack_reaches_the_watchdog(raw: Raw, proc: Proc) -> None:
 
 
 def test_reload_applies_live_keys_and_refuses_the_rest_by_name(raw: Raw, proc: Proc) -> None:
-    assert raw.ok("status")["settings"]["risk"]["max_orders_per_minute"] == 200
+    assert raw.ok("status", {"full": True})["settings"]["risk"]["max_orders_per_minute"] == 200
     proc.settings_file.write_text("[risk]\nmax_orders_per_minute = 150\n", encoding="utf-8")
     result = raw.ok("reload")
     assert result["changed"] == ["risk.max_orders_per_minute"]
-    assert raw.ok("status")["settings"]["risk"]["max_orders_per_minute"] == 150
+    assert raw.ok("status", {"full": True})["settings"]["risk"]["max_orders_per_minute"] == 150
 
     proc.settings_file.write_text(
         "[risk]\nmax_orders_per_minute = 120\n[feed]\ntick_interval_s = 1.0\n", encoding="utf-8"
@@ -345,7 +345,7 @@ def test_reload_applies_live_keys_and_refuses_the_rest_by_name(raw: Raw, proc: P
     assert reply["ok"] is False
     assert "feed.tick_interval_s" in reply["error"] and "nothing applied" in reply["error"]
     assert "risk.max_orders_per_minute" not in reply["error"]
-    assert raw.ok("status")["settings"]["risk"]["max_orders_per_minute"] == 150
+    assert raw.ok("status", {"full": True})["settings"]["risk"]["max_orders_per_minute"] == 150
 
     proc.settings_file.write_text("[risk]\nmax_orders_per_minute = 0\n", encoding="utf-8")
     reply = raw.send(raw.make("reload"))

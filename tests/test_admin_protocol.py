@@ -144,13 +144,17 @@ def test_signed_requests_refused_each_for_its_own_reason() -> None:
     assert refused(signed("status"), secret="").reason == "no_secret"
     once = signed("status")
     assert isinstance(check(once, secret=SECRET, now=NOW, seen=seen), Request)
+    full = check(signed("status", {"full": True}), secret=SECRET, now=NOW, seen=seen)
+    assert isinstance(full, Request) and full.args == {"full": True}
     assert refused(once, seen).reason == "replay"
 
 
 @pytest.mark.parametrize(
     ("cmd", "args", "says"),
     [
-        ("status", {"verbose": True}, "takes no arguments"),
+        ("status", {"verbose": True}, "unexpected argument(s) ['verbose']"),
+        ("status", {"full": "yes"}, "'full' must be true or false"),
+        ("tree", {"full": True}, "takes no arguments"),
         ("posture", {}, "'set' must be one of offensive|guerrilla|defensive|auto"),
         ("posture", {"set": "reckless"}, "got 'reckless'"),
         ("mode", {"set": "normal", "why": "x"}, "unexpected argument(s) ['why']"),
@@ -272,3 +276,36 @@ def test_subscriber_keeps_retrying_while_redis_is_unreachable() -> None:
     sub.stop()
     assert not sub._thread.is_alive()
     assert all("ConnectionError" in e for e in errors)
+
+
+def test_brief_status_keeps_positions_sla_and_errors_and_drops_the_bulk() -> None:
+    from aegis_actors.status import brief
+
+    position = {"symbol": "AAPL", "qty": 10.0, "avg_price": 100.0, "stop_loss": 98.5}
+    full = {
+        "run_id": "r1",
+        "ts": 1.0,
+        "summary": {"mode": "normal", "posture": "guerrilla", "positions": 1},
+        "pnl": {"positions": {"AAPL": {**position, "price": 101.0, "pnl": 10.0}}},
+        "watchdog": {
+            "mode": "normal",
+            "latency": {"cycle": {"count": 3, "p99_ms": 9.0}},
+            "sla": {"cycle": {"target_ms": 4000}},
+            "confidence": {"analyst": {"mean": 0.5}},
+        },
+        "execution": {"equity": 1e5, "positions": {"AAPL": position}, "execution": {"sent": 1}},
+        "feed": {"ticks": 5, "recent": [{"symbol": "AAPL"}]},
+        "store": {"error": "Timeout: "},
+        "settings": {"admin": {"channel": "aegis:admin"}},
+        "tree": {"name": "root"},
+    }
+    st = brief(full)
+    assert st["execution"] == {"equity": 1e5, "positions": {"AAPL": position}}
+    assert st["pnl"] == full["pnl"] and st["summary"] == full["summary"]
+    assert st["watchdog"] == {
+        "mode": "normal",
+        "latency": {"cycle": {"count": 3, "p99_ms": 9.0}},
+        "sla": {"cycle": {"target_ms": 4000}},
+    }
+    assert st["feed"] == {"ticks": 5} and st["store"] == {"error": "Timeout: "}
+    assert "settings" not in st and "tree" not in st and st["full"] is False

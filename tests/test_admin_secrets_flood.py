@@ -52,7 +52,7 @@ def proc(tmp_path: Path, pg_dsn: str) -> Iterator[Proc]:
 def test_status_dashboard_check_and_logs_never_show_a_credential(proc: Proc) -> None:
     raw = Raw(proc.channel, ADMIN_SECRET)
     try:
-        reply = raw.send(raw.make("status"))
+        reply = raw.send(raw.make("status", {"full": True}))
     finally:
         raw.close()
     assert reply is not None and reply["ok"], reply
@@ -197,7 +197,7 @@ def test_reload_refuses_a_key_its_readers_copied_at_start(plain: Proc) -> None:
             "reload refused, nothing applied: cannot change while running: "
             "risk.mismatch_halt_pct (restart the process for these)"
         )
-        assert raw.ok("status")["settings"]["risk"]["mismatch_halt_pct"] == 2.0
+        assert raw.ok("status", {"full": True})["settings"]["risk"]["mismatch_halt_pct"] == 2.0
         plain.settings_file.write_text("[roles]\nmax_consecutive_failures = 5\n", encoding="utf-8")
         assert raw.ok("reload")["changed"] == ["roles.max_consecutive_failures"]
     finally:

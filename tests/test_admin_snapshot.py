@@ -22,6 +22,7 @@ from supervisors.clock import VirtualClock
 
 pytestmark = pytest.mark.integration
 
+Ask = Callable[..., dict[str, Any]]
 REDIS_URL = os.environ.get("AEGIS_TEST_REDIS", "redis://127.0.0.1:6379/15")
 SECRET = "snapshot-test-" + uuid.uuid4().hex
 
@@ -32,7 +33,7 @@ def admin(
     monkeypatch: pytest.MonkeyPatch,
     vclock: VirtualClock,
     redis_prefix: tuple[str, str],
-) -> Iterator[tuple[Aegis, Callable[[str], dict[str, Any]]]]:
+) -> Iterator[tuple[Aegis, Ask]]:
     monkeypatch.setenv("AEGIS_ADMIN_SECRET", SECRET)
     channel = f"aegis-test-{uuid.uuid4().hex[:10]}:admin"
     app = aegis_factory(
@@ -44,8 +45,8 @@ def admin(
     wait_until(lambda: dict(client.pubsub_numsub(channel)).get(channel.encode()), what="admin")
     link = AdminLink(client, channel)
 
-    def ask(cmd: str) -> dict[str, Any]:
-        reply = link.send(request(SECRET, cmd, {}, vclock.now()), 10.0)  # the tree's clock
+    def ask(cmd: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+        reply = link.send(request(SECRET, cmd, args, vclock.now()), 10.0)  # the tree's clock
         assert reply is not None and reply["ok"] is True, reply
         result: dict[str, Any] = reply["result"]
         return result
@@ -56,7 +57,7 @@ def admin(
 
 
 def test_status_follows_a_mode_and_posture_change_made_elsewhere(
-    admin: tuple[Aegis, Callable[[str], dict[str, Any]]], vclock: VirtualClock
+    admin: tuple[Aegis, Ask], vclock: VirtualClock
 ) -> None:
     app, ask = admin
     assert app.rt is not None
@@ -85,3 +86,23 @@ def test_status_follows_a_mode_and_posture_change_made_elsewhere(
     assert st["summary"]["posture"] == "defensive"
     assert st["snapshot_ts"] >= built_at
     assert ask("tree")["name"] == "root"
+
+
+def test_default_status_is_what_an_operator_checks_and_full_has_the_rest(
+    admin: tuple[Aegis, Ask],
+) -> None:
+    _app, ask = admin
+    st = ask("status")
+    assert st["full"] is False
+    assert {"mode", "posture", "equity", "pnl", "positions", "open_orders"} <= set(st["summary"])
+    assert st["watchdog"]["mode"] == "normal" and st["posture"]["posture"] in set(Posture)
+    assert isinstance(st["execution"]["positions"], dict) and "unrealised" in st["pnl"]
+    sla = st["watchdog"]["sla"]["cycle"]  # the SLA lines the latencies are held against
+    assert {"target_ms", "warning_ms", "critical_ms"} <= set(sla)
+    assert isinstance(st["watchdog"]["latency"], dict) and "sla_breaches" in st["watchdog"]
+    assert isinstance(st["store"]["up"], bool) and "refused" in st["admin"]
+    assert "settings" not in st and "tree" not in st and "recent" not in st["feed"]
+    full = ask("status", {"full": True})
+    assert "full" not in full and full["settings"]["admin"]["channel"]
+    assert full["tree"]["name"] == "root" and "recent" in full["feed"]
+    assert full["summary"] == st["summary"] or full["snapshot_ts"] != st["snapshot_ts"]

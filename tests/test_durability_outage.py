@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 from conftest import drive, settle, wait_until
+from money_kit import pg_store
 from tcp_proxy import TcpProxy, proxied_dsn
 
 from aegis_actors.messages import GetStatus
@@ -34,12 +35,7 @@ def test_postgres_outage_mid_run(
     proxy, dsn = proxied_dsn(pg_dsn)
     try:
         app = aegis_factory(
-            store={
-                "postgres_dsn": dsn,
-                "spool_path": str(aegis_env / "var" / "spool.db"),
-                "retry_initial_s": 1.0,
-                "retry_max_s": 2.0,
-            },
+            store=pg_store(aegis_env, dsn, retry_initial_s=1.0, retry_max_s=2.0),
             broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
             **FAST,
         )

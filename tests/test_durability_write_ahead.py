@@ -9,28 +9,14 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from money_kit import buy, pg_store
 from tcp_proxy import proxied_dsn
 
 from aegis_actors.execution.risk import client_order_id
-from aegis_actors.messages import Action, Decision, GetStatus, Posture
+from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import EXECUTION
 from aegis_actors.store import open_database
 from supervisors.clock import VirtualClock
-
-
-def buy(decision_id: str, now: float) -> Decision:
-    return Decision(
-        event_id=f"ev-{decision_id}",
-        decision_id=decision_id,
-        symbol="AAPL",
-        action=Action.BUY,
-        size_fraction=1.0,
-        limit_price=100.0,
-        confidence=0.9,
-        posture=Posture.GUERRILLA,
-        reference_price=100.0,
-        stamps={"t0": now},
-    )
 
 
 def execution(app: Any) -> dict[str, Any]:
@@ -63,7 +49,7 @@ def test_order_not_written_is_never_sent(
     try:
         app = aegis_factory(
             feed={"symbols": ["SPY"]},
-            store={"postgres_dsn": dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+            store=pg_store(aegis_env, dsn),
             broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
         )
         assert execution(app)["mode"] == "normal"
@@ -79,3 +65,26 @@ def test_order_not_written_is_never_sent(
         db.close()
     finally:
         proxy.close()
+
+
+def test_a_write_ahead_answered_with_the_wrong_type_is_not_taken_for_written(
+    aegis_factory: Callable[..., Any],
+    aegis_env: Path,
+    vclock: VirtualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store answering the old way (the string "new") is a bug: nothing is sent, the
+    order is counted as an error, and the mode goes limited, as for any unwritten order."""
+    from aegis_actors.store import actor
+
+    monkeypatch.setattr(actor, "ack", lambda status, detail="": status.value)  # "new"
+    app = aegis_factory(
+        feed={"symbols": ["SPY"]},
+        broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
+    )
+    app.rt.directory.tell(EXECUTION, buy("d-typed", vclock.now()))
+    settle()
+    wait_until(lambda: execution(app)["errors"] >= 1, what="the order refused as not written")
+    assert execution(app)["errors"] == 1 and execution(app)["orders"] == 0
+    assert app.broker.sent == {} and app.broker.open_orders() == []
+    wait_until(lambda: app.rt.cache.get_json("mode") == "limited", what="limited")

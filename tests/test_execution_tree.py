@@ -38,7 +38,7 @@ def test_tree_trades_then_safe_closes_everything(aegis_factory: Any, vclock: Any
     assert st["orders"] > 0, st
     assert st["execution"]["success_rate_pct"] == 100.0
     reply = d.ask(WATCHDOG, RequestMode(target=TradingMode.SAFE, reason="test", operator=True), 5)
-    assert reply["ok"]
+    assert reply.ok
     drive(vclock, 10.0, step=0.5)
     settle()
     st = d.ask(EXECUTION, GetStatus(), 5.0)
@@ -78,7 +78,7 @@ def test_tree_on_the_rest_broker_reconciles_then_safe_flattens(
         st = d.ask(EXECUTION, GetStatus(), 5.0)
         assert st["broker"] == "alpaca" and st["positions"]["AAPL"]["qty"] == 10.0
         reply = d.ask(WATCHDOG, RequestMode(target=TradingMode.SAFE, reason="t", operator=True), 5)
-        assert reply["ok"]
+        assert reply.ok
         drive(vclock, 2.0, step=0.5)
         assert sim.open_orders() == [] and sim.positions == {}
         assert d.ask(EXECUTION, GetStatus(), 5.0)["positions"] == {}

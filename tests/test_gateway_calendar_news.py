@@ -158,7 +158,7 @@ def test_mode_changes_enter_as_system_events_for_every_symbol(
         RequestMode(target=TradingMode.LIMITED, reason="operator test", operator=True),
         timeout=3.0,
     )
-    assert reply["ok"] is True
+    assert reply.ok is True
     settle()
     system = entered(app, "system")
     assert sorted(e["symbol"] for e in system) == ["AAPL", "MSFT", "NVDA"]

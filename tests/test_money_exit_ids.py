@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from money_kit import book_holding, pg_store
 
-from aegis_actors.brokers import BrokerOrder, OrderType, PaperBroker, Side
-from aegis_actors.brokers.durable_paper import DurablePaperBroker
+from aegis_actors.brokers import Side
 from aegis_actors.execution.risk import client_order_id
 from aegis_actors.messages import Order, PositionClosed, Tick
 from aegis_actors.messages import OrderType as MOrderType
@@ -38,10 +38,7 @@ def test_stop_loss_written_but_never_sent_before_a_restart_still_closes(
     aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: VirtualClock
 ) -> None:
     state = aegis_env / "var" / "paper.json"
-    broker = DurablePaperBroker(PaperBroker(clock_now=vclock.now), str(state))
-    broker.on_price("AAPL", 100.0, vclock.now())
-    broker.submit(BrokerOrder("ae-entry", "AAPL", Side.BUY, 10.0, OrderType.MARKET))
-    entry_fill = broker.poll_fills()[0]
+    broker, entry_fill = book_holding(state, vclock)
     stuck = first_stop_exit_id("AAPL", OPENED_AT)
 
     db = open_database(postgres_dsn=pg_dsn)
@@ -99,7 +96,7 @@ def test_stop_loss_written_but_never_sent_before_a_restart_still_closes(
     )
 
     app = aegis_factory(
-        store={"postgres_dsn": pg_dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+        store=pg_store(aegis_env, pg_dsn),
         broker={"paper_state_path": str(state)},
         feed={"symbols": ["SPY"]},
     )

@@ -13,29 +13,13 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from money_kit import book_holding, buy, long_position, pg_store
 from tcp_proxy import proxied_dsn
 
-from aegis_actors.brokers import BrokerOrder, OrderType, PaperBroker, Side
-from aegis_actors.brokers.durable_paper import DurablePaperBroker
-from aegis_actors.messages import Action, Decision, GetStatus, Posture, Tick
+from aegis_actors.messages import GetStatus, Tick
 from aegis_actors.runtime import EXECUTION, STORE
 from aegis_actors.store import open_database
 from supervisors.clock import VirtualClock
-
-
-def buy(symbol: str, now: float) -> Decision:
-    return Decision(
-        event_id=f"ev-{symbol}",
-        decision_id=f"d-{symbol}",
-        symbol=symbol,
-        action=Action.BUY,
-        size_fraction=1.0,
-        limit_price=100.0,
-        confidence=0.9,
-        posture=Posture.GUERRILLA,
-        reference_price=100.0,
-        stamps={"t0": now},
-    )
 
 
 @pytest.mark.integration
@@ -43,39 +27,22 @@ def test_stop_loss_goes_out_while_postgres_is_down_and_is_in_the_ledger_after(
     aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: VirtualClock
 ) -> None:
     state = aegis_env / "var" / "paper.json"
-    broker = DurablePaperBroker(PaperBroker(clock_now=vclock.now), str(state))
-    broker.on_price("AAPL", 100.0, vclock.now())
-    broker.submit(BrokerOrder("ae-entry", "AAPL", Side.BUY, 10.0, OrderType.MARKET))
-    entry = broker.poll_fills()[0]
+    broker, entry = book_holding(state, vclock)
     db = open_database(postgres_dsn=pg_dsn)
-    db.insert(
-        "positions",
-        {
-            "symbol": "AAPL",
-            "qty": 10.0,
-            "avg_price": entry.price,
-            "opened_at": 1000.0,
-            "posture": "guerrilla",
-            "stop_loss": 95.0,
-            "take_profit": 120.0,
-        },
-    )
+    db.insert("positions", long_position(entry))
     proxy, dsn = proxied_dsn(pg_dsn)
     try:
         app = aegis_factory(
-            store={
-                "postgres_dsn": dsn,
-                "spool_path": str(aegis_env / "var" / "spool.db"),
-                "retry_initial_s": 1.0,
-                "retry_max_s": 1.0,
-            },
+            store=pg_store(aegis_env, dsn, retry_initial_s=1.0, retry_max_s=1.0),
             broker={"paper_state_path": str(state)},
             feed={"symbols": ["SPY"]},
         )
         d = app.rt.directory
         proxy.cut()
         d.tell(EXECUTION, Tick(symbol="MSFT", price=100.0, ts=vclock.now()))
-        d.tell(EXECUTION, buy("MSFT", vclock.now()))  # a new entry: waits for the store
+        d.tell(
+            EXECUTION, buy("d-MSFT", vclock.now(), symbol="MSFT")
+        )  # a new entry: waits for the store
         d.tell(EXECUTION, Tick(symbol="AAPL", price=90.0, ts=vclock.now()))  # under the stop
         wait_until(lambda: app.broker.positions() == [], what="the stop-loss to close AAPL")
         settle()

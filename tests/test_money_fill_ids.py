@@ -15,7 +15,17 @@ from typing import Any
 import pytest
 from conftest import drive, settle, wait_until
 
-from aegis_actors.messages import Fill, GetStatus, Order, OrderType, RecordFill, Side, WriteOrder
+from aegis_actors.messages import (
+    Fill,
+    GetStatus,
+    Order,
+    OrderType,
+    RecordFill,
+    Side,
+    WriteAhead,
+    WriteAheadAck,
+    WriteOrder,
+)
 from aegis_actors.runtime import STORE, WATCHDOG
 from aegis_actors.store import open_database
 from supervisors.clock import VirtualClock
@@ -64,10 +74,13 @@ def test_ledger_conflicts_are_errors_with_an_alert_and_replays_stay_idempotent(
     assert d.ask(STORE, GetStatus(), 5.0)["conflicts"] == 0
     d.tell(STORE, RecordFill(fill=fill("f-1", qty=5.0, price=101.0)))  # another fill, same id
     settle()
-    assert d.ask(STORE, WriteOrder(order=order("ae-1", 10.0)), 5.0) == "new"
-    assert d.ask(STORE, WriteOrder(order=order("ae-1", 10.0)), 5.0) == "duplicate"
+    assert d.ask(STORE, WriteOrder(order=order("ae-1", 10.0)), 5.0) == WriteAheadAck(
+        status=WriteAhead.NEW
+    )
+    again = d.ask(STORE, WriteOrder(order=order("ae-1", 10.0)), 5.0)
+    assert again == WriteAheadAck(status=WriteAhead.DUPLICATE)
     answer = d.ask(STORE, WriteOrder(order=order("ae-1", 20.0)), 5.0)
-    assert answer.startswith("conflict") and "qty" in answer
+    assert answer.status is WriteAhead.CONFLICT and "qty" in answer.detail
     settle()
 
     db = open_database(postgres_dsn=pg_dsn)

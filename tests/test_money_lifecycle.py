@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from money_kit import market_order
 
 from aegis_actors.brokers import OrderStatus as BrokerStatus
 from aegis_actors.execution.lifecycle import (
@@ -20,7 +21,7 @@ from aegis_actors.execution.lifecycle import (
     OrderState,
     Rejected,
 )
-from aegis_actors.messages import FINAL_STATUSES, OrderStatus, OrderUpdate
+from aegis_actors.messages import FINAL_STATUSES, OrderStatus, OrderUpdate, WriteAhead
 from aegis_actors.metrics import FAILED_ORDER_STATUSES
 from aegis_actors.store.schema import ORDER_STATUSES
 
@@ -92,7 +93,7 @@ def test_the_ledger_moves_an_order_only_along_the_state_machine(tmp_path: object
     from conftest import settle
 
     from aegis_actors.app import Aegis
-    from aegis_actors.messages import GetStatus, Order, OrderType, Side, WriteOrder
+    from aegis_actors.messages import GetStatus, WriteOrder
     from aegis_actors.runtime import STORE
     from aegis_actors.settings import load_settings
     from aegis_actors.store import open_database
@@ -116,17 +117,8 @@ def test_the_ledger_moves_an_order_only_along_the_state_machine(tmp_path: object
     settle()  # reconciliation done on an empty ledger
     try:
         d = app.rt.directory  # type: ignore[union-attr]
-        order = Order(
-            client_order_id="ae-1",
-            decision_id="d",
-            event_id="e",
-            symbol="AAPL",
-            side=Side.BUY,
-            qty=1.0,
-            order_type=OrderType.MARKET,
-            created_at=1.0,
-        )
-        assert d.ask(STORE, WriteOrder(order=order), 5.0) == "new"
+        order = market_order("ae-1")
+        assert d.ask(STORE, WriteOrder(order=order), 5.0).status is WriteAhead.NEW
         d.tell(STORE, OrderUpdate(client_order_id="ae-1", status=OrderStatus.FILLED, ts=2.0))
         d.tell(STORE, OrderUpdate(client_order_id="ae-1", status=OrderStatus.ACCEPTED, ts=3.0))
         d.ask(STORE, GetStatus(), 5.0)

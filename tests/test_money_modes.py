@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from money_kit import pg_store
 
 from aegis_actors.messages import GetStatus, RequestMode, TradingMode
 from aegis_actors.runtime import EXECUTION, WATCHDOG
@@ -66,7 +67,7 @@ def test_automatic_shutdown_exits_1_and_the_next_run_starts_safe_then_normal(
     answer = second.rt.directory.ask(
         WATCHDOG, RequestMode(target=TradingMode.NORMAL, reason="operator", operator=True), 5.0
     )
-    assert answer["ok"] is True
+    assert answer.ok is True
     wait_until(lambda: mode(second) == ("normal", "normal"), what="normal again")
     assert second.stop("clean") == 0
 
@@ -100,7 +101,7 @@ def test_an_automatic_shutdown_liquidates_before_the_stop_closes_the_door(
     from aegis_actors.messages import Action, Decision, Posture, Tick
 
     app = aegis_factory(
-        store={"postgres_dsn": pg_dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+        store=pg_store(aegis_env, pg_dsn),
         feed={"symbols": ["SPY"]},
     )
     d = app.rt.directory

@@ -15,31 +15,17 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from money_kit import buy
 
 from aegis_actors.brokers.durable_paper import DurablePaperBroker
 from aegis_actors.clock import WallClock
-from aegis_actors.messages import Action, Decision, Posture, Tick
+from aegis_actors.messages import Tick
 from aegis_actors.runtime import EXECUTION, Runtime
 from aegis_actors.settings import Settings
 from aegis_actors.store import open_database
 from aegis_actors.tree import make_broker
 from supervisors import Directory
 from supervisors.clock import VirtualClock
-
-
-def buy(now: float) -> Decision:
-    return Decision(
-        event_id="ev-1",
-        decision_id="d-1",
-        symbol="AAPL",
-        action=Action.BUY,
-        size_fraction=1.0,
-        limit_price=100.0,
-        confidence=0.9,
-        posture=Posture.GUERRILLA,
-        reference_price=100.0,
-        stamps={"t0": now},
-    )
 
 
 def test_the_paper_book_is_durable_by_default() -> None:
@@ -61,7 +47,7 @@ def test_a_throwaway_book_is_closed_at_restart_with_a_fill_and_pnl(
     first = aegis_factory(**settings)
     d = first.rt.directory
     d.tell(EXECUTION, Tick(symbol="AAPL", price=100.0, ts=vclock.now()))
-    d.tell(EXECUTION, buy(vclock.now()))
+    d.tell(EXECUTION, buy(now=vclock.now()))
     d.tell(EXECUTION, Tick(symbol="AAPL", price=100.0, ts=vclock.now()))
     wait_until(lambda: first.broker.positions(), what="the AAPL position")
     settle()

@@ -16,16 +16,12 @@ from typing import Any
 import psycopg2
 import pytest
 from conftest import settle, wait_until
+from money_kit import buy, market_order, pg_store
 
 from aegis_actors.messages import (
-    Action,
-    Decision,
     GetStatus,
-    Order,
-    OrderType,
-    Posture,
-    Side,
     Tick,
+    WriteAhead,
     WriteOrder,
 )
 from aegis_actors.runtime import EXECUTION, STORE
@@ -33,27 +29,12 @@ from aegis_actors.store import open_database
 from supervisors.clock import VirtualClock
 
 
-def buy(decision_id: str, now: float) -> Decision:
-    return Decision(
-        event_id=f"ev-{decision_id}",
-        decision_id=decision_id,
-        symbol="AAPL",
-        action=Action.BUY,
-        size_fraction=1.0,
-        limit_price=100.0,
-        confidence=0.9,
-        posture=Posture.GUERRILLA,
-        reference_price=100.0,
-        stamps={"t0": now},
-    )
-
-
 @pytest.mark.integration
 def test_a_write_ahead_confirmed_too_late_is_cancelled_and_never_sent(
     aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: VirtualClock
 ) -> None:
     app = aegis_factory(
-        store={"postgres_dsn": pg_dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+        store=pg_store(aegis_env, pg_dsn),
         feed={"symbols": ["SPY"]},
     )
     d = app.rt.directory
@@ -88,21 +69,12 @@ def test_the_store_does_not_write_a_write_ahead_past_its_deadline(
     aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str
 ) -> None:
     app = aegis_factory(
-        store={"postgres_dsn": pg_dsn, "spool_path": str(aegis_env / "var" / "spool.db")},
+        store=pg_store(aegis_env, pg_dsn),
         feed={"symbols": ["SPY"]},
     )
-    order = Order(
-        client_order_id="ae-late",
-        decision_id="d",
-        event_id="e",
-        symbol="AAPL",
-        side=Side.BUY,
-        qty=1.0,
-        order_type=OrderType.MARKET,
-        created_at=1.0,
-    )
+    order = market_order("ae-late")
     answer = app.rt.directory.ask(STORE, WriteOrder(order=order, deadline=time.time() - 1), 5.0)
-    assert answer.startswith("expired")
+    assert answer.status is WriteAhead.EXPIRED and not answer.written
     db = open_database(postgres_dsn=pg_dsn)
     assert db.select("orders") == []
     db.close()
@@ -120,30 +92,16 @@ def test_a_write_ahead_whose_outcome_is_unknown_is_cancelled_once_the_store_is_b
     db = open_database(postgres_dsn=pg_dsn)
     try:
         app = aegis_factory(
-            store={
-                "postgres_dsn": dsn,
-                "spool_path": str(aegis_env / "var" / "spool.db"),
-                "retry_initial_s": 1.0,
-                "retry_max_s": 1.0,
-            },
+            store=pg_store(aegis_env, dsn, retry_initial_s=1.0, retry_max_s=1.0),
             feed={"symbols": ["SPY"]},
         )
-        order = Order(
-            client_order_id="ae-maybe",
-            decision_id="d",
-            event_id="e",
-            symbol="AAPL",
-            side=Side.BUY,
-            qty=1.0,
-            order_type=OrderType.MARKET,
-            created_at=1.0,
-        )
+        order = market_order("ae-maybe")
         proxy.cut()
         db.insert(  # what the server had committed when the link broke
             "orders", {**order.model_dump(mode="json"), "status": "new", "posture": None}
         )
         answer = app.rt.directory.ask(STORE, WriteOrder(order=order), 5.0)
-        assert answer.startswith("error")
+        assert answer.status is WriteAhead.ERROR and not answer.written
         proxy.restore()
 
         def cancelled() -> Any:
@@ -187,12 +145,7 @@ def test_a_ledger_unreadable_at_start_is_reconciled_as_soon_as_it_can_be_read(
     proxy.cut()
     try:
         aegis_factory(
-            store={
-                "postgres_dsn": dsn,
-                "spool_path": str(aegis_env / "var" / "spool.db"),
-                "retry_initial_s": 1.0,
-                "retry_max_s": 1.0,
-            },
+            store=pg_store(aegis_env, dsn, retry_initial_s=1.0, retry_max_s=1.0),
             broker={"paper_state_path": str(aegis_env / "var" / "paper.json")},
             feed={"symbols": ["SPY"]},
         )

@@ -13,9 +13,11 @@ from aegis_actors.cache import MemoryCache
 from aegis_actors.messages import (
     Alert,
     AlertLevel,
+    GetPosture,
     PositionClosed,
     Posture,
     PostureChange,
+    PostureReply,
     SetPosture,
     VolatilityIndex,
 )
@@ -171,13 +173,15 @@ def test_operator_override_and_back_to_auto(posture_tree: Any, vclock: Any) -> N
     d = rt.directory
     d.tell(POSTURE, VolatilityIndex(value=20.0, ts=0))
     reply = d.ask(POSTURE, SetPosture(posture=OFF, reason="desk call", operator=True), 5.0)
-    assert reply == {"posture": "offensive", "override": "offensive"}
+    assert reply == PostureReply(posture=Posture.OFFENSIVE, override=Posture.OFFENSIVE)
     d.tell(POSTURE, VolatilityIndex(value=35.0, ts=1))
     vclock.advance(1800.0)
     wait_until(lambda: status(rt)["evaluations"] >= 2)
     assert status(rt)["posture"] == "offensive"  # the override holds against the VIX
+    held = rt.ask(POSTURE, GetPosture(), 5.0, PostureReply)
+    assert held.posture is Posture.OFFENSIVE and held.override is Posture.OFFENSIVE
     reply = d.ask(POSTURE, SetPosture(posture=None, reason="auto", operator=True), 5.0)
-    assert reply == {"posture": "defensive", "override": "auto"}
+    assert reply == PostureReply(posture=Posture.DEFENSIVE, override=None)
 
 
 def test_three_stop_losses_force_defensive_for_the_cooldown(posture_tree: Any, vclock: Any) -> None:

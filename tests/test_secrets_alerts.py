@@ -254,7 +254,7 @@ def test_tree_delivers_every_safe_mode_change_and_the_limited_alert(
 
         def mode(target: TradingMode) -> None:
             answer = d.ask(WATCHDOG, RequestMode(target=target, reason="t", operator=True), 5)
-            assert answer["ok"], answer
+            assert answer.ok, answer
 
         mode(TradingMode.LIMITED)  # warning: Slack #urgent + email (SPEC 6.2)
         wait_until(lambda: inbox and any("limited" in p["text"] for p in hook.of("/slack")))

@@ -14,7 +14,11 @@ from tcp_proxy import TcpProxy, proxied_dsn
 
 from aegis_actors.messages import (
     DecisionRecord,
+    DurableState,
     GetStatus,
+    KvGet,
+    KvValue,
+    Ledger,
     LoadLedger,
     LoadState,
     Order,
@@ -23,8 +27,12 @@ from aegis_actors.messages import (
     SessionSave,
     Side,
     StoreHealth,
+    StoreHealthReply,
     TradingMode,
+    WriteAhead,
+    WriteAheadAck,
     WriteOrder,
+    WrongReply,
 )
 from aegis_actors.messages import Fill as FillMsg
 from aegis_actors.runtime import STORE, WATCHDOG, Runtime
@@ -115,11 +123,29 @@ def test_write_ahead_answers_new_then_duplicate(
     start_store: StartStore, durable: dict[str, str], vclock: VirtualClock
 ) -> None:
     rt, _ = start_store(**durable)
-    assert ask(rt, WriteOrder(order=order(1, vclock.now()))) == "new"
-    assert ask(rt, WriteOrder(order=order(1, vclock.now()))) == "duplicate"
+    assert ask(rt, WriteOrder(order=order(1, vclock.now()))).status is WriteAhead.NEW
+    assert ask(rt, WriteOrder(order=order(1, vclock.now()))).status is WriteAhead.DUPLICATE
     ledger = ask(rt, LoadLedger())
-    assert [o["client_order_id"] for o in ledger["orders"]] == ["coid-1"]
-    assert ledger["filled"] == {"coid-1": 0.0}
+    assert [o["client_order_id"] for o in ledger.orders] == ["coid-1"]
+    assert ledger.filled == {"coid-1": 0.0}
+
+
+def test_each_ask_is_answered_by_its_reply_model_and_a_wrong_type_fails_loudly(
+    start_store: StartStore, vclock: VirtualClock
+) -> None:
+    rt, _ = start_store()
+    ack = rt.ask(STORE, WriteOrder(order=order(1, vclock.now())), 5.0, WriteAheadAck)
+    assert ack == WriteAheadAck(status=WriteAhead.NEW) and ack.written and str(ack) == "new"
+    again = rt.ask(STORE, WriteOrder(order=order(1, vclock.now())), 5.0, WriteAheadAck)
+    assert again.status is WriteAhead.DUPLICATE and not again.written
+    ledger = rt.ask(STORE, LoadLedger(), 5.0, Ledger)
+    assert [o["client_order_id"] for o in ledger.orders] == ["coid-1"]
+    state = rt.ask(STORE, LoadState(symbol=""), 5.0, DurableState)
+    assert state.positions == {} and state.session is None
+    assert rt.ask(STORE, KvGet(key="nothing"), 5.0, KvValue) == KvValue(key="nothing")
+    assert rt.ask(STORE, StoreHealth(), 5.0, StoreHealthReply) == StoreHealthReply(up=True)
+    with pytest.raises(WrongReply, match="store answered StoreHealth with StoreHealthReply, "):
+        rt.ask(STORE, StoreHealth(), 5.0, WriteAheadAck)  # never read as something else
 
 
 def test_state_read_has_the_open_session_and_fills_are_summed(
@@ -133,7 +159,7 @@ def test_state_read_has_the_open_session_and_fills_are_summed(
     rt.directory.tell(
         STORE, SessionSave(session_id="ss-2", opened_at=now - 5, state={"decisions": 4}, ts=now)
     )
-    assert ask(rt, WriteOrder(order=order(1, now))) == "new"
+    assert ask(rt, WriteOrder(order=order(1, now))).status is WriteAhead.NEW
     for i, qty in enumerate((4.0, 6.0)):
         fill = FillMsg(
             fill_id=f"f-{i}",
@@ -148,9 +174,9 @@ def test_state_read_has_the_open_session_and_fills_are_summed(
         rt.directory.tell(STORE, RecordFill(fill=fill))
         rt.directory.tell(STORE, RecordFill(fill=fill))  # a replayed fill is not doubled
     state = ask(rt, LoadState(symbol="AAPL"))
-    assert state["session"]["session_id"] == "ss-2"
-    assert state["session"]["state"] == {"decisions": 4}
-    assert ask(rt, LoadLedger())["filled"] == {"coid-1": 10.0}
+    assert state.session["session_id"] == "ss-2"
+    assert state.session["state"] == {"decisions": 4}
+    assert ask(rt, LoadLedger()).filled == {"coid-1": 10.0}
 
 
 @pytest.fixture
@@ -182,22 +208,22 @@ def test_outage_refuses_orders_goes_limited_and_replays_in_order(
     for n in range(1, 6):
         rt.directory.tell(STORE, decision(n, vclock.now()))
     answer = ask(rt, WriteOrder(order=order(1, vclock.now())))
-    assert answer.startswith("error:")
+    assert answer.status is WriteAhead.ERROR
     wait_until(lambda: rt.cache.get_json("mode") == TradingMode.LIMITED.value, what="limited")
     settle()
     # 5 decisions, plus the mode change and alerts, written while the store is down.
     spooled = ask(rt, StoreHealth())
-    assert spooled["up"] is False and spooled["spool"] >= 7
+    assert spooled.up is False and spooled.spool >= 7
     vclock.advance(1.0)  # a retry while still down: nothing lost, nothing sent
     settle()
-    assert ask(rt, StoreHealth())["spool"] == spooled["spool"]
+    assert ask(rt, StoreHealth()).spool == spooled.spool
     assert decisions_in(pg_dsn) == ["d-0"]
     proxy.restore()
     vclock.advance(2.0)  # the next retry (backoff doubled to 2 s)
     settle()
-    assert ask(rt, StoreHealth()) == {"up": True, "why": "", "spool": 0}
+    assert ask(rt, StoreHealth()) == StoreHealthReply(up=True)
     assert decisions_in(pg_dsn) == [f"d-{n}" for n in range(6)]
-    assert ask(rt, WriteOrder(order=order(2, vclock.now()))) == "new"
+    assert ask(rt, WriteOrder(order=order(2, vclock.now()))).status is WriteAhead.NEW
     rt.directory.tell(STORE, decision(6, vclock.now()))
     settle()
     assert decisions_in(pg_dsn)[-1] == "d-6"
@@ -218,7 +244,7 @@ def test_spool_survives_a_restart_and_is_replayed_at_start(
         rt.directory.tell(STORE, decision(n, vclock.now()))
     # The four decisions, and possibly the watchdog's own writes about the outage (the
     # mode change to limited and its alert) that arrive while the store is down.
-    wait_until(lambda: ask(rt, StoreHealth())["spool"] >= 4, timeout=20)
+    wait_until(lambda: ask(rt, StoreHealth()).spool >= 4, timeout=20)
     root.stop(timeout=5)
     proxy.restore()
     rt2, _ = start_store(postgres_dsn=dsn)
@@ -228,7 +254,7 @@ def test_spool_survives_a_restart_and_is_replayed_at_start(
         # its (virtual) clock, which the test moves on.
         vclock.advance(1.0)
         settle()
-        return bool(ask(rt2, StoreHealth()) == {"up": True, "why": "", "spool": 0})
+        return bool(ask(rt2, StoreHealth()) == StoreHealthReply(up=True))
 
     wait_until(healthy, timeout=20, what="store up with the spool replayed")
     assert decisions_in(pg_dsn) == [f"d-{n}" for n in range(4)]
@@ -242,11 +268,11 @@ def test_store_down_at_start_spools_then_catches_up(
     proxy.cut()
     rt, _ = start_store(postgres_dsn=dsn, retry_initial_s=1.0)
     rt.directory.tell(STORE, decision(0, vclock.now()))
-    assert ask(rt, WriteOrder(order=order(1, vclock.now()))).startswith("error:")
+    assert ask(rt, WriteOrder(order=order(1, vclock.now()))).status is WriteAhead.ERROR
     proxy.restore()
     vclock.advance(1.0)
     settle()
-    assert ask(rt, StoreHealth())["up"] is True
+    assert ask(rt, StoreHealth()).up is True
     assert decisions_in(pg_dsn) == ["d-0"]
 
 

@@ -21,6 +21,7 @@ from aegis_actors.messages import (
     DONE,
     T0,
     AckAlert,
+    AckReply,
     Alert,
     AlertLevel,
     DecisionRecord,
@@ -337,13 +338,13 @@ def test_ack_stops_escalation(make_desk: Callable[..., Desk], hook: Webhook) -> 
     d.advance(300)  # 2nd tier reached
     wait_until(lambda: len(hook.of("/sms")) == 2)
     reply = d.rt.directory.ask(WATCHDOG, AckAlert(alert_id=alert_id, by="arch"), 5)
-    assert reply == {"ok": True, "alert": alert_id, "escalation_step": 1}
+    assert reply == AckReply(ok=True, alert_id=alert_id, escalation_step=1)
     d.advance(3600)
     assert len(hook.of("/sms")) == 2
     assert d.status()["escalating"] == []
     assert [a["acked"] for a in d.status()["alerts"] if a["alert_id"] == alert_id] == [True]
     unknown = d.rt.directory.ask(WATCHDOG, AckAlert(alert_id="al-nope"), 5)
-    assert unknown["ok"] is False
+    assert isinstance(unknown, AckReply) and unknown.ok is False and "al-nope" in unknown.error
     settle()
     acks = [m for m in d.seen(STORE) if isinstance(m, AckAlert)]  # the ack goes to the ledger
     assert [(a.alert_id, a.by) for a in acks] == [(alert_id, "arch")] and acks[0].ts > 0

@@ -23,21 +23,27 @@ from aegis_actors.admin.channel import Publisher, Subscriber, connect
 from aegis_actors.admin.gate import READ_ONLY, Gate, run_state
 from aegis_actors.admin.protocol import Request, reply_channel
 from aegis_actors.admin.reload import apply
-from aegis_actors.admin.snapshot import Snapshots
+from aegis_actors.admin.snapshot import Snapshots, Texts
 from aegis_actors.base import AegisActor
 from aegis_actors.messages import (
     AckAlert,
+    AckReply,
     CancelOpenOrders,
+    CancelReply,
+    ModeReply,
     Posture,
+    PostureReply,
+    ReplyT,
     RequestMode,
     SetPosture,
     StoreHealth,
+    StoreHealthReply,
     TradingMode,
 )
 from aegis_actors.redact import redact
 from aegis_actors.runtime import EXECUTION, POSTURE, STORE, WATCHDOG
 from aegis_actors.settings import SettingsError, load_settings
-from aegis_actors.status import collect_status
+from aegis_actors.status import brief, collect_status
 
 ASK_TIMEOUT_S = 5.0
 RESTART_TIMEOUT_S = 15.0  # the supervisor waits for the old instance to stop first
@@ -146,33 +152,36 @@ class Admin(AegisActor):
 
     # -- the snapshot ------------------------------------------------------------------
 
-    def build_snapshot(self) -> tuple[str, str]:
-        """Every actor's status (asked at once) and the tree, each serialised once."""
+    def build_snapshot(self) -> Texts:
+        """Every actor's status (asked at once) and the tree, each answer serialised once
+        (redacted once: any Redis client can read the reply channel, so no password
+        inside a URL/DSN leaves)."""
         now = self.clock.now()
         out = collect_status(self.rt, timeout=REFRESH_TIMEOUT_S)
         out["summary"]["admin"] = "running"  # (the directory may not list it yet at start)
         out["settings"] = self.rt.settings.redacted()
         out["snapshot_ts"] = now
-        # any Redis client can read the reply channel: no password inside a URL/DSN leaves
-        status = compact(redact(out))[:-1]  # closed per reply, with the admin's live counts
+        full = redact(out)
         tree = compact(redact(self.with_urns(self.rt.tree()))) if self.rt.tree else ""
-        return status, tree
+        # closed per reply, with the admin's live counts
+        return Texts(status=compact(brief(full))[:-1], full=compact(full)[:-1], tree=tree)
 
-    def read_only_text(self, cmd: str) -> str | None:
+    def read_only_text(self, cmd: str, args: dict[str, Any]) -> str | None:
         """The result of `status` or `tree` from the snapshot; None when there is none yet."""
-        if not self.snapshots.ready():
+        texts = self.snapshots.texts
+        if not texts.status:
             return None
         if cmd == "tree":
-            return self.snapshots.tree_text or None
+            return texts.tree or None
         admin = compact(redact(self.status()))
-        return f'{self.snapshots.status_text},"admin":{admin}}}'
+        return f'{texts.full if args.get("full") else texts.status},"admin":{admin}}}'
 
     def answer_read_only(self, req: Request) -> str | None:
         """Gate hook, on the subscriber thread: the reply to `status`/`tree` from the
         snapshot (the gate publishes it); None sends the command the usual way."""
         if req.cmd not in READ_ONLY:
             return None
-        text = self.read_only_text(req.cmd)
+        text = self.read_only_text(req.cmd, req.args)
         if text is None:
             return None  # no snapshot yet: the actor builds one and answers
         return reply_text(req, Prepared(text))
@@ -227,9 +236,11 @@ class Admin(AegisActor):
             key = f"{cmd}:{outcome}"
             self.state.commands[key] = self.state.commands.get(key, 0) + 1
 
-    def ask_owner(self, name: str, message: Any, timeout: float = ASK_TIMEOUT_S) -> Any:
+    def ask_owner(
+        self, name: str, message: Any, reply: type[ReplyT], timeout: float = ASK_TIMEOUT_S
+    ) -> ReplyT:
         try:
-            return self.ask(name, message, timeout)
+            return self.ask(name, message, timeout, reply)
         except pykka.Timeout:
             raise Refused(f"{name} did not answer within {timeout:g} s") from None
         except LookupError as exc:
@@ -238,14 +249,14 @@ class Admin(AegisActor):
     def cmd_status(self, req: Request) -> Prepared:
         if not self.snapshots.ready():
             self.snapshots.refresh()
-        return Prepared(self.read_only_text(req.cmd) or "{}")
+        return Prepared(self.read_only_text(req.cmd, req.args) or "{}")
 
     def cmd_tree(self, req: Request) -> Prepared:
         if self.rt.tree is None:
             raise Refused("the tree is not started yet")
-        if not self.snapshots.tree_text:
+        if not self.snapshots.texts.tree:
             self.snapshots.refresh()
-        return Prepared(self.read_only_text(req.cmd) or "{}")
+        return Prepared(self.read_only_text(req.cmd, req.args) or "{}")
 
     def with_urns(self, node: dict[str, Any]) -> dict[str, Any]:
         """Each live node's actor urn: a restarted actor shows a new one."""
@@ -259,17 +270,20 @@ class Admin(AegisActor):
         value = req.args["set"]
         posture = None if value == "auto" else Posture(value)
         msg = SetPosture(posture=posture, reason=f"admin command {req.id}", operator=True)
-        answer: dict[str, Any] = self.ask_owner(POSTURE, msg)
-        return answer
+        answer = self.ask_owner(POSTURE, msg, PostureReply)
+        return {
+            "posture": answer.posture.value,
+            "override": answer.override.value if answer.override else "auto",
+        }
 
     def cmd_mode(self, req: Request) -> dict[str, Any]:
         msg = RequestMode(
             target=TradingMode(req.args["set"]), reason=f"admin command {req.id}", operator=True
         )
-        answer: dict[str, Any] = self.ask_owner(WATCHDOG, msg)
-        if not answer.get("ok"):
-            raise Refused(f"mode {req.args['set']} refused: {answer.get('error')}")
-        return {"mode": answer.get("mode")}
+        answer = self.ask_owner(WATCHDOG, msg, ModeReply)
+        if not answer.ok:
+            raise Refused(f"mode {req.args['set']} refused: {answer.error}")
+        return {"mode": answer.mode.value}
 
     def cmd_restart(self, req: Request) -> dict[str, Any]:
         name = req.args["actor"]
@@ -298,12 +312,10 @@ class Admin(AegisActor):
         return {"actor": name, "supervisor": parent}
 
     def cmd_ack(self, req: Request) -> dict[str, Any]:
-        answer = self.ask_owner(WATCHDOG, AckAlert(alert_id=req.args["alert"]))
-        if isinstance(answer, dict):
-            if answer.get("ok") is False:
-                raise Refused(f"ack {req.args['alert']} refused: {answer.get('error')}")
-            return {"alert": req.args["alert"], **answer}
-        return {"alert": req.args["alert"], "acked": True}
+        answer = self.ask_owner(WATCHDOG, AckAlert(alert_id=req.args["alert"]), AckReply)
+        if not answer.ok:
+            raise Refused(f"ack {req.args['alert']} refused: {answer.error}")
+        return {"alert": answer.alert_id, "ok": True, "escalation_step": answer.escalation_step}
 
     def cmd_reload(self, _req: Request) -> dict[str, Any]:
         source = self.settings.source_file
@@ -324,12 +336,15 @@ class Admin(AegisActor):
 
     def cmd_close_day(self, req: Request) -> dict[str, Any]:
         """close-day's broker step, done by the process that owns the broker."""
-        answer: dict[str, Any] = self.ask_owner(
-            EXECUTION, CancelOpenOrders(reason=f"close-day (admin {req.id})"), RESTART_TIMEOUT_S
+        answer = self.ask_owner(
+            EXECUTION,
+            CancelOpenOrders(reason=f"close-day (admin {req.id})"),
+            CancelReply,
+            RESTART_TIMEOUT_S,
         )
         # The store's mailbox is FIFO: once this ask returns, the cancellations are written.
-        self.ask_owner(STORE, StoreHealth())
-        return answer
+        self.ask_owner(STORE, StoreHealth(), StoreHealthReply)
+        return answer.model_dump(mode="json")
 
     def cmd_shutdown(self, _req: Request) -> dict[str, Any]:
         self.log.warning("shutdown requested over the admin channel")

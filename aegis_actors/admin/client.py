@@ -46,6 +46,11 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--actor", metavar="NAME", help="restart: the actor to restart")
     p.add_argument("--alert", metavar="ID", help="ack: the alert to acknowledge")
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="status: every part in full, with the settings and the tree (default: brief)",
+    )
     p.add_argument("--json", action="store_true", help="print the raw JSON reply")
     p.add_argument(
         "--timeout",
@@ -87,6 +92,8 @@ def main(a: argparse.Namespace) -> int:
 
 
 def build_args(a: argparse.Namespace) -> dict[str, Any] | None:
+    if a.cmd == "status":
+        return {"full": True} if a.full else {}
     if a.cmd not in ARG_FLAG:
         return {}
     key, option = ARG_FLAG[a.cmd]
@@ -122,7 +129,7 @@ def round_trip(
     client: redis.Redis, channel: str, req: dict[str, Any], timeout: float
 ) -> dict[str, Any] | None:
     """One command on a connection of its own (the command line sends one and exits)."""
-    link = AdminLink(client, channel)
+    link = AdminLink(client, channel, one_shot=True)
     try:
         return link.send(req, timeout)
     finally:
@@ -135,20 +142,36 @@ def _named(m: dict[str, Any], channel: str) -> bool:
 
 
 class AdminLink:
-    """One subscriber connection kept across round trips (tools and benches that send
-    many commands), so each costs a publish and a reply, not a new connection."""
+    """A subscriber connection for replies.
 
-    def __init__(self, client: redis.Redis, channel: str) -> None:
-        self.client, self.channel = client, channel
+    Kept (tools and benches that send many commands): subscribed once, before the first
+    command, to every reply on the channel (`<channel>:reply:*`, which any Redis client
+    can read anyway), each reply picked by its id, so a command costs a publish and its
+    reply. `one_shot` (the command line): subscribed to the one reply channel only.
+    """
+
+    def __init__(self, client: redis.Redis, channel: str, *, one_shot: bool = False) -> None:
+        self.client, self.channel, self.one_shot = client, channel, one_shot
         self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+        if not one_shot:
+            self.pubsub.psubscribe(f"{channel}:reply:*")
+            # confirmed before any command, so no reply can come before the subscription
+            self.pubsub.ping()
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                m = self.pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                if m is not None and m.get("type") == "pong":
+                    break
 
     def send(self, req: dict[str, Any], timeout: float) -> dict[str, Any] | None:
-        """Subscribe to the reply channel first, then publish, then wait for the one reply."""
+        """Publish, then wait for the one reply (subscribed to it first)."""
         deadline = time.monotonic() + timeout
         reply_to = f"{self.channel}:reply:{req['id']}"
-        self.pubsub.subscribe(reply_to)
+        if self.one_shot:
+            self.pubsub.subscribe(reply_to)
         try:
-            self.pubsub.get_message(timeout=0.0)  # reads the confirmation when it is there
+            if self.one_shot:
+                self.pubsub.get_message(timeout=0.0)  # reads the confirmation when it is there
             text = json.dumps(req)
             # Nobody received it: the admin may be reconnecting; the same request again is
             # no replay (no one saw it), so retry until the deadline.
@@ -158,12 +181,17 @@ class AdminLink:
                 time.sleep(RETRY_S)
             while (left := deadline - time.monotonic()) > 0:
                 m = self.pubsub.get_message(timeout=min(left, 1.0))
-                if m is not None and m.get("type") == "message" and _named(m, reply_to):
+                if (
+                    m is not None
+                    and m.get("type") in ("message", "pmessage")
+                    and _named(m, reply_to)
+                ):
                     answer: dict[str, Any] = json.loads(m["data"])
                     return answer
             return None
         finally:
-            self.pubsub.unsubscribe(reply_to)  # its confirmation is read (and skipped) later
+            if self.one_shot:
+                self.pubsub.unsubscribe(reply_to)  # its confirmation is read later (skipped)
 
     def close(self) -> None:
         self.pubsub.close()

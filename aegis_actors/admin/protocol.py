@@ -80,6 +80,20 @@ def _one_of(key: str, allowed: tuple[str, ...]) -> ArgCheck:
     return check
 
 
+def _flag(key: str) -> ArgCheck:
+    """An optional true/false switch, and nothing else."""
+
+    def check(args: dict[str, Any]) -> str | None:
+        extra = sorted(set(args) - {key})
+        if extra:
+            return f"unexpected argument(s) {extra}"
+        if key in args and not isinstance(args[key], bool):
+            return f"'{key}' must be true or false (got {_short(args[key])})"
+        return None
+
+    return check
+
+
 def _name(key: str) -> ArgCheck:
     def check(args: dict[str, Any]) -> str | None:
         extra = sorted(set(args) - {key})
@@ -94,7 +108,7 @@ def _name(key: str) -> ArgCheck:
 
 
 COMMANDS: dict[str, ArgCheck] = {
-    "status": _no_args,
+    "status": _flag("full"),  # {"full": true}: every part in full, the settings, the tree
     "tree": _no_args,
     "posture": _one_of("set", POSTURES),
     "mode": _one_of("set", MODES),

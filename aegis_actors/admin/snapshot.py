@@ -11,19 +11,30 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from loguru import logger
 
 log = logger.bind(actor="admin")
 
-Build = Callable[[], tuple[str, str]]  # -> (status JSON without its closing brace, tree JSON)
+
+@dataclass(frozen=True)
+class Texts:
+    """One snapshot, each answer serialised once. The status texts lack their closing
+    brace: each reply closes them with the admin's own live counts."""
+
+    status: str = ""  # the default (brief) status
+    full: str = ""  # `status {"full": true}`: every part in full, the settings, the tree
+    tree: str = ""
+
+
+Build = Callable[[], Texts]
 
 
 class Snapshots:
     def __init__(self, build: Build, every_s: float) -> None:
         self.build, self.every_s = build, every_s
-        self.status_text = ""  # swapped whole: readers on any thread see one version
-        self.tree_text = ""
+        self.texts = Texts()  # swapped whole: readers on any thread see one version
         self.builds = 0
         self._lock = threading.Lock()  # one build at a time
         self._poke = threading.Event()
@@ -43,13 +54,12 @@ class Snapshots:
         self._poke.set()
 
     def ready(self) -> bool:
-        return bool(self.status_text)
+        return bool(self.texts.status)
 
     def refresh(self) -> None:
         """Rebuild now, on the caller's thread."""
         with self._lock:
-            status, tree = self.build()
-            self.status_text, self.tree_text = status, tree
+            self.texts = self.build()
             self.builds += 1
 
     def _run(self) -> None:

@@ -14,7 +14,16 @@ from aegis_actors.backtest.bars import Bar
 from aegis_actors.backtest.idle import wait_idle
 from aegis_actors.backtest.plan import Plan, Quiet
 from aegis_actors.clock import VirtualClock
-from aegis_actors.messages import GetStatus, ReplayBar, VolatilityIndex
+from aegis_actors.messages import (
+    FlowReply,
+    GetFlow,
+    GetOutcomes,
+    GetPosture,
+    OutcomesReply,
+    PostureReply,
+    ReplayBar,
+    VolatilityIndex,
+)
 from aegis_actors.runtime import MARKET, POSTURE, WATCHDOG
 from supervisors import inline
 
@@ -39,10 +48,8 @@ class Replayed:
 
     def finish(self, rt: Any) -> Replayed:
         self.seconds = time.perf_counter() - self.started
-        market = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-        watchdog = rt.directory.ask(WATCHDOG, GetStatus(), timeout=5.0)
-        self.outcomes = {str(k): int(v) for k, v in watchdog.get("outcomes", {}).items()}
-        self.events = int(market.get("events", 0))
+        self.outcomes = rt.ask(WATCHDOG, GetOutcomes(), 5.0, OutcomesReply).outcomes
+        self.events = rt.ask(MARKET, GetFlow(), 5.0, FlowReply).events
         return self
 
 
@@ -60,7 +67,7 @@ def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float, clock: VirtualClock, 
 
 def first_posture_of(rt: Any) -> str:
     try:
-        return str(rt.directory.ask(POSTURE, GetStatus(), timeout=5.0)["posture"])
+        return str(rt.ask(POSTURE, GetPosture(), 5.0, PostureReply).posture)
     except Exception:
         return ""
 
@@ -164,8 +171,7 @@ def settle_inline(rt: Any, sched: inline.Scheduler) -> None:
     """An event still in flight with the run queue empty is a role call on a worker
     thread (an LLM): wait for its answer to be queued, then run it."""
     while True:
-        st = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-        if not st.get("inflight") and not st.get("waiting"):
+        if rt.ask(MARKET, GetFlow(), 5.0, FlowReply).idle:
             return
         if not sched.wait_external(EXTERNAL_WAIT_S):
             log.warning("an event stayed in flight {}s; moving on", EXTERNAL_WAIT_S)
@@ -214,8 +220,7 @@ def settle(rt: Any) -> None:
     for _ in range(INFLIGHT_ROUNDS):
         if not wait_idle(IDLE_TIMEOUT_S):
             raise RuntimeError(f"the tree stayed busy for {IDLE_TIMEOUT_S}s on one bar")
-        st = rt.directory.ask(MARKET, GetStatus(), timeout=5.0)
-        if not st.get("inflight") and not st.get("waiting"):
+        if rt.ask(MARKET, GetFlow(), 5.0, FlowReply).idle:
             if wait_idle(IDLE_TIMEOUT_S):
                 return
     log.warning("events still in flight after {} idle checks; moving on", INFLIGHT_ROUNDS)

@@ -103,6 +103,23 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{th}</tr>{body or '<tr><td colspan=99>none</td></tr>'}</table>"
 
 
+def _pnl_table(key: str, groups: dict[str, dict[str, Any]]) -> str:
+    """One P&L table (per symbol or per posture): the same columns for either split."""
+    return _table(
+        [key, "realised", "unrealised", "fees", "net", "fills", "trades", "wins"],
+        [
+            [
+                k,
+                *(_money(v[m]) for m in ("realised", "unrealised", "fees", "net")),
+                v["fills"],
+                v["trades"],
+                v["wins"],
+            ]
+            for k, v in groups.items()
+        ],
+    )
+
+
 def render(r: dict[str, Any]) -> str:
     p = r["pnl"]
     wr = r.get("win_rate")
@@ -112,38 +129,8 @@ def render(r: dict[str, Any]) -> str:
         f"max drawdown {_money(p['max_drawdown'])} ({p['max_drawdown_pct']:.2f}%) · "
         f"trades {r['trades']} · win rate {'-' if wr is None else f'{wr * 100:.1f}%'}</p>"
     )
-    sym = _table(
-        ["symbol", "realised", "unrealised", "fees", "net", "fills", "trades", "wins"],
-        [
-            [
-                k,
-                _money(v["realised"]),
-                _money(v["unrealised"]),
-                _money(v["fees"]),
-                _money(v["net"]),
-                v["fills"],
-                v["trades"],
-                v["wins"],
-            ]
-            for k, v in r["by_symbol"].items()
-        ],
-    )
-    post = _table(
-        ["posture", "realised", "unrealised", "fees", "net", "fills", "trades", "wins"],
-        [
-            [
-                k,
-                _money(v["realised"]),
-                _money(v["unrealised"]),
-                _money(v["fees"]),
-                _money(v["net"]),
-                v["fills"],
-                v["trades"],
-                v["wins"],
-            ]
-            for k, v in r["by_posture"].items()
-        ],
-    )
+    sym = _pnl_table("symbol", r["by_symbol"])
+    post = _pnl_table("posture", r["by_posture"])
     sizes = _table(
         ["posture", "entries", "average entry (of capital)", "at full conviction", "share of full"],
         [

@@ -18,15 +18,19 @@ from aegis_actors.execution.core import ExecutionCore, Held, Live, Pending
 from aegis_actors.execution.reconcile import reconcile_later, reconcile_on_start
 from aegis_actors.messages import (
     CancelOpenOrders,
+    CancelReply,
     Decision,
-    GetStatus,
+    GetMode,
     ModeChange,
+    ModeReply,
     Order,
     Posture,
     PriceConfirmation,
     Tick,
     Ticks,
     TradingMode,
+    WriteAhead,
+    WriteAheadAck,
     WriteAheadExpired,
     WriteOrder,
 )
@@ -69,7 +73,7 @@ class Execution(AegisActor):
         """The watchdog's mode, asked (not read from the cache, where a previous run's
         mode may linger until the watchdog has started)."""
         try:
-            return TradingMode(self.ask(WATCHDOG, GetStatus(), MODE_ASK_S)["mode"])
+            return self.ask(WATCHDOG, GetMode(), MODE_ASK_S, ModeReply).mode
         except Exception as exc:
             cached = self.rt.cache.get_json(K_MODE) or "normal"
             self.log.warning("watchdog not answering ({}): mode {} from the cache", exc, cached)
@@ -94,23 +98,21 @@ class Execution(AegisActor):
     def on_PriceConfirmation(self, c: PriceConfirmation) -> None:
         self.core.price_confirmed(c)
 
-    def on_CancelOpenOrders(self, msg: CancelOpenOrders) -> dict[str, Any]:
+    def on_CancelOpenOrders(self, msg: CancelOpenOrders) -> CancelReply:
         """close-day: cancel what is unfilled; say what was cancelled and what stays open."""
         orders = {o.client_order_id: o for o in self.broker.open_orders()}
         cancelled = self.core.cancel_open(msg.reason)
         still = [o.client_order_id for o in self.broker.open_orders()]
-        return {
-            "cancelled": [
+        return CancelReply(
+            cancelled=[
                 {"client_order_id": c, "symbol": o.symbol, "side": str(o.side), "qty": o.qty}
                 if (o := orders.get(c)) is not None
                 else {"client_order_id": c}
                 for c in cancelled
             ],
-            "still_open": still,
-            "marks": {
-                s: p for s in self.core.positions if (p := self.core.prices.get(s)) is not None
-            },
-        }
+            still_open=still,
+            marks={s: p for s in self.core.positions if (p := self.core.prices.get(s)) is not None},
+        )
 
     def on__Sweep(self, _msg: _Sweep) -> None:
         try:
@@ -122,19 +124,14 @@ class Execution(AegisActor):
 
     # -- ports of the core -----------------------------------------------------------
 
-    def write_ahead(self, order: Order) -> str:
+    def write_ahead(self, order: Order) -> WriteAheadAck:
         """Ask the store to write `order` ahead; a deadline on both sides: past it the
         store does not write it, and a row it wrote late is cancelled, never sent."""
         deadline = time.time() + WRITE_AHEAD_TIMEOUT_S  # wall time, as the ask's timeout
         try:
-            return str(
-                self.ask(
-                    STORE,
-                    WriteOrder(order=order, deadline=deadline),
-                    timeout=WRITE_AHEAD_TIMEOUT_S,
-                )
-            )
-        except Exception as exc:
+            msg = WriteOrder(order=order, deadline=deadline)
+            return self.ask(STORE, msg, WRITE_AHEAD_TIMEOUT_S, WriteAheadAck)
+        except Exception as exc:  # no answer, or one of the wrong type (WrongReply): not sent
             why = f"write-ahead not confirmed within {WRITE_AHEAD_TIMEOUT_S:g}s; never sent"
             self.send(
                 STORE,
@@ -142,7 +139,8 @@ class Execution(AegisActor):
                     client_order_id=order.client_order_id, reason=why, ts=self.clock.now()
                 ),
             )
-            return f"store unreachable: {exc}"
+            detail = f"store unreachable: {exc}"
+            return WriteAheadAck(status=WriteAhead.ERROR, detail=detail)
 
     def current_posture(self) -> Posture | None:
         doc = self.rt.cache.get_json(K_POSTURE)

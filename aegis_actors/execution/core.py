@@ -62,10 +62,13 @@ from aegis_actors.messages import (
     Posture,
     PriceConfirmation,
     RecordFill,
+    ReplyT,
     RequestMode,
     Side,
     Tick,
     TradingMode,
+    WriteAhead,
+    WriteAheadAck,
 )
 from aegis_actors.metrics import Metrics
 from aegis_actors.runtime import MARKET, POSTURE, STORE, WATCHDOG
@@ -82,11 +85,11 @@ class Ports(Protocol):
 
     def send(self, name: str, message: Msg) -> bool: ...
 
-    def ask(self, name: str, message: Msg, timeout: float) -> Any: ...
+    def ask(self, name: str, message: Msg, timeout: float, reply: type[ReplyT]) -> ReplyT: ...
 
-    def write_ahead(self, order: Order) -> str:
-        """'new' once the order is durable, 'spooled' (an exit, store down), 'duplicate'
-        if it already was, else why not ('conflict: ...', 'expired: ...', an error)."""
+    def write_ahead(self, order: Order) -> WriteAheadAck:
+        """new once the order is durable, spooled (an exit, store down), duplicate if it
+        already was, else why not (conflict, expired, error, with the detail)."""
         ...
 
     def current_posture(self) -> Posture | None: ...
@@ -315,14 +318,14 @@ class ExecutionCore:
         try:
             written = self.ports.write_ahead(order)
         except Exception as exc:
-            written = f"store unreachable: {exc}"
-        if written == "duplicate":
+            written = WriteAheadAck(status=WriteAhead.ERROR, detail=f"store unreachable: {exc}")
+        if written.status is WriteAhead.DUPLICATE:
             if order.intent != "exit":
                 return Duplicate(order.client_order_id)
             return self.written_before(order, reason, decision, retry)
-        if written.startswith("conflict"):
+        if written.status is WriteAhead.CONFLICT:
             return self.not_written(order, f"write-ahead {written}")
-        if written not in ("new", "spooled"):  # spooled: an exit, written ahead locally
+        if not written.written:  # (spooled: an exit, written ahead locally)
             self.ports.send(
                 WATCHDOG,
                 RequestMode(

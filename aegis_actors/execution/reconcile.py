@@ -23,7 +23,9 @@ from aegis_actors.execution.core import ExecutionCore, fill_message
 from aegis_actors.execution.positions import Held, stops_for
 from aegis_actors.execution.risk import client_order_id
 from aegis_actors.messages import (
+    DurableState,
     Fill,
+    Ledger,
     LoadLedger,
     LoadState,
     Order,
@@ -35,6 +37,8 @@ from aegis_actors.messages import (
     Posture,
     RecordFill,
     Side,
+    WriteAhead,
+    WriteAheadAck,
     WriteOrder,
 )
 from aegis_actors.runtime import POSTURE, STORE
@@ -70,14 +74,13 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
         report.differ(ex, line)
 
     try:
-        durable: dict[str, Any] = ex.ports.ask(STORE, LoadState(symbol=""), READ_TIMEOUT_S)[
-            "positions"
-        ]
-        ledger: dict[str, Any] = ex.ports.ask(STORE, LoadLedger(), READ_TIMEOUT_S)
+        state = ex.ports.ask(STORE, LoadState(symbol=""), READ_TIMEOUT_S, DurableState)
+        ledger = ex.ports.ask(STORE, LoadLedger(), READ_TIMEOUT_S, Ledger)
+        durable = state.positions
     except Exception as exc:
         ex.log.error("reconcile: ledger unavailable ({}); positions from the broker only", exc)
         report.ledger_read = False
-        durable, ledger = {}, {"orders": [], "filled": {}, "fill_ids": {}}
+        durable, ledger = {}, Ledger()
 
     # -- positions: the broker's qty and price, the ledger's stops and targets ----------
     held_at_broker = {p.symbol: p for p in broker.positions()}
@@ -91,7 +94,7 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
             posture=Posture(d["posture"]) if d.get("posture") else None,
             stop_loss=d.get("stop_loss"),
             take_profit=d.get("take_profit"),
-            exit_attempts=int(ledger.get("exit_attempts", {}).get(p.symbol, 0)),
+            exit_attempts=ledger.exit_attempts.get(p.symbol, 0),
         )
         changed = not d or not math.isclose(float(d.get("qty") or 0), p.qty)
         if changed:
@@ -109,7 +112,7 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
             differ(close_vanished(ex, durable[symbol], now))
 
     # -- orders the ledger has as open --------------------------------------------------
-    known = {row["client_order_id"] for row in ledger["orders"]}
+    known = {row["client_order_id"] for row in ledger.orders}
     ledger_orders(ex, ledger, report, now)
 
     # -- orders working at the broker that the ledger does not list as open -------------
@@ -118,10 +121,10 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
             continue
         order = order_from_broker(o, now)
         try:
-            written = ex.ports.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
+            written = ex.ports.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S, WriteAheadAck)
         except Exception as exc:  # the store is busy or down: the order is still followed
-            written = f"error: {exc}"
-        if written == "new":
+            written = WriteAheadAck(status=WriteAhead.ERROR, detail=str(exc))
+        if written.status is WriteAhead.NEW:
             differ(f"order {o.client_order_id} working at the broker, not in the ledger: added")
         else:
             differ(f"order {o.client_order_id}: ledger has it final, broker still working it")
@@ -155,12 +158,12 @@ def reconcile_on_start(ex: ExecutionCore) -> Report:
     return report
 
 
-def ledger_orders(ex: ExecutionCore, ledger: dict[str, Any], report: Report, now: float) -> None:
+def ledger_orders(ex: ExecutionCore, ledger: Ledger, report: Report, now: float) -> None:
     """Each order the ledger has as open (or filled short of its fills), against the
     broker: never sent -> cancelled; status, fills and filled qty from the broker; still
     working -> followed again."""
     broker = ex.broker
-    for row in ledger["orders"]:
+    for row in ledger.orders:
         coid = row["client_order_id"]
         at_broker = broker.order(coid)
         if at_broker is None:
@@ -179,9 +182,9 @@ def ledger_orders(ex: ExecutionCore, ledger: dict[str, Any], report: Report, now
             )
             continue
         fills = broker.fills_for(coid)
-        recorded = float(ledger["filled"].get(coid, 0.0))
+        recorded = float(ledger.filled.get(coid, 0.0))
         if at_broker.filled_qty > recorded + EPS:
-            seen = set(ledger["fill_ids"].get(coid, []))
+            seen = set(ledger.fill_ids.get(coid, []))
             missing = unbooked(fills, seen, at_broker.filled_qty - recorded)
             for f in missing:
                 ex.ports.send(STORE, RecordFill(fill=fill_message(f)))
@@ -221,7 +224,7 @@ def reconcile_later(ex: ExecutionCore, report: Report) -> bool:
     """The ledger was unreadable at start (a store still replaying its spool, or down):
     the orders part is done as soon as it can be read. True once done."""
     try:
-        ledger = ex.ports.ask(STORE, LoadLedger(), LATER_READ_S)
+        ledger = ex.ports.ask(STORE, LoadLedger(), LATER_READ_S, Ledger)
     except Exception:
         return False
     before = len(report.differences)
@@ -275,7 +278,7 @@ def close_vanished(ex: ExecutionCore, row: dict[str, Any], now: float) -> str:
         posture=Posture(row["posture"]) if row.get("posture") else None,
         created_at=now,
     )
-    ex.ports.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S)
+    ex.ports.ask(STORE, WriteOrder(order=order), READ_TIMEOUT_S, WriteAheadAck)
     ex.ports.send(
         STORE,
         OrderUpdate(

@@ -30,6 +30,8 @@ from aegis_actors.messages import (
     T0,
     EventDone,
     EventKind,
+    FlowReply,
+    GetFlow,
     MarketEvent,
     ModeChange,
     Outcome,
@@ -425,6 +427,13 @@ class Admission(AegisActor):
             detail="whole cycle past its timeout",
         )
         self.on_EventDone(done)
+
+    def on_GetFlow(self, _msg: GetFlow) -> FlowReply:
+        return FlowReply(
+            events=self.events_sent,
+            inflight=len(self.intake.inflight),
+            waiting=len(self.intake.waiting),
+        )
 
     def admission_status(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,7 @@ from loguru import logger
 
 from aegis_actors.base import AegisActor
 from aegis_actors.gateway.admission import new_event_id
-from aegis_actors.messages import EventKind, KvGet, KvPut, MarketEvent
+from aegis_actors.messages import EventKind, KvGet, KvPut, KvValue, MarketEvent
 from aegis_actors.runtime import MARKET, STORE
 
 log = logger.bind(actor="calendar")
@@ -111,7 +111,7 @@ class Calendar(AegisActor):
             releases = []
         catch_up = cfg.catch_up_s
         try:
-            self.last = self.ask(STORE, KvGet(key=K_LAST_FIRED), timeout=3.0)
+            self.last = self.ask(STORE, KvGet(key=K_LAST_FIRED), 3.0, KvValue).value
         except Exception as exc:  # unknown history: replay nothing rather than twice
             self.log.error("calendar: last fired release unreadable ({}); no catch-up", exc)
             self.metrics.errors.labels("calendar_history").inc()

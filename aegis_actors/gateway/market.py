@@ -251,7 +251,7 @@ class MarketFeed(Admission):
         self.ticks += 1
         self.metrics.ticks.inc()
         ticks = Ticks.model_construct(ticks=[(symbol, bar.close, bar.volume, ts, bar.open)])
-        self.ask(EXECUTION, ticks, timeout=REPLAY_PRICE_TIMEOUT_S)
+        self.ask(EXECUTION, ticks, REPLAY_PRICE_TIMEOUT_S, type(None))  # answered once priced
         if not bar.event:
             return  # a bar the strategy has no signal on: priced, no decision
         pending = PendingTick(symbol, bar.close, bar.volume, ts)

@@ -1,8 +1,8 @@
 """The store actor: owns the durable connection; every durable write goes through it.
 
-Write-ahead orders are asked (the caller waits for "new" before calling the broker);
-everything else is told. A fill is keyed by the broker's fill id, so a replayed fill is
-never recorded twice.
+Write-ahead orders are asked (the caller waits for a `WriteAheadAck` saying `new` before
+calling the broker); everything else is told. A fill is keyed by the broker's fill id,
+so a replayed fill is never recorded twice.
 
 When the durable store is unreachable the actor goes into an outage: WriteOrder answers
 an error at once (no order is sent that is not written first), the watchdog is asked for
@@ -37,8 +37,11 @@ from aegis_actors.messages import (
     Alert,
     AlertLevel,
     DecisionRecord,
+    DurableState,
     KvGet,
     KvPut,
+    KvValue,
+    Ledger,
     LoadLedger,
     LoadState,
     ModeChange,
@@ -52,7 +55,10 @@ from aegis_actors.messages import (
     SessionSave,
     Snapshot,
     StoreHealth,
+    StoreHealthReply,
     TradingMode,
+    WriteAhead,
+    WriteAheadAck,
     WriteAheadExpired,
     WriteOrder,
 )
@@ -77,6 +83,10 @@ FROM_STATUSES: dict[OrderStatus, tuple[str, ...]] = {
 ORDER_IDENTITY = ("decision_id", "symbol", "side", "qty", "order_type", "limit_price", "intent")
 FILL_IDENTITY = ("client_order_id", "symbol", "side", "qty", "price", "fee")
 DECISION_IDENTITY = ("event_id", "symbol")
+
+
+def ack(status: WriteAhead, detail: str = "") -> WriteAheadAck:
+    return WriteAheadAck(status=status, detail=detail)
 
 
 @dataclass(frozen=True)
@@ -384,7 +394,7 @@ class Store(AegisActor):
 
     # -- orders and fills --------------------------------------------------------------
 
-    def on_WriteOrder(self, msg: WriteOrder) -> str:
+    def on_WriteOrder(self, msg: WriteOrder) -> WriteAheadAck:
         o = msg.order
         log = self.log.bind(event_id=o.event_id)
         if self.outage_reason:
@@ -392,19 +402,19 @@ class Store(AegisActor):
                 return self.spool_write_ahead(msg)
             self.metrics.errors.labels("store_write").inc()
             log.error("write-ahead of {} refused: store down", o.client_order_id)
-            return f"error: durable store unavailable ({self.outage_reason})"
+            return ack(WriteAhead.ERROR, f"durable store unavailable ({self.outage_reason})")
         if msg.deadline is not None and time.time() > msg.deadline:
             self.expired += 1
             self.metrics.errors.labels("write_ahead_expired").inc()
             log.error("write-ahead of {} past its deadline: not written", o.client_order_id)
-            return "expired: past the write-ahead deadline"
+            return ack(WriteAhead.EXPIRED, "past the write-ahead deadline")
         row = o.model_dump(mode="json")
         row.update(updated_at=o.created_at)
         try:
             inserted = self.durable.insert_once("orders", row, "client_order_id", ORDER_IDENTITY)
         except LedgerConflict as exc:
             self.conflict(exc)
-            return f"conflict: {exc}"
+            return ack(WriteAhead.CONFLICT, str(exc))
         except StoreError as exc:
             self.failed += 1
             self.metrics.errors.labels("store_write").inc()
@@ -422,11 +432,11 @@ class Store(AegisActor):
                         ts=self.clock.now(),
                     )
                 )
-            return f"error: {exc}"
+            return ack(WriteAhead.ERROR, str(exc))
         self.writes += 1
-        return "new" if inserted else "duplicate"
+        return ack(WriteAhead.NEW if inserted else WriteAhead.DUPLICATE)
 
-    def spool_write_ahead(self, msg: WriteOrder) -> str:
+    def spool_write_ahead(self, msg: WriteOrder) -> WriteAheadAck:
         """An exit (stop-loss, take-profit, liquidation) while the durable store is down:
         its write-ahead goes to the local spool (fsynced, replayed first when the store is
         back) so the position is not left unprotected; new entries still wait."""
@@ -436,13 +446,13 @@ class Store(AegisActor):
             self.spool_refused += 1
             self.metrics.errors.labels("spool_full").inc()
             self.log.critical("spool full: exit {} NOT written, not sent", o.client_order_id)
-            return "error: durable store down and the spool is full"
+            return ack(WriteAhead.ERROR, "durable store down and the spool is full")
         self.spooled += 1
         self.spooled_kinds["WriteOrder"] = self.spooled_kinds.get("WriteOrder", 0) + 1
         self.log.bind(event_id=o.event_id).warning(
             "write-ahead of exit {} spooled locally (durable store down)", o.client_order_id
         )
-        return "spooled"
+        return ack(WriteAhead.SPOOLED)
 
     def apply_WriteOrder(self, msg: WriteOrder) -> None:
         """A spooled write-ahead, replayed: the order was sent on the spool's promise."""
@@ -590,7 +600,7 @@ class Store(AegisActor):
 
     # -- reads (raise StoreUnavailable during an outage; askers fall back) --------------
 
-    def on_LoadState(self, msg: LoadState) -> dict[str, Any]:
+    def on_LoadState(self, msg: LoadState) -> DurableState:
         """Durable state for the context loader's cache miss, execution and the commander."""
         db = self.durable
         positions = {
@@ -620,14 +630,14 @@ class Store(AegisActor):
                 "saved_at": row["saved_at"],
                 "state": json.loads(row["state"]) if row["state"] else {},
             }
-        return {
-            "positions": positions,
-            "mode": mode_rows[0]["new"] if mode_rows else None,
-            "posture": json.loads(posture_rows[0]["value"]) if posture_rows else None,
-            "session": session,
-        }
+        return DurableState(
+            positions=positions,
+            mode=mode_rows[0]["new"] if mode_rows else None,
+            posture=json.loads(posture_rows[0]["value"]) if posture_rows else None,
+            session=session,
+        )
 
-    def on_LoadLedger(self, _msg: LoadLedger) -> dict[str, Any]:
+    def on_LoadLedger(self, _msg: LoadLedger) -> Ledger:
         """Orders to check against the broker: those not final, and those marked filled
         whose recorded fills fall short (the process died between the two writes)."""
         db = self.durable
@@ -651,15 +661,17 @@ class Store(AegisActor):
         exit_attempts: dict[str, int] = {}
         for o in db.select("orders", {"intent": "exit"}):
             exit_attempts[o["symbol"]] = exit_attempts.get(o["symbol"], 0) + 1
-        return {
-            "exit_attempts": exit_attempts,
-            "orders": orders,
-            "filled": {k: v for k, v in filled.items() if k in keep},
-            "fill_ids": {k: v for k, v in fill_ids.items() if k in keep},
-        }
+        return Ledger(
+            exit_attempts=exit_attempts,
+            orders=orders,
+            filled={k: v for k, v in filled.items() if k in keep},
+            fill_ids={k: v for k, v in fill_ids.items() if k in keep},
+        )
 
-    def on_StoreHealth(self, _msg: StoreHealth) -> dict[str, Any]:
-        return {"up": not self.outage_reason, "why": self.outage_reason, "spool": len(self.spool)}
+    def on_StoreHealth(self, _msg: StoreHealth) -> StoreHealthReply:
+        return StoreHealthReply(
+            up=not self.outage_reason, why=self.outage_reason, spool=len(self.spool)
+        )
 
     def on_AckAlert(self, a: AckAlert) -> None:
         self.write(a)
@@ -667,14 +679,14 @@ class Store(AegisActor):
     def apply_AckAlert(self, a: AckAlert) -> None:
         self.durable.update("alerts", {"alert_id": a.alert_id}, {"acked_at": a.ts})
 
-    def on_KvGet(self, msg: KvGet) -> Any:
+    def on_KvGet(self, msg: KvGet) -> KvValue:
         """Small durable state (e.g. the calendar's last release); None when unknown or down."""
         try:
             rows = self.durable.select("kv", {"key": msg.key})
         except StoreError as exc:
             self.log.warning("kv {} unreadable: {}", msg.key, exc)
-            return None
-        return json.loads(rows[0]["value"]) if rows else None
+            return KvValue(key=msg.key)
+        return KvValue(key=msg.key, value=json.loads(rows[0]["value"]) if rows else None)
 
     def on_KvPut(self, msg: KvPut) -> None:
         self.write(msg)

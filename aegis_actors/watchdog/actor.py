@@ -24,15 +24,21 @@ from aegis_actors.deadlines import Deadlines
 from aegis_actors.messages import (
     DONE,
     AckAlert,
+    AckReply,
     Alert,
     AlertLevel,
     DecisionRecord,
     EventDone,
+    GetMode,
+    GetOutcomes,
     Heartbeat,
     KvGet,
     KvPut,
+    KvValue,
     ModeChange,
+    ModeReply,
     Outcome,
+    OutcomesReply,
     Posture,
     RequestMode,
     SetPosture,
@@ -176,7 +182,7 @@ class Watchdog(AegisActor):
         if saved and self.rt.cache.get_json(K_MODE_RUN) == self.rt.run_id:
             return TradingMode(saved)
         try:
-            last = self.ask(STORE, KvGet(key=KV_LAST_RUN), LAST_RUN_READ_S)
+            last = self.ask(STORE, KvGet(key=KV_LAST_RUN), LAST_RUN_READ_S, KvValue).value
         except Exception as exc:  # the store is down: nothing known, start normal
             self.log.warning("how the last run ended is unknown ({}): starting normal", exc)
             last = None
@@ -223,15 +229,21 @@ class Watchdog(AegisActor):
 
     # -- trading mode ------------------------------------------------------------------
 
-    def on_RequestMode(self, req: RequestMode) -> dict[str, Any]:
+    def on_RequestMode(self, req: RequestMode) -> ModeReply:
         return self.move_mode(req)
 
-    def move_mode(self, req: RequestMode, *, alert: bool = True) -> dict[str, Any]:
+    def on_GetMode(self, _msg: GetMode) -> ModeReply:
+        return ModeReply(ok=True, mode=self.modes.mode)
+
+    def on_GetOutcomes(self, _msg: GetOutcomes) -> OutcomesReply:
+        return OutcomesReply(outcomes=dict(self.outcomes))
+
+    def move_mode(self, req: RequestMode, *, alert: bool = True) -> ModeReply:
         move = self.modes.request(req.target, operator=req.operator)
         if not move.ok:
             if req.operator:
                 self.log.warning("mode {} refused: {}", req.target, move.why)
-            return {"ok": False, "mode": self.modes.mode.value, "error": move.why}
+            return ModeReply(ok=False, mode=self.modes.mode, error=move.why)
         now = self.clock.now()
         self.rt.cache.set_json(K_MODE, move.new.value)
         self.metrics.mode.set(move.new.rank)
@@ -263,7 +275,7 @@ class Watchdog(AegisActor):
                     ),
                 )
             self.rt.shutdown.set()
-        return {"ok": True, "mode": move.new.value}
+        return ModeReply(ok=True, mode=move.new)
 
     # -- events and SLA ----------------------------------------------------------------
 
@@ -546,11 +558,11 @@ class Watchdog(AegisActor):
         self.rt.emit("escalation", alert_id=alert.alert_id, step=msg.step, tier=tier)
         self.schedule_escalation(alert.alert_id, msg.step)
 
-    def on_AckAlert(self, ack: AckAlert) -> dict[str, Any]:
+    def on_AckAlert(self, ack: AckAlert) -> AckReply:
         esc = self.open.pop(ack.alert_id, None)
         known = esc is not None or any(a["alert_id"] == ack.alert_id for a in self.alerts)
         if not known:
-            return {"ok": False, "error": f"no alert {ack.alert_id}"}
+            return AckReply(ok=False, alert_id=ack.alert_id, error=f"no alert {ack.alert_id}")
         for a in self.alerts:
             if a["alert_id"] == ack.alert_id:
                 a["acked"] = True
@@ -564,7 +576,7 @@ class Watchdog(AegisActor):
         )
         self.rt.emit("ack", alert_id=ack.alert_id, by=ack.by, step=step)
         self.send(STORE, ack.model_copy(update={"ts": self.clock.now()}))
-        return {"ok": True, "alert": ack.alert_id, "escalation_step": step}
+        return AckReply(ok=True, alert_id=ack.alert_id, escalation_step=step)
 
     def _delivered(self, d: Delivery, result: str, _attempts: int) -> None:
         """Courier thread: metrics only (thread-safe), no actor state."""
