@@ -360,7 +360,7 @@ def test_a_busy_store_groups_decisions_but_commits_a_fill_at_the_end_of_its_turn
         return {r["decision_id"] for r in db.select("decisions")}
 
     try:
-        assert ask(rt, WriteOrder(order=order(1, vclock.now()))) == "new"
+        assert ask(rt, WriteOrder(order=order(1, vclock.now()))).status is WriteAhead.NEW
         rt.directory.tell(STORE, decision(1, vclock.now()))
         wait_until(lambda: decisions() == {"d-1"}, timeout=10)  # at once, or after the linger
         before = handled[0]
