@@ -160,7 +160,10 @@ class SupervisedActor(pykka.ThreadingActor):
     def more_queued(self) -> bool:
         """More messages wait for this turn (in the Batch being handled, or the mailbox):
         work that is cheaper in bulk (a database commit) can wait for the last one."""
-        return self._batch_left > 0 or self.actor_inbox.qsize() > 0
+        if self._batch_left > 0:
+            return True
+        inbox = self.actor_inbox
+        return inbox.qsize() > 0 if self._batching else not inbox.empty()
 
     def hold(self) -> bool:
         """Something waits for the end of the turn (or of the linger): posted tells, or a
