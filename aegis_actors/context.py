@@ -57,6 +57,13 @@ def posture_params(settings: Any, posture: Posture) -> PostureParams:
 class ContextLoader(AegisActor):
     def on_start(self) -> None:
         self.params: dict[tuple[Any, ...], PostureParams] = {}  # validated once per value
+        # The rules' indicators, once per event for the roles that read them; a backtest
+        # whose three roles are a strategy's (signals computed per series) reads none.
+        backends = self.rt.role_backends
+        self.indicators = not all(
+            getattr(backends.get(r), "kind", "") == "strategy"
+            for r in ("analyst", "verifier", "commander")
+        )
         self.loaded = 0
         self.misses = 0
         self.stale = 0
@@ -117,7 +124,7 @@ class ContextLoader(AegisActor):
             params=params,
             mode=TradingMode(mode) if mode else TradingMode.NORMAL,
             session_id=str(session.get("session_id", "")),
-            indicators=rules.compute(prices),
+            indicators=rules.compute(prices) if self.indicators else {},
         )
 
     def posture_params(self, posture: Posture, doc: dict[str, Any] | None) -> PostureParams:

@@ -2,7 +2,9 @@
 
 Actors only put the log record on a queue (a few microseconds, no lock held while
 writing); the writer thread serialises it, so neither JSON encoding nor the file costs
-the actor's thread anything.
+the actor's thread anything. With `background=False` (the deterministic one-thread
+runtime of a backtest) the caller serialises and writes the line itself: there each put
+was a hand-off of the interpreter lock to the writer and back, dearer than the line.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ class JsonLines:
         *,
         rotation: str = "50 MB",
         retention: int = 10,
+        background: bool = True,
     ) -> None:
         self.path = path
         self.serialise = serialise  # record -> line, on the writer thread
@@ -44,22 +47,47 @@ class JsonLines:
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._file: IO[str] = path.open("a", encoding="utf-8")
         self._size = self._file.tell()
-        self._thread = threading.Thread(target=self._run, name="aegis-jsonlog", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # without the writer: a foreign thread may log too
+        if background:
+            self._thread = threading.Thread(target=self._run, name="aegis-jsonlog", daemon=True)
+            self._thread.start()
 
     def __call__(self, message: Any) -> None:
         """loguru calls this with its formatted message; the record travels, not the text."""
-        self._q.put(getattr(message, "record", None) or str(message))
+        item = getattr(message, "record", None) or str(message)
+        if self._thread is not None:
+            self._q.put(item)
+            return
+        line = self._line(item)
+        with self._lock:
+            if not self._file.closed:
+                self._write(line)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Block until every line put so far is on disk (tests and a clean stop)."""
+        if self._thread is None:
+            with self._lock:
+                if not self._file.closed:
+                    self._file.flush()
+            return
         done = threading.Event()
         self._q.put(done)
         done.wait(timeout)
 
     def stop(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                self._file.close()
+            return
         self._q.put(self._STOP)
         self._thread.join(5.0)
+
+    def _line(self, x: Any) -> str:
+        try:
+            return x if isinstance(x, str) else self.serialise(x)
+        except Exception as exc:  # a bad record never stops the log
+            return f'{{"level":"ERROR","msg":"unloggable record: {type(exc).__name__}"}}\n'
 
     def _run(self) -> None:
         while True:
@@ -79,11 +107,7 @@ class JsonLines:
                     self._file.flush()
                     x.set()
                     continue
-                try:
-                    line = x if isinstance(x, str) else self.serialise(x)
-                except Exception as exc:  # a bad record never stops the log
-                    line = f'{{"level":"ERROR","msg":"unloggable record: {type(exc).__name__}"}}\n'
-                self._write(line)
+                self._write(self._line(x))
             self._file.flush()
 
     def _write(self, line: str) -> None:

@@ -21,6 +21,7 @@ from pydantic_core import to_json as dump_json
 
 from aegis_actors.jsonlog import JsonLines
 from aegis_actors.redact import redact_text
+from supervisors import inline
 
 if TYPE_CHECKING:
     from loguru import Logger, Record
@@ -114,7 +115,9 @@ def configure(
     global _sink
     if _sink is not None:
         _sink.stop()
-    _sink = JsonLines(path, to_json, rotation=rotation, retention=retention)
+    # The deterministic runtime runs on one thread: the line is written there too.
+    background = inline.current() is None
+    _sink = JsonLines(path, to_json, rotation=rotation, retention=retention, background=background)
     logger.add(
         _sink,
         level=json_level,

@@ -241,6 +241,9 @@ class Decision(Stamped):
     posture: Posture
     reference_price: float
     meta: dict[str, Any] = Field(default_factory=dict)
+    # A buy or sell against a held opposite position closes it and enters this side at
+    # once (both market orders, the close first); without it such a decision is refused.
+    reverse: bool = False
 
 
 class Order(Msg):

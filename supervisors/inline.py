@@ -10,6 +10,11 @@ timers come from the virtual clock, each due time's work run to completion befor
 that is when the run queue is empty. The threaded pykka runtime stays for live runs.
 
 A tell from a foreign thread (an HTTP worker) is queued too; `wait_external` blocks on it.
+
+An actor of a `deferred` class (a recorder: the store) may be held back: inside
+`holding()` its messages wait until the block ends, then are delivered in their order, so
+its drain is one batch (one transaction per bar, not one per write). An ask to it is still
+answered at once, every message queued before the ask delivered first.
 """
 
 from __future__ import annotations
@@ -77,7 +82,7 @@ def install(scheduler: Scheduler | None = None) -> Iterator[Scheduler]:
 class InlineInbox:
     """One actor's FIFO; each put also queues one run token on the scheduler."""
 
-    __slots__ = ("actor", "busy", "queue", "sched", "skip")
+    __slots__ = ("actor", "busy", "deferred", "queue", "sched", "skip")
 
     def __init__(self, sched: Scheduler) -> None:
         self.sched = sched
@@ -85,6 +90,7 @@ class InlineInbox:
         self.actor: InlineActor | None = None
         self.busy = False  # on the call stack: an ask to it would deadlock
         self.skip = 0  # messages taken inline by an ask: their run tokens are spent
+        self.deferred = False  # its tokens wait while the scheduler is holding
 
     def put(self, envelope: Envelope[Any], /) -> None:
         reply_to = envelope.reply_to
@@ -161,8 +167,11 @@ def _resolve(future: InlineFuture) -> None:
 class Scheduler:
     """One run queue of inbox tokens, in send order; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, deferred: tuple[type, ...] = ()) -> None:
         self._run: deque[InlineInbox] = deque()
+        self._later: deque[InlineInbox] = deque()  # tokens of deferred actors
+        self._deferred = deferred
+        self._hold = False
         self._owner = threading.get_ident()
         self._cond = threading.Condition()
         self._inboxes: list[InlineInbox] = []
@@ -183,6 +192,7 @@ class Scheduler:
         """Run `on_start` now, on this thread; a failed start ends the actor at once."""
         inbox: InlineInbox = actor.actor_inbox
         inbox.actor = actor
+        inbox.deferred = isinstance(actor, self._deferred)
         inbox.busy = True
         try:
             actor._actor_loop_setup()
@@ -197,10 +207,10 @@ class Scheduler:
 
     def run(self) -> int:
         """Deliver queued messages in order until none is left; how many were delivered."""
-        run = self._run
+        run, later = self._run, self._later
         n = 0
-        while run:
-            inbox = run.popleft()
+        while run or (later and not self._hold):
+            inbox = run.popleft() if run else later.popleft()
             if inbox.skip:
                 inbox.skip -= 1
                 continue
@@ -212,7 +222,17 @@ class Scheduler:
         return n
 
     def idle(self) -> bool:
-        return not self._run
+        return not self._run and not self._later
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Deferred actors' messages wait until the block ends, then run (one batch)."""
+        self._hold = True
+        try:
+            yield
+        finally:
+            self._hold = False
+        self.run()
 
     def shutdown(self) -> None:
         """Stop every actor still alive on this scheduler (newest first), e.g. after a
@@ -241,11 +261,12 @@ class Scheduler:
     # -- internals ---------------------------------------------------------------------
 
     def _ready(self, inbox: InlineInbox) -> None:
+        queue = self._later if inbox.deferred else self._run
         if threading.get_ident() == self._owner:
-            self._run.append(inbox)
+            queue.append(inbox)
             return
         with self._cond:
-            self._run.append(inbox)
+            queue.append(inbox)
             self._cond.notify_all()
 
     def _drain_until(self, inbox: InlineInbox, future: InlineFuture) -> None:

@@ -140,6 +140,7 @@ class Harness:
         posture: Posture | None = None,
         limit: float | None = None,
         ref: float = 100.0,
+        reverse: bool = False,
     ) -> Decision:
         n = next(_ids)
         price = self.core.prices.get(symbol, ref)
@@ -154,6 +155,7 @@ class Harness:
             posture=posture or self.ports.posture or Posture.GUERRILLA,
             reference_price=price,
             stamps={DECISION: self.clock.now()},
+            reverse=reverse,
         )
         self.core.decide(d)
         return d

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_backtest import T0, trend_rows, write_csv
+from test_backtest import SLIP, T0, trend_rows, write_csv
 
 from aegis_actors.backtest.api import BacktestConfig, run_backtest
 from aegis_actors.backtest.runner import BacktestError
@@ -500,6 +500,23 @@ def test_no_look_ahead_on_any_fill_with_signal_exits(wave: Path, aegis_env: Path
         assert price == pytest.approx(expected, rel=1e-9)
 
 
+def test_a_replay_pages_nobody(aegis_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's contacts and Slack hook stay out of a backtest, and only a severe alert
+    escalates (nobody can ack a replay); the summaries and session saves run once a
+    simulated day instead of once a woken bar."""
+    from aegis_actors.backtest.runner import backtest_settings
+
+    monkeypatch.setenv("AEGIS_ALERTS__SLACK_URL", "https://hooks.example/x")
+    mine = aegis_env / "mine.toml"
+    mine.write_text('[[alerts.first]]\nname = "ops"\nphone = "+100"\n', encoding="utf-8")
+    cfg = BacktestConfig(data=aegis_env / "x.csv", settings=str(mine))
+    s = backtest_settings(cfg, aegis_env / "x.csv", ["X"], aegis_env, [0.0, 60.0], aegis_env)
+    a = s.alerts
+    assert (a.first, a.second, a.third, a.slack_url.get_secret_value()) == ([], [], [], "")
+    assert a.escalate_from == "severe"
+    assert s.watchdog.latency_log_every_s == s.store.save_every_s == 86400.0
+
+
 def test_progress_bar_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
@@ -594,6 +611,119 @@ def test_signals_that_can_only_hold_raise_no_event(aegis_env: Path) -> None:
         ("buy", T0 + 60 * 61),
         ("sell", T0 + 60 * 71),
     ]
+
+
+def test_a_reversal_closes_and_enters_at_the_next_open(aegis_env: Path) -> None:
+    """With signal exits a long/short strategy reverses on the opposite signal in one
+    decision: the close and the opposite entry are both market orders decided on the
+    signal bar's close and filled at the next bar's open, close first; each order once."""
+    mine = aegis_env / "fixed.py"
+    mine.write_text(
+        "AT = {10: 1, 30: -1, 50: 1, 60: 1, 70: -1}\n"
+        "class Fixed:\n"
+        "    name = 'fixed'\n"
+        "    def signals(self, closes):\n"
+        "        return [AT.get(i, 0) for i in range(len(closes))]\n",
+        encoding="utf-8",
+    )
+    half = aegis_env / "half.toml"  # every posture buys half the equity: sizes by hand
+    half.write_text(
+        "[watchdog]\ncapital_loss_halt_pct = 50.0\n"
+        + "".join(
+            f"[posture.{p}]\nentry_size = 0.5\n" for p in ("offensive", "guerrilla", "defensive")
+        ),
+        encoding="utf-8",
+    )
+    rows = wave_rows(100)
+    data = write_csv(aegis_env / "wave.csv", rows)
+    r = run_backtest(
+        BacktestConfig(
+            data=data,
+            strategy=f"{mine}:Fixed",
+            exits="signal",
+            veto=False,
+            settings=str(half),
+            out=aegis_env / "out",
+        )
+    )
+    opens = [float(x[1]) for x in rows]
+    closes = [float(x[4]) for x in rows]
+    cash, held, want = 100_000.0, 0.0, []
+    for i, sig in ((10, 1), (30, -1), (50, 1), (70, -1)):  # bar 60: already long, no event
+        equity = cash + held * closes[i]  # marked at the signal bar's close
+        qty = float(int(0.5 * equity / closes[i]))
+        side = "buy" if sig > 0 else "sell"
+        orders = ([("exit", side, abs(held))] if held else []) + [("entry", side, qty)]
+        for intent, sd, q in orders:  # both at the next open, slipped, close first
+            price = opens[i + 1] * (1 + SLIP if sd == "buy" else 1 - SLIP)
+            fee = max(1.0, q * 0.005)
+            signed = q if sd == "buy" else -q
+            cash -= signed * price + fee
+            held += signed
+            want.append((intent, sd, q, T0 + 60 * i, T0 + 60 * (i + 1), price))
+    con = sqlite3.connect(r.out / "aegis.db")
+    got = con.execute(
+        "SELECT o.intent, o.side, o.qty, o.created_at, f.ts, f.price FROM orders o "
+        "JOIN fills f ON f.client_order_id = o.client_order_id ORDER BY f.id"
+    ).fetchall()
+    n_orders = con.execute(
+        "SELECT count(*), count(DISTINCT client_order_id) FROM orders"
+    ).fetchone()
+    con.close()
+    assert [g[:5] for g in got] == [w[:5] for w in want]
+    assert [g[5] for g in got] == pytest.approx([w[5] for w in want], rel=1e-9)
+    assert n_orders == (7, 7)  # one entry, three reversals of two orders: none twice
+    assert (r.report["events"], r.report["outcomes"]) == (4, {"ordered": 4})
+    assert r.metrics["final_equity"] == pytest.approx(cash + held * closes[-1], abs=0.006)
+
+
+def test_sma_cross_reversals_match_backtesting_py_on_goog(aegis_env: Path) -> None:
+    """Long and short: on the opposite cross backtesting.py closes and enters the other
+    side; so does sma_cross with --exits signal --veto off: the same sides and dates."""
+    pytest.importorskip("pandas")
+    bt = pytest.importorskip("backtesting")
+    from backtesting.lib import crossover
+    from backtesting.test import GOOG, SMA
+
+    class SmaCross(bt.Strategy):  # type: ignore[misc]
+        def init(self) -> None:
+            self.fast = self.I(SMA, self.data.Close, 10)
+            self.slow = self.I(SMA, self.data.Close, 20)
+
+        def next(self) -> None:
+            if crossover(self.fast, self.slow):
+                self.position.close()
+                self.buy()
+            elif crossover(self.slow, self.fast):
+                self.position.close()
+                self.sell()
+
+    theirs = bt.Backtest(GOOG, SmaCross, cash=1_000_000, commission=0).run()._trades
+    df = GOOG.rename(columns=str.lower)
+    df.index.name = "ts"
+    data = aegis_env / "goog.csv"
+    df.to_csv(data, date_format="%Y-%m-%dT%H:%M:%S")
+    r = run_backtest(
+        BacktestConfig(
+            data=data,
+            symbol="GOOG",
+            strategy="sma_cross",
+            params={"fast": 10, "slow": 20},
+            exits="signal",
+            veto=False,
+            out=aegis_env / "out",
+            html=False,
+        )
+    )
+    at = [(t.ts, t.side) for t in r.trades if t.intent == "entry"]
+    out = [(t.ts, t.side) for t in r.trades if t.intent == "exit"]
+    sides = ["buy" if s > 0 else "sell" for s in theirs.Size]
+    their_in = [(t.timestamp(), s) for t, s in zip(theirs.EntryTime, sides, strict=True)]
+    flip = {"buy": "sell", "sell": "buy"}
+    their_out = [(t.timestamp(), flip[s]) for t, s in zip(theirs.ExitTime, sides, strict=True)]
+    assert len(theirs) > 80 and {s for _, s in their_in} == {"buy", "sell"}
+    assert at[: len(theirs)] == their_in  # the trade still open at the end: ours only
+    assert out == their_out
 
 
 def test_portfolio_risk_across_symbols(aegis_env: Path) -> None:

@@ -73,6 +73,42 @@ def test_fifo_delivery_and_inline_asks(sched: inline.Scheduler) -> None:
     root.stop()
 
 
+class Recorder(Echo):
+    """An Echo the scheduler may hold back (a store's part)."""
+
+
+def test_a_held_recorder_runs_at_the_end_of_the_block_and_answers_asks_at_once() -> None:
+    """Inside `holding()` a deferred actor's messages wait (the others run), then run in
+    their order when the block ends; an ask to it delivers what was queued first."""
+    Echo.log = []
+    with inline.install(inline.Scheduler(deferred=(Recorder,))) as sched:
+        clock = VirtualClock()
+        specs = [
+            ChildSpec("a", lambda ctx: Echo.start(ctx)),
+            ChildSpec("rec", lambda ctx: Recorder.start(ctx)),
+        ]
+        root = start_tree("root", specs, Policy(strategy=Strategy.ONE_FOR_ONE), clock=clock)
+        d = root.directory
+        with sched.holding():
+            d.tell("a", "tell:rec")
+            d.tell("rec", "w1")
+            sched.run()
+            assert Echo.log == [("a", "tell:rec")]  # rec's writes wait
+            assert d.ask("a", "ask:rec", timeout=1.0) == "rec got ping"
+            assert Echo.log[1:] == [
+                ("a", "ask:rec"),
+                ("rec", "w1"),
+                ("rec", "from a"),
+                ("rec", "ping"),
+            ]
+            d.tell("rec", "w2")
+            sched.run()
+            assert Echo.log[-1] == ("rec", "ping")
+        assert Echo.log[-1] == ("rec", "w2")  # delivered when the block ended
+        assert sched.idle()
+        root.stop()
+
+
 def test_an_ask_that_would_deadlock_times_out_at_once(sched: inline.Scheduler) -> None:
     clock = VirtualClock()
     root = echo_tree(clock, "a")
@@ -143,3 +179,26 @@ def test_actors_left_running_are_stopped_with_the_scheduler() -> None:
         assert a is not None and a.is_alive()
     assert not a.is_alive()
     assert root.wait(0)
+
+
+def test_the_json_log_is_written_on_the_replay_thread(tmp_path: Any) -> None:
+    """On the deterministic runtime the JSON sink has no writer thread (a hand-off of the
+    interpreter lock per line cost more than the line): lines are written in order, on
+    the caller's thread, and are all in the file after `flush`."""
+    import json
+    import threading
+
+    from aegis_actors.logs import configure, flush, logger
+    from supervisors import inline
+
+    with inline.install():
+        path = configure(tmp_path / "logs", stderr=False)
+        writers = [t for t in threading.enumerate() if t.name == "aegis-jsonlog"]
+        for i in range(3):
+            logger.bind(actor="replay").info("line {}", i)
+        flush()
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    assert writers == []
+    assert [x["msg"] for x in lines if x["actor"] == "replay"] == ["line 0", "line 1", "line 2"]
+    configure(tmp_path / "after", stderr=False)  # the threaded sink again for what follows
+    assert any(t.name == "aegis-jsonlog" for t in threading.enumerate())

@@ -59,6 +59,28 @@ def test_entry_is_sized_on_current_capital_with_the_posture_in_force() -> None:
     assert h.outcome(d).detail.startswith("refused:daily_loss")  # type: ignore[union-attr]
 
 
+def test_a_reversal_closes_first_then_enters_the_other_side_once() -> None:
+    """A sell marked `reverse` against a held long: its exit is sent first, then the
+    short entry, each once; the held position does not count against max_positions
+    (it is being replaced). Without the mark, or on the held side, it is refused."""
+    h = Harness()
+    opened(h, ["AAPL", "MSFT", "NVDA"])  # guerrilla allows 3 positions: full
+    long = h.core.positions["AAPL"].qty
+    before = len(h.broker.submitted)
+    for d in (h.decide("AAPL", Action.SELL), h.decide("AAPL", Action.BUY, reverse=True)):
+        assert "already holding" in h.outcome(d).detail  # type: ignore[union-attr]
+    d = h.decide("AAPL", Action.SELL, limit=100.0, reverse=True)
+    assert h.outcome(d).outcome is Outcome.ORDERED  # type: ignore[union-attr]
+    sent = [(o.side, o.qty) for _, o in h.broker.submitted[before:]]
+    assert sent[0] == ("sell", long) and sent[1][0] == "sell" and len(sent) == 2
+    h.tick("AAPL", 100.0)
+    assert h.core.positions["AAPL"].qty == -sent[1][1]
+    assert [c.reason for c in h.ports.of(PositionClosed)] == ["reverse"]
+    h.core.decide(d)  # the same decision again: no order twice
+    assert len(h.broker.submitted) == before + 2
+    assert len(set(h.ports.ledger)) == len(h.ports.ledger) == before + 2
+
+
 def test_exits_follow_the_posture_in_force_at_entry() -> None:
     h = Harness()
     h.ports.posture = Posture.OFFENSIVE

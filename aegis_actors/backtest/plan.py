@@ -12,23 +12,18 @@ from aegis_actors.strategies.roles import SignalBook
 
 class Plan:
     """Which bars raise a decision event: every bar (the aegis rules), or a strategy's
-    signal bars, plus the bar after one when that signal's close is working (the reversal
-    then enters the other side once the close has filled)."""
+    signal bars that can do something (a reversal is one decision: close and enter)."""
 
     def __init__(self, bars: list[Bar], signal: list[bool] | None = None) -> None:
         self.bars = bars
         self.signal = signal if signal is not None else [True] * len(bars)
         self.sign = [0] * len(bars)  # the strategy's signal, where it has one
-        self.after = [False] * len(bars)
-        self.pending: dict[str, bool] = {}
         self.broker: Any = None  # set once the tree runs: moot signals are then skipped
         self.signal_exits = False
         self.short = True
 
     def event(self, i: int) -> bool:
-        if self.signal[i]:
-            return not self.moot(i)
-        return self.after[i] and self.pending.get(self.bars[i].symbol, False)
+        return self.signal[i] and not self.moot(i)
 
     def moot(self, i: int) -> bool:
         """A signal that can only end in a hold: with signal exits (no stop or target to
@@ -49,36 +44,18 @@ class Plan:
     def any_event(self, i: int, k: int) -> bool:
         return any(self.event(j) for j in range(i, k))
 
-    def settled(self, i: int, k: int, broker: Any) -> None:
-        """After bars i..k-1 (asleep or not): a pending reversal is spent on the bar after
-        its signal; a signal bar leaves one pending when its close is working and the other
-        side is open to the strategy (a long-only one does not go short)."""
-        for j in range(i, k):
-            symbol = self.bars[j].symbol
-            if self.after[j]:
-                self.pending[symbol] = False
-            if not self.signal[j] or not self.sign[j]:
-                continue
-            held = sum(p.qty for p in broker.positions() if p.symbol == symbol)
-            closing = any(
-                o.symbol == symbol and (o.side == "sell") == (held > 0)
-                for o in broker.open_orders()
-            )
-            self.pending[symbol] = bool(held) and closing and (self.sign[j] > 0 or self.short)
-
 
 def event_plan(bars: list[Bar], book: SignalBook) -> Plan:
     by_symbol: dict[str, list[int]] = {}
     for i, b in enumerate(bars):
         by_symbol.setdefault(b.symbol, []).append(i)
     plan = Plan(bars, [False] * len(bars))
-    plan.short = bool(getattr(book.strategy, "short", True))
+    plan.short = book.short
     for symbol, idx in by_symbol.items():
         sig = book.add(symbol, [bars[i].ts for i in idx], [bars[i].close for i in idx])
         for k, i in enumerate(idx):
             plan.signal[i] = bool(sig[k])
             plan.sign[i] = sig[k]
-            plan.after[i] = bool(k and sig[k - 1] and not sig[k])
     return plan
 
 
@@ -102,27 +79,39 @@ class Quiet:
         self.seen = 0.0  # the equity the tree last saw
         self.last: dict[str, float] = {}  # each symbol's latest close
         self.skipped = 0
+        self.book: tuple[bool, list[tuple[str, float, float]], float] | None = None
+
+    def state(self) -> tuple[bool, list[tuple[str, float, float]], float]:
+        """The broker's book as the tree left it: working orders?, positions, cash. Only a
+        woken tree changes it, so it is read once per woken bar, not once per quiet one."""
+        if self.book is None:
+            broker = self.broker
+            positions = [(p.symbol, p.qty, p.avg_price) for p in broker.positions() if p.qty]
+            self.book = (bool(broker.open_orders()), positions, float(broker.account().cash))
+        return self.book
 
     def equity(self, bars: list[Bar]) -> float | None:
         """This bar time's equity when the tree may sleep through it, else None."""
+        last = self.last
         for b in bars:
-            self.last[b.symbol] = b.close
-        broker = self.broker
-        if broker.open_orders():
+            last[b.symbol] = b.close
+        working, positions, cash = self.state()
+        if working:
             return None
-        positions = [p for p in broker.positions() if p.qty]
-        cash = broker.account().cash
         if not positions:
             self.skipped += 1
-            return float(cash)
+            return cash
         if not self.signal_exits:
             return None
-        marks = self.last
-        equity = cash + sum(p.qty * marks.get(p.symbol, p.avg_price) for p in positions)
+        equity = cash + sum(qty * last.get(symbol, avg) for symbol, qty, avg in positions)
         if abs(equity - self.seen) >= self.band * self.seen:
             return None
         self.skipped += 1
-        return float(equity)
+        return equity
 
-    def told(self, equity: float) -> None:
+    def told(self, bars: list[Bar], equity: float) -> None:
+        """The tree was woken for `bars` and saw `equity`: its book may have changed."""
+        for b in bars:
+            self.last[b.symbol] = b.close
         self.seen = equity
+        self.book = None

@@ -142,27 +142,26 @@ def replay_inline(
             if marked is not None:
                 for b in bars[i:k]:  # the tree sleeps: the price joins the history
                     push(b.symbol, b.close, ts)
-                plan.settled(i, k, app.broker)
                 i = k
                 equity.append((ts, marked))
                 bar.update(i)
                 continue
-        j = feed_vix(tell, vix, j, ts, clock, lambda t: sched.advance_to(clock, t))
-        if ts > clock.now():
-            sched.advance_to(clock, ts)
-        sched.run()
         first = i
-        while i < k:
-            tell(MARKET, _replay_bar(bars[i], plan.event(i)))
-            i += 1
-        sched.run()
-        if wake and external:  # an llm role answers from a worker thread
-            settle_inline(rt, sched)
-        plan.settled(first, k, app.broker)
+        with sched.holding():  # the store's writes of this bar: one batch at its end
+            j = feed_vix(tell, vix, j, ts, clock, lambda t: sched.advance_to(clock, t))
+            if ts > clock.now():
+                sched.advance_to(clock, ts)
+            sched.run()
+            while i < k:
+                tell(MARKET, _replay_bar(bars[i], plan.event(i)))
+                i += 1
+            sched.run()
+            if wake and external:  # an llm role answers from a worker thread
+                settle_inline(rt, sched)
         now_equity = account().equity
         equity.append((ts, now_equity))
         if quiet is not None:
-            quiet.told(now_equity)
+            quiet.told(bars[first:k], now_equity)
         bar.update(i)
     return out.finish(rt)
 
@@ -202,12 +201,10 @@ def replay(
         j = feed_vix(rt.directory.tell, vix, j, ts, clock, to)
         if ts > clock.now():
             to(ts)
-        first = i
         while i < len(bars) and bars[i].ts == ts:
             rt.directory.tell(MARKET, _replay_bar(bars[i], plan.event(i)))
             i += 1
         settle(rt)
-        plan.settled(first, i, app.broker)
         equity.append((ts, app.broker.account().equity))
     return out.finish(rt)
 

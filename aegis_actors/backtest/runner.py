@@ -52,6 +52,7 @@ log = logger.bind(actor="backtest")
 
 DEFAULT_OUT = "backtest-out"
 HEARTBEAT_OFF_S = 10 * 365 * 86400.0
+REPORT_EVERY_S = 86400.0  # summaries and session saves: once a simulated day
 NO_STOP = {"stop_loss": -0.99, "take_profit": 9.99, "limit_ratio": 0.0}  # --exits signal
 
 
@@ -98,15 +99,36 @@ def backtest_settings(
             "spool_path": str(ledger_dir / "spool.db"),
             "redis_url": "",
             "postgres_dsn": "",
+            # The commander's 10-second session save bounds what a crash loses; a replay
+            # that crashes is rerun. Sessions still close on the next event and at stop.
+            "save_every_s": max(base.store.save_every_s, REPORT_EVERY_S),
         },
         "redis_url": "",  # no Redis: in-memory cache and so no admin channel
         "postgres_dsn": "",
         "dashboard": {"port": 0},
         "run": {"log_dir": str(out / "logs")},
         "risk": {"entry_ttl_s": entry_ttl(base.risk.entry_ttl_s, times)},
+        # Nobody is paged about a replay, and nobody can ack one: alerts are recorded
+        # (ledger, log, report) with no contacts, and only a severe one escalates.
+        "alerts": {
+            "slack_url": "",
+            "first": [],
+            "second": [],
+            "third": [],
+            "escalate_from": "severe",
+        },
         # A replay has no wall-clock deadline to miss: an actor that hung would stop the
-        # whole run (one thread) or its driver's settle (threads), never silently.
-        "watchdog": {"heartbeat_every_s": HEARTBEAT_OFF_S},
+        # whole run (one thread) or its driver's settle (threads), never silently. The
+        # SPEC 7 summaries (latency, PnL, success rates) come once a simulated day: per
+        # 10 minutes they were a log line and a ledger write on most woken bars, and
+        # report.json says it all at the end. Tick-rate anomalies are the data's spacing.
+        "watchdog": {
+            "heartbeat_every_s": HEARTBEAT_OFF_S,
+            "latency_log_every_s": max(base.watchdog.latency_log_every_s, REPORT_EVERY_S),
+            "pnl_log_every_s": max(base.watchdog.pnl_log_every_s, REPORT_EVERY_S),
+            "success_log_every_s": max(base.watchdog.success_log_every_s, REPORT_EVERY_S),
+            "anomaly_every_s": max(base.watchdog.anomaly_every_s, REPORT_EVERY_S),
+        },
     }
     if config.capital is not None:
         overrides["broker"]["capital"] = config.capital
@@ -211,8 +233,10 @@ def role_backends(
     once), the veto off, LLM roles behind the answer cache; and the event plan."""
     backends: dict[str, Any] = {}
     plan = Plan(bars)
+    short = False
     if strategy is not None:
         book = SignalBook(strategy)
+        short = book.short
         try:
             plan = event_plan(bars, book)
         except Exception as exc:  # a user's strategy: one line, not a traceback
@@ -222,7 +246,8 @@ def role_backends(
         backends["analyst"] = SignalAnalyst(book)
     if not config.veto:
         backends["verifier"] = ApproveAll()
-        backends["commander"] = PassThrough()
+        # a strategy that may go short reverses on the opposite signal
+        backends["commander"] = PassThrough(reverse=short)
     cache: ResponseCache | None = None
     if any(getattr(settings.roles, r).backend == "llm" for r in ROLE_NAMES if r not in backends):
         cache = ResponseCache(Path(config.llm_cache or out / "llm-cache.db"))
@@ -251,7 +276,11 @@ def run_tree(
             return replay(app, rt, clock, bars, plan, vix)
         finally:
             app.stop("backtest over")
-    with inline.install() as sched:
+    from aegis_actors.store.actor import Store
+
+    # The store only records: the driver holds its writes to the end of each bar, when
+    # they go as one batch (an ask to it, the orders' write-ahead, is answered at once).
+    with inline.install(inline.Scheduler(deferred=(Store,))) as sched:
         app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
         rt = app.start()
         plan.broker = app.broker

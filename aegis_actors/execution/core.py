@@ -179,24 +179,59 @@ class ExecutionCore:
             return self.finish(d, order, result)
         if d.action not in (Action.BUY, Action.SELL):
             return self.done(d, Outcome.HOLD, "hold")
-        if held is not None and held.qty != 0:
-            return self.done(d, Outcome.REFUSED, "already holding; one position per symbol")
+        holding = held is not None and held.qty != 0
+        if held is not None and holding:
+            if not (d.reverse and (held.qty > 0) != (d.action is Action.BUY)):
+                return self.done(d, Outcome.REFUSED, "already holding; one position per symbol")
+            if held.exiting:
+                return self.done(d, Outcome.REFUSED, "an exit is already working on it")
         if self.book.working_entry(d.symbol):
             return self.done(d, Outcome.REFUSED, "an entry order is already working on it")
+        closing = ""
+        if held is not None and holding:
+            closing = self.reverse(d, held, now)
+            if not closing:
+                return None
+        self.enter(d, now, price, closing)
+
+    def reverse(self, d: Decision, held: Held, now: float) -> str:
+        """The close half of a reversal: the held position's exit, sent first so the
+        broker fills it before the entry. Its client order id, or "" when it was not
+        placed (the decision is then finished as a close would be, with no entry)."""
+        order = exit_order(held, d.decision_id, d.event_id, now)
+        held.exiting = order.client_order_id
+        result = self.submit(order, "reverse", d)
+        if not in_flight(result):
+            held.exiting = ""
+        if not isinstance(result, Placed):
+            self.finish(d, order, result)
+            return ""
+        self.log.bind(event_id=d.event_id).info(
+            "exit {} {} x{} (reversal): {}", order.side, order.symbol, order.qty, result
+        )
+        return order.client_order_id
+
+    def enter(self, d: Decision, now: float, price: float, closing: str) -> None:
+        """An entry sized by the posture in force; `closing` is the exit of the position
+        it reverses (already working: the decision is ordered whatever the entry's fate)."""
         posture = self.ports.current_posture() or d.posture
         if posture is not d.posture:
             self.log.bind(event_id=d.event_id).info(
                 "decision made under {}, posture now {}: sized by {}", d.posture, posture, posture
             )
         params = posture_params(self.settings, posture)
-        cheap = self.risk.precheck(mode=self.mode, params=params, open_positions=self.open_count())
+        cheap = self.risk.precheck(
+            mode=self.mode, params=params, open_positions=self.open_count(d.symbol)
+        )
         if cheap is not None:  # cheap checks first: no account call, no order built
-            return self.refuse(d, cheap.check, cheap.why)
+            return self.refuse(d, cheap.check, cheap.why, closing)
         try:
             self.equity = self.broker.account().equity
         except BrokerError as exc:
             self.metrics.errors.labels("broker").inc()
             self.log.bind(event_id=d.event_id).error("no entry: account unavailable: {}", exc)
+            if closing:
+                return self.done(d, Outcome.ORDERED, f"{closing}; no entry: {exc}")
             return self.done(d, Outcome.FAILED, f"broker unavailable: {exc}")
         self.risk.mark_equity(self.equity, now)
         otype = self.gate.mix[posture].choose(params.limit_ratio)
@@ -204,7 +239,9 @@ class ExecutionCore:
         worst = max(price, limit or price)
         qty = math.floor(params.entry_size * d.size_fraction * self.equity / worst)
         if qty < 1:
-            return self.refuse(d, "size", f"entry size buys less than one share at {worst}")
+            return self.refuse(
+                d, "size", f"entry size buys less than one share at {worst}", closing
+            )
         order = Order(
             client_order_id=client_order_id(d.decision_id, "entry"),
             decision_id=d.decision_id,
@@ -220,9 +257,9 @@ class ExecutionCore:
             posture=posture,
             created_at=now,
         )
-        self.finish(d, order, self.submit(order, "", d))
+        self.finish(d, order, self.submit(order, "", d), closing)
 
-    def finish(self, d: Decision, order: Order, result: Submitted) -> None:
+    def finish(self, d: Decision, order: Order, result: Submitted, closing: str = "") -> None:
         log = self.log.bind(event_id=d.event_id)
         if not (isinstance(result, OrderDenied) and self.refusal_logged == order.client_order_id):
             log.info(
@@ -236,7 +273,9 @@ class ExecutionCore:
             )
         if isinstance(result, Awaiting):
             return  # finished when the verifier answers
-        if isinstance(result, Placed):
+        if closing and not isinstance(result, Placed):  # the close went: ordered all the same
+            self.done(d.stamp(ORDER_ACCEPTED, self.now()), Outcome.ORDERED, f"{closing}; {result}")
+        elif isinstance(result, Placed):
             self.done(d.stamp(ORDER_ACCEPTED, self.now()), Outcome.ORDERED, result.client_order_id)
         elif isinstance(result, Duplicate):
             self.done(d, Outcome.REFUSED, "duplicate decision: order already exists")
@@ -273,7 +312,7 @@ class ExecutionCore:
             params=posture_params(self.settings, posture),
             price=price or 0.0,
             equity=self.equity,
-            open_positions=self.open_count(),
+            open_positions=self.open_count(order.symbol if order.intent == "entry" else ""),
             now=now,
             broker_price=self.broker.last_price(order.symbol),
             feed_price=self.prices.get(order.symbol),
@@ -430,7 +469,7 @@ class ExecutionCore:
         held.exiting = fresh.client_order_id
         return self.place(fresh, reason, decision, retry=retry + 1)
 
-    def refuse(self, d: Decision, check: str, why: str) -> None:
+    def refuse(self, d: Decision, check: str, why: str, closing: str = "") -> None:
         self.stats["refused"] += 1
         self.metrics.refused.labels(check).inc()
         hushed = self.hush.allow(check, self.now())
@@ -441,6 +480,9 @@ class ExecutionCore:
                 why,
                 f" ({hushed} more refused by it not logged)" if hushed else "",
             )
+        if closing:  # a reversal's entry refused: its close is working all the same
+            self.done(d, Outcome.ORDERED, f"{closing}; entry refused: {check}: {why}")
+            return
         self.done(d, Outcome.REFUSED, f"{check}: {why}")
 
     def done(self, d: Decision, outcome: Outcome, detail: str) -> None:
@@ -649,9 +691,15 @@ class ExecutionCore:
 
     # -- shared state ----------------------------------------------------------------
 
-    def open_count(self) -> int:
-        """Positions plus entries that may become positions (working, unknown, held)."""
-        held = sum(1 for h in self.positions.values() if h.qty != 0)
+    def open_count(self, entering: str = "") -> int:
+        """Positions plus entries that may become positions (working, unknown, held). For
+        an entry on `entering`, a position there whose exit is working is not counted: a
+        reversal replaces it."""
+        held = sum(
+            1
+            for h in self.positions.values()
+            if h.qty != 0 and not (h.exiting and h.symbol == entering)
+        )
         return held + self.book.entries_in_flight()
 
     def publish_positions(self) -> None:

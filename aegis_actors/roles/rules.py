@@ -262,6 +262,7 @@ def finish_decision(
     limit_price: float | None = None,
     stop_loss: float | None = None,
     take_profit: float | None = None,
+    reverse: bool = False,
 ) -> Decision:
     """A Decision with the posture's guard rails: stops and targets from the posture when
     absent or on the wrong side, no entry in a mode that forbids one."""
@@ -298,4 +299,5 @@ def finish_decision(
         posture=ctx.posture,
         reference_price=price,
         meta=meta,
+        reverse=reverse and entry,
     ).stamp(DECISION, now)

@@ -31,8 +31,8 @@ class SignalBook:
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
+        self.short = bool(getattr(strategy, "short", True))
         self.by_symbol: dict[str, dict[float, int]] = {}
-        self.after: dict[str, dict[float, int]] = {}  # the bar after a signal: that signal
 
     def add(self, symbol: str, times: Sequence[float], closes: Sequence[float]) -> list[int]:
         raw = list(self.strategy.signals(closes))
@@ -40,17 +40,10 @@ class SignalBook:
             raise ValueError(f"{len(raw)} signals for {len(closes)} bars")
         sig = [(s > 0) - (s < 0) for s in raw]  # any number: its sign
         self.by_symbol[symbol] = {t: s for t, s in zip(times, sig, strict=True) if s}
-        self.after[symbol] = {
-            times[i + 1]: int(sig[i]) for i in range(len(sig) - 1) if sig[i] and not sig[i + 1]
-        }
         return sig
 
     def signal(self, symbol: str, ts: float) -> int:
         return self.by_symbol.get(symbol, {}).get(ts, 0)
-
-    def previous(self, symbol: str, ts: float) -> int:
-        """The signal of the bar before, when this bar has none (to finish a reversal)."""
-        return self.after.get(symbol, {}).get(ts, 0)
 
 
 class _Inline:
@@ -74,14 +67,12 @@ class SignalAnalyst(_Inline):
     def __init__(self, book: SignalBook) -> None:
         super().__init__(book.strategy.name)
         self.book = book
-        self.short = bool(getattr(book.strategy, "short", True))
+        self.short = book.short
 
     def run(self, task: RoleTask, now: float) -> Stamped:
         ctx = task.ctx
         sig = self.book.signal(ctx.symbol, ctx.event.ts)
         held = ctx.position.qty if ctx.position is not None else 0.0
-        if not sig and not held:  # the bar after a reversal's close: enter the new side
-            sig = self.book.previous(ctx.symbol, ctx.event.ts)
         if sig < 0 and not self.short and held <= 0:
             sig = 0  # long only: a sell signal only closes a long
         direction = {1: Direction.UP, -1: Direction.DOWN}.get(sig, Direction.FLAT)
@@ -119,24 +110,28 @@ class ApproveAll(_Inline):
 
 
 class PassThrough(_Inline):
-    """The commander with `--veto off`: the analyst's signal unchanged, as a market order
-    (close on the opposite signal, enter when flat); the posture still sizes it."""
+    """The commander with `--veto off`: the analyst's signal unchanged, as a market order;
+    the posture still sizes it. Flat, a signal enters; holding, the opposite signal
+    reverses (closes and enters the other side at once, both filled at the next bar's
+    open, as the established engines do) or, when `reverse` is off (a long-only strategy,
+    the aegis rules), only closes."""
 
-    def __init__(self) -> None:
+    def __init__(self, reverse: bool = False) -> None:
         super().__init__("pass_through")
+        self.reverse = reverse
 
     def run(self, task: RoleTask, now: float) -> Stamped:
         ctx, analysis, verdict = task.ctx, task.analysis, task.verdict
         assert analysis is not None and verdict is not None
         held = ctx.position.qty if ctx.position is not None else 0.0
         d = analysis.direction
+        side = {Direction.UP: Action.BUY, Direction.DOWN: Action.SELL}.get(d, Action.HOLD)
         action = Action.HOLD
-        if (held > 0 and d is Direction.DOWN) or (held < 0 and d is Direction.UP):
-            action = Action.CLOSE
-        elif held == 0 and d is Direction.UP:
-            action = Action.BUY
-        elif held == 0 and d is Direction.DOWN:
-            action = Action.SELL
+        opposite = (held > 0 and d is Direction.DOWN) or (held < 0 and d is Direction.UP)
+        if opposite:
+            action = side if self.reverse else Action.CLOSE
+        elif held == 0:
+            action = side
         return rules.finish_decision(
             ctx,
             analysis,
@@ -148,4 +143,5 @@ class PassThrough(_Inline):
             confidence=analysis.confidence,
             reason=analysis.rationale,
             meta=self.meta(),
+            reverse=opposite and self.reverse,
         )
