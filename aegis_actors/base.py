@@ -71,19 +71,17 @@ class AegisActor(SupervisedActor):
     # -- messaging -------------------------------------------------------------------
 
     def send(self, name: str, message: Msg) -> bool:
-        """Tell a named actor; a message that reaches nobody is counted, never silent."""
-        ok = self.rt.directory.tell(name, message)
-        if not ok:
-            self.metrics.dead_letters.labels(name).inc()
-        return ok
+        """Tell a named actor, batched per mailbox turn (`SupervisedActor.post`); a
+        message that reaches nobody is counted, never silent."""
+        return self.post(name, message)
+
+    def undelivered(self, name: str, n: int) -> None:
+        self.metrics.dead_letters.labels(name).inc(n)
 
     def fan_out(self, topic: str, message: Msg) -> None:
         """Tell every subscriber of `topic` (declared in tree.py); misses are counted."""
-        directory = self.rt.directory
-        reached = directory.publish(topic, message)
-        subs = directory.subscribers(topic)
-        if reached < len(subs):
-            self.metrics.dead_letters.labels(topic).inc(len(subs) - reached)
+        for name in self.rt.directory.subscribers(topic):
+            self.post(name, message)
 
     def alert(
         self, level: AlertLevel, kind: str, message: str, event_id: str | None = None
@@ -100,6 +98,7 @@ class AegisActor(SupervisedActor):
         """Ask another actor, wait at most `timeout`, and check the answer is a `reply`
         (`WrongReply` if not); meanwhile the watchdog sees this actor as waiting on
         `name`, not hung (a slow store must not get execution restarted)."""
+        self.flush_outbox()  # what I told before asking reaches its receivers first
         waiting = self.rt.waiting_on
         waiting[self.name] = name
         try:

@@ -96,6 +96,10 @@ class FeedSettings(Section):
     batch_max: int = Field(100, ge=1)  # frames decoded per mailbox turn
     max_inflight: int = Field(128, ge=1)  # events in the pipeline at once (backpressure)
     max_wait_s: float = Field(0.05, gt=0)  # a tick waiting longer for the window is shed
+    # under load (events less than this apart) admitted events wait up to this long for
+    # others and enter the pipeline as one batch (each stage handles it in one mailbox
+    # turn); after a quiet spell an event goes at once; 0 = always at once
+    dispatch_linger_ms: float = Field(5.0, ge=0, le=50)
     replay_file: str = ""  # replay: the bar CSV (set by `backtest --data`)
 
     @field_validator("symbols")

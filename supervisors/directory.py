@@ -14,6 +14,8 @@ from typing import Any
 import pykka
 from pykka import ActorDeadError
 
+from supervisors.messages import Batch
+
 __all__ = ["Directory"]
 
 log = logging.getLogger("supervisors")
@@ -242,6 +244,10 @@ class Directory:
             entry.held.popleft()
 
     def _dead_letter(self, name: str, message: Any) -> None:
+        if type(message) is Batch:  # each message in it is one dead letter
+            for one in message.messages:
+                self._dead_letter(name, one)
+            return
         self._dead[name] = self._dead.get(name, 0) + 1
         now = time.monotonic()
         last, since = self._burst.get(name, (-1e18, 0))

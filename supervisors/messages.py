@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["ChildExited", "DoRestart", "Escalate", "GetSnapshot", "SupervisorMessage"]
+__all__ = [
+    "Batch",
+    "ChildExited",
+    "DoRestart",
+    "Escalate",
+    "GetSnapshot",
+    "SupervisorMessage",
+]
 
 
 class SupervisorMessage:
@@ -40,3 +47,15 @@ class GetSnapshot(SupervisorMessage):
     """Ask for the recursive state tree."""
 
     timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Tells from one sender to one receiver, delivered in one mailbox turn, in order.
+
+    Not a SupervisorMessage: a batch an instance did not get to is requeued like any
+    tell. The receiver handles each message as if it had come alone (handlers never see
+    a Batch), so batching is the transport's business only.
+    """
+
+    messages: tuple[object, ...]

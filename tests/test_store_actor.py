@@ -343,3 +343,42 @@ def test_a_batched_decision_under_a_known_id_is_a_conflict_never_skipped(
         db.close()
     # The first record stands; the batch after the clash was still written.
     assert rows == {"d-1": "hold", "d-2": "hold", "d-3": "hold"}
+
+
+def test_a_busy_store_groups_decisions_but_commits_a_fill_at_the_end_of_its_turn(
+    start_store: StartStore, vclock: VirtualClock, aegis_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit under load: a decision told soon after the last commit waits (up to
+    the linger) for more; a fill is never kept waiting, and takes the waiting decision
+    with it in its transaction."""
+    monkeypatch.setattr(Store, "linger_s", 3.0)  # long: a waiting write is plainly seen
+    rt, _ = start_store()
+    db = open_database(sqlite_path=str(aegis_env / "var" / "aegis.db"))
+    handled = rt.progress[STORE]
+
+    def decisions() -> set[str]:
+        return {r["decision_id"] for r in db.select("decisions")}
+
+    try:
+        assert ask(rt, WriteOrder(order=order(1, vclock.now()))).status is WriteAhead.NEW
+        rt.directory.tell(STORE, decision(1, vclock.now()))
+        wait_until(lambda: decisions() == {"d-1"}, timeout=10)  # at once, or after the linger
+        before = handled[0]
+        rt.directory.tell(STORE, decision(2, vclock.now()))  # just committed: busy, it waits
+        wait_until(lambda: handled[0] > before)
+        assert decisions() == {"d-1"}
+        fill = FillMsg(
+            fill_id="f-1",
+            client_order_id="coid-1",
+            symbol="AAPL",
+            side=Side.BUY,
+            qty=10.0,
+            price=100.0,
+            fee=1.0,
+            ts=vclock.now(),
+        )
+        rt.directory.tell(STORE, RecordFill(fill=fill))  # money: committed now, not in 3 s
+        wait_until(lambda: db.select("fills"), timeout=2.0)
+        assert decisions() == {"d-1", "d-2"}
+    finally:
+        db.close()

@@ -71,6 +71,7 @@ class Admission(AegisActor):
 
     def setup_admission(self) -> None:
         feed = self.settings.feed
+        self.linger_s = feed.dispatch_linger_ms / 1000.0  # events go out in batches
         self.symbols = frozenset(feed.symbols)
         self.vix_symbol = feed.vix_symbol
         self.known = self.symbols | {feed.vix_symbol}
@@ -384,7 +385,7 @@ class Admission(AegisActor):
         if sent is None or loaded is None:
             return
         intake = self.intake
-        if (loaded - sent) * 1000.0 > QUEUE_HIGH_MS:
+        if (loaded - sent - self.linger_s) * 1000.0 > QUEUE_HIGH_MS:  # the linger is ours
             now = self.clock.now()
             if now - self.last_cut >= CUT_EVERY_S:
                 intake.window = max(self.window_floor(), int(intake.window * CUT_FACTOR))

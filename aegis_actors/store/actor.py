@@ -11,9 +11,12 @@ Reconnection is tried on the clock with backoff; the spool is replayed in order 
 
 Told writes are batched: each is queued, and when the mailbox holds no more of them
 everything queued is written in one transaction (decisions in one executemany),
-committed without a disk flush per row (synchronous=NORMAL). Orders' write-ahead stays
-one durable commit each, and any other message (a read, a write-ahead, a heartbeat)
-flushes what waits first.
+committed without a disk flush per row (synchronous=NORMAL). Under load (the last
+commit less than `GROUP_COMMIT_S` ago) writes that carry no money (decisions, alerts,
+snapshots, ...) wait up to that long for more, so a busy store commits fewer, larger
+transactions; an order update, fill or position is committed at the end of its turn.
+Orders' write-ahead stays one durable commit each, and any other message (a read, a
+write-ahead, a heartbeat) flushes what waits first.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class _Retry:
 
 
 BATCH_MAX = 2000  # writes per transaction at most
+GROUP_COMMIT_S = 0.02  # under load, writes without money in them wait this long for more
 _TOLD_WRITES = (
     OrderUpdate,
     RecordFill,
@@ -106,9 +110,13 @@ _TOLD_WRITES = (
     KvPut,
     WriteAheadExpired,
 )
+# Told writes that carry money: committed at the end of their turn, never kept waiting.
+_MONEY_WRITES = (OrderUpdate, RecordFill, PositionUpdate, WriteAheadExpired)
 
 
 class Store(AegisActor):
+    linger_s = GROUP_COMMIT_S
+
     def on_start(self) -> None:
         cfg = self.settings.store
         self.writes = 0
@@ -122,6 +130,7 @@ class Store(AegisActor):
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
         self.pending: list[Msg] = []  # told writes waiting for the next flush
+        self.money_pending = False
         self.batches = 0
         self.backoff = cfg.retry_initial_s
         self.db: Database | None = None
@@ -286,14 +295,23 @@ class Store(AegisActor):
         self.received[kind] = self.received.get(kind, 0) + 1
         if not self.outage_reason and not len(self.spool):
             self.pending.append(msg)
-            if len(self.pending) >= BATCH_MAX or self.actor_inbox.empty():
+            if isinstance(msg, _MONEY_WRITES):
+                self.money_pending = True  # committed at the end of this drain, no linger
+            if len(self.pending) >= BATCH_MAX or (
+                (self.money_pending or not self.hold()) and not self.more_queued()
+            ):
                 self.flush()  # the drain is over (or the batch full): one transaction
             return
         self.spool_write(msg)
 
+    def release_held(self) -> None:
+        self.flush()  # the end of the turn or of the linger: what waits, in one commit
+        super().release_held()
+
     def flush(self) -> None:
         """Write what waits in one transaction; on a bad write, one at a time."""
         batch, self.pending = self.pending, []
+        self.money_pending = False
         if not batch:
             return
         if self.outage_reason or len(self.spool):

@@ -108,7 +108,7 @@ class SQLiteDatabase(Database):
         with self._lock:
             conn = self._ensure()
             try:
-                conn.executemany(sql, [tuple(p) for p in seq])
+                conn.executemany(sql, [p if type(p) is tuple else tuple(p) for p in seq])
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
