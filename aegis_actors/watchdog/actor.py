@@ -177,6 +177,7 @@ class Watchdog(AegisActor):
         self.orders_seen = (0, 0)  # (ok, total) of the order counters already bucketed
         self.below: set[str] = set()  # SPEC 5.3 rates under target (alerted once per dip)
         self.accuracy_seen: tuple[Any, ...] = ()  # what the accuracy gauges were last set on
+        self.gauges: dict[tuple[str, str], Any] = {}  # labelled once, not on every look
         self.equity_line: deque[tuple[float, float]] = deque(maxlen=EQUITY_POINTS)
         self.after(w.heartbeat_every_s, _Beat())
         self.after(w.account_every_s, _Account())
@@ -424,12 +425,12 @@ class Watchdog(AegisActor):
             ("execution", "execution_success"),
         ):
             if acc[key] is not None:
-                self.metrics.accuracy.labels(kind).set(acc[key])
+                self.gauge("accuracy", kind).set(acc[key])
         for t in acc["targets"]:
             kind = t["kind"]
-            self.metrics.accuracy_target.labels(kind).set(t["target"])
+            self.gauge("accuracy_target", kind).set(t["target"])
             below = t["status"] == "below"
-            self.metrics.accuracy_below.labels(kind).set(1.0 if below else 0.0)
+            self.gauge("accuracy_below", kind).set(1.0 if below else 0.0)
             if below and kind not in self.below:
                 self.below.add(kind)
                 self.raise_alert(
@@ -441,6 +442,13 @@ class Watchdog(AegisActor):
             elif not below and kind in self.below and t["status"] == "met":
                 self.below.discard(kind)
                 self.log.info("{} back at or above its target", t["label"])
+
+    def gauge(self, name: str, kind: str) -> Any:
+        """`metrics.<name>.labels(kind)`, looked up once."""
+        g = self.gauges.get((name, kind))
+        if g is None:
+            g = self.gauges[name, kind] = getattr(self.metrics, name).labels(kind)
+        return g
 
     # -- money -------------------------------------------------------------------------
 
