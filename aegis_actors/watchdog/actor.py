@@ -380,8 +380,7 @@ class Watchdog(AegisActor):
             scored = self.book.judge(decision_id, price or 0.0, now)
             if scored is not None:
                 self.trace(None, "judged {}: {}", decision_id, scored)
-        if due:
-            self.update_accuracy_metrics()
+        # the gauges (and a dip's alert) follow at the next account look (account_every_s)
         if delay is not None:
             self.after(delay, msg)
 
