@@ -1,10 +1,13 @@
 """Optimize throughput: trials per minute with 1, 2 and 4 local workers (SQLite study) and
 with 2 processes sharing one PostgreSQL study, beside the raw baseline of the same backtests
-run in a plain loop (no Optuna, no storage) in the same run; then a walk-forward table.
-Data: backtesting.py's GOOG daily bars (2,148), sma_cross, --exits signal --veto off.
+run in a plain loop (no Optuna, no storage) in the same run; the median pruner on vs off
+(same study size and seed, one worker); NSGA-II's Pareto front size for sharpe,return; then
+a walk-forward table. Data: backtesting.py's GOOG daily bars (2,148), sma_cross, --exits
+signal --veto off.
 
     python scripts/bench.py optimize
     python scripts/bench_optimize.py --trials 16 --workers 1 2 4 --walk-forward 3
+    python scripts/bench_optimize.py --trials 60 --only pruner nsga
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -22,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PG = os.environ.get("AEGIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REPEAT = 3  # runs of each pruner mode
 SPACE = "fast = { low = 5, high = 30 }\nslow = { low = 31, high = 120 }\n"
 
 
@@ -100,23 +105,85 @@ def rate(n: int, seconds: float, out: Path) -> str:
     return f"{n / seconds * 60:7.1f} trials/min ({runs} backtests, {runs / seconds * 60:.1f}/min)"
 
 
+def study_of(out: Path) -> object:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name="aegis", storage=f"sqlite:///{out / 'study.db'}")
+
+
+def pruner_on_off(data: Path, tmp: Path, n: int) -> None:
+    """The same study (size, seed, one worker) with --pruner none (the raw baseline) and
+    median: trials per minute, how many the pruner stopped, and the best Sharpe each found."""
+    from optuna.trial import TrialState
+
+    rates: dict[str, list[float]] = {"none": [], "median": []}
+    for i in range(2 * REPEAT):  # interleaved: the machine's load drifts
+        mode = ("none", "median")[i % 2]
+        out = tmp / f"pruner-{mode}-{i}"
+        s = timed([cmd(data, out, n, "--pruner", mode)])
+        study = study_of(out)
+        trials = study.trials  # type: ignore[attr-defined]
+        by_pruner = sum(1 for t in trials if "pruned_at" in t.user_attrs)
+        bars = sum(
+            t.user_attrs["pruned_at"] / 10 if "pruned_at" in t.user_attrs else 1.0
+            for t in trials
+            if "reused" not in t.user_attrs and t.state != TrialState.FAIL
+        )
+        best = study.best_value  # type: ignore[attr-defined]
+        rates[mode].append(n / s * 60)
+        print(
+            f"  pruner {mode:6}: {n / s * 60:7.1f} trials/min, {by_pruner:3d} pruned by "
+            f"median, {bars:5.1f} full-run equivalents replayed, best sharpe {best:.4f}"
+        )
+    on, off = (statistics.median(rates[m]) for m in ("median", "none"))
+    print(f"  pruner median vs none: x{on / off:.2f} trials/min (median of {REPEAT} runs each)")
+
+
+def nsga_front(data: Path, tmp: Path, n: int) -> None:
+    """The Pareto front of two objective pairs: one that moves together on this data
+    (sharpe, return) and one that pulls apart (return, profit_factor)."""
+    for pair in ("sharpe,return", "return,profit_factor"):
+        out = tmp / f"nsga-{pair.replace(',', '-')}"
+        s = timed([cmd(data, out, n, "--objective", pair)])
+        front = study_of(out).best_trials  # type: ignore[attr-defined]
+        a, b = pair.split(",")
+        print(f"  NSGA-II {pair}: {n} trials, {n / s * 60:.1f}/min, Pareto front {len(front)}:")
+        for t in sorted(front, key=lambda t: t.values[0]):
+            print(f"    trial {t.number:3d}: {a} {t.values[0]:9.4f}  {b} {t.values[1]:9.4f}"
+                  f"  {t.params}")  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--trials", type=int, default=40)
     p.add_argument("--workers", type=int, nargs="*", default=[1, 2, 4])
     p.add_argument("--walk-forward", type=int, default=3)
+    p.add_argument(
+        "--only", nargs="*", choices=("workers", "pruner", "nsga", "walk-forward"), default=None
+    )
     args = p.parse_args()
+    parts = set(args.only or ("workers", "pruner", "nsga", "walk-forward"))
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         data = goog(tmp)
         n = args.trials
         print(f"optimize: GOOG {n} trials per study, sma_cross fast/slow, {os.cpu_count()} cores")
         print(f"  raw baseline (plain loop of run_backtest): {baseline(data, n // 2):7.1f} /min")
+        if "pruner" in parts:
+            pruner_on_off(data, tmp, n)
+        if "nsga" in parts:
+            nsga_front(data, tmp, n)
+        if "workers" not in parts:
+            args.workers = []
+        if "walk-forward" not in parts:
+            args.walk_forward = 0
         for k in args.workers:
             s = timed([cmd(data, tmp / f"w{k}", n, "--workers", str(k))])
             print(f"  {k} local worker(s), SQLite study:           {rate(n, s, tmp / f'w{k}')}")
-        s = postgres_pair(data, tmp, n)
-        print(f"  2 processes sharing one PostgreSQL study:  {rate(n, s, tmp / 'pg')}")
+        if "workers" in parts:
+            s = postgres_pair(data, tmp, n)
+            print(f"  2 processes sharing one PostgreSQL study:  {rate(n, s, tmp / 'pg')}")
         if args.walk_forward:
             out = tmp / "wf"
             env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -1,21 +1,28 @@
 """The backtest as a library call: `run_backtest(BacktestConfig(...)) -> BacktestResult`.
 
 This is the stable programmatic API (the `backtest` command and `optimize` use it): a
-strategy by name (or `path/file.py:Class`) with numeric params in, typed figures and the
+strategy by name (or `path/file.py:Class`) with its params in, typed figures and the
 equity series out. Same data and config give the same result, byte for byte on disk.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from aegis_actors.backtest.report import Trade
+from aegis_actors.strategies.base import ParamValue
 
 Exits = Literal["posture", "signal"]
 Roles = Literal["rules", "llm"]
 Runtime = Literal["inline", "threaded"]
+Checkpoint = Callable[[int, list[tuple[float, float]]], bool]
+"""The intermediate-value hook: `(step, equity so far) -> stop?`, called at `checkpoints`
+evenly spaced bar times (step 1..N; the last one before the end of the data). Returning
+True ends the replay there: the result then covers the bars replayed (optimize's median
+pruner stops a poor trial this way)."""
 
 
 @dataclass(frozen=True)
@@ -24,7 +31,7 @@ class BacktestConfig:
 
     data: tuple[str | Path, ...] | list[str | Path] | str | Path
     strategy: str = "aegis"  # aegis | sma_cross | momentum | rsi | path/file.py:Class
-    params: dict[str, float] = field(default_factory=dict)
+    params: dict[str, ParamValue] = field(default_factory=dict)
     exits: Exits = "posture"
     veto: bool = True
     roles: Roles | None = None  # None: as the settings say (rules by default)
@@ -39,7 +46,10 @@ class BacktestConfig:
     runtime: Runtime = "inline"  # threaded: the live pykka runtime (parity checks)
     progress: bool = False  # a progress bar on stderr (the CLI sets it on a terminal)
     html: bool = True  # write report.html
-    llm_cache: str | Path | None = None  # LLM answers on disk; default OUT/llm-cache.db
+    llm_cache: str | Path | None = None  # LLM answers: file, redis:// or postgresql:// URL;
+    # default OUT/llm-cache.db
+    on_checkpoint: Checkpoint | None = None
+    checkpoints: int = 0  # how many times along the bars to call on_checkpoint
 
     def data_files(self) -> list[Path]:
         items = [self.data] if isinstance(self.data, str | Path) else list(self.data)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from typing import Any
 
 from loguru import logger
 
+from aegis_actors.backtest.api import Checkpoint
 from aegis_actors.backtest.bars import Bar
 from aegis_actors.backtest.idle import wait_idle
 from aegis_actors.backtest.plan import Plan, Quiet
@@ -54,6 +56,28 @@ class Replayed:
         self.outcomes = rt.ask(WATCHDOG, GetOutcomes(), 5.0, OutcomesReply).outcomes
         self.events = rt.ask(MARKET, GetFlow(), 5.0, FlowReply).events
         return self
+
+
+class Marks:
+    """Calls the checkpoint hook once the equity series (one point per bar time) reaches
+    each of `n` evenly spaced lengths, k * times // (n + 1) for k = 1..n (never the end:
+    the final figures are the run's own). The loops test `len(equity) >= marks.next` only."""
+
+    def __init__(self, hook: Checkpoint | None = None, n: int = 0, times: int = 0) -> None:
+        self.hook = hook
+        self.at = sorted({k * times // (n + 1) for k in range(1, n + 1)} - {0}) if hook else []
+        self.step = 0
+        self.next: float = self.at[0] if self.at else math.inf
+
+    def stop(self, equity: list[tuple[float, float]]) -> bool:
+        """Call the hook for every length reached; True: it asked to end the replay."""
+        assert self.hook is not None
+        stop = False
+        while not stop and self.step < len(self.at) and len(equity) >= self.at[self.step]:
+            self.step += 1
+            stop = self.hook(self.step, equity)
+        self.next = self.at[self.step] if self.step < len(self.at) and not stop else math.inf
+        return stop
 
 
 def feed_vix(tell: Any, vix: list[Bar], j: int, ts: float, clock: VirtualClock, to: Any) -> int:
@@ -118,6 +142,7 @@ def replay_inline(
     progress: bool = False,
     vix: list[Bar] | None = None,
     quiet: Quiet | None = None,
+    marks: Marks | None = None,
 ) -> Replayed:
     """The deterministic runtime: a bar is done when the run queue is empty (and no role
     call is out on a worker thread)."""
@@ -133,6 +158,7 @@ def replay_inline(
     external = external and not all(
         getattr(rt.role_backends.get(r), "inline", False) for r in ROLE_NAMES
     )
+    marks = marks or Marks()
     i, j, n = 0, 0, len(bars)
     while i < n:
         ts = bars[i].ts
@@ -148,6 +174,8 @@ def replay_inline(
                 i = k
                 equity.append((ts, marked))
                 bar.update(i)
+                if len(equity) >= marks.next and marks.stop(equity):
+                    break
                 continue
         first = i
         with sched.holding(HELD_MAX):  # the store's writes: one batch per write-ahead
@@ -166,6 +194,8 @@ def replay_inline(
         if quiet is not None:
             quiet.told(bars[first:k], now_equity)
         bar.update(i)
+        if len(equity) >= marks.next and marks.stop(equity):
+            break
     sched.run()  # what the store still holds
     return out.finish(rt)
 
@@ -189,12 +219,14 @@ def replay(
     bars: list[Bar],
     plan: Plan,
     vix: list[Bar] | None = None,
+    marks: Marks | None = None,
 ) -> Replayed:
     """The threaded runtime (live parity): wait for idle mailboxes between bars."""
     settle(rt)
     out = Replayed(first_posture=first_posture_of(rt))
     equity = out.equity
     i, j, vix = 0, 0, vix or []
+    marks = marks or Marks()
 
     def to(t: float) -> None:
         clock.advance_to(t)
@@ -210,6 +242,8 @@ def replay(
             i += 1
         settle(rt)
         equity.append((ts, app.broker.account().equity))
+        if len(equity) >= marks.next and marks.stop(equity):
+            break
     return out.finish(rt)
 
 

@@ -363,7 +363,10 @@ def summary_text(r: dict[str, Any]) -> str:
     bad = sum(r["bad_rows"].values())
     outcomes = ", ".join(f"{k} {v}" for k, v in r["outcomes"].items()) or "none"
     s = r.get("strategy", {})
-    params = " ".join(f"{k}={v:g}" for k, v in s.get("params", {}).items())
+    params = " ".join(
+        f"{k}={v}" if isinstance(v, str | bool) else f"{k}={v:g}"
+        for k, v in s.get("params", {}).items()
+    )
     return "\n".join(
         [
             f"backtest: {', '.join(r['symbols'])}: {r['bars']} bars ({bad} bad rows skipped)"

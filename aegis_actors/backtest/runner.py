@@ -35,7 +35,7 @@ from aegis_actors.backtest.bars import (
 )
 from aegis_actors.backtest.llm_cache import ResponseCache, cached_llm_backends
 from aegis_actors.backtest.plan import Plan, Quiet, event_plan
-from aegis_actors.backtest.replay import ROLE_NAMES, Replayed, replay, replay_inline
+from aegis_actors.backtest.replay import ROLE_NAMES, Marks, Replayed, replay, replay_inline
 from aegis_actors.backtest.report import (
     metrics,
     read_ledger,
@@ -250,7 +250,7 @@ def role_backends(
         backends["commander"] = PassThrough(reverse=short)
     cache: ResponseCache | None = None
     if any(getattr(settings.roles, r).backend == "llm" for r in ROLE_NAMES if r not in backends):
-        cache = ResponseCache(Path(config.llm_cache or out / "llm-cache.db"))
+        cache = ResponseCache(config.llm_cache or out / "llm-cache.db")
         backends.update(cached_llm_backends(settings, cache, set(backends)))
     return backends, plan, cache
 
@@ -267,13 +267,15 @@ def run_tree(
     from aegis_actors.app import Aegis
 
     clock = VirtualClock(start=bars[0].ts - 1.0)
+    times = len({b.ts for b in bars}) if config.on_checkpoint else 0
+    marks = Marks(config.on_checkpoint, config.checkpoints, times)
     plan.signal_exits = config.exits == "signal"
     if config.runtime != "inline":
         app = Aegis(settings, clock=clock, stderr=False, role_backends=backends)
         rt = app.start()
         plan.broker = app.broker
         try:
-            return replay(app, rt, clock, bars, plan, vix)
+            return replay(app, rt, clock, bars, plan, vix, marks)
         finally:
             app.stop("backtest over")
     from aegis_actors.store.actor import Store
@@ -286,7 +288,9 @@ def run_tree(
         plan.broker = app.broker
         try:
             quiet = Quiet(app.broker, settings, config.exits == "signal")
-            return replay_inline(app, rt, clock, sched, bars, plan, config.progress, vix, quiet)
+            return replay_inline(
+                app, rt, clock, sched, bars, plan, config.progress, vix, quiet, marks
+            )
         finally:
             app.stop("backtest over")
 

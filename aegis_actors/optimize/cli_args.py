@@ -32,13 +32,37 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "AEGIS_POSTGRES_DSN, else OUT/study.db)",
     )
     p.add_argument("--workers", type=int, default=1, metavar="K", help="local worker processes")
-    p.add_argument("--objective", choices=list(METRIC), default="sharpe")
+    p.add_argument(
+        "--objective",
+        action="append",
+        metavar="NAME[,NAME]",
+        help=f"{' | '.join(METRIC)} (default sharpe); several (comma or repeated): NSGA-II",
+    )
+    p.add_argument(
+        "--pruner",
+        choices=("median", "none"),
+        default="median",
+        help="median pruner on the equity path (one of sharpe/sortino/return/calmar)",
+    )
+    p.add_argument(
+        "--pick",
+        default="balanced",
+        metavar="RULE",
+        help="several objectives: balanced | an objective's name (best.toml's trial)",
+    )
     p.add_argument("--min-trades", type=int, default=1, metavar="M", help="fewer: pruned")
     p.add_argument("--walk-forward", type=int, default=0, metavar="K", help="K rolling windows")
     p.add_argument("--exits", choices=("posture", "signal"), default="posture")
     p.add_argument("--veto", choices=("on", "off"), default="on")
     p.add_argument("--roles", choices=("rules", "llm"), default=None)
-    p.add_argument("--llm-cache", metavar="FILE", help="LLM answers (default OUT/llm-cache.db)")
+    p.add_argument(
+        "--llm-cache",
+        "--cache",
+        dest="llm_cache",
+        metavar="FILE|URL",
+        help="LLM answers: a file, redis://... or postgresql://... (default: the "
+        "--storage PostgreSQL, else the settings' Redis, else OUT/llm-cache.db)",
+    )
     p.add_argument("--llm-budget-tokens", type=int, metavar="T", help="stop new trials at T")
     p.add_argument("--llm-budget-usd", type=float, metavar="USD", help="stop new trials at USD")
     p.add_argument("--heartbeat", type=int, default=5, metavar="S", help="worker heartbeat")

@@ -14,7 +14,9 @@ import optuna
 from aegis_actors.backtest.api import BacktestConfig
 from aegis_actors.optimize import walkforward
 from aegis_actors.optimize.best import write_best
-from aegis_actors.optimize.objective import Job, backtest, score
+from aegis_actors.optimize.cli_args import METRIC
+from aegis_actors.optimize.front import front, label, pick
+from aegis_actors.optimize.objective import PRUNABLE, Job, Objective, backtest, score
 from aegis_actors.optimize.progress import Bar
 from aegis_actors.optimize.report import _day as day
 from aegis_actors.optimize.report import _num as num
@@ -22,13 +24,50 @@ from aegis_actors.optimize.report import write_report
 from aegis_actors.optimize.space import SpaceError, load_space
 from aegis_actors.optimize.study import Where, counts, resolve
 from aegis_actors.optimize.worker import run_study
-from aegis_actors.strategies import parse_params
+from aegis_actors.strategies import ParamValue, parse_params
+
+
+def objectives_of(args: argparse.Namespace) -> tuple[Objective, ...]:
+    """`--objective sharpe,return` or repeated; in the order given, each once."""
+    names: list[str] = []
+    for item in args.objective or ["sharpe"]:
+        for name in (n.strip() for n in item.split(",")):
+            if name not in METRIC:
+                raise SpaceError(f"--objective {name}: use one of {', '.join(METRIC)}")
+            if name not in names:
+                names.append(name)
+    if len(names) > 1 and args.pick not in ("balanced", *names):
+        raise SpaceError(f"--pick {args.pick}: use balanced or one of {', '.join(names)}")
+    return tuple(names)  # type: ignore[arg-type]
+
+
+def llm_cache_of(args: argparse.Namespace, storage: str) -> str:
+    """Where LLM answers are shared: --llm-cache/--cache (file or URL), else the study's
+    PostgreSQL (every machine of the study reads it), else the settings' Redis, else a file
+    in the out folder (this machine's local workers)."""
+    from aegis_actors.backtest.llm_cache import is_postgres
+
+    if args.llm_cache:
+        url = "://" in args.llm_cache or is_postgres(args.llm_cache)
+        return args.llm_cache if url else str(Path(args.llm_cache).resolve())
+    if not storage.startswith("sqlite:"):
+        return storage
+    from aegis_actors.settings import SettingsError, load_settings
+
+    try:
+        redis_url = load_settings(args.settings).redis_url
+    except SettingsError:
+        redis_url = ""  # the backtest reports a bad settings file itself
+    if redis_url:
+        return redis_url
+    return str(Path(args.out, "llm-cache.db").resolve())
 
 
 def job_from_args(args: argparse.Namespace) -> Job:
     """Raises SpaceError / StrategyError (one line)."""
+    objectives = objectives_of(args)
     space = tuple(load_space(args.space))
-    fixed = parse_params(args.param)
+    fixed: dict[str, ParamValue] = dict(parse_params(args.param))
     clash = sorted(set(fixed) & {d.name for d in space})
     if clash:
         raise SpaceError(f"--param {', '.join(clash)}: also in the space")
@@ -49,14 +88,16 @@ def job_from_args(args: argparse.Namespace) -> Job:
     return Job(
         base=base,
         space=space,
-        objective=args.objective,
+        objectives=objectives,
+        pruner=args.pruner,
+        pick=args.pick,
         min_trades=args.min_trades,
         trials=args.trials,
         study=args.study,
         out=str(Path(args.out).resolve()),
         seed=args.seed,
         fixed=fixed,
-        llm_cache=str(Path(args.llm_cache or Path(args.out, "llm-cache.db")).resolve()),
+        llm_cache=llm_cache_of(args, resolve(args.storage, Path(args.out))),
         budget_tokens=args.llm_budget_tokens,
         budget_usd=args.llm_budget_usd,
     )
@@ -146,12 +187,14 @@ def finish(
         "study": ", ".join(s.study_name for s in studies),
         "storage": where.label(),
         "strategy": job.base.strategy,
-        "objective": job.objective,
+        "objective": ", ".join(job.objectives),
+        "sampler": "NSGA-II" if job.multi else "TPE",
+        "pruner": pruner_label(job),
         "trials": dict(c),
         "seconds": round(seconds, 1),
         "trials per minute": round(ran / max(seconds, 1e-9) * 60, 1),
     }
-    runs = sum(1 for t in trials if "metrics" in t.user_attrs and "reused" not in t.user_attrs)
+    runs = sum(1 for t in trials if _ran(t))
     summary["backtests run"] = f"{runs} (a repeated param set reuses its earlier result)"
     tokens = sum(int(t.user_attrs.get("llm_tokens", 0)) for t in trials)
     if tokens:
@@ -164,23 +207,29 @@ def finish(
         f"storage {where.label()}"
     )
     best_equity: list[tuple[float, float]] = []
-    scored = [t for t in study.trials if t.value is not None]
-    if scored:
-        best = study.best_trial
+    chosen = pick(study, job.objectives, job.pick)
+    if job.multi:
+        summary["Pareto front"] = f"{len(front(study))} trials"
+        print(f"Pareto front: {len(front(study))} trials ({', '.join(job.objectives)})")
+    if chosen is not None:
+        best, how = chosen
         scope = job
         if wf:  # the last window's in-sample bars
             last = walkforward.windows(walkforward.bar_times(job), args.walk_forward)[-1]
             scope = walkforward.in_sample(job, last)
         flags = backtest_flags(args, scope.base)
-        path = write_best(out / "best.toml", best, job.fixed, job.objective, flags)
+        values = label(job.objectives, best.values)
+        path = write_best(out / "best.toml", best, job.fixed, values, flags, how)
         again = backtest(scope, dict(best.params), out / "best")
-        value, _ = score(job, again)
-        same = "reproduced" if value == best.value else f"NOT reproduced ({value!r})"
+        got, _ = score(job, again)
+        same = "reproduced" if got == best.values else f"NOT reproduced ({got!r})"
         best_equity = again.equity
-        summary["best"] = f"trial {best.number}: {job.objective} {best.value:.6g} {best.params}"
-        print(
-            f"best: trial {best.number}, {job.objective} = {best.value!r}, {best.params} ({same})"
+        summary["best"] = f"trial {best.number}: {values} {best.params}" + (
+            f" ({how})" if how else ""
         )
+        print(f"best: trial {best.number}, {values}, {best.params} ({same})")
+        if how:
+            print(f"  {how}")
         print(f"  written to {path}")
     else:
         print("no trial scored: no best.toml", file=sys.stderr)
@@ -192,9 +241,34 @@ def finish(
                 f"{num(r.get('oos')):>8} ({num(r.get('oos_trades'))} trades)  {r.get('params')}"
             )
         print(f"  stitched out-of-sample return: {stitched_return(wf['equity'])}")
-    report = write_report(out / "optimize-report.html", studies, summary, best_equity, wf)
+    report = write_report(
+        out / "optimize-report.html",
+        studies,
+        summary,
+        best_equity,
+        wf,
+        job.objectives,
+        chosen[0].number if chosen else None,
+    )
     print(f"  report: {report}")
-    return 0 if scored else 1
+    return 0 if chosen else 1
+
+
+def _ran(t: optuna.trial.FrozenTrial) -> bool:
+    """A backtest ran for this trial (to its end, or stopped by the pruner)."""
+    attrs = t.user_attrs
+    return ("metrics" in attrs or "pruned_at" in attrs) and "reused" not in attrs
+
+
+def pruner_label(job: Job) -> str:
+    if job.prunes:
+        return "median (objective on the equity path at 10%..90% of the bars)"
+    if job.pruner == "none":
+        return "none (--pruner none)"
+    if job.multi:
+        return "none (several objectives)"
+    name = job.objectives[0]
+    return f"none ({name} needs closed trades; median prunes {', '.join(PRUNABLE)})"
 
 
 def stitched_return(equity: list[tuple[float, float]]) -> str:

@@ -1,4 +1,4 @@
-"""One trial: the suggested params through `run_backtest`, scored by the chosen metric.
+"""One trial: the suggested params through `run_backtest`, scored by the chosen metric(s).
 
 A trial with fewer than `min_trades` trades, or whose metric is undefined (no trades, no
 losses...), is PRUNED (user attr `reason`): it ran but says nothing. Params the strategy
@@ -6,6 +6,18 @@ refuses (e.g. fast >= slow) FAIL the trial. A trial numbered at or past the stud
 (two workers asked at the same instant) runs no backtest: PRUNED with user attr `skipped`.
 Params equal to a finished trial's are not run again: its result is copied (attr `reused`).
 With an LLM budget, once the study's summed spend reaches it no new trial starts (`skipped`).
+
+The median pruner (one objective among sharpe, sortino, return, calmar; `--pruner median`,
+the default) sees the objective computed on the equity path so far, as the final figure
+would read had the data ended there, at 30%, 50%, 70% and 90% of the bar times (REPORTED
+of the hook's CHECKPOINTS: each report and pruning check is a storage round trip, and on a
+fast strategy more of them cost more than the bars they save; before 30% a path's Sharpe is
+noise).
+A trial below the median of earlier trials at the same checkpoint ends its replay there:
+PRUNED, with user attr `reason`. profit_factor needs closed trades, not an equity path: no
+pruner for it, nor for several objectives (Optuna's report/should_prune is single-objective).
+Every trial of a study replays the same bars, so a checkpoint is the same bar time in each
+(walk-forward: one study per window, so the pruner applies within each window).
 """
 
 from __future__ import annotations
@@ -23,11 +35,15 @@ from typing import Literal
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from aegis_actors.backtest.api import BacktestConfig, BacktestResult, run_backtest
+from aegis_actors.backtest.api import BacktestConfig, BacktestResult, Checkpoint, run_backtest
 from aegis_actors.optimize.cli_args import METRIC
 from aegis_actors.optimize.space import Dim, suggest
+from aegis_actors.strategies.base import ParamValue
 
 Objective = Literal["sharpe", "sortino", "return", "calmar", "profit_factor"]
+PRUNABLE = ("sharpe", "sortino", "return", "calmar")  # defined on an equity path alone
+CHECKPOINTS = 9  # the hook is called at 10%, 20% .. 90% of the bar times
+REPORTED = (3, 5, 7, 9)  # of those, the steps reported to the pruner: 30%, 50%, 70%, 90%
 
 
 @dataclass(frozen=True)
@@ -36,19 +52,37 @@ class Job:
 
     base: BacktestConfig  # data, strategy, fixed params, window; params/out set per trial
     space: tuple[Dim, ...]
-    objective: Objective = "sharpe"
+    objectives: tuple[Objective, ...] = ("sharpe",)  # several: NSGA-II, a Pareto front
     min_trades: int = 1
     trials: int = 50
     study: str = "aegis"
     out: str = "optimize-out"
     seed: int | None = None
-    fixed: dict[str, float] = field(default_factory=dict)
-    llm_cache: str | None = None  # LLM answers shared by every trial (and local worker)
+    fixed: dict[str, ParamValue] = field(default_factory=dict)
+    llm_cache: str | None = (
+        None  # LLM answers shared by every trial (file, postgresql://, redis://)
+    )
     budget_tokens: int | None = None  # LLM cost guard for the whole study
     budget_usd: float | None = None
+    pruner: Literal["median", "none"] = "median"
+    pick: str = "balanced"  # several objectives: which trial of the front is best.toml
+
+    @property
+    def multi(self) -> bool:
+        return len(self.objectives) > 1
+
+    @property
+    def prunes(self) -> bool:
+        """The median pruner applies: asked for, one objective, defined on an equity path."""
+        return self.pruner == "median" and not self.multi and self.objectives[0] in PRUNABLE
 
 
-def backtest(job: Job, params: dict[str, float], out: Path | None = None) -> BacktestResult:
+def backtest(
+    job: Job,
+    params: dict[str, ParamValue],
+    out: Path | None = None,
+    on_checkpoint: Checkpoint | None = None,
+) -> BacktestResult:
     """The same backtest a trial runs (best.toml and walk-forward re-run it with this)."""
     from dataclasses import replace
 
@@ -60,19 +94,53 @@ def backtest(job: Job, params: dict[str, float], out: Path | None = None) -> Bac
             html=False,
             progress=False,
             llm_cache=job.llm_cache or job.base.llm_cache,
+            on_checkpoint=on_checkpoint,
+            checkpoints=CHECKPOINTS if on_checkpoint else 0,
         )
     )
 
 
-def score(job: Job, result: BacktestResult) -> tuple[float | None, str]:
-    """(value, "") or (None, why it is pruned)."""
+def score(job: Job, result: BacktestResult) -> tuple[list[float] | None, str]:
+    """(one value per objective, "") or (None, why it is pruned)."""
     trades = int(result.metrics.get("trades") or 0)
     if trades < job.min_trades:
         return None, f"{trades} trades < --min-trades {job.min_trades}"
-    value = result.metrics.get(METRIC[job.objective])
-    if value is None:
-        return None, f"{job.objective} undefined"
-    return float(value), ""
+    values = []
+    for name in job.objectives:
+        value = result.metrics.get(METRIC[name])
+        if value is None:
+            return None, f"{name} undefined"
+        values.append(float(value))
+    return values, ""
+
+
+def median_watch(job: Job, trial: optuna.Trial) -> tuple[Checkpoint, list[int]]:
+    """The checkpoint hook feeding the median pruner; the list gets the step it stopped at."""
+    from aegis_actors.backtest.report import performance
+    from aegis_actors.settings import load_settings
+
+    capital = job.base.capital or load_settings(job.base.settings).broker.capital
+    name = job.objectives[0]
+    stopped: list[int] = []
+
+    def on(step: int, equity: list[tuple[float, float]]) -> bool:
+        if step not in REPORTED:
+            return False
+        value = performance(equity, capital, [])[METRIC[name]]
+        if value is None:  # e.g. no trade yet: a flat path has no Sharpe
+            return False
+        trial.report(float(value), step)
+        if not trial.should_prune():
+            return False
+        trial.set_user_attr(
+            "reason",
+            f"median pruner: {name} {value:.4g} at checkpoint {step}/{CHECKPOINTS} "
+            f"({len(equity)} bars)",
+        )
+        stopped.append(step)
+        return True
+
+    return on, stopped
 
 
 def run_marker(job: Job, number: int) -> Path:
@@ -130,7 +198,7 @@ def twin(trial: optuna.Trial, poll_s: float = 0.2) -> FrozenTrial | None:
         time.sleep(poll_s)
 
 
-def objective(job: Job, trial: optuna.Trial) -> float:
+def objective(job: Job, trial: optuna.Trial) -> float | list[float]:
     if trial.number >= job.trials:
         trial.set_user_attr("skipped", f"the study already holds {job.trials} trials")
         trial.study.stop()
@@ -145,24 +213,33 @@ def objective(job: Job, trial: optuna.Trial) -> float:
     earlier = twin(trial)
     if earlier is not None:  # the same params scored before: same data, same result
         trial.set_user_attr("reused", earlier.number)
-        for key in ("metrics", "reason"):
+        for key in ("metrics", "reason", "pruned_at"):
             if key in earlier.user_attrs:
                 trial.set_user_attr(key, earlier.user_attrs[key])
-        if earlier.value is None:
+        if earlier.state == TrialState.PRUNED:  # its path is this one's: pruned again
             raise optuna.TrialPruned(str(earlier.user_attrs.get("reason", "")))
-        return float(earlier.value)
+        assert earlier.values is not None
+        return _out(job, list(earlier.values))
     run_marker(job, trial.number)
+    hook, stopped = median_watch(job, trial) if job.prunes else (None, [])
     scratch = Path(tempfile.mkdtemp(prefix="aegis-opt-"))
     try:
-        result = backtest(job, params, scratch)
+        result = backtest(job, params, scratch, hook)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    trial.set_user_attr("metrics", dict(result.metrics))
     llm = result.report.get("llm") or {}
     trial.set_user_attr("llm_tokens", int(llm.get("tokens", 0)))
     trial.set_user_attr("llm_cost_usd", float(llm.get("cost_usd", 0.0)))
-    value, why = score(job, result)
-    if value is None:
+    if stopped:  # the replay ended at that checkpoint: its figures are partial
+        trial.set_user_attr("pruned_at", stopped[0])
+        raise optuna.TrialPruned(str(trial.user_attrs.get("reason", "")))
+    trial.set_user_attr("metrics", dict(result.metrics))
+    values, why = score(job, result)
+    if values is None:
         trial.set_user_attr("reason", why)
         raise optuna.TrialPruned(why)
-    return value
+    return _out(job, values)
+
+
+def _out(job: Job, values: list[float]) -> float | list[float]:
+    return values if job.multi else values[0]

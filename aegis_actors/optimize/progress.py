@@ -33,8 +33,11 @@ class Bar:
             self.done_before += self.last if self.name else 0
             self.name = study.study_name
         self.last = done
-        scored = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-        best = f"best {max(scored):.4g}" if scored else "best -"
+        scored = [t.values for t in trials if t.state == TrialState.COMPLETE and t.values]
+        if len(study.directions) > 1:
+            best = f"front {len(study.best_trials)}" if scored else "front -"
+        else:
+            best = f"best {max(v[0] for v in scored):.4g}" if scored else "best -"
         self.progress.update(
             self.task,
             completed=self.done_before + done,

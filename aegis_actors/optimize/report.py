@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,21 +16,40 @@ W, H, PAD = 720, 220, 36
 COLOURS = {"COMPLETE": "#2563eb", "PRUNED": "#9ca3af", "FAIL": "#dc2626"}
 
 
+def _scored(t: FrozenTrial) -> bool:
+    """COMPLETE: a pruned trial's `values` is its last intermediate value (Optuna)."""
+    return t.state == TrialState.COMPLETE and bool(t.values)
+
+
+def _first(t: FrozenTrial) -> float:
+    return float(t.values[0])
+
+
 def importance(study: optuna.Study) -> tuple[dict[str, float], str]:
-    """Optuna's fANOVA importance; with too few trials, |correlation| of each param with the
-    objective (normalised) and a note saying so."""
-    done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.value is not None]
+    """Optuna's default importance (PED-ANOVA in Optuna 5; of the first objective when there
+    are several); with too few trials, |correlation| of each numeric param with it
+    (normalised), saying so."""
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE and t.values]
     if len(done) < 2:
         return {}, "too few completed trials for parameter importance"
+    multi = len(study.directions) > 1
     try:
-        return dict(optuna.importance.get_param_importances(study)), "fANOVA (optuna.importance)"
+        with warnings.catch_warnings():  # the negated target below is the documented way
+            warnings.simplefilter("ignore", UserWarning)
+            imp = optuna.importance.get_param_importances(
+                study,
+                target=(lambda t: -_first(t)) if multi else None,  # high is good
+            )
+        return dict(imp), "optuna.importance" + (", first objective" if multi else "")
     except Exception:  # optuna refuses e.g. a single distinct value: fall back
         pass
-    ys = [float(t.value) for t in done if t.value is not None]
+    ys = [_first(t) for t in done]
     scores: dict[str, float] = {}
     for name in {k for t in done for k in t.params}:
         pairs = [
-            (float(t.params[name]), y) for t, y in zip(done, ys, strict=True) if name in t.params
+            (float(t.params[name]), y)
+            for t, y in zip(done, ys, strict=True)
+            if isinstance(t.params.get(name), int | float)
         ]
         scores[name] = abs(_corr(pairs))
     total = sum(scores.values()) or 1.0
@@ -69,25 +89,27 @@ def svg_line(points: list[tuple[float, float]], title: str) -> str:
     )
 
 
-def svg_trials(trials: list[FrozenTrial]) -> str:
-    scored = [t for t in trials if t.value is not None]
+def svg_trials(trials: list[FrozenTrial], best_line: bool = True) -> str:
+    """The (first) objective per trial; the best-so-far line for one objective."""
+    scored = [t for t in trials if _scored(t)]
     if not scored:
         return "<p>no trial scored</p>"
     xs = [float(t.number) for t in trials]
     sx = _scale(xs, PAD, W - 8)
-    sy = _scale([float(t.value) for t in scored if t.value is not None], H - PAD, 8)
+    sy = _scale([_first(t) for t in scored], H - PAD, 8)
     dots, best, line = [], -math.inf, []
     for t in sorted(trials, key=lambda t: t.number):
         colour = COLOURS.get(t.state.name, "#000")
-        if t.value is not None:
-            best = max(best, t.value)
-            line.append(f"{sx(t.number):.1f},{sy(best):.1f}")
-            y = sy(t.value)
+        if _scored(t):
+            best = max(best, _first(t))
+            if best_line:
+                line.append(f"{sx(t.number):.1f},{sy(best):.1f}")
+            y = sy(_first(t))
         else:
             y = H - PAD + 12  # pruned / failed: a mark under the axis
         dots.append(
             f'<circle cx="{sx(t.number):.1f}" cy="{y:.1f}" r="3" fill="{colour}">'
-            f"<title>trial {t.number} {t.state.name} {t.value if t.value is not None else ''} "
+            f"<title>trial {t.number} {t.state.name} {t.values if _scored(t) else ''} "
             f"{html.escape(str(t.params))}</title></circle>"
         )
     return (
@@ -119,7 +141,46 @@ def _day(ts: float | None) -> str:
 
 
 def _num(v: Any) -> str:
+    if isinstance(v, list | tuple):
+        return " / ".join(_num(x) for x in v)
     return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def pareto(study: optuna.Study, objectives: tuple[str, ...], chosen: int | None) -> str:
+    """The first two objectives of every complete trial (grey), the front (blue) and the
+    chosen trial (red); then the front as a table."""
+    from aegis_actors.optimize.front import front, scored
+
+    done, best = scored(study.trials), front(study)
+    if not done:
+        return "<p>no trial scored</p>"
+    on = {t.number for t in best}
+    sx = _scale([t.values[0] for t in done], PAD, W - 8)
+    sy = _scale([t.values[1] for t in done], H - PAD, 8)
+    dots = []
+    for t in sorted(done, key=lambda t: (t.number in on, t.number == chosen)):
+        colour = "#dc2626" if t.number == chosen else "#2563eb" if t.number in on else "#9ca3af"
+        dots.append(
+            f'<circle cx="{sx(t.values[0]):.1f}" cy="{sy(t.values[1]):.1f}" r="4" '
+            f'fill="{colour}"><title>trial {t.number} {_num(t.values)} '
+            f"{html.escape(str(t.params))}</title></circle>"
+        )
+    axes = (
+        f'<text x="{W - 8}" y="{H - 4}" font-size="11" text-anchor="end">'
+        f"{html.escape(objectives[0])} &#8594;</text>"
+        f'<text x="2" y="12" font-size="11">{html.escape(objectives[1])} &#8593;</text>'
+    )
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in objectives)
+    rows = "".join(
+        f"<tr><td>{t.number}{' (chosen)' if t.number == chosen else ''}</td>"
+        + "".join(f"<td>{_num(v)}</td>" for v in t.values)
+        + f"<td>{html.escape(str(t.params))}</td></tr>"
+        for t in best
+    )
+    return (
+        f'<svg width="{W}" height="{H}" role="img" aria-label="Pareto front">{axes}'
+        f"{''.join(dots)}</svg><table><tr><th>trial</th>{head}<th>params</th></tr>{rows}</table>"
+    )
 
 
 def wf_table(rows: list[dict[str, Any]]) -> str:
@@ -144,6 +205,8 @@ def write_report(
     summary: dict[str, Any],
     best_equity: list[tuple[float, float]],
     walk_forward: dict[str, Any] | None,
+    objectives: tuple[str, ...] = ("sharpe",),
+    chosen: int | None = None,
 ) -> Path:
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>AEGIS optimize</title>",
@@ -157,14 +220,25 @@ def write_report(
         ),
         "</table>",
     ]
+    multi = len(objectives) > 1
     for study in studies:
         imp, how = importance(study)
+        what = f"{objectives[0]} (first objective)" if multi else "objective"
         parts += [
-            f"<h2>{html.escape(study.study_name)}: objective per trial</h2>",
-            "<p>blue: complete, grey: pruned, red: failed (under the axis); green: best so far</p>",
-            svg_trials(study.trials),
+            f"<h2>{html.escape(study.study_name)}: {html.escape(what)} per trial</h2>",
+            "<p>blue: complete, grey: pruned, red: failed (under the axis)"
+            + ("" if multi else "; green: best so far")
+            + "</p>",
+            svg_trials(study.trials, best_line=not multi),
             f"<h3>parameter importance ({html.escape(how)})</h3>",
             svg_bars(imp),
+        ]
+    if multi:
+        parts += [
+            "<h2>Pareto front</h2>",
+            f"<p>{html.escape(objectives[0])} against {html.escape(objectives[1])}: grey "
+            "complete, blue on the front, red the trial written to best.toml</p>",
+            pareto(studies[-1], objectives, chosen),
         ]
     if best_equity:
         parts += ["<h2>best trial's equity</h2>", svg_line(best_equity, "best equity")]

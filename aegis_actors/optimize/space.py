@@ -1,8 +1,9 @@
 """The search space from TOML: one key per strategy parameter.
 
 `fast = { low = 5, high = 30 }` is an int range (both bounds ints), `threshold = { low =
-0.001, high = 0.05, log = true }` a float range, `kind = { choices = [1, 2] }` a category;
-`step` is allowed on ranges. Strategy params are numbers (as `--param K=V`), so choices are too.
+0.001, high = 0.05, log = true }` a float range,
+`kind = { choices = ["a", "b"] }` a category of numbers, strings or booleans (passed to the
+strategy as they are, and written so into best.toml); `step` is allowed on ranges.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+
+from aegis_actors.strategies.base import ParamValue
 
 
 class SpaceError(ValueError):
@@ -29,11 +32,13 @@ class Dim:
     log: bool = False
     step: float | None = None
     is_int: bool = False
-    choices: tuple[float, ...] = ()
+    choices: tuple[ParamValue, ...] = ()
 
-    def suggest(self, trial: optuna.Trial) -> float:
+    def suggest(self, trial: optuna.Trial) -> ParamValue:
         if self.choices:
-            return trial.suggest_categorical(self.name, list(self.choices))
+            value = trial.suggest_categorical(self.name, list(self.choices))
+            assert value is not None  # choices hold no None (parse_dim)
+            return value
         assert self.low is not None and self.high is not None
         if self.is_int:
             step = int(self.step or 1)
@@ -58,8 +63,10 @@ def parse_dim(name: str, spec: Any) -> Dim:
         choices = spec["choices"]
         if not isinstance(choices, list) or not choices:
             raise SpaceError(f"{where}: choices must be a non-empty list")
-        if not all(_num(c) for c in choices):
-            raise SpaceError(f"{where}: choices must be numbers (strategy params are numbers)")
+        if not all(isinstance(c, int | float | str) for c in choices):
+            raise SpaceError(f"{where}: choices must be numbers, strings or booleans")
+        if len({(type(c), c) for c in choices}) < len(choices):
+            raise SpaceError(f"{where}: a choice is listed twice")
         if len(set(spec) - {"choices"}):
             raise SpaceError(f"{where}: choices cannot be mixed with low/high/log/step")
         return Dim(name, choices=tuple(choices))
@@ -100,5 +107,5 @@ def load_space(path: str | Path) -> list[Dim]:
     return parse_space(data)
 
 
-def suggest(space: list[Dim], trial: optuna.Trial) -> dict[str, float]:
+def suggest(space: list[Dim], trial: optuna.Trial) -> dict[str, ParamValue]:
     return {d.name: d.suggest(trial) for d in space}

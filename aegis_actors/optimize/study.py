@@ -9,6 +9,7 @@ FAILED (seen by the next worker to start a trial), never lost, never re-run.
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import warnings
 from collections import Counter
@@ -85,24 +86,69 @@ def storage(where: Where, heartbeat: bool = True) -> optuna.storages.RDBStorage:
 
 
 def open_study(
-    where: Where, name: str, seed: int | None = None, heartbeat: bool = True
+    where: Where,
+    name: str,
+    seed: int | None = None,
+    heartbeat: bool = True,
+    objectives: int = 1,
+    prune: bool = False,
+    population: int = 50,
 ) -> optuna.Study:
     """Create the study or join it (load_if_exists): every worker calls this. In PostgreSQL
     the first join creates Optuna's tables, so joins are serialised by an advisory lock
-    (two machines starting at once would otherwise race on CREATE TABLE)."""
+    (two machines starting at once would otherwise race on CREATE TABLE).
+
+    One objective: TPE, and the median pruner when `prune` (AtCheckpoint). Several:
+    NSGA-II (generations of `population` trials) and no pruner."""
     with _join_lock(where):
         study = optuna.create_study(
             storage=storage(where, heartbeat),
             study_name=name,
-            direction="maximize",
+            directions=["maximize"] * objectives,
             load_if_exists=True,
         )
         joins = int(study.user_attrs.get("joins", 0))
         study.set_user_attr("joins", joins + 1)
     # Each join samples from its own seed: the same command with the same --seed on two
     # machines must not propose the same first (random) trials.
-    study.sampler = optuna.samplers.TPESampler(seed=None if seed is None else seed + joins)
+    own = None if seed is None else seed + joins
+    if objectives > 1:
+        study.sampler = optuna.samplers.NSGAIISampler(population_size=population, seed=own)
+    else:
+        study.sampler = optuna.samplers.TPESampler(seed=own)
+    study.pruner = AtCheckpoint() if prune and objectives == 1 else optuna.pruners.NopPruner()
     return study
+
+
+class AtCheckpoint(optuna.pruners.BasePruner):
+    """Optuna's MedianPruner judging a trial by its value at this checkpoint.
+
+    MedianPruner compares a trial's *best* value over its steps with the median at the
+    current step: right for learning curves, which improve, but an equity path's Sharpe is
+    noisy early and drifts, so a strong first tenth would shield a trial for the rest of its
+    run (GOOG: nothing was ever pruned). Handing it only the current step's value compares
+    like with like: this trial's figure at this bar time against the median of the complete
+    trials' figures at the same bar time. 5 complete trials first, from the third checkpoint
+    (30% of the bars), against at least 3."""
+
+    def __init__(self) -> None:
+        self.median = optuna.pruners.MedianPruner(
+            n_startup_trials=5, n_warmup_steps=3, n_min_trials=3
+        )
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        now = copy.copy(trial)
+        now.intermediate_values = {step: trial.intermediate_values[step]}
+        return self.median.prune(study, now)
+
+
+def population(trials: int) -> int:
+    """NSGA-II generation size: a quarter of the study (4..50), so a small study still
+    breeds a few generations instead of sampling at random throughout (Optuna's 50)."""
+    return max(4, min(50, trials // 4))
 
 
 JOIN_LOCK = 0x4AE615  # the advisory lock key for joining a study

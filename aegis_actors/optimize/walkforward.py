@@ -15,6 +15,7 @@ from typing import Any
 
 from aegis_actors.backtest.bars import load_many, parse_ts
 from aegis_actors.backtest.runner import BacktestError
+from aegis_actors.optimize.front import pick
 from aegis_actors.optimize.objective import Job, backtest, score
 from aegis_actors.optimize.study import Where
 from aegis_actors.optimize.worker import Watch, run_study
@@ -76,21 +77,22 @@ def run(job: Job, where: Where, k: int, workers: int, watch: Watch | None) -> di
     level = None
     for w in windows(bar_times(job), k):
         study = run_study(in_sample(job, w), where, workers, watch)
-        done = [t for t in study.trials if t.value is not None]
+        chosen = pick(study, job.objectives, job.pick)
         row: dict[str, Any] = {"window": w.index, **_span(w)}
-        if not done:
+        if chosen is None:
             rows.append({**row, "params": None, "is": None, "oos": None, "why": "no trial scored"})
             continue
-        best = study.best_trial
+        best = chosen[0]
         oos_dir = Path(job.out, "walk-forward", f"window-{w.index}")
         result = backtest(out_of_sample(job, w), dict(best.params), oos_dir)
-        value, why = score(job, result)
+        values, why = score(job, result)
+        one = not job.multi  # one objective: plain numbers in the table
         rows.append(
             {
                 **row,
                 "params": dict(best.params),
-                "is": best.value,
-                "oos": value,
+                "is": best.values[0] if one and best.values else best.values,
+                "oos": values[0] if one and values else values,
                 "why": why,
                 "oos_return_pct": result.metrics.get("return_pct"),
                 "oos_trades": result.metrics.get("trades"),

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from aegis_actors.backtest.runner import BacktestError
 from aegis_actors.optimize.objective import Job, objective
-from aegis_actors.optimize.study import FINISHED, Where, open_study
+from aegis_actors.optimize.study import FINISHED, Where, open_study, population
 
 COUNTED = (*FINISHED, TrialState.RUNNING)
 Watch = Callable[[optuna.Study], None]
@@ -41,10 +41,22 @@ def drain(study: optuna.Study, where: Where, timeout_s: float = 3600.0) -> None:
             time.sleep(min(1.0, where.heartbeat_s / 2))
 
 
+def join(job: Job, where: Where, seed: int | None = None) -> optuna.Study:
+    """Open the job's study with its sampler and pruner."""
+    return open_study(
+        where,
+        job.study,
+        seed=seed,
+        objectives=len(job.objectives),
+        prune=job.prunes,
+        population=population(job.trials),
+    )
+
+
 def run_worker(job: Job, where: Where, index: int = 0, watch: Watch | None = None) -> None:
     """One worker: join, run trials until the study is full, drain."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(where, job.study, seed=job.seed)  # seeded per join (study.py)
+    study = join(job, where, job.seed)  # seeded per join (study.py)
     if not full(study, job.trials):
         study.optimize(
             lambda trial: objective(job, trial),
@@ -61,7 +73,7 @@ def run_worker(job: Job, where: Where, index: int = 0, watch: Watch | None = Non
 def run_study(job: Job, where: Where, workers: int = 1, watch: Watch | None = None) -> optuna.Study:
     """Run the study with `workers` local workers; `watch(study)` is called while it runs."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = open_study(where, job.study)  # created here, before any worker
+    study = join(job, where)  # created here, before any worker
     if workers <= 1:
         run_worker(job, where, 0, watch)  # in this process: kill -9 of it kills its trial
         if watch is not None:

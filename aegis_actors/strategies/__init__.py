@@ -5,11 +5,12 @@ close a long), 0 (nothing new). Signals are computed once per series (vectorised
 causal: the signal of bar i reads closes[0..i] only, so `signals(c[:k]) == signals(c)[:k]`.
 """
 
-from aegis_actors.strategies.base import Params, Strategy, StrategyError
+from aegis_actors.strategies.base import Params, ParamValue, Strategy, StrategyError
 from aegis_actors.strategies.registry import NAMES, load_strategy, params_file, parse_params
 
 __all__ = [
     "NAMES",
+    "ParamValue",
     "Params",
     "Strategy",
     "StrategyError",

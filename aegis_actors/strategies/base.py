@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-Params = Mapping[str, float]
+ParamValue = float | int | str | bool  # numbers from --param; strings/bools from TOML
+Params = Mapping[str, ParamValue]
 
 
 class StrategyError(ValueError):
@@ -14,7 +15,8 @@ class StrategyError(ValueError):
 
 @runtime_checkable
 class Strategy(Protocol):
-    """`__init__(**params)` takes the `--param K=V` values (numbers); `signals` is causal."""
+    """`__init__(**params)` takes the `--param K=V` numbers (and a params file's strings or
+    booleans); `signals` is causal."""
 
     name: str
 

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from aegis_actors.strategies.base import Strategy, StrategyError
+from aegis_actors.strategies.base import ParamValue, Strategy, StrategyError
 from aegis_actors.strategies.builtin import Momentum, Rsi, SmaCross
 
 BUILTIN: dict[str, type[Any]] = {"sma_cross": SmaCross, "momentum": Momentum, "rsi": Rsi}
@@ -34,8 +34,10 @@ def parse_params(items: Iterable[str]) -> dict[str, float]:
     return out
 
 
-def params_file(path: str | Path) -> dict[str, float]:
-    """`--params FILE.toml`: top-level `key = number` lines (a `[params]` table also works)."""
+def params_file(path: str | Path) -> dict[str, ParamValue]:
+    """`--params FILE.toml`: top-level `key = value` lines (a `[params]` table also works).
+    Numbers as `--param`; a string or boolean passes through as TOML typed it (a space's
+    `choices = ["a", "b"]` lands in best.toml that way)."""
     import tomllib
 
     try:
@@ -45,7 +47,15 @@ def params_file(path: str | Path) -> dict[str, float]:
     table = data.get("params", data)
     if not isinstance(table, dict):
         raise StrategyError(f"--params {path}: [params] is not a table")
-    return parse_params(f"{k}={v}" for k, v in table.items())
+    out: dict[str, ParamValue] = {}
+    for k, v in table.items():
+        if isinstance(v, str | bool):
+            out[k] = v
+        elif isinstance(v, int | float):
+            out.update(parse_params([f"{k}={v!r}"]))
+        else:
+            raise StrategyError(f"--params {path}: {k} must be a number, string or boolean")
+    return out
 
 
 def _user_class(spec: str) -> type[Any]:
@@ -67,7 +77,7 @@ def _user_class(spec: str) -> type[Any]:
     return cls
 
 
-def load_strategy(spec: str, params: Mapping[str, float] | None = None) -> Strategy | None:
+def load_strategy(spec: str, params: Mapping[str, ParamValue] | None = None) -> Strategy | None:
     """The strategy object, or None for `aegis` (the rules roles run unchanged)."""
     params = dict(params or {})
     if spec == "aegis":
