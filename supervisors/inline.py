@@ -13,7 +13,8 @@ A tell from a foreign thread (an HTTP worker) is queued too; `wait_external` blo
 
 An actor of a `deferred` class (a recorder: the store) may be held back: inside
 `holding()` its messages wait until the block ends, then are delivered in their order, so
-its drain is one batch (one transaction per bar, not one per write). An ask to it is still
+its drain is one batch (one transaction for many writes, not one per write); with `until`
+they go on waiting over the next blocks until that many wait. An ask to it is still
 answered at once, every message queued before the ask delivered first.
 """
 
@@ -225,14 +226,17 @@ class Scheduler:
         return not self._run and not self._later
 
     @contextmanager
-    def holding(self) -> Iterator[None]:
-        """Deferred actors' messages wait until the block ends, then run (one batch)."""
+    def holding(self, until: int = 0) -> Iterator[None]:
+        """Deferred actors' messages wait until the block ends, then run (one batch); with
+        `until`, only once that many wait: else they wait for the next block's end, an
+        ask to their actor, or a `run()` outside a block."""
         self._hold = True
         try:
             yield
         finally:
             self._hold = False
-        self.run()
+        if len(self._later) >= until:
+            self.run()
 
     def shutdown(self) -> None:
         """Stop every actor still alive on this scheduler (newest first), e.g. after a

@@ -109,6 +109,39 @@ def test_a_held_recorder_runs_at_the_end_of_the_block_and_answers_asks_at_once()
         root.stop()
 
 
+def test_held_messages_wait_over_blocks_until_enough_wait_or_an_ask_takes_them() -> None:
+    """`holding(until=n)`: a recorder's messages outlast the block until n wait; an ask to
+    it still delivers them first, and a `run()` outside a block delivers the rest."""
+    Echo.log = []
+    with inline.install(inline.Scheduler(deferred=(Recorder,))) as sched:
+        clock = VirtualClock()
+        root = start_tree(
+            "root",
+            [ChildSpec("rec", lambda ctx: Recorder.start(ctx))],
+            Policy(strategy=Strategy.ONE_FOR_ONE),
+            clock=clock,
+        )
+        d = root.directory
+        with sched.holding(until=3):
+            d.tell("rec", "w1")
+        with sched.holding(until=3):
+            d.tell("rec", "w2")
+        assert Echo.log == [] and not sched.idle()  # two blocks over: still waiting
+        with sched.holding(until=3):
+            assert d.ask("rec", "read", timeout=1.0) == "rec got read"
+        assert [m for _, m in Echo.log] == ["w1", "w2", "read"]
+        with sched.holding(until=2):
+            d.tell("rec", "w3")
+            d.tell("rec", "w4")
+        assert [m for _, m in Echo.log][3:] == ["w3", "w4"]  # two wait: delivered
+        with sched.holding(until=2):
+            d.tell("rec", "w5")
+        assert len(Echo.log) == 5
+        sched.run()
+        assert Echo.log[-1] == ("rec", "w5") and sched.idle()
+        root.stop()
+
+
 def test_an_ask_that_would_deadlock_times_out_at_once(sched: inline.Scheduler) -> None:
     clock = VirtualClock()
     root = echo_tree(clock, "a")

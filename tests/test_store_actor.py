@@ -41,7 +41,7 @@ from aegis_actors.store import open_database
 from aegis_actors.store.actor import Store
 from aegis_actors.tree import actor, subscribe
 from aegis_actors.watchdog.actor import Watchdog
-from supervisors import Directory, Policy, RootHandle, start_tree
+from supervisors import Directory, Policy, RootHandle, inline, start_tree
 from supervisors.clock import VirtualClock
 
 
@@ -382,3 +382,69 @@ def test_a_busy_store_groups_decisions_but_commits_a_fill_at_the_end_of_its_turn
         assert decisions() == {"d-1", "d-2"}
     finally:
         db.close()
+
+
+def test_a_write_ahead_commits_the_held_writes_with_the_order_row_in_one_transaction(
+    aegis_env: Path, vclock: VirtualClock
+) -> None:
+    """In a replay the store's writes are held to the end of the bar; a write-ahead asked
+    meanwhile commits them and its order row together (one commit), before it answers. A
+    held write the ledger refuses rolls that back: the batch is then written one by one
+    (the conflict reported) and the order row on its own, still before the answer."""
+    path = str(aegis_env / "var" / "aegis.db")
+    settings = load_settings(
+        None,
+        store={"sqlite_path": path, "spool_path": str(aegis_env / "var" / "spool.db")},
+        run={"log_dir": str(aegis_env / "logs")},
+    )
+    with inline.install(inline.Scheduler(deferred=(Store,))) as sched:
+        directory = Directory()
+        rt = Runtime(settings=settings, clock=vclock, directory=directory)
+        subscribe(rt)
+        root = start_tree(
+            "root",
+            [actor(STORE, Store, rt), actor(WATCHDOG, Watchdog, rt)],
+            Policy(),
+            clock=vclock,
+            directory=directory,
+        )
+        sched.run()
+        ref = directory.get(STORE)
+        assert ref is not None
+        durable = ref.actor_inbox.actor.durable
+        commits: list[str] = []  # transactions and autocommitted writes
+        real_tx, real_execute = durable.transaction, durable._execute
+
+        def transaction(**kw: Any) -> Any:
+            commits.append("tx")
+            return real_tx(**kw)
+
+        def execute(sql: str, params: Any, *, retry: bool) -> Any:
+            if not durable._in_tx and not sql.startswith("SELECT"):
+                commits.append(sql)
+            return real_execute(sql, params, retry=retry)
+
+        durable.transaction, durable._execute = transaction, execute
+        db = open_database(sqlite_path=path)
+        try:
+            with sched.holding():
+                directory.tell(STORE, decision(1, vclock.now()))
+                directory.tell(STORE, decision(2, vclock.now()))
+                sched.run()
+                ack = rt.ask(STORE, WriteOrder(order=order(1, vclock.now())), 5.0, WriteAheadAck)
+                assert ack.status is WriteAhead.NEW and commits == ["tx"]
+                # committed before the answer: another connection reads both
+                assert [r["decision_id"] for r in db.select("decisions")] == ["d-1", "d-2"]
+                assert [r["client_order_id"] for r in db.select("orders")] == ["coid-1"]
+                other = decision(1, vclock.now()).model_copy(update={"event_id": "e-other"})
+                directory.tell(STORE, other)  # a clash: the joint commit is rolled back
+                directory.tell(STORE, decision(3, vclock.now()))
+                sched.run()
+                ack = rt.ask(STORE, WriteOrder(order=order(2, vclock.now())), 5.0, WriteAheadAck)
+                assert ack.status is WriteAhead.NEW
+                assert [r["client_order_id"] for r in db.select("orders")] == ["coid-1", "coid-2"]
+                assert {r["decision_id"] for r in db.select("decisions")} == {"d-1", "d-2", "d-3"}
+            assert directory.ask(STORE, GetStatus(), 5.0)["conflicts"] == 1
+        finally:
+            db.close()
+            root.stop()

@@ -35,6 +35,9 @@ IDLE_TIMEOUT_S = 30.0  # real seconds one bar may take before the run is called 
 INFLIGHT_ROUNDS = 1000
 EXTERNAL_WAIT_S = 60.0  # real seconds an LLM call may take before the bar moves on
 ROLE_NAMES = ("analyst", "verifier", "commander")
+# The store's writes wait over bars until a write-ahead (or any ask) takes them into its
+# transaction, or this many wait: a replay commits about once per order, not per bar.
+HELD_MAX = 1000
 
 
 @dataclass
@@ -175,7 +178,7 @@ def replay_inline(
                     break
                 continue
         first = i
-        with sched.holding():  # the store's writes of this bar: one batch at its end
+        with sched.holding(HELD_MAX):  # the store's writes: one batch per write-ahead
             j = feed_vix(tell, vix, j, ts, clock, lambda t: sched.advance_to(clock, t))
             if ts > clock.now():
                 sched.advance_to(clock, ts)
@@ -193,6 +196,7 @@ def replay_inline(
         bar.update(i)
         if len(equity) >= marks.next and marks.stop(equity):
             break
+    sched.run()  # what the store still holds
     return out.finish(rt)
 
 

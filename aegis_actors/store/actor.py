@@ -15,8 +15,9 @@ committed without a disk flush per row (synchronous=NORMAL). Under load (the las
 commit less than `GROUP_COMMIT_S` ago) writes that carry no money (decisions, alerts,
 snapshots, ...) wait up to that long for more, so a busy store commits fewer, larger
 transactions; an order update, fill or position is committed at the end of its turn.
-Orders' write-ahead stays one durable commit each, and any other message (a read, a
-write-ahead, a heartbeat) flushes what waits first.
+An order's write-ahead takes what waits into its own durable commit (the order row is on
+disk, with everything told before it, before the ask returns); any other message (a read,
+a heartbeat) flushes what waits first.
 """
 
 from __future__ import annotations
@@ -285,7 +286,7 @@ class Store(AegisActor):
         return ""
 
     def on_receive(self, message: Any) -> Any:
-        if self.pending and not isinstance(message, _TOLD_WRITES):
+        if self.pending and not isinstance(message, _TOLD_WRITES) and not self.joins(message):
             self.flush()  # an ask sees every write told before it
         return super().on_receive(message)
 
@@ -394,8 +395,46 @@ class Store(AegisActor):
 
     # -- orders and fills --------------------------------------------------------------
 
+    def joins(self, message: Any) -> bool:
+        """A write-ahead that can take the held writes into its own transaction."""
+        return (
+            isinstance(message, WriteOrder)
+            and not self.outage_reason
+            and not len(self.spool)
+            and (message.deadline is None or time.time() <= message.deadline)
+        )
+
+    def write_ahead_with_batch(self, row: dict[str, Any]) -> bool | None:
+        """The held writes, then the order row, in one durable transaction committed before
+        the ask returns (one commit, not two); None when it failed: rolled back, the batch
+        then written as ever (`flush`) and the write-ahead left to be made on its own."""
+        batch = self.pending
+        try:
+            with self.durable.transaction():
+                self.apply_batch(batch)
+                inserted = self.durable.insert_once(
+                    "orders", row, "client_order_id", ORDER_IDENTITY
+                )
+        except (StoreError, ValueError, TypeError):
+            self.flush()
+            return None
+        self.pending = []
+        self.money_pending = False
+        self.writes += len(batch) + 1
+        self.batches += 1
+        return inserted
+
     def on_WriteOrder(self, msg: WriteOrder) -> WriteAheadAck:
         o = msg.order
+        if self.pending:
+            if self.joins(msg):
+                row = o.model_dump(mode="json")
+                row.update(updated_at=o.created_at)
+                inserted = self.write_ahead_with_batch(row)
+                if inserted is not None:
+                    return ack(WriteAhead.NEW if inserted else WriteAhead.DUPLICATE)
+            else:
+                self.flush()
         log = self.log.bind(event_id=o.event_id)
         if self.outage_reason:
             if o.intent == "exit":  # risk-reducing: written ahead to the local spool

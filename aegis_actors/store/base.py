@@ -95,6 +95,9 @@ class Database(ABC):
         self._lock = threading.RLock()
         self._closed = False
         self._in_tx = False  # inside `transaction()`: no statement may silently reconnect
+        # Statement text by shape (verb, table, columns, ...): built and its names checked
+        # once, not for every row a ledger writes.
+        self._sql: dict[tuple[Any, ...], str] = {}
 
     # ---- backend hooks -------------------------------------------------------------
 
@@ -156,12 +159,16 @@ class Database(ABC):
         """Insert one row; with ``ignore_conflict`` a unique-key clash returns False."""
         info = _table(table)
         cols, values = self._assignments(info, row)
-        sql = (
-            f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
-            f"VALUES ({', '.join([self._ph] * len(cols))})"
-        )
-        if ignore_conflict:
-            sql += " ON CONFLICT DO NOTHING"
+        key = ("insert", info.name, *cols, ignore_conflict)
+        sql = self._sql.get(key)
+        if sql is None:
+            sql = (
+                f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
+                f"VALUES ({', '.join([self._ph] * len(cols))})"
+            )
+            if ignore_conflict:
+                sql += " ON CONFLICT DO NOTHING"
+            self._sql[key] = sql
         count, _ = self._execute(sql, values, retry=False)
         return count > 0
 
@@ -210,17 +217,20 @@ class Database(ABC):
         if missing:
             raise ValueError(f"upsert row lacks key column(s) {missing}")
         cols, values = self._assignments(info, row)
-        updates = [c for c in cols if c not in key_cols]
-        action = (
-            "DO UPDATE SET " + ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in updates)
-            if updates
-            else "DO NOTHING"
-        )
-        sql = (
-            f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
-            f"VALUES ({', '.join([self._ph] * len(cols))}) "
-            f"ON CONFLICT ({', '.join(map(_q, key_cols))}) {action}"
-        )
+        shape = ("upsert", info.name, key_cols, *cols)
+        sql = self._sql.get(shape)
+        if sql is None:
+            updates = [c for c in cols if c not in key_cols]
+            action = (
+                "DO UPDATE SET " + ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in updates)
+                if updates
+                else "DO NOTHING"
+            )
+            sql = self._sql[shape] = (
+                f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
+                f"VALUES ({', '.join([self._ph] * len(cols))}) "
+                f"ON CONFLICT ({', '.join(map(_q, key_cols))}) {action}"
+            )
         self._execute(sql, values, retry=False)
 
     def update(self, table: str, where: dict[str, Any], changes: dict[str, Any]) -> int:
@@ -230,10 +240,12 @@ class Database(ABC):
             raise ValueError("update requires a non-empty where clause")
         cols, values = self._assignments(info, changes)
         clause, params = self._where(info, where)
-        sets = ", ".join(f"{_q(c)} = {self._ph}" for c in cols)
-        count, _ = self._execute(
-            f"UPDATE {_q(info.name)} SET {sets}{clause}", [*values, *params], retry=False
-        )
+        shape = ("update", info.name, clause, *cols)
+        sql = self._sql.get(shape)
+        if sql is None:
+            sets = ", ".join(f"{_q(c)} = {self._ph}" for c in cols)
+            sql = self._sql[shape] = f"UPDATE {_q(info.name)} SET {sets}{clause}"
+        count, _ = self._execute(sql, [*values, *params], retry=False)
         return count
 
     def delete(self, table: str, where: dict[str, Any]) -> int:
@@ -308,7 +320,11 @@ class Database(ABC):
     def _assignments(self, info: TableInfo, row: dict[str, Any]) -> tuple[list[str], list[Any]]:
         if not row:
             raise ValueError(f"no columns given for table {info.name!r}")
-        cols = [_column(info, c) for c in row]
+        cols = list(row)
+        if ("columns", info.name, *cols) not in self._sql:  # each shape's names checked once
+            for c in cols:
+                _column(info, c)
+            self._sql["columns", info.name, *cols] = ""
         return cols, [adapt_value(info, c, row[c]) for c in cols]
 
     def _where(self, info: TableInfo, where: dict[str, Any] | None) -> tuple[str, list[Any]]:

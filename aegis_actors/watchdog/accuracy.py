@@ -30,6 +30,7 @@ class DailyRate:
     def __init__(self, days: int) -> None:
         self.days = days
         self.buckets: dict[int, list[int]] = {}
+        self.added = 0  # results added so far: unchanged, so is every rate of a day
 
     def add(self, ts: float, hit: bool) -> None:
         self.add_many(ts, int(hit), 1)
@@ -38,6 +39,7 @@ class DailyRate:
         b = self.buckets.setdefault(int(ts // DAY_S), [0, 0])
         b[0] += hits
         b[1] += n
+        self.added += n
 
     def rate(self, now: float) -> tuple[float | None, int]:
         today = int(now // DAY_S)
@@ -74,6 +76,10 @@ class AccuracyBook:
             out["veto_hit"] = lost
             self.veto.add(now, lost)
         return out
+
+    def moved(self) -> tuple[int, int]:
+        """What the two rates depend on besides the day: the same, and so are they."""
+        return self.analysis.added, self.veto.added
 
     def summary(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now

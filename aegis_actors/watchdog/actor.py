@@ -56,7 +56,14 @@ from aegis_actors.runtime import (
     WATCHDOG,
 )
 from aegis_actors.watchdog.account import AccountWatch
-from aegis_actors.watchdog.accuracy import AccuracyBook, Call, DailyRate, judge_targets, targets_of
+from aegis_actors.watchdog.accuracy import (
+    DAY_S,
+    AccuracyBook,
+    Call,
+    DailyRate,
+    judge_targets,
+    targets_of,
+)
 from aegis_actors.watchdog.anomaly import ZScore
 from aegis_actors.watchdog.modes import ModeMachine
 from aegis_actors.watchdog.runs import (
@@ -169,6 +176,8 @@ class Watchdog(AegisActor):
         self.execution = DailyRate(w.accuracy_days)  # orders ok over sent, rolling
         self.orders_seen = (0, 0)  # (ok, total) of the order counters already bucketed
         self.below: set[str] = set()  # SPEC 5.3 rates under target (alerted once per dip)
+        self.accuracy_seen: tuple[Any, ...] = ()  # what the accuracy gauges were last set on
+        self.gauges: dict[tuple[str, str], Any] = {}  # labelled once, not on every look
         self.equity_line: deque[tuple[float, float]] = deque(maxlen=EQUITY_POINTS)
         self.after(w.heartbeat_every_s, _Beat())
         self.after(w.account_every_s, _Account())
@@ -371,8 +380,7 @@ class Watchdog(AegisActor):
             scored = self.book.judge(decision_id, price or 0.0, now)
             if scored is not None:
                 self.trace(None, "judged {}: {}", decision_id, scored)
-        if due:
-            self.update_accuracy_metrics()
+        # the gauges (and a dip's alert) follow at the next account look (account_every_s)
         if delay is not None:
             self.after(delay, msg)
 
@@ -380,10 +388,10 @@ class Watchdog(AegisActor):
         prices = self.rt.cache.prices(symbol, 1)
         return prices[-1][1] if prices else None
 
-    def accuracy(self) -> dict[str, Any]:
+    def accuracy(self, success: tuple[float | None, int] | None = None) -> dict[str, Any]:
         now = self.clock.now()
         out = self.book.summary(now)
-        rate, n = self.metrics.order_success()
+        rate, n = success or self.metrics.order_success()
         ok_total = round((rate or 0.0) * n)
         new_ok, new_n = ok_total - self.orders_seen[0], n - self.orders_seen[1]
         if new_n > 0:  # the counters' growth since the last look, into today's bucket
@@ -402,19 +410,26 @@ class Watchdog(AegisActor):
         return out
 
     def update_accuracy_metrics(self) -> None:
-        acc = self.accuracy()
+        """Set the SPEC 5.3 gauges (an alert on a dip); called on every account look, so
+        it returns at once when nothing it reads has moved since (the same figures)."""
+        success = self.metrics.order_success()
+        seen = (self.clock.now() // DAY_S, self.book.moved(), success[1])
+        if seen == self.accuracy_seen:
+            return
+        self.accuracy_seen = seen
+        acc = self.accuracy(success)
         for kind, key in (
             ("analysis", "analysis_accuracy"),
             ("veto", "veto_hit_rate"),
             ("execution", "execution_success"),
         ):
             if acc[key] is not None:
-                self.metrics.accuracy.labels(kind).set(acc[key])
+                self.gauge("accuracy", kind).set(acc[key])
         for t in acc["targets"]:
             kind = t["kind"]
-            self.metrics.accuracy_target.labels(kind).set(t["target"])
+            self.gauge("accuracy_target", kind).set(t["target"])
             below = t["status"] == "below"
-            self.metrics.accuracy_below.labels(kind).set(1.0 if below else 0.0)
+            self.gauge("accuracy_below", kind).set(1.0 if below else 0.0)
             if below and kind not in self.below:
                 self.below.add(kind)
                 self.raise_alert(
@@ -426,6 +441,13 @@ class Watchdog(AegisActor):
             elif not below and kind in self.below and t["status"] == "met":
                 self.below.discard(kind)
                 self.log.info("{} back at or above its target", t["label"])
+
+    def gauge(self, name: str, kind: str) -> Any:
+        """`metrics.<name>.labels(kind)`, looked up once."""
+        g = self.gauges.get((name, kind))
+        if g is None:
+            g = self.gauges[name, kind] = getattr(self.metrics, name).labels(kind)
+        return g
 
     # -- money -------------------------------------------------------------------------
 
