@@ -109,7 +109,9 @@ class ContextLoader(AegisActor):
         pos = positions.get(event.symbol)
         account = account or {}
         session = session or {}
-        return Context(
+        # every field built here from validated parts (the event, the posture's params,
+        # floats from the cache): no second validation per event (model_construct)
+        return Context.model_construct(
             event_id=event.event_id,
             stamps=event.stamps,
             event=event,

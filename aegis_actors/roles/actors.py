@@ -363,7 +363,7 @@ class Commander(_RoleBase):
     ) -> None:
         ctx = slot.ctx
         stamps = slot.stamps(decision)
-        self.record(slot, outcome.value, decision)
+        self.record(slot, outcome.value, decision, stamps)
         self.drop(slot)
         if outcome in (Outcome.TIMEOUT, Outcome.FAILED):
             self.log.bind(event_id=ctx.event_id).warning("event {}: {}", outcome, detail)
@@ -382,12 +382,19 @@ class Commander(_RoleBase):
     def drop(self, slot: _Slot) -> None:
         self.slots.pop(slot.ctx.event_id, None)
 
-    def record(self, slot: _Slot, outcome: str, decision: Decision | None) -> None:
+    def record(
+        self,
+        slot: _Slot,
+        outcome: str,
+        decision: Decision | None,
+        stamps: dict[str, float] | None = None,
+    ) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         ctx = slot.ctx
-        stamps = slot.stamps(decision)
-        rec = DecisionRecord(
-            decision_id=rules.decision_id(ctx.event_id),
+        stamps = slot.stamps(decision) if stamps is None else stamps
+        # built by this code from validated answers: no second validation (model_construct)
+        rec = DecisionRecord.model_construct(
+            decision_id=decision.decision_id if decision else rules.decision_id(ctx.event_id),
             event_id=ctx.event_id,
             symbol=ctx.symbol,
             analysis=slot.analysis.model_dump(mode="json") if slot.analysis else None,

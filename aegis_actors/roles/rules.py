@@ -69,7 +69,7 @@ def compute(prices: list[float]) -> dict[str, float]:
         "sma_fast": round(fast, 6),
         "sma_slow": round(slow, 6),
         "trend": round(fast / slow - 1.0, 6) if slow else 0.0,
-        "cross": float(ind.sma_cross(prices, FAST, SLOW)),
+        "cross": float(ind.cross_of(prices, FAST, SLOW, fast - slow)),
         "momentum": round(ind.momentum(prices, MOMENTUM), 6),
         "rsi": round(ind.rsi(prices, RSI_N), 3),
         "volatility": round(vol, 6),
@@ -85,9 +85,9 @@ def of(ctx: Context) -> dict[str, float]:
 
 def analyse(ctx: Context, now: float) -> Analysis:
     p = ctx.prices
-    base: dict[str, Any] = {
+    base: dict[str, Any] = {  # stamped as built: no model_copy per answer
         "event_id": ctx.event_id,
-        "stamps": ctx.stamps,
+        "stamps": {**ctx.stamps, ANALYSIS: now},
         "symbol": ctx.symbol,
         "meta": meta(),
     }
@@ -100,7 +100,7 @@ def analyse(ctx: Context, now: float) -> Analysis:
             pattern="insufficient_history",
             risk_score=0.5,
             rationale=f"{len(p)} prices, need {MIN_HISTORY}",
-        ).stamp(ANALYSIS, now)
+        )
     x = of(ctx)
     vol = x["volatility"] + 1e-9
     # trend and momentum in units of one print's volatility, blended
@@ -135,7 +135,7 @@ def analyse(ctx: Context, now: float) -> Analysis:
             f"sma{FAST}/sma{SLOW}-1={x['trend']:.5f}, mom{MOMENTUM}={x['momentum']:.5f}, "
             f"rsi={x['rsi']:.1f}, vol={vol:.5f}, score={score:.2f}"
         ),
-    ).stamp(ANALYSIS, now)
+    )
 
 
 def spread_bps(ctx: Context) -> float | None:
@@ -189,13 +189,13 @@ def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
         reasons.append(f"analysis confidence {analysis.confidence:.2f} too low")
     return Verdict(
         event_id=ctx.event_id,
-        stamps=ctx.stamps,
+        stamps={**ctx.stamps, VERIFICATION: now},
         symbol=ctx.symbol,
         approve=not reasons,
         reasons=reasons or ["checks passed"],
         confidence=0.9 if not reasons else 0.8,
         meta=meta(),
-    ).stamp(VERIFICATION, now)
+    )
 
 
 def decision_id(event_id: str) -> str:
@@ -285,7 +285,7 @@ def finish_decision(
         stop_loss = take_profit = None
     return Decision(
         event_id=ctx.event_id,
-        stamps={**analysis.stamps, **verdict.stamps},
+        stamps={**analysis.stamps, **verdict.stamps, DECISION: now},
         decision_id=decision_id(ctx.event_id),
         symbol=ctx.symbol,
         action=action,
@@ -300,4 +300,4 @@ def finish_decision(
         reference_price=price,
         meta=meta,
         reverse=reverse and entry,
-    ).stamp(DECISION, now)
+    )
