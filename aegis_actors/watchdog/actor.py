@@ -171,6 +171,10 @@ class Watchdog(AegisActor):
             r: deque(maxlen=200) for r in ("analyst", "verifier", "commander")
         }
         self.z_stage = {s: ZScore(w.anomaly_window, w.anomaly_min_samples) for s in STAGES}
+        # per stage, what each event's latency feeds: looked up once, not per stage per event
+        self.stage_watch = {
+            s: (v[2], self.stage_obs[s], self.z_stage[s]) for s, v in STAGES.items()
+        }
         self.z_ticks = ZScore(w.anomaly_window, w.anomaly_min_samples)
         self.last_ticks = self.metrics.value("aegis_ticks_total")
         self.execution = DailyRate(w.accuracy_days)  # orders ok over sent, rolling
@@ -292,17 +296,17 @@ class Watchdog(AegisActor):
         stamps = done.stamps if DONE in done.stamps else {**done.stamps, DONE: self.clock.now()}
         outcome = done.outcome
         critical = ""
+        watch, record = self.stage_watch, self.hist.record
         for stage, ms in stage_latencies(stamps).items():
-            self.hist.record(stage, ms)
-            self.stage_obs[stage].observe(ms)
-            sla = STAGES[stage][2]
-            z = self.z_stage[stage]
+            sla, obs, z = watch[stage]
+            record(stage, ms)
+            obs.observe(ms)
             if z.observe(ms) is not None and ms >= sla.target_ms:  # fast outliers are no news
                 self.anomaly(f"latency:{stage}", z.last_z, f"{ms:.0f} ms")
-            grade = sla.grade(ms)
-            if grade == "ok":
+            if ms < sla.warning_ms:  # graded ok: the common case, no grade string built
                 self.warn_streak[stage] = 0
                 continue
+            grade = sla.grade(ms)
             self.sla_breaches[stage] += 1
             if grade == "critical":
                 critical = critical or stage

@@ -21,19 +21,21 @@ class ZScore:
         self.last_z: float | None = None
 
     def observe(self, x: float) -> float | None:
-        n = len(self.values)
+        values = self.values
+        n = len(values)
         z = None
         if n >= self.min_samples:
             mean = self.total / n
-            sd = math.sqrt(max(0.0, self.squares / n - mean * mean))
+            var = self.squares / n - mean * mean
+            sd = math.sqrt(var) if var > 0.0 else 0.0
             # a floor on the spread: a steady series must not flag a 10% wobble
             sd = max(sd, abs(mean) * 0.1, 1e-9)
             z = (x - mean) / sd
-        self.values.append(x)
+        values.append(x)
         self.total += x
         self.squares += x * x
-        if len(self.values) > self.window:
-            old = self.values.popleft()
+        if n >= self.window:  # one over the window now
+            old = values.popleft()
             self.total -= old
             self.squares -= old * old
         self.last_z = z
