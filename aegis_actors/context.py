@@ -109,9 +109,7 @@ class ContextLoader(AegisActor):
         pos = positions.get(event.symbol)
         account = account or {}
         session = session or {}
-        # every field built here from validated parts (the event, the posture's params,
-        # floats from the cache): no second validation per event (model_construct)
-        return Context.model_construct(
+        return Context(
             event_id=event.event_id,
             stamps=event.stamps,
             event=event,

@@ -392,8 +392,7 @@ class Commander(_RoleBase):
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         ctx = slot.ctx
         stamps = slot.stamps(decision) if stamps is None else stamps
-        # built by this code from validated answers: no second validation (model_construct)
-        rec = DecisionRecord.model_construct(
+        rec = DecisionRecord(  # validated __init__: pydantic's model_construct is slower
             decision_id=decision.decision_id if decision else rules.decision_id(ctx.event_id),
             event_id=ctx.event_id,
             symbol=ctx.symbol,

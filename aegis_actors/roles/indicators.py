@@ -26,7 +26,21 @@ def momentum(prices: list[float], n: int) -> float:
 
 
 def volatility(prices: list[float], n: int = 20) -> float:
-    r = returns(prices[-n - 1 :])
+    return _sd(returns(prices[-n - 1 :]))
+
+
+def volatility_now_and_before(prices: list[float], n: int = 20) -> tuple[float, float]:
+    """`volatility(prices, n)` and `volatility(prices[:-1], n)`, each return computed once
+    (the two windows share all but one return)."""
+    window = prices[-n - 2 : -1]
+    if any(p <= 0 for p in window):  # a skipped return shifts the windows: the plain way
+        return volatility(prices, n), volatility(prices[:-1], n)
+    r = returns(prices[-n - 2 :])
+    return _sd(r[-n:]), _sd(r[:-1][-n:])
+
+
+def _sd(r: list[float]) -> float:
+    """Population standard deviation (0 under two values), float arithmetic."""
     if len(r) < 2:
         return 0.0
     mean = math.fsum(r) / len(r)
@@ -39,8 +53,8 @@ def rsi(prices: list[float], n: int = 14) -> float:
     changes = [b - a for a, b in zip(prices[-n - 1 :], prices[-n:], strict=False)]
     if not changes:
         return 50.0
-    gain = sum(c for c in changes if c > 0) / len(changes)
-    loss = -sum(c for c in changes if c < 0) / len(changes)
+    gain = sum([c for c in changes if c > 0]) / len(changes)
+    loss = -sum([c for c in changes if c < 0]) / len(changes)
     if loss == 0:
         return 100.0 if gain > 0 else 50.0
     return 100.0 - 100.0 / (1.0 + gain / loss)

@@ -64,7 +64,7 @@ def compute(prices: list[float]) -> dict[str, float]:
     carried in the Context: `vol_raw` is the unrounded volatility of `prices` and
     `vol_prev` that of all but the last print (the verifier's jump check)."""
     fast, slow = ind.sma(prices, FAST), ind.sma(prices, SLOW)
-    vol = volatility(prices)
+    vol, vol_prev = ind.volatility_now_and_before(prices, SLOW)
     return {
         "sma_fast": round(fast, 6),
         "sma_slow": round(slow, 6),
@@ -74,7 +74,7 @@ def compute(prices: list[float]) -> dict[str, float]:
         "rsi": round(ind.rsi(prices, RSI_N), 3),
         "volatility": round(vol, 6),
         "vol_raw": vol,
-        "vol_prev": volatility(prices[:-1]),
+        "vol_prev": vol_prev,
     }
 
 
