@@ -50,21 +50,34 @@ def _patch(record: Record) -> None:
     record["message"] = _scrub(record["message"])
 
 
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")  # the last second formatted
+
+
+def _iso_ms(t: datetime) -> str:
+    """`t` in UTC as ISO 8601 to the millisecond; the date and time of day are formatted
+    once per second (a strftime per line was a fifth of the line's serialisation)."""
+    global _second
+    sec = int(t.timestamp())
+    cached = _second
+    if cached[0] != sec:
+        cached = _second = (sec, datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{t.microsecond // 1000:03d}+00:00"
+
+
 def to_json(record: Record) -> str:
     """One JSON line for a record; runs on the JSON sink's writer thread, not the actor's."""
     extra = record["extra"]
     data: dict[str, Any] = {
-        "ts": datetime.fromtimestamp(record["time"].timestamp(), UTC).isoformat(
-            timespec="milliseconds"
-        ),
+        "ts": _iso_ms(record["time"]),
         "level": record["level"].name,
         "actor": extra.get("actor", "main"),
         "event_id": extra.get("event_id"),
         "msg": record["message"],
     }
-    for key, value in extra.items():
-        if key not in _RESERVED and not key.startswith("_"):
-            data[key] = value
+    if len(extra) > len(_RESERVED):  # most lines carry only the two reserved keys
+        for key, value in extra.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                data[key] = value
     if record["exception"] is not None:
         exc = record["exception"]
         data["exception"] = _scrub(f"{exc.type.__name__ if exc.type else ''}: {exc.value}")

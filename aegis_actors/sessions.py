@@ -87,7 +87,7 @@ class CommanderSession:
         self.count += 1
         self.dirty = True
         self.publish()
-        self.owner.log.info("commander session {} opened", self.id)
+        self.owner.trace(None, "commander session {} opened", self.id)
 
     def decided(self) -> None:
         self.decisions += 1
@@ -127,8 +127,8 @@ class CommanderSession:
         )
         self.dirty = False
         if closed:
-            self.owner.log.info(
-                "commander session {} closed after {} decisions", self.id, self.decisions
+            self.owner.trace(
+                None, "commander session {} closed after {} decisions", self.id, self.decisions
             )
 
     def publish(self) -> None:

@@ -234,6 +234,12 @@ def test_upsert_inserts_then_overwrites(db: Database) -> None:
     db.upsert("sessions", {"session_id": "s", "saves": 2}, key=("session_id",))
     [sess] = db.select("sessions")
     assert json.loads(sess["state"]) == state and sess["saves"] == 2
+    # a counter column (`add`) grows in SQL; a NULL counts as 0
+    db.upsert("sessions", {"session_id": "s", "saves": 1}, key=("session_id",), add=("saves",))
+    db.upsert("sessions", {"session_id": "t", "saves": 1}, key=("session_id",), add=("saves",))
+    db.update("sessions", {"session_id": "t"}, {"saves": None})
+    db.upsert("sessions", {"session_id": "t", "saves": 1}, key=("session_id",), add=("saves",))
+    assert [r["saves"] for r in db.select("sessions", order_by="session_id")] == [3, 1]
 
     db.upsert("kv", {"key": "last_release", "value": "cpi"}, key=("key",))
     db.upsert("kv", {"key": "last_release", "value": "nfp"}, key=("key",))

@@ -525,10 +525,10 @@ def test_accuracy_targets_alert_once_per_dip_on_a_scripted_stream(
 
 def test_execution_success_under_target_alerts(make_desk: Callable[..., Desk]) -> None:
     d = make_desk(accuracy_min_samples=20)
-    d.rt.metrics.orders.labels("accepted").inc(19)
+    d.rt.metrics.order("accepted", 19)
     d.advance(2, step=1)
     assert d.alerts("accuracy_target") == []  # 19 orders: too few to judge
-    d.rt.metrics.orders.labels("rejected").inc()
+    d.rt.metrics.order("rejected")
     d.advance(2, step=1)
     [alert] = d.alerts("accuracy_target")
     assert "execution success 95.0% is below its 99.5% target" in alert["message"]

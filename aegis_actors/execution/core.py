@@ -376,7 +376,7 @@ class ExecutionCore:
 
     def not_written(self, order: Order, why: str) -> OrderFailed:
         self.stats["errors"] += 1
-        self.metrics.orders.labels("not_written").inc()
+        self.metrics.order("not_written")
         self.log.bind(event_id=order.event_id or None).error(
             "order {} NOT sent: {}", order.client_order_id, why
         )
@@ -403,7 +403,7 @@ class ExecutionCore:
             # The broker may or may not hold it: the ledger says so, and the sweep asks.
             self.stats["errors"] += 1
             self.quality.error()
-            self.metrics.orders.labels(OrderStatus.UNKNOWN).inc()
+            self.metrics.order(OrderStatus.UNKNOWN)
             self.book.unknown[order.client_order_id] = live
             self.record(
                 OrderUpdate(
@@ -418,7 +418,7 @@ class ExecutionCore:
             )
             return OrderFailed(str(exc))
         status = ack.status if ack.accepted else OrderStatus.REJECTED
-        self.metrics.orders.labels(status).inc()
+        self.metrics.order(status)
         acked = self.now()
         self.record(
             OrderUpdate(

@@ -573,19 +573,16 @@ class Store(AegisActor):
         self.write(s)
 
     def apply_SessionSave(self, s: SessionSave) -> None:
-        db = self.durable
-        existing = db.select("sessions", {"session_id": s.session_id})
-        saves = (existing[0]["saves"] or 0) + 1 if existing else 1
         row = {
             "session_id": s.session_id,
             "opened_at": s.opened_at,
             "state": s.state,
             "saved_at": s.ts,
-            "saves": saves,
+            "saves": 1,  # counted in SQL: one statement, no select before it
         }
         if s.closed_at is not None:
             row["closed_at"] = s.closed_at
-        db.upsert("sessions", row, ("session_id",))
+        self.durable.upsert("sessions", row, ("session_id",), add=("saves",))
 
     def on_Snapshot(self, s: Snapshot) -> None:
         self.write(s)

@@ -207,8 +207,11 @@ class Database(ABC):
             sql += " ON CONFLICT DO NOTHING"
         self._execute_many(sql, [adapt_row(info, cols, r) for r in rows])
 
-    def upsert(self, table: str, row: dict[str, Any], key: tuple[str, ...]) -> None:
-        """Insert or overwrite the non-key columns given in ``row`` for that key."""
+    def upsert(
+        self, table: str, row: dict[str, Any], key: tuple[str, ...], *, add: tuple[str, ...] = ()
+    ) -> None:
+        """Insert or overwrite the non-key columns given in ``row`` for that key; the
+        columns in ``add`` are counters: an existing row's value grows by the one given."""
         info = _table(table)
         key_cols = tuple(_column(info, k) for k in key)
         if frozenset(key_cols) not in info.unique_keys:
@@ -217,15 +220,18 @@ class Database(ABC):
         if missing:
             raise ValueError(f"upsert row lacks key column(s) {missing}")
         cols, values = self._assignments(info, row)
-        shape = ("upsert", info.name, key_cols, *cols)
+        added = tuple(_column(info, c) for c in add)
+        shape = ("upsert", info.name, key_cols, added, *cols)
         sql = self._sql.get(shape)
         if sql is None:
-            updates = [c for c in cols if c not in key_cols]
-            action = (
-                "DO UPDATE SET " + ", ".join(f"{_q(c)} = excluded.{_q(c)}" for c in updates)
-                if updates
-                else "DO NOTHING"
-            )
+            updates = [
+                f"{_q(c)} = COALESCE({_q(info.name)}.{_q(c)}, 0) + excluded.{_q(c)}"
+                if c in added
+                else f"{_q(c)} = excluded.{_q(c)}"
+                for c in cols
+                if c not in key_cols
+            ]
+            action = "DO UPDATE SET " + ", ".join(updates) if updates else "DO NOTHING"
             sql = self._sql[shape] = (
                 f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
                 f"VALUES ({', '.join([self._ph] * len(cols))}) "
