@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -89,12 +90,14 @@ class Aegis:
         self.started = time.monotonic()
         return rt
 
-    def wait(self, for_s: float | None = None) -> str:
-        """Block until `for_s` (wall) seconds pass, a shutdown is asked for, or the tree ends."""
+    def wait(self, for_s: float | None = None, asked: Callable[[], bool] = bool) -> str:
+        """Block until `for_s` (wall) seconds pass, a shutdown is asked for (by the tree, or
+        `asked()`: a signal's flag, checked every 0.2 s), or the tree ends."""
         assert self.root is not None and self.rt is not None
         deadline = None if for_s is None else time.monotonic() + for_s
         while True:
-            if self.rt.shutdown.wait(0.2):
+            if self.rt.shutdown.wait(0.2) or asked():
+                self.rt.shutdown.set()
                 return "shutdown requested"
             if self.root.wait(0):
                 return "tree ended"

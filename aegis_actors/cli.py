@@ -162,16 +162,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop_asked = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
+        # Only an Event the main thread never waits on: the handler runs on the main thread,
+        # and setting `rt.shutdown` here could find that thread inside `shutdown.wait()`
+        # holding the Event's own (non-reentrant) lock — a hang on Ctrl-C.
         stop_asked.set()
-        if app.rt is not None:
-            app.rt.shutdown.set()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    rt = app.start()
-    if stop_asked.is_set():
-        rt.shutdown.set()
-    why = app.wait(args.for_s)
+    app.start()
+    why = app.wait(args.for_s, asked=stop_asked.is_set)
     if why == "shutdown requested":
         why = "signal or shutdown command"
     return app.stop(why)
