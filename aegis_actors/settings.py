@@ -233,6 +233,10 @@ class StoreSettings(Section):
     retry_max_s: float = Field(5.0, gt=0)
     connect_timeout_s: int = Field(3, ge=1)
     io_timeout_s: float = Field(10.0, gt=0)  # PostgreSQL silent this long: an outage
+    # SQLite commits: "full" fsyncs every order's write-ahead (live runs: the only choice);
+    # "normal" does not (WAL: safe against a crash of the process) — a replay's ledger is
+    # an output a rerun makes again, and no real broker sees its orders.
+    sqlite_synchronous: Literal["full", "normal"] = "full"
 
 
 class PostureLevel(Section):

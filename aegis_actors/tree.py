@@ -113,6 +113,11 @@ def check_supported(settings: Settings) -> None:
                 f"settings: roles.{role}.url: empty, but backend 'llm' needs an endpoint URL"
             )
     feed = settings.feed
+    if settings.store.sqlite_synchronous != "full" and feed.kind != "replay":
+        raise SettingsError(
+            "settings: store.sqlite_synchronous: 'normal' is for a replay only; a live run "
+            "fsyncs every order's write-ahead ('full')"
+        )
     if feed.kind not in ("synthetic", "alpaca", "json", "replay"):
         raise SettingsError(
             f"settings: feed.kind: {feed.kind!r} is not available in this build; "

@@ -45,6 +45,15 @@ def test_run_for_trades_on_paper_and_exits_zero(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "aegis.db").exists()
 
 
+def test_a_live_run_refuses_a_ledger_without_fsync(tmp_path: Path) -> None:
+    r = aegis("--for", "1", cwd=tmp_path, AEGIS_STORE__SQLITE_SYNCHRONOUS="normal")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "settings: store.sqlite_synchronous: 'normal' is for a replay only; a live run "
+        "fsyncs every order's write-ahead ('full')"
+    ]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_the_tree_in_reverse_order_and_exits_zero(tmp_path: Path, sig: int) -> None:
     p = subprocess.Popen(

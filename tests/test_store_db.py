@@ -391,3 +391,24 @@ def test_pg_unreachable_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         open_database(postgres_dsn="postgresql://postgres@127.0.0.1:1/postgres")
     assert "***" in repr(PostgresDatabase("postgresql://u:secret@h/db"))
+
+
+def test_sqlite_write_ahead_fsyncs_unless_a_replay_asks_for_normal(tmp_path: Path) -> None:
+    """Orders' write-ahead commits with synchronous=FULL (2) on a live ledger, also after a
+    non-durable batch; a replay's ledger (an output a rerun remakes) asks for NORMAL (1)."""
+
+    def level(db: Database) -> int:
+        with db.transaction(durable=False):
+            pass  # a batch switches to NORMAL and back
+        return int(db._ensure().execute("PRAGMA synchronous").fetchone()[0])  # type: ignore[attr-defined]
+
+    live = open_database(sqlite_path=str(tmp_path / "live.db"))
+    replay = open_database(sqlite_path=str(tmp_path / "replay.db"), sqlite_synchronous="normal")
+    try:
+        assert level(live) == 2
+        assert level(replay) == 1
+    finally:
+        live.close()
+        replay.close()
+    with pytest.raises(ValueError, match="'full' or 'normal'"):
+        open_database(sqlite_path=str(tmp_path / "x.db"), sqlite_synchronous="off")

@@ -96,6 +96,7 @@ def backtest_settings(
         "broker": {"kind": "paper", "paper_state_path": ""},
         "store": {
             "sqlite_path": str(ledger_dir / "aegis.db"),
+            "sqlite_synchronous": "normal",  # an output a rerun makes again: no fsync per order
             "spool_path": str(ledger_dir / "spool.db"),
             "redis_url": "",
             "postgres_dsn": "",

@@ -177,6 +177,7 @@ class Store(AegisActor):
                 connect_timeout_s=cfg.connect_timeout_s,
                 io_timeout_s=cfg.io_timeout_s,
                 stopping=self.rt.stopping,
+                sqlite_synchronous=cfg.sqlite_synchronous,
             )
         except StoreError as exc:
             self.outage(f"cannot open the durable store: {exc}")
@@ -224,6 +225,7 @@ class Store(AegisActor):
                 connect_timeout_s=cfg.connect_timeout_s,
                 io_timeout_s=cfg.io_timeout_s,
                 stopping=self.rt.stopping,
+                sqlite_synchronous=cfg.sqlite_synchronous,
             )
         except StoreError:
             return False

@@ -16,6 +16,7 @@ def open_database(
     connect_timeout_s: int = 5,
     io_timeout_s: float = 10.0,
     stopping: threading.Event | None = None,
+    sqlite_synchronous: str = "full",
 ) -> Database:
     """PostgreSQL when ``postgres_dsn`` is set, else SQLite at ``sqlite_path``; migrated.
 
@@ -30,7 +31,7 @@ def open_database(
             stopping=stopping,
         )
         if postgres_dsn
-        else SQLiteDatabase(sqlite_path)
+        else SQLiteDatabase(sqlite_path, synchronous=sqlite_synchronous)
     )
     try:
         db.migrate()

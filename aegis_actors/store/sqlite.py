@@ -29,9 +29,12 @@ class SQLiteDatabase(Database):
     _ph = "?"
     _table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 
-    def __init__(self, path: str, *, timeout: float = 5.0) -> None:
+    def __init__(self, path: str, *, timeout: float = 5.0, synchronous: str = "full") -> None:
         super().__init__()
         self.path = path
+        if synchronous not in ("full", "normal"):
+            raise ValueError(f"sqlite synchronous {synchronous!r}: 'full' or 'normal'")
+        self.synchronous = synchronous.upper()  # durable commits' fsync policy
         self._timeout = timeout
         self._conn: sqlite3.Connection | None = None
         if path != ":memory:" and not path.startswith("file:"):
@@ -55,6 +58,7 @@ class SQLiteDatabase(Database):
                     uri=self.path.startswith("file:"),
                 )
                 self._enable_wal(conn)
+                conn.execute(f"PRAGMA synchronous={self.synchronous}")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open sqlite {self.path!r}: {exc}") from exc
             self._conn = conn
@@ -116,7 +120,8 @@ class SQLiteDatabase(Database):
     def transaction(self, *, durable: bool = True) -> Iterator[None]:
         """BEGIN..COMMIT; a non-durable one commits with synchronous=NORMAL (WAL: safe
         against a crash of the process, may lose the last commits on a power cut), and
-        every statement outside one (orders' write-ahead) keeps synchronous=FULL."""
+        every statement outside one (orders' write-ahead) keeps `synchronous` (FULL unless
+        a replay asked for NORMAL)."""
         with self._lock:
             conn = self._ensure()
             try:
@@ -140,7 +145,7 @@ class SQLiteDatabase(Database):
                 self._in_tx = False
                 if not durable and self._conn is conn:
                     with suppress(sqlite3.Error):
-                        conn.execute("PRAGMA synchronous=FULL")
+                        conn.execute(f"PRAGMA synchronous={self.synchronous}")
 
     @contextmanager
     def _migration_tx(self) -> Iterator[MigrationRunner]:
