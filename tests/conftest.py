@@ -163,3 +163,30 @@ def aegis_factory(aegis_env: Path, vclock: VirtualClock) -> Iterator[Callable[..
         lg = logging.getLogger(name)
         lg.handlers.clear()
         lg.propagate = True
+
+
+@pytest.fixture
+def live_tree(aegis_env: Path) -> Iterator[Callable[..., Any]]:
+    """Start a whole AEGIS tree on the wall clock (overload and batching are about real
+    CPU time and real mailboxes), in a scratch directory; stopped after the test."""
+    from aegis_actors.app import Aegis
+    from aegis_actors.settings import load_settings
+
+    apps: list[Aegis] = []
+
+    def make(**sections: Any) -> Aegis:
+        settings = load_settings(
+            None,
+            dashboard={"port": 0},
+            run={"log_dir": str(aegis_env / "logs")},
+            store={"sqlite_path": str(aegis_env / "var" / "aegis.db")},
+            **sections,
+        )
+        app = Aegis(settings, stderr=False)
+        app.start()
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.stop("test over")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +17,8 @@ from aegis_actors.app import Aegis
 from aegis_actors.logs import flush
 from aegis_actors.messages import T0, GetStatus, KvPut, MarketEvent
 from aegis_actors.runtime import MARKET, STORE, WATCHDOG
-from aegis_actors.settings import load_settings
 from aegis_actors.store.factory import open_database
 from supervisors.clock import VirtualClock
-
-
-@pytest.fixture
-def live_tree(aegis_env: Path) -> Iterator[Callable[..., Aegis]]:
-    """A whole tree on the wall clock (overload is about real CPU time)."""
-    apps: list[Aegis] = []
-
-    def make(**sections: Any) -> Aegis:
-        settings = load_settings(
-            None,
-            dashboard={"port": 0},
-            run={"log_dir": str(aegis_env / "logs")},
-            store={"sqlite_path": str(aegis_env / "var" / "aegis.db")},
-            **sections,
-        )
-        app = Aegis(settings, stderr=False)
-        app.start()
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.stop("test over")
 
 
 def test_a_flood_is_shed_at_the_gateway_mode_stays_normal_nothing_lost(

@@ -9,17 +9,15 @@ with `linger_s` sends fewer, fuller batches under load and a first message at on
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import wait_until
 
-from aegis_actors.app import Aegis
 from aegis_actors.messages import CONTEXT, DONE, T0, EventDone, MarketEvent
 from aegis_actors.runtime import MARKET, WATCHDOG
-from aegis_actors.settings import load_settings
 from supervisors import (
     Backoff,
     ChildContext,
@@ -162,29 +160,6 @@ def test_a_lingering_head_sends_a_first_message_at_once_and_a_burst_in_one_batch
     assert got(log) == ["first", *range(20)]
     assert log["turns"] == [1, 20]
     handle.stop()
-
-
-@pytest.fixture
-def live_tree(aegis_env: Path) -> Iterator[Callable[..., Aegis]]:
-    """A whole tree on the wall clock (batching is about real mailboxes)."""
-    apps: list[Aegis] = []
-
-    def make(**sections: Any) -> Aegis:
-        settings = load_settings(
-            None,
-            dashboard={"port": 0},
-            run={"log_dir": str(aegis_env / "logs")},
-            store={"sqlite_path": str(aegis_env / "var" / "aegis.db")},
-            **sections,
-        )
-        app = Aegis(settings, stderr=False)
-        app.start()
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        app.stop("test over")
 
 
 def test_a_paced_burst_through_the_tree_keeps_per_event_stamps_and_counts_each_once(
