@@ -97,7 +97,7 @@ def start(tmp: Path, settings_toml: str = "", **env_kw: Any) -> Proc:
     popen = subprocess.Popen(
         [sys.executable, "-m", "aegis_actors", "--settings", str(settings_file)],
         env=env,
-        cwd=ROOT,
+        cwd=tmp,  # its var/ (paper book, spool) in the test's folder, not the checkout
         stdout=subprocess.DEVNULL,
         stderr=(tmp / "stderr.txt").open("wb"),
     )
