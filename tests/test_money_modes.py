@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
-from money_kit import pg_store
+from money_kit import buy, pg_store
 
 from aegis_actors.messages import GetStatus, RequestMode, TradingMode
 from aegis_actors.runtime import EXECUTION, WATCHDOG
@@ -98,7 +98,7 @@ def test_run_takes_resume() -> None:
 def test_an_automatic_shutdown_liquidates_before_the_stop_closes_the_door(
     aegis_factory: Callable[..., Any], aegis_env: Path, pg_dsn: str, vclock: Any
 ) -> None:
-    from aegis_actors.messages import Action, Decision, Posture, Tick
+    from aegis_actors.messages import Tick
 
     app = aegis_factory(
         store=pg_store(aegis_env, pg_dsn),
@@ -106,21 +106,7 @@ def test_an_automatic_shutdown_liquidates_before_the_stop_closes_the_door(
     )
     d = app.rt.directory
     d.tell(EXECUTION, Tick(symbol="AAPL", price=100.0, ts=vclock.now()))
-    d.tell(
-        EXECUTION,
-        Decision(
-            event_id="ev-1",
-            decision_id="d-1",
-            symbol="AAPL",
-            action=Action.BUY,
-            size_fraction=1.0,
-            limit_price=100.0,
-            confidence=0.9,
-            posture=Posture.GUERRILLA,
-            reference_price=100.0,
-            stamps={"t0": vclock.now()},
-        ),
-    )
+    d.tell(EXECUTION, buy("d-1", vclock.now()))
     d.tell(EXECUTION, Tick(symbol="AAPL", price=100.0, ts=vclock.now()))
     wait_until(lambda: app.broker.positions(), what="the AAPL position")
     d.tell(WATCHDOG, RequestMode(target=TradingMode.SHUTDOWN, reason="test tier"))
