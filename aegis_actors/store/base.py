@@ -69,7 +69,7 @@ def adapt_row(info: TableInfo, cols: list[str], row: dict[str, Any]) -> tuple[An
     float in a non-boolean column) passed through without a call: a batch of decisions
     is thousands of values."""
     bools = info.bools
-    out = []
+    out: list[Any] = []
     append = out.append
     for c in cols:
         v = row[c]
