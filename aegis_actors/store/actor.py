@@ -96,7 +96,7 @@ class _Retry:
 
 
 BATCH_MAX = 2000  # writes per transaction at most
-GROUP_COMMIT_S = 0.02  # under load, writes without money in them wait this long for more
+GROUP_COMMIT_S = 0.05  # under load, writes without money in them wait this long for more
 _TOLD_WRITES = (
     OrderUpdate,
     RecordFill,
