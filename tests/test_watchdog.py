@@ -561,3 +561,43 @@ def test_stage_histograms_count_exactly_as_hdr_record_value() -> None:
         ref.max_value,
     )
     assert ours.summary()["cycle"]["p99_ms"] == ref.get_value_at_percentile(99) / 1000.0
+
+
+def test_turn_observer_counts_as_prometheus_observe() -> None:
+    """Stage latencies counted per turn land in the same prometheus buckets (edges
+    included) and sum as observing each value at once would."""
+    import random
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from aegis_actors.metrics import _MS_BUCKETS
+    from aegis_actors.watchdog.sla import TurnObserver
+
+    def child() -> tuple[Any, CollectorRegistry]:
+        reg = CollectorRegistry()
+        h = Histogram("lat", "x", ["stage"], buckets=_MS_BUCKETS, registry=reg)
+        return h.labels("cycle"), reg
+
+    (direct, reg_a), (bulk, reg_b) = child(), child()
+    turns = TurnObserver(bulk)
+    rnd = random.Random(13)
+    values = [0.0, *map(float, _MS_BUCKETS)] + [rnd.lognormvariate(1.0, 3.0) for _ in range(3000)]
+    for i, ms in enumerate(values):
+        direct.observe(ms)
+        turns.observe(ms)
+        if i % 37 == 0:
+            turns.flush()
+    turns.flush()
+
+    def samples(reg: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for m in reg.collect()
+            for s in m.samples
+            if not s.name.endswith("_created")
+        }
+
+    a, b = samples(reg_a), samples(reg_b)
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert b[key] == pytest.approx(value), key

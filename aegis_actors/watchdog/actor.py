@@ -73,7 +73,7 @@ from aegis_actors.watchdog.runs import (
     run_started,
     start_mode,
 )
-from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
+from aegis_actors.watchdog.sla import STAGES, StageHistograms, TurnObserver, stage_latencies
 
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
@@ -143,7 +143,8 @@ class Watchdog(AegisActor):
         self.metrics.mode.set(self.modes.mode.rank)
         self.metrics.posture.set_function(self._posture_rank)
         self.hist = StageHistograms()
-        self.stage_obs = {s: self.metrics.stage_ms.labels(s) for s in STAGES}  # looked up once
+        # labelled once; observed per mailbox turn (flushed in release_held)
+        self.stage_obs = {s: TurnObserver(self.metrics.stage_ms.labels(s)) for s in STAGES}
         self.warn_streak: dict[str, int] = {s: 0 for s in STAGES}
         self.sla_breaches: dict[str, int] = {s: 0 for s in STAGES}
         self.failure_streak = 0
@@ -321,6 +322,8 @@ class Watchdog(AegisActor):
                     f"stage {stage} over its SLA twice in a row ({ms:.0f} ms)",
                     event_id=done.event_id,
                 )
+        if not self.hold():  # the deterministic scheduler: into the metric at once
+            self.flush_stage_metrics()
         if critical and outcome not in (Outcome.FAILED, Outcome.TIMEOUT):
             outcome = Outcome.FAILED  # SPEC 2: a stage past its critical time fails the event
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -347,6 +350,14 @@ class Watchdog(AegisActor):
                 )
         elif outcome in (Outcome.ORDERED, Outcome.HOLD, Outcome.VETOED):
             self.failure_streak = 0
+
+    def release_held(self) -> None:
+        self.flush_stage_metrics()  # the end of the turn: the stage latencies it observed
+        super().release_held()
+
+    def flush_stage_metrics(self) -> None:
+        for obs in self.stage_obs.values():
+            obs.flush()
 
     def on_StageFailure(self, f: StageFailure) -> None:
         self.metrics.errors.labels(f"stage_{f.role}").inc()

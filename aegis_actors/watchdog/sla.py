@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -104,3 +106,35 @@ class StageHistograms:
 
 def _empty() -> dict[str, float]:
     return {"count": 0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
+
+
+class TurnObserver:
+    """One stage's prometheus histogram child, observed in bulk: a value is counted here
+    (a bisect on the bounds) and the child's buckets and sum grow once per bucket at the
+    end of the watchdog's mailbox turn (`flush`), instead of a locked increment and a
+    walk over the bounds per value. A scrape sees values at most one turn late."""
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)  # ascending, +Inf last
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, ms: float) -> None:
+        # the first bound >= ms: the bucket prometheus's own observe() would pick
+        self.counts[bisect_left(self.bounds, ms)] += 1
+        self.total += ms
+        self.n += 1
+
+    def flush(self) -> None:
+        if not self.n:
+            return
+        buckets = self.child._buckets
+        for i, c in enumerate(self.counts):
+            if c:
+                buckets[i].inc(c)
+                self.counts[i] = 0
+        self.child._sum.inc(self.total)
+        self.total = 0.0
+        self.n = 0
