@@ -302,8 +302,9 @@ class Watchdog(AegisActor):
             sla, obs, z = watch[stage]
             record(stage, ms)
             obs.observe(ms)
-            if z.observe(ms) is not None and ms >= sla.target_ms:  # fast outliers are no news
-                self.anomaly(f"latency:{stage}", z.last_z, f"{ms:.0f} ms")
+            if ms >= sla.target_ms:  # scored only when slow: fast outliers are no news
+                self.anomaly(f"latency:{stage}", z.score(ms), f"{ms:.0f} ms")
+            z.add(ms)
             if ms < sla.warning_ms:  # graded ok: the common case, no grade string built
                 self.warn_streak[stage] = 0
                 continue
