@@ -7,7 +7,10 @@ long, so ticks sat in the gateway's mailbox past `feed.max_wait_s` and were shed
 stale at a rate the CPU could carry. What exists once the tree has started lives as long
 as the run: it is collected once and frozen (`gc.freeze`), so later collections walk
 only what the run created since. Unfrozen when the last running tree stops, so a
-process that starts many trees (tests, a backtest sweep) frees each one's garbage.
+process that starts many trees (tests, a backtest sweep) frees each one's garbage. The
+price: a frozen object that later becomes cyclic garbage (an actor instance replaced by a
+restart) stays in memory until then; restarts are rare, counted and bounded by the
+supervisors' intensity limits.
 
 The youngest generation is collected every `YOUNG_THRESHOLD` allocations instead of 700:
 at 700 each collection found the few events in flight still alive and pushed them on to

@@ -91,6 +91,7 @@ _MODE_ALERT = {
     TradingMode.HALTED: AlertLevel.SEVERE,
     TradingMode.SHUTDOWN: AlertLevel.CRITICAL,
 }
+_NUMBER = (int, float)  # a tuple: `int | float` builds a new union at every check
 _NUMBERS = re.compile(r"[-+]?\d[\d,.]*")
 EQUITY_EVERY_S = 5.0  # one equity point per 5 s: a 6.5 h session is 4,680 points
 EQUITY_POINTS = 6_000
@@ -368,7 +369,7 @@ class Watchdog(AegisActor):
     def on_DecisionRecord(self, rec: DecisionRecord) -> None:
         a, v, d = rec.analysis or {}, rec.verdict or {}, rec.decision or {}
         for role, part in (("analyst", a), ("verifier", v), ("commander", d)):
-            if isinstance(part.get("confidence"), int | float):
+            if isinstance(part.get("confidence"), _NUMBER):
                 self.confidence[role].append(float(part["confidence"]))
         direction = a.get("direction")
         price = d.get("reference_price") or self.last_price(rec.symbol)
