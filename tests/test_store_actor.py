@@ -4,6 +4,7 @@ the watchdog goes `limited`, writes spooled and replayed in order, spool survive
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,11 @@ from aegis_actors.messages import (
     LoadLedger,
     LoadState,
     Order,
+    OrderStatus,
     OrderType,
+    OrderUpdate,
+    PositionUpdate,
+    Posture,
     RecordFill,
     SessionSave,
     Side,
@@ -448,3 +453,78 @@ def test_a_write_ahead_commits_the_held_writes_with_the_order_row_in_one_transac
         finally:
             db.close()
             root.stop()
+
+
+def test_a_batch_writes_the_same_ledger_as_one_write_at_a_time(
+    aegis_env: Path, vclock: VirtualClock
+) -> None:
+    """A held batch merges each order's run of updates into one UPDATE and keeps only the
+    last position update per symbol: random runs of order and position updates (legal
+    moves and refused ones, rows that exist and rows that do not) leave the orders and
+    positions tables as writing them one at a time does."""
+
+    def run(msgs: list[Any], held: bool, name: str) -> tuple[list[Any], list[Any]]:
+        path = str(aegis_env / "var" / f"{name}.db")
+        settings = load_settings(
+            None,
+            store={"sqlite_path": path, "spool_path": str(aegis_env / "var" / f"{name}.spool")},
+            run={"log_dir": str(aegis_env / "logs")},
+        )
+        with inline.install(inline.Scheduler(deferred=(Store,))) as sched:
+            directory = Directory()
+            rt = Runtime(settings=settings, clock=vclock, directory=directory)
+            root = start_tree(
+                "root", [actor(STORE, Store, rt)], Policy(), clock=vclock, directory=directory
+            )
+            sched.run()
+            for n in (1, 2):
+                assert ask(rt, WriteOrder(order=order(n, 1.0))).status is WriteAhead.NEW
+            if held:
+                with sched.holding():
+                    for msg in msgs:
+                        directory.tell(STORE, msg)
+                    sched.run()
+                    ask(rt, WriteOrder(order=order(3, 1.0)))  # takes them in its transaction
+            else:
+                for msg in msgs:
+                    directory.tell(STORE, msg)
+                    sched.run()  # each one flushed alone
+                ask(rt, WriteOrder(order=order(3, 1.0)))
+            root.stop()
+        db = open_database(sqlite_path=path)
+        try:
+            return db.select("orders", order_by="id"), db.select("positions", order_by="symbol")
+        finally:
+            db.close()
+
+    statuses = list(OrderStatus)
+    for seed in range(30):
+        rng = random.Random(seed)
+        msgs: list[Any] = []
+        for i in range(rng.randint(3, 24)):
+            if rng.random() < 0.7:
+                msgs.append(
+                    OrderUpdate(
+                        client_order_id=f"coid-{rng.choice((1, 1, 2, 9))}",
+                        status=rng.choice(statuses),
+                        ts=10.0 + i,
+                        broker_order_id=rng.choice((None, f"b-{i}")),
+                        filled_qty=rng.choice((None, float(i))),
+                        avg_fill_price=rng.choice((None, 100.0 + i)),
+                        error=rng.choice((None, None, f"e{i}")),
+                    )
+                )
+            else:
+                msgs.append(
+                    PositionUpdate(
+                        symbol=rng.choice(("AAPL", "MSFT")),
+                        qty=rng.choice((0.0, 5.0, -3.0)),
+                        avg_price=100.0 + i,
+                        ts=10.0 + i,
+                        opened_at=rng.choice((None, 5.0)),
+                        posture=rng.choice((None, Posture.GUERRILLA)),
+                        stop_loss=rng.choice((None, 90.0)),
+                    )
+                )
+        one_by_one = run(msgs, held=False, name=f"single-{seed}")
+        assert run(msgs, held=True, name=f"batch-{seed}") == one_by_one, seed

@@ -153,6 +153,10 @@ class Store(AegisActor):
             except Exception as exc:  # stopping anyway: say what was not written
                 self.log.error("{} writes not flushed at stop: {}", len(self.pending), exc)
         if self.db is not None:
+            try:
+                self.db.commit()  # a replay's grouped transactions
+            except Exception as exc:
+                self.log.error("ledger not committed at stop: {}", exc)
             self.db.close()
         if hasattr(self, "spool"):
             self.spool.close()
@@ -178,6 +182,7 @@ class Store(AegisActor):
                 io_timeout_s=cfg.io_timeout_s,
                 stopping=self.rt.stopping,
                 sqlite_synchronous=cfg.sqlite_synchronous,
+                sqlite_commit_every=cfg.sqlite_commit_every,
             )
         except StoreError as exc:
             self.outage(f"cannot open the durable store: {exc}")
@@ -226,6 +231,7 @@ class Store(AegisActor):
                 io_timeout_s=cfg.io_timeout_s,
                 stopping=self.rt.stopping,
                 sqlite_synchronous=cfg.sqlite_synchronous,
+                sqlite_commit_every=cfg.sqlite_commit_every,
             )
         except StoreError:
             return False
@@ -338,8 +344,13 @@ class Store(AegisActor):
 
     def apply_batch(self, batch: list[Msg]) -> None:
         decisions: list[dict[str, Any]] = []
-        for msg in batch:
+        for msg in coalesce(batch):
             self.progressed()  # a slow database makes a long batch: busy, not hung
+            if msg is None:
+                continue  # a position update a later one in the batch supersedes
+            if isinstance(msg, list):
+                self.apply_updates(msg)
+                continue
             if isinstance(msg, DecisionRecord):
                 decisions.append(decision_row(msg))
                 continue
@@ -522,16 +533,29 @@ class Store(AegisActor):
     def on_OrderUpdate(self, u: OrderUpdate) -> None:
         self.write(u)
 
+    def apply_updates(self, chain: list[OrderUpdate]) -> None:
+        """One order's updates in a batch, each a legal move from the one before (e.g.
+        accepted, then filled): one UPDATE with the last values of every column, made
+        from the first one's statuses. When it changes no row, each is applied on its
+        own, as they came: the ledger ends the same either way."""
+        if len(chain) == 1:
+            return self.apply_OrderUpdate(chain[0])
+        changes: dict[str, Any] = {}
+        for u in chain:
+            changes.update(order_changes(u))
+        first = chain[0]
+        where = {"client_order_id": first.client_order_id, "status": FROM_STATUSES[first.status]}
+        if self.durable.update("orders", where, changes):
+            return None
+        for u in chain:
+            self.apply_OrderUpdate(u)
+        return None
+
     def apply_OrderUpdate(self, u: OrderUpdate) -> None:
-        changes: dict[str, Any] = {"status": u.status, "updated_at": u.ts}
-        for key in ("broker_order_id", "filled_qty", "avg_fill_price", "error"):
-            value = getattr(u, key)
-            if value is not None:
-                changes[key] = value
         # Only along the order state machine (execution/lifecycle.py): a late or replayed
         # update never moves a row back (e.g. `filled` to `accepted`).
         where = {"client_order_id": u.client_order_id, "status": FROM_STATUSES[u.status]}
-        if self.durable.update("orders", where, changes):
+        if self.durable.update("orders", where, order_changes(u)):
             return
         rows = self.durable.select("orders", {"client_order_id": u.client_order_id}, limit=1)
         if rows:
@@ -752,6 +776,48 @@ class Store(AegisActor):
             "received": dict(self.received),
             "spooled_kinds": dict(self.spooled_kinds),
         }
+
+
+def order_changes(u: OrderUpdate) -> dict[str, Any]:
+    """The columns an order update sets: its status and time, and what it carries."""
+    changes: dict[str, Any] = {"status": u.status, "updated_at": u.ts}
+    for key in ("broker_order_id", "filled_qty", "avg_fill_price", "error"):
+        value = getattr(u, key)
+        if value is not None:
+            changes[key] = value
+    return changes
+
+
+def coalesce(batch: list[Msg]) -> list[Any]:
+    """A batch as it is written: each order's run of updates that follow one another
+    legally becomes one list (one UPDATE, `apply_updates`), and a position update that
+    a later one for the same symbol supersedes (the row is wholly rewritten, or deleted)
+    becomes None. Nothing else in a batch reads those rows, so the ledger is the same."""
+    out: list[Any] = []
+    chains: dict[str, list[OrderUpdate]] = {}
+    positions: dict[str, int] = {}
+    for msg in batch:
+        kind = type(msg)
+        if kind is OrderUpdate:
+            assert isinstance(msg, OrderUpdate)
+            chain = chains.get(msg.client_order_id)
+            if chain is not None and chain[-1].status.value in FROM_STATUSES[msg.status]:
+                chain.append(msg)
+                continue
+            chains[msg.client_order_id] = chain = [msg]
+            out.append(chain)
+            continue
+        if kind is PositionUpdate:
+            assert isinstance(msg, PositionUpdate)
+            at = positions.get(msg.symbol)
+            if at is not None:
+                out[at] = None
+            positions[msg.symbol] = len(out)
+        elif kind is WriteAheadExpired:  # it moves a `new` row: no update chains over it
+            assert isinstance(msg, WriteAheadExpired)
+            chains.pop(msg.client_order_id, None)
+        out.append(msg)
+    return out
 
 
 _DECISION_FIELDS = tuple(DecisionRecord.model_fields)

@@ -124,6 +124,11 @@ class Database(ABC):
         crash of the process does not); order rows are never written that way."""
         return nullcontext()
 
+    def commit(self) -> None:
+        """Commit what grouped transactions hold (a replay's SQLite ledger); else nothing:
+        every transaction commits on its own."""
+        return None
+
     # ---- schema --------------------------------------------------------------------
 
     def migrate(self) -> int:
