@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import sys
 import time
@@ -132,7 +133,19 @@ class Progress:
             sys.stderr.flush()
 
 
-def replay_inline(
+def replay_inline(*args: Any, **kwargs: Any) -> Replayed:
+    """`_replay_inline` with what exists before it (the bars, the tree) left out of the
+    collector's full passes: each is tens of milliseconds over a long series' objects,
+    and the loop allocates enough to trigger one every few thousand bars."""
+    gc.collect()
+    gc.freeze()
+    try:
+        return _replay_inline(*args, **kwargs)
+    finally:
+        gc.unfreeze()
+
+
+def _replay_inline(
     app: Any,
     rt: Any,
     clock: VirtualClock,

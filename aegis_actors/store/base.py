@@ -256,7 +256,8 @@ class Database(ABC):
         if sql is None:
             sets = ", ".join(f"{_q(c)} = {self._ph}" for c in cols)
             sql = self._sql[shape] = f"UPDATE {_q(info.name)} SET {sets}{clause}"
-        count, _ = self._execute(sql, [*values, *params], retry=False)
+        values.extend(params)
+        count, _ = self._execute(sql, values, retry=False)
         return count
 
     def delete(self, table: str, where: dict[str, Any]) -> int:
@@ -336,12 +337,44 @@ class Database(ABC):
             for c in cols:
                 _column(info, c)
             self._sql["columns", info.name, *cols] = ""
-        return cols, [adapt_value(info, c, row[c]) for c in cols]
+        return cols, list(adapt_row(info, cols, row))
 
     def _where(self, info: TableInfo, where: dict[str, Any] | None) -> tuple[str, list[Any]]:
         """Equality conjunction; None means IS NULL, a tuple/list/set means IN (...)."""
         if not where:
             return "", []
+        shape = self._where_shape(info, where)
+        if shape is not None:  # plain values and tuples of them: the clause built once
+            clause = self._sql.get(shape)
+            if clause is not None:
+                params: list[Any] = []
+                for col, value in where.items():
+                    if type(value) is tuple:
+                        params.extend(adapt_value(info, col, v) for v in value)
+                    else:
+                        params.append(adapt_value(info, col, value))
+                return clause, params
+            clause, params = self._build_where(info, where)
+            self._sql[shape] = clause
+            return clause, params
+        return self._build_where(info, where)
+
+    @staticmethod
+    def _where_shape(info: TableInfo, where: dict[str, Any]) -> tuple[Any, ...] | None:
+        """A key for the clause's text: the columns, and each tuple's length (None when a
+        value is NULL, a list or a set: those are built every time)."""
+        shape: list[Any] = ["where", info.name]
+        for col, value in where.items():
+            t = type(value)
+            if t is tuple:
+                shape.append((col, len(value)))
+            elif value is None or t is list or t is set or t is frozenset:
+                return None
+            else:
+                shape.append(col)
+        return tuple(shape)
+
+    def _build_where(self, info: TableInfo, where: dict[str, Any]) -> tuple[str, list[Any]]:
         parts: list[str] = []
         params: list[Any] = []
         for col, value in where.items():
