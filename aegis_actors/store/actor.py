@@ -131,6 +131,11 @@ class Store(AegisActor):
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
         self.pending: list[Msg] = []  # told writes waiting for the next flush
+        # A replay's grouped ledger (store.sqlite_commit_every > 1): nothing is committed
+        # before the group anyway, so told writes wait for BATCH_MAX of them (or an ask
+        # other than a write-ahead, or the stop) and go as one batch, each table's rows
+        # in one executemany; a write-ahead only adds its order row to the open group.
+        self.grouped = cfg.sqlite_commit_every > 1 and not cfg.postgres_dsn
         self.money_pending = False
         self.batches = 0
         self.backoff = cfg.retry_initial_s
@@ -307,14 +312,17 @@ class Store(AegisActor):
             if isinstance(msg, _MONEY_WRITES):
                 self.money_pending = True  # committed at the end of this drain, no linger
             if len(self.pending) >= BATCH_MAX or (
-                (self.money_pending or not self.hold()) and not self.more_queued()
+                not self.grouped
+                and (self.money_pending or not self.hold())
+                and not self.more_queued()
             ):
                 self.flush()  # the drain is over (or the batch full): one transaction
             return
         self.spool_write(msg)
 
     def release_held(self) -> None:
-        self.flush()  # the end of the turn or of the linger: what waits, in one commit
+        if not self.grouped:
+            self.flush()  # the end of the turn or of the linger: what waits, in one commit
         super().release_held()
 
     def flush(self) -> None:
@@ -343,25 +351,35 @@ class Store(AegisActor):
         self.batches += 1
 
     def apply_batch(self, batch: list[Msg]) -> None:
-        decisions: list[dict[str, Any]] = []
+        """The batch in one transaction. Decisions, fills, sessions and alerts each go as
+        one executemany: each of those tables is written by its message kind alone (an
+        acknowledgement in the batch keeps the alerts in order with it), so the order of
+        writes within every table is kept. Everything else is written in its order."""
+        db = self.durable
+        rows: dict[type, list[Any]] = {DecisionRecord: [], RecordFill: [], SessionSave: []}
+        if not any(type(msg) is AckAlert for msg in batch):
+            rows[Alert] = []
         for msg in coalesce(batch):
             self.progressed()  # a slow database makes a long batch: busy, not hung
             if msg is None:
                 continue  # a position update a later one in the batch supersedes
-            if isinstance(msg, list):
+            if type(msg) is list:
                 self.apply_updates(msg)
                 continue
-            if isinstance(msg, DecisionRecord):
-                decisions.append(decision_row(msg))
+            bucket = rows.get(type(msg))
+            if bucket is not None:
+                bucket.append(msg)
                 continue
-            if decisions:  # keep the order of writes
-                self.durable.insert_many("decisions", decisions)
-                decisions = []
             self.apply(msg)
-        # No conflict is skipped here: a decision id already in the ledger fails the batch,
-        # which is then written one at a time (`insert_once`: the same row is a no-op, a
-        # different one a LedgerConflict with its alert).
-        self.durable.insert_many("decisions", decisions)
+        # No conflict is skipped here: a decision or fill id already in the ledger under
+        # another row fails the batch, which is then written one at a time (`insert_once`:
+        # the same row is a no-op, a different one a LedgerConflict with its alert).
+        db.insert_many("decisions", [decision_row(d) for d in rows[DecisionRecord]])
+        fills = [f.fill.model_dump(mode="json") for f in rows[RecordFill]]
+        db.insert_many_once("fills", fills, "fill_id", FILL_IDENTITY)
+        for shape in runs([session_row(s) for s in rows[SessionSave]]):
+            db.upsert_many("sessions", shape, ("session_id",), add=("saves",))
+        db.insert_many("alerts", [alert_row(a) for a in rows.get(Alert, [])], ignore_conflict=True)
 
     def write_one(self, msg: Msg) -> None:
         """One write in its own commit: written, refused (logged), or spooled."""
@@ -439,7 +457,7 @@ class Store(AegisActor):
 
     def on_WriteOrder(self, msg: WriteOrder) -> WriteAheadAck:
         o = msg.order
-        if self.pending:
+        if self.pending and not (self.grouped and self.joins(msg)):
             if self.joins(msg):
                 row = o.model_dump(mode="json")
                 row.update(updated_at=o.created_at)
@@ -463,7 +481,15 @@ class Store(AegisActor):
         row = o.model_dump(mode="json")
         row.update(updated_at=o.created_at)
         try:
-            inserted = self.durable.insert_once("orders", row, "client_order_id", ORDER_IDENTITY)
+            if self.grouped:  # into the open group (a savepoint), not a commit of its own
+                with self.durable.transaction():
+                    inserted = self.durable.insert_once(
+                        "orders", row, "client_order_id", ORDER_IDENTITY
+                    )
+            else:
+                inserted = self.durable.insert_once(
+                    "orders", row, "client_order_id", ORDER_IDENTITY
+                )
         except LedgerConflict as exc:
             self.conflict(exc)
             return ack(WriteAhead.CONFLICT, str(exc))
@@ -599,16 +625,7 @@ class Store(AegisActor):
         self.write(s)
 
     def apply_SessionSave(self, s: SessionSave) -> None:
-        row = {
-            "session_id": s.session_id,
-            "opened_at": s.opened_at,
-            "state": s.state,
-            "saved_at": s.ts,
-            "saves": 1,  # counted in SQL: one statement, no select before it
-        }
-        if s.closed_at is not None:
-            row["closed_at"] = s.closed_at
-        self.durable.upsert("sessions", row, ("session_id",), add=("saves",))
+        self.durable.upsert("sessions", session_row(s), ("session_id",), add=("saves",))
 
     def on_Snapshot(self, s: Snapshot) -> None:
         self.write(s)
@@ -648,17 +665,7 @@ class Store(AegisActor):
         self.write(a)
 
     def apply_Alert(self, a: Alert) -> None:
-        self.durable.insert(
-            "alerts",
-            {
-                "alert_id": a.alert_id,
-                "level": a.level.value,
-                "kind": a.kind,
-                "message": a.message,
-                "ts": a.ts,
-            },
-            ignore_conflict=True,
-        )
+        self.durable.insert("alerts", alert_row(a), ignore_conflict=True)
 
     # -- reads (raise StoreUnavailable during an outage; askers fall back) --------------
 
@@ -776,6 +783,40 @@ class Store(AegisActor):
             "received": dict(self.received),
             "spooled_kinds": dict(self.spooled_kinds),
         }
+
+
+def session_row(s: SessionSave) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "session_id": s.session_id,
+        "opened_at": s.opened_at,
+        "state": s.state,
+        "saved_at": s.ts,
+        "saves": 1,  # counted in SQL: one statement, no select before it
+    }
+    if s.closed_at is not None:
+        row["closed_at"] = s.closed_at
+    return row
+
+
+def alert_row(a: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": a.alert_id,
+        "level": a.level.value,
+        "kind": a.kind,
+        "message": a.message,
+        "ts": a.ts,
+    }
+
+
+def runs(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows cut into runs of one set of columns, in their order (one statement each)."""
+    out: list[list[dict[str, Any]]] = []
+    for row in rows:
+        if out and out[-1][0].keys() == row.keys():
+            out[-1].append(row)
+        else:
+            out.append([row])
+    return out
 
 
 def order_changes(u: OrderUpdate) -> dict[str, Any]:

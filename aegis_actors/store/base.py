@@ -113,10 +113,13 @@ class Database(ABC):
     def close(self) -> None:
         """Release the connection; later calls raise StoreUnavailable."""
 
-    def _execute_many(self, sql: str, seq: Sequence[Params]) -> None:
+    # `_execute_many` answers how many rows it changed (else -1: insert_many_once then
+    # inserts row by row).
+    _counts_many = False
+
+    def _execute_many(self, sql: str, seq: Sequence[Params]) -> int:
         """Run one statement for many parameter rows (backends batch it)."""
-        for params in seq:
-            self._execute(sql, params, retry=False)
+        return sum(self._execute(sql, params, retry=False)[0] for params in seq)
 
     def transaction(self, *, durable: bool = True) -> AbstractContextManager[None]:
         """Every write inside is one transaction: all applied or none. `durable=False`
@@ -198,25 +201,88 @@ class Database(ABC):
 
     def insert_many(
         self, table: str, rows: Sequence[dict[str, Any]], *, ignore_conflict: bool = False
+    ) -> int:
+        """Insert rows that share one set of columns, in one statement run many times;
+        how many were inserted (-1 when the backend does not count them)."""
+        if not rows:
+            return 0
+        info = _table(table)
+        cols = list(rows[0])
+        if any(r.keys() != rows[0].keys() for r in rows):
+            raise ValueError(f"insert_many into {info.name!r}: rows with different columns")
+        shape = ("insert", info.name, *cols, ignore_conflict)
+        sql = self._sql.get(shape)
+        if sql is None:
+            for c in cols:
+                _column(info, c)
+            sql = (
+                f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
+                f"VALUES ({', '.join([self._ph] * len(cols))})"
+            )
+            if ignore_conflict:
+                sql += " ON CONFLICT DO NOTHING"
+            self._sql[shape] = sql
+        return self._execute_many(sql, [adapt_row(info, cols, r) for r in rows])
+
+    def insert_many_once(
+        self, table: str, rows: Sequence[dict[str, Any]], key: str, compare: Sequence[str]
     ) -> None:
-        """Insert rows that share one set of columns, in one statement run many times."""
+        """`insert_once` for rows that share one set of columns: one executemany where the
+        backend counts what it inserted; when some were not (a key already there), each
+        row is checked as `insert_once` checks it: the same row is a no-op, a different
+        one raises LedgerConflict, a clash on another unique key raises as ever."""
         if not rows:
             return
-        info = _table(table)
-        cols = [_column(info, c) for c in rows[0]]
-        sql = (
-            f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
-            f"VALUES ({', '.join([self._ph] * len(cols))})"
-        )
-        if ignore_conflict:
-            sql += " ON CONFLICT DO NOTHING"
-        self._execute_many(sql, [adapt_row(info, cols, r) for r in rows])
+        if not self._counts_many:
+            for row in rows:
+                self.insert_once(table, row, key, compare)
+            return
+        if self.insert_many(table, rows, ignore_conflict=True) == len(rows):
+            return
+        for row in rows:
+            found = self.select(table, {key: row[key]}, limit=1)
+            if not found:  # not inserted, yet not there: let the plain insert say why
+                self.insert(table, row)
+                continue
+            old = found[0]
+            differences = {
+                c: (old.get(c), row.get(c))
+                for c in compare
+                if not same_value(old.get(c), row.get(c))
+            }
+            if differences:
+                raise LedgerConflict(table, key, str(row[key]), differences)
 
     def upsert(
         self, table: str, row: dict[str, Any], key: tuple[str, ...], *, add: tuple[str, ...] = ()
     ) -> None:
         """Insert or overwrite the non-key columns given in ``row`` for that key; the
         columns in ``add`` are counters: an existing row's value grows by the one given."""
+        sql, values = self._upsert_sql(table, row, key, add)
+        self._execute(sql, values, retry=False)
+
+    def upsert_many(
+        self,
+        table: str,
+        rows: Sequence[dict[str, Any]],
+        key: tuple[str, ...],
+        *,
+        add: tuple[str, ...] = (),
+    ) -> None:
+        """`upsert` for rows that share one set of columns, in their order, in one
+        statement run many times."""
+        if not rows:
+            return
+        if any(r.keys() != rows[0].keys() for r in rows):
+            raise ValueError(f"upsert_many into {table!r}: rows with different columns")
+        sql, _ = self._upsert_sql(table, rows[0], key, add)
+        info = _table(table)
+        cols = list(rows[0])
+        self._execute_many(sql, [adapt_row(info, cols, r) for r in rows])
+
+    def _upsert_sql(
+        self, table: str, row: dict[str, Any], key: tuple[str, ...], add: tuple[str, ...]
+    ) -> tuple[str, list[Any]]:
         info = _table(table)
         key_cols = tuple(_column(info, k) for k in key)
         if frozenset(key_cols) not in info.unique_keys:
@@ -242,7 +308,7 @@ class Database(ABC):
                 f"VALUES ({', '.join([self._ph] * len(cols))}) "
                 f"ON CONFLICT ({', '.join(map(_q, key_cols))}) {action}"
             )
-        self._execute(sql, values, retry=False)
+        return sql, values
 
     def update(self, table: str, where: dict[str, Any], changes: dict[str, Any]) -> int:
         """Set ``changes`` on rows matching ``where`` (must be non-empty); returns rows changed."""

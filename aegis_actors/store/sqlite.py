@@ -125,11 +125,14 @@ class SQLiteDatabase(Database):
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
-    def _execute_many(self, sql: str, seq: Any) -> None:
+    _counts_many = True
+
+    def _execute_many(self, sql: str, seq: Any) -> int:
         with self._lock:
             conn = self._ensure()
             try:
-                conn.executemany(sql, [p if type(p) is tuple else tuple(p) for p in seq])
+                cur = conn.executemany(sql, [p if type(p) is tuple else tuple(p) for p in seq])
+                return int(cur.rowcount)
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
