@@ -446,8 +446,13 @@ def test_a_replay_ledger_groups_its_transactions_each_still_all_or_nothing(
         assert keys() == ["k1", "k2", "k4"]  # the third one released commits the group
         with db.transaction():
             db.insert("kv", kv(5))
+        with pytest.raises(StoreIntegrityError), db.group():  # statements, each atomic
+            db.insert("kv", kv(1))
+        with db.group():
+            db.insert("kv", kv(6))  # joins the group, no commit of its own
+        assert keys() == ["k1", "k2", "k4"]
         db.close()  # the close commits what the group holds
-        assert keys() == ["k1", "k2", "k4", "k5"]
+        assert keys() == ["k1", "k2", "k4", "k5", "k6"]
     finally:
         db.close()
         reader.close()

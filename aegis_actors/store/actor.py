@@ -481,12 +481,7 @@ class Store(AegisActor):
         row = o.model_dump(mode="json")
         row.update(updated_at=o.created_at)
         try:
-            if self.grouped:  # into the open group (a savepoint), not a commit of its own
-                with self.durable.transaction():
-                    inserted = self.durable.insert_once(
-                        "orders", row, "client_order_id", ORDER_IDENTITY
-                    )
-            else:
+            with self.durable.group():  # a replay's: into the open group, no commit of its own
                 inserted = self.durable.insert_once(
                     "orders", row, "client_order_id", ORDER_IDENTITY
                 )

@@ -127,6 +127,12 @@ class Database(ABC):
         crash of the process does not); order rows are never written that way."""
         return nullcontext()
 
+    def group(self) -> AbstractContextManager[None]:
+        """Statements each atomic on their own (an order's write-ahead): in a replay's
+        grouped ledger they join the open group (no commit of their own), else each one
+        commits as it runs."""
+        return nullcontext()
+
     def commit(self) -> None:
         """Commit what grouped transactions hold (a replay's SQLite ledger); else nothing:
         every transaction commits on its own."""

@@ -203,6 +203,26 @@ class SQLiteDatabase(Database):
             if self._grouped >= self.commit_every:
                 self.commit()
 
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """With `commit_every` > 1 the statements inside join the open group (each is
+        atomic on its own: a failing one is undone alone, as in autocommit) and count as
+        one of its transactions; else each commits as it runs."""
+        if self.commit_every == 1:
+            yield
+            return
+        with self._lock:
+            conn = self._ensure()
+            try:
+                if not conn.in_transaction:
+                    conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            yield
+            self._grouped += 1
+            if self._grouped >= self.commit_every:
+                self.commit()
+
     def commit(self) -> None:
         """Commit the open group of transactions (`commit_every` > 1), if any."""
         with self._lock:
