@@ -36,8 +36,9 @@ IDLE_TIMEOUT_S = 30.0  # real seconds one bar may take before the run is called 
 INFLIGHT_ROUNDS = 1000
 EXTERNAL_WAIT_S = 60.0  # real seconds an LLM call may take before the bar moves on
 ROLE_NAMES = ("analyst", "verifier", "commander")
-# The store's writes wait over bars until a write-ahead (or any ask) takes them into its
-# transaction, or this many wait: a replay commits about once per order, not per bar.
+# The store's writes wait in the scheduler over bars until an ask to the store (a
+# write-ahead) takes them, or this many wait; the store then keeps them for its next batch
+# (a replay's grouped ledger, store/actor.py).
 HELD_MAX = 1000
 
 

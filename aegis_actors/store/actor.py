@@ -18,6 +18,13 @@ transactions; an order update, fill or position is committed at the end of its t
 An order's write-ahead takes what waits into its own durable commit (the order row is on
 disk, with everything told before it, before the ask returns); any other message (a read,
 a heartbeat) flushes what waits first.
+
+A replay's ledger (`store.sqlite_commit_every` > 1, refused for a live run) commits in
+groups: its orders reach no real broker and a crash means a rerun. There a write-ahead
+only adds its order row to the open group, and told writes wait for BATCH_MAX of them
+(or another ask, or the stop); a batch writes each order's run of updates as one UPDATE,
+a symbol's last position only, and the fills, decisions, sessions and alerts each in one
+executemany. The ledger a user reads is the same row for row (tests/test_store_actor.py).
 """
 
 from __future__ import annotations
