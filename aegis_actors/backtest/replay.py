@@ -140,9 +140,14 @@ def replay_inline(*args: Any, **kwargs: Any) -> Replayed:
     and the loop allocates enough to trigger one every few thousand bars."""
     gc.collect()
     gc.freeze()
+    thresholds = gc.get_threshold()
+    # Full passes less often still: what the loop keeps (the broker's book, a batch of
+    # writes) makes each one longer as the replay goes; cyclic garbage waits a little more.
+    gc.set_threshold(thresholds[0], thresholds[1], max(thresholds[2], 100))
     try:
         return _replay_inline(*args, **kwargs)
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
