@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["release", "settle"]
+__all__ = ["release", "replaying", "settle"]
 
 YOUNG_THRESHOLD = 10_000  # allocations between collections of the youngest generation
+REPLAY_FULL_EVERY = 100  # middle-generation collections between full ones in a replay (10)
 
 _lock = threading.Lock()
 _running = 0  # trees started in this process and not yet stopped
@@ -55,3 +58,19 @@ def release() -> None:
             if _saved is not None:
                 gc.set_threshold(*_saved)
                 _saved = None
+
+
+@contextmanager
+def replaying(full_every: int = REPLAY_FULL_EVERY) -> Iterator[None]:
+    """A replay loop on one thread: what exists when it starts (the bars, the started tree)
+    is frozen too, and full collections are rarer still: what the loop keeps (the broker's
+    book, a batch of writes) makes each one longer as the replay goes, and a replay's
+    cyclic garbage may wait a little more."""
+    settle()
+    before = gc.get_threshold()
+    gc.set_threshold(before[0], before[1], max(before[2], full_every))
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        release()

@@ -237,6 +237,10 @@ class StoreSettings(Section):
     # "normal" does not (WAL: safe against a crash of the process) — a replay's ledger is
     # an output a rerun makes again, and no real broker sees its orders.
     sqlite_synchronous: Literal["full", "normal"] = "full"
+    # SQLite transactions per commit: 1 commits every write-ahead on its own (live runs:
+    # the only choice); a replay groups them (each still all-or-nothing, as a savepoint)
+    # and commits every N and at stop — its orders reach no real broker.
+    sqlite_commit_every: int = Field(1, ge=1)
 
 
 class PostureLevel(Section):

@@ -118,6 +118,11 @@ def check_supported(settings: Settings) -> None:
             "settings: store.sqlite_synchronous: 'normal' is for a replay only; a live run "
             "fsyncs every order's write-ahead ('full')"
         )
+    if settings.store.sqlite_commit_every != 1 and feed.kind != "replay":
+        raise SettingsError(
+            "settings: store.sqlite_commit_every: grouped commits are for a replay only; a "
+            "live run commits every order's write-ahead before the broker sees it (1)"
+        )
     if feed.kind not in ("synthetic", "alpaca", "json", "replay"):
         raise SettingsError(
             f"settings: feed.kind: {feed.kind!r} is not available in this build; "

@@ -22,3 +22,11 @@ def test_settle_freezes_the_start_and_release_gives_it_back() -> None:
     if not others:
         assert gc.get_freeze_count() == 0  # the last tree stopped: its garbage is collectable
         assert gc.get_threshold() == before
+
+
+def test_a_replay_makes_full_collections_rarer_and_gives_the_thresholds_back() -> None:
+    before = gc.get_threshold()
+    with gcpause.replaying(full_every=250):
+        assert gc.get_threshold()[2] >= 250
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before

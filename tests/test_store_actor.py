@@ -4,6 +4,7 @@ the watchdog goes `limited`, writes spooled and replayed in order, spool survive
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,9 @@ from conftest import settle, wait_until
 from tcp_proxy import TcpProxy, proxied_dsn
 
 from aegis_actors.messages import (
+    AckAlert,
+    Alert,
+    AlertLevel,
     DecisionRecord,
     DurableState,
     GetStatus,
@@ -22,7 +26,11 @@ from aegis_actors.messages import (
     LoadLedger,
     LoadState,
     Order,
+    OrderStatus,
     OrderType,
+    OrderUpdate,
+    PositionUpdate,
+    Posture,
     RecordFill,
     SessionSave,
     Side,
@@ -296,7 +304,6 @@ def test_spool_is_bounded_and_counts_what_it_refuses(
 def test_an_acknowledged_alert_is_marked_in_the_ledger(
     start_store: StartStore, durable: dict[str, str], aegis_env: Path, vclock: VirtualClock
 ) -> None:
-    from aegis_actors.messages import AckAlert, Alert, AlertLevel
 
     rt, _ = start_store(**durable)
     now = vclock.now()
@@ -448,3 +455,148 @@ def test_a_write_ahead_commits_the_held_writes_with_the_order_row_in_one_transac
         finally:
             db.close()
             root.stop()
+
+
+LEDGER_TABLES = ("orders", "positions", "fills", "decisions", "sessions", "alerts")
+
+
+def random_writes(rng: random.Random) -> list[Any]:
+    """Told writes of every kind a batch treats apart: order updates (legal moves and
+    refused ones, rows that exist and rows that do not), position updates, fills (a
+    replayed one, and one that clashes with the ledger), decisions, session saves,
+    alerts and their acknowledgements."""
+    msgs: list[Any] = []
+    statuses = list(OrderStatus)
+    for i in range(rng.randint(3, 30)):
+        kind = rng.random()
+        if kind < 0.45:
+            msgs.append(
+                OrderUpdate(
+                    client_order_id=f"coid-{rng.choice((1, 1, 2, 9))}",
+                    status=rng.choice(statuses),
+                    ts=10.0 + i,
+                    broker_order_id=rng.choice((None, f"b-{i}")),
+                    filled_qty=rng.choice((None, float(i))),
+                    avg_fill_price=rng.choice((None, 100.0 + i)),
+                    error=rng.choice((None, None, f"e{i}")),
+                )
+            )
+        elif kind < 0.6:
+            msgs.append(
+                PositionUpdate(
+                    symbol=rng.choice(("AAPL", "MSFT")),
+                    qty=rng.choice((0.0, 5.0, -3.0)),
+                    avg_price=100.0 + i,
+                    ts=10.0 + i,
+                    opened_at=rng.choice((None, 5.0)),
+                    posture=rng.choice((None, Posture.GUERRILLA)),
+                    stop_loss=rng.choice((None, 90.0)),
+                )
+            )
+        elif kind < 0.75:
+            n = rng.choice((1, 2, 3, i))
+            price = 100.0 if rng.random() < 0.9 else 101.0  # now and then a clash
+            fill = FillMsg(
+                fill_id=f"f-{n}",
+                client_order_id=f"coid-{rng.choice((1, 2))}",
+                symbol="AAPL",
+                side=Side.BUY,
+                qty=10.0,
+                price=price,
+                fee=1.0,
+                ts=10.0 + i,
+            )
+            msgs.append(RecordFill(fill=fill))
+        elif kind < 0.83:
+            msgs.append(decision(100 + i, 10.0 + i))
+        elif kind < 0.92:
+            msgs.append(
+                SessionSave(
+                    session_id=f"s-{rng.choice((1, 2))}",
+                    opened_at=1.0,
+                    state={"n": i},
+                    ts=10.0 + i,
+                    closed_at=rng.choice((None, None, 10.0 + i)),
+                )
+            )
+        elif kind < 0.97:
+            msgs.append(
+                Alert(
+                    alert_id=f"a-{rng.choice((1, 2, i))}",
+                    level=AlertLevel.WARNING,
+                    kind="test",
+                    message=f"m{i}",
+                    ts=10.0 + i,
+                )
+            )
+        else:
+            msgs.append(AckAlert(alert_id=f"a-{rng.choice((1, 2))}", by="t", ts=10.0 + i))
+    return msgs
+
+
+def test_a_batch_writes_the_same_ledger_as_one_write_at_a_time(
+    aegis_env: Path, vclock: VirtualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A held batch merges each order's run of updates into one UPDATE, keeps only the
+    last position update per symbol, and writes each of the fills, decisions, sessions
+    and alerts in one executemany; a replay's grouped ledger keeps them over many
+    write-aheads. Random runs of every kind leave the ledger as writing them one at a
+    time does, committed one by one, in a held batch, or in a replay's group."""
+
+    def run(msgs: list[Any], mode: str, name: str) -> dict[str, Any]:
+        path = str(aegis_env / "var" / f"{name}.db")
+        store: dict[str, Any] = {
+            "sqlite_path": path,
+            "spool_path": str(aegis_env / "var" / f"{name}.spool"),
+        }
+        feed: dict[str, Any] = {}
+        if mode == "grouped":
+            store.update(sqlite_synchronous="normal", sqlite_commit_every=4)
+            feed = {"kind": "replay", "replay_file": "bars.csv"}
+        settings = load_settings(
+            None, store=store, feed=feed, run={"log_dir": str(aegis_env / "logs")}
+        )
+        with inline.install(inline.Scheduler(deferred=(Store,))) as sched:
+            directory = Directory()
+            rt = Runtime(settings=settings, clock=vclock, directory=directory)
+            root = start_tree(
+                "root", [actor(STORE, Store, rt)], Policy(), clock=vclock, directory=directory
+            )
+            sched.run()
+            for n in (1, 2):
+                assert ask(rt, WriteOrder(order=order(n, 1.0))).status is WriteAhead.NEW
+            if mode == "single":  # the reference: each write by its own apply_<kind>
+                with monkeypatch.context() as mp:
+                    mp.setattr(Store, "apply_batch", lambda self, b: [*map(self.apply, b)])
+                    for msg in msgs:
+                        directory.tell(STORE, msg)
+                        sched.run()  # each one flushed alone
+                    ask(rt, WriteOrder(order=order(3, 1.0)))
+            else:
+                with sched.holding():
+                    for k, msg in enumerate(msgs):
+                        directory.tell(STORE, msg)
+                        if k % 7 == 6:  # write-aheads in between: a group takes them all
+                            ask(rt, WriteOrder(order=order(10 + k, 1.0)))
+                    sched.run()
+                    ask(rt, WriteOrder(order=order(3, 1.0)))  # takes them in its transaction
+            conflicts = ask(rt, GetStatus())["conflicts"]  # each clash reported, once
+            root.stop()
+        db = open_database(sqlite_path=path)
+        try:
+            keys = {"positions": "symbol", "sessions": "session_id"}
+            ledger = {t: db.select(t, order_by=keys.get(t, "id")) for t in LEDGER_TABLES}
+            ledger["orders"] = [  # the write-aheads in between aside (and so the row ids)
+                {k: v for k, v in o.items() if k != "id"}
+                for o in ledger["orders"]
+                if int(o["client_order_id"][5:]) < 10
+            ]
+            return {**ledger, "conflicts": conflicts}
+        finally:
+            db.close()
+
+    for seed in range(30):
+        msgs = random_writes(random.Random(seed))
+        one_by_one = run(msgs, "single", f"single-{seed}")
+        assert run(msgs, "held", f"held-{seed}") == one_by_one, seed
+        assert run(msgs, "grouped", f"grouped-{seed}") == one_by_one, seed

@@ -17,6 +17,7 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 
+from aegis_actors.settings import SettingsError, load_settings
 from aegis_actors.store import (
     MIGRATIONS,
     TABLES,
@@ -28,6 +29,7 @@ from aegis_actors.store import (
     open_database,
 )
 from aegis_actors.store.schema import LATEST_VERSION
+from aegis_actors.tree import check_supported
 
 PG_BASE = os.environ.get("AEGIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SKIP_PG = os.environ.get("AEGIS_TEST_SKIP_PG") == "1"
@@ -412,3 +414,51 @@ def test_sqlite_write_ahead_fsyncs_unless_a_replay_asks_for_normal(tmp_path: Pat
         replay.close()
     with pytest.raises(ValueError, match="'full' or 'normal'"):
         open_database(sqlite_path=str(tmp_path / "x.db"), sqlite_synchronous="off")
+
+
+def test_a_replay_ledger_groups_its_transactions_each_still_all_or_nothing(
+    tmp_path: Path,
+) -> None:
+    """`commit_every` > 1 (a replay): transactions commit in groups, so another reader
+    sees them only at the group's commit (or the close); a failing one is rolled back
+    alone, as when each commits on its own. A live run refuses the setting."""
+    path = str(tmp_path / "replay.db")
+    db = open_database(sqlite_path=path, sqlite_synchronous="normal", sqlite_commit_every=3)
+    reader = open_database(sqlite_path=path)
+
+    def kv(n: int) -> dict[str, Any]:
+        return {"key": f"k{n}", "value": "v", "updated_at": float(n)}
+
+    def keys() -> list[str]:
+        return [r["key"] for r in reader.select("kv", order_by="key")]
+
+    try:
+        for n in (1, 2):
+            with db.transaction():
+                db.insert("kv", kv(n))
+        assert keys() == []  # two of three: not committed yet
+        assert [r["key"] for r in db.select("kv", order_by="key")] == ["k1", "k2"]  # its own
+        with pytest.raises(StoreIntegrityError), db.transaction():
+            db.insert("kv", kv(3))
+            db.insert("kv", kv(1))  # a clash: this transaction only is rolled back
+        with db.transaction():
+            db.insert("kv", kv(4))
+        assert keys() == ["k1", "k2", "k4"]  # the third one released commits the group
+        with db.transaction():
+            db.insert("kv", kv(5))
+        with pytest.raises(StoreIntegrityError), db.group():  # statements, each atomic
+            db.insert("kv", kv(1))
+        with db.group():
+            db.insert("kv", kv(6))  # joins the group, no commit of its own
+        assert keys() == ["k1", "k2", "k4"]
+        db.close()  # the close commits what the group holds
+        assert keys() == ["k1", "k2", "k4", "k5", "k6"]
+    finally:
+        db.close()
+        reader.close()
+    with pytest.raises(ValueError, match="commit_every"):
+        open_database(sqlite_path=str(tmp_path / "x.db"), sqlite_commit_every=0)
+    replay = {"kind": "replay", "replay_file": "bars.csv"}
+    check_supported(load_settings(None, feed=replay, store={"sqlite_commit_every": 500}))
+    with pytest.raises(SettingsError, match="sqlite_commit_every: grouped commits"):
+        check_supported(load_settings(None, store={"sqlite_commit_every": 500}))

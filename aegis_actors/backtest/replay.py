@@ -16,6 +16,7 @@ from aegis_actors.backtest.bars import Bar
 from aegis_actors.backtest.idle import wait_idle
 from aegis_actors.backtest.plan import Plan, Quiet
 from aegis_actors.clock import VirtualClock
+from aegis_actors.gcpause import replaying
 from aegis_actors.messages import (
     FlowReply,
     GetFlow,
@@ -35,8 +36,9 @@ IDLE_TIMEOUT_S = 30.0  # real seconds one bar may take before the run is called 
 INFLIGHT_ROUNDS = 1000
 EXTERNAL_WAIT_S = 60.0  # real seconds an LLM call may take before the bar moves on
 ROLE_NAMES = ("analyst", "verifier", "commander")
-# The store's writes wait over bars until a write-ahead (or any ask) takes them into its
-# transaction, or this many wait: a replay commits about once per order, not per bar.
+# The store's writes wait in the scheduler over bars until an ask to the store (a
+# write-ahead) takes them, or this many wait; the store then keeps them for its next batch
+# (a replay's grouped ledger, store/actor.py).
 HELD_MAX = 1000
 
 
@@ -132,7 +134,15 @@ class Progress:
             sys.stderr.flush()
 
 
-def replay_inline(
+def replay_inline(*args: Any, **kwargs: Any) -> Replayed:
+    """`_replay_inline` with what exists before it (the bars, the tree) left out of the
+    collector's full passes, and those rarer (`gcpause.replaying`): each is tens of
+    milliseconds over a long series' objects."""
+    with replaying():
+        return _replay_inline(*args, **kwargs)
+
+
+def _replay_inline(
     app: Any,
     rt: Any,
     clock: VirtualClock,

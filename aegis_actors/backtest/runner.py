@@ -52,7 +52,10 @@ log = logger.bind(actor="backtest")
 
 DEFAULT_OUT = "backtest-out"
 HEARTBEAT_OFF_S = 10 * 365 * 86400.0
-REPORT_EVERY_S = 86400.0  # summaries and session saves: once a simulated day
+REPORT_EVERY_S = 86400.0
+# The replay ledger's transactions (one per order's write-ahead) per commit: its orders
+# reach no real broker, and a crash means a rerun.
+REPLAY_COMMIT_EVERY = 500  # summaries and session saves: once a simulated day
 NO_STOP = {"stop_loss": -0.99, "take_profit": 9.99, "limit_ratio": 0.0}  # --exits signal
 
 
@@ -97,6 +100,7 @@ def backtest_settings(
         "store": {
             "sqlite_path": str(ledger_dir / "aegis.db"),
             "sqlite_synchronous": "normal",  # an output a rerun makes again: no fsync per order
+            "sqlite_commit_every": REPLAY_COMMIT_EVERY,  # nor a commit per order
             "spool_path": str(ledger_dir / "spool.db"),
             "redis_url": "",
             "postgres_dsn": "",

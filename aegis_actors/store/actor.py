@@ -18,6 +18,13 @@ transactions; an order update, fill or position is committed at the end of its t
 An order's write-ahead takes what waits into its own durable commit (the order row is on
 disk, with everything told before it, before the ask returns); any other message (a read,
 a heartbeat) flushes what waits first.
+
+A replay's ledger (`store.sqlite_commit_every` > 1, refused for a live run) commits in
+groups: its orders reach no real broker and a crash means a rerun. There a write-ahead
+only adds its order row to the open group, and told writes wait for BATCH_MAX of them
+(or another ask, or the stop); a batch writes each order's run of updates as one UPDATE,
+a symbol's last position only, and the fills, decisions, sessions and alerts each in one
+executemany. The ledger a user reads is the same row for row (tests/test_store_actor.py).
 """
 
 from __future__ import annotations
@@ -131,6 +138,11 @@ class Store(AegisActor):
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
         self.pending: list[Msg] = []  # told writes waiting for the next flush
+        # A replay's grouped ledger (store.sqlite_commit_every > 1): nothing is committed
+        # before the group anyway, so told writes wait for BATCH_MAX of them (or an ask
+        # other than a write-ahead, or the stop) and go as one batch, each table's rows
+        # in one executemany; a write-ahead only adds its order row to the open group.
+        self.grouped = cfg.sqlite_commit_every > 1 and not cfg.postgres_dsn
         self.money_pending = False
         self.batches = 0
         self.backoff = cfg.retry_initial_s
@@ -153,6 +165,10 @@ class Store(AegisActor):
             except Exception as exc:  # stopping anyway: say what was not written
                 self.log.error("{} writes not flushed at stop: {}", len(self.pending), exc)
         if self.db is not None:
+            try:
+                self.db.commit()  # a replay's grouped transactions
+            except Exception as exc:
+                self.log.error("ledger not committed at stop: {}", exc)
             self.db.close()
         if hasattr(self, "spool"):
             self.spool.close()
@@ -178,6 +194,7 @@ class Store(AegisActor):
                 io_timeout_s=cfg.io_timeout_s,
                 stopping=self.rt.stopping,
                 sqlite_synchronous=cfg.sqlite_synchronous,
+                sqlite_commit_every=cfg.sqlite_commit_every,
             )
         except StoreError as exc:
             self.outage(f"cannot open the durable store: {exc}")
@@ -226,6 +243,7 @@ class Store(AegisActor):
                 io_timeout_s=cfg.io_timeout_s,
                 stopping=self.rt.stopping,
                 sqlite_synchronous=cfg.sqlite_synchronous,
+                sqlite_commit_every=cfg.sqlite_commit_every,
             )
         except StoreError:
             return False
@@ -301,14 +319,17 @@ class Store(AegisActor):
             if isinstance(msg, _MONEY_WRITES):
                 self.money_pending = True  # committed at the end of this drain, no linger
             if len(self.pending) >= BATCH_MAX or (
-                (self.money_pending or not self.hold()) and not self.more_queued()
+                not self.grouped
+                and (self.money_pending or not self.hold())
+                and not self.more_queued()
             ):
                 self.flush()  # the drain is over (or the batch full): one transaction
             return
         self.spool_write(msg)
 
     def release_held(self) -> None:
-        self.flush()  # the end of the turn or of the linger: what waits, in one commit
+        if not self.grouped:
+            self.flush()  # the end of the turn or of the linger: what waits, in one commit
         super().release_held()
 
     def flush(self) -> None:
@@ -337,20 +358,35 @@ class Store(AegisActor):
         self.batches += 1
 
     def apply_batch(self, batch: list[Msg]) -> None:
-        decisions: list[dict[str, Any]] = []
-        for msg in batch:
+        """The batch in one transaction. Decisions, fills, sessions and alerts each go as
+        one executemany: each of those tables is written by its message kind alone (an
+        acknowledgement in the batch keeps the alerts in order with it), so the order of
+        writes within every table is kept. Everything else is written in its order."""
+        db = self.durable
+        rows: dict[type, list[Any]] = {DecisionRecord: [], RecordFill: [], SessionSave: []}
+        if not any(type(msg) is AckAlert for msg in batch):
+            rows[Alert] = []
+        for msg in coalesce(batch):
             self.progressed()  # a slow database makes a long batch: busy, not hung
-            if isinstance(msg, DecisionRecord):
-                decisions.append(decision_row(msg))
+            if msg is None:
+                continue  # a position update a later one in the batch supersedes
+            if type(msg) is list:
+                self.apply_updates(msg)
                 continue
-            if decisions:  # keep the order of writes
-                self.durable.insert_many("decisions", decisions)
-                decisions = []
+            bucket = rows.get(type(msg))
+            if bucket is not None:
+                bucket.append(msg)
+                continue
             self.apply(msg)
-        # No conflict is skipped here: a decision id already in the ledger fails the batch,
-        # which is then written one at a time (`insert_once`: the same row is a no-op, a
-        # different one a LedgerConflict with its alert).
-        self.durable.insert_many("decisions", decisions)
+        # No conflict is skipped here: a decision or fill id already in the ledger under
+        # another row fails the batch, which is then written one at a time (`insert_once`:
+        # the same row is a no-op, a different one a LedgerConflict with its alert).
+        db.insert_many("decisions", [decision_row(d) for d in rows[DecisionRecord]])
+        fills = [f.fill.model_dump(mode="json") for f in rows[RecordFill]]
+        db.insert_many_once("fills", fills, "fill_id", FILL_IDENTITY)
+        for shape in runs([session_row(s) for s in rows[SessionSave]]):
+            db.upsert_many("sessions", shape, ("session_id",), add=("saves",))
+        db.insert_many("alerts", [alert_row(a) for a in rows.get(Alert, [])], ignore_conflict=True)
 
     def write_one(self, msg: Msg) -> None:
         """One write in its own commit: written, refused (logged), or spooled."""
@@ -428,7 +464,7 @@ class Store(AegisActor):
 
     def on_WriteOrder(self, msg: WriteOrder) -> WriteAheadAck:
         o = msg.order
-        if self.pending:
+        if self.pending and not (self.grouped and self.joins(msg)):
             if self.joins(msg):
                 row = o.model_dump(mode="json")
                 row.update(updated_at=o.created_at)
@@ -452,7 +488,10 @@ class Store(AegisActor):
         row = o.model_dump(mode="json")
         row.update(updated_at=o.created_at)
         try:
-            inserted = self.durable.insert_once("orders", row, "client_order_id", ORDER_IDENTITY)
+            with self.durable.group():  # a replay's: into the open group, no commit of its own
+                inserted = self.durable.insert_once(
+                    "orders", row, "client_order_id", ORDER_IDENTITY
+                )
         except LedgerConflict as exc:
             self.conflict(exc)
             return ack(WriteAhead.CONFLICT, str(exc))
@@ -522,16 +561,29 @@ class Store(AegisActor):
     def on_OrderUpdate(self, u: OrderUpdate) -> None:
         self.write(u)
 
+    def apply_updates(self, chain: list[OrderUpdate]) -> None:
+        """One order's updates in a batch, each a legal move from the one before (e.g.
+        accepted, then filled): one UPDATE with the last values of every column, made
+        from the first one's statuses. When it changes no row, each is applied on its
+        own, as they came: the ledger ends the same either way."""
+        if len(chain) == 1:
+            return self.apply_OrderUpdate(chain[0])
+        changes: dict[str, Any] = {}
+        for u in chain:
+            changes.update(order_changes(u))
+        first = chain[0]
+        where = {"client_order_id": first.client_order_id, "status": FROM_STATUSES[first.status]}
+        if self.durable.update("orders", where, changes):
+            return None
+        for u in chain:
+            self.apply_OrderUpdate(u)
+        return None
+
     def apply_OrderUpdate(self, u: OrderUpdate) -> None:
-        changes: dict[str, Any] = {"status": u.status, "updated_at": u.ts}
-        for key in ("broker_order_id", "filled_qty", "avg_fill_price", "error"):
-            value = getattr(u, key)
-            if value is not None:
-                changes[key] = value
         # Only along the order state machine (execution/lifecycle.py): a late or replayed
         # update never moves a row back (e.g. `filled` to `accepted`).
         where = {"client_order_id": u.client_order_id, "status": FROM_STATUSES[u.status]}
-        if self.durable.update("orders", where, changes):
+        if self.durable.update("orders", where, order_changes(u)):
             return
         rows = self.durable.select("orders", {"client_order_id": u.client_order_id}, limit=1)
         if rows:
@@ -575,16 +627,7 @@ class Store(AegisActor):
         self.write(s)
 
     def apply_SessionSave(self, s: SessionSave) -> None:
-        row = {
-            "session_id": s.session_id,
-            "opened_at": s.opened_at,
-            "state": s.state,
-            "saved_at": s.ts,
-            "saves": 1,  # counted in SQL: one statement, no select before it
-        }
-        if s.closed_at is not None:
-            row["closed_at"] = s.closed_at
-        self.durable.upsert("sessions", row, ("session_id",), add=("saves",))
+        self.durable.upsert("sessions", session_row(s), ("session_id",), add=("saves",))
 
     def on_Snapshot(self, s: Snapshot) -> None:
         self.write(s)
@@ -624,17 +667,7 @@ class Store(AegisActor):
         self.write(a)
 
     def apply_Alert(self, a: Alert) -> None:
-        self.durable.insert(
-            "alerts",
-            {
-                "alert_id": a.alert_id,
-                "level": a.level.value,
-                "kind": a.kind,
-                "message": a.message,
-                "ts": a.ts,
-            },
-            ignore_conflict=True,
-        )
+        self.durable.insert("alerts", alert_row(a), ignore_conflict=True)
 
     # -- reads (raise StoreUnavailable during an outage; askers fall back) --------------
 
@@ -752,6 +785,82 @@ class Store(AegisActor):
             "received": dict(self.received),
             "spooled_kinds": dict(self.spooled_kinds),
         }
+
+
+def session_row(s: SessionSave) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "session_id": s.session_id,
+        "opened_at": s.opened_at,
+        "state": s.state,
+        "saved_at": s.ts,
+        "saves": 1,  # counted in SQL: one statement, no select before it
+    }
+    if s.closed_at is not None:
+        row["closed_at"] = s.closed_at
+    return row
+
+
+def alert_row(a: Alert) -> dict[str, Any]:
+    return {
+        "alert_id": a.alert_id,
+        "level": a.level.value,
+        "kind": a.kind,
+        "message": a.message,
+        "ts": a.ts,
+    }
+
+
+def runs(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Rows cut into runs of one set of columns, in their order (one statement each)."""
+    out: list[list[dict[str, Any]]] = []
+    for row in rows:
+        if out and out[-1][0].keys() == row.keys():
+            out[-1].append(row)
+        else:
+            out.append([row])
+    return out
+
+
+def order_changes(u: OrderUpdate) -> dict[str, Any]:
+    """The columns an order update sets: its status and time, and what it carries."""
+    changes: dict[str, Any] = {"status": u.status, "updated_at": u.ts}
+    for key in ("broker_order_id", "filled_qty", "avg_fill_price", "error"):
+        value = getattr(u, key)
+        if value is not None:
+            changes[key] = value
+    return changes
+
+
+def coalesce(batch: list[Msg]) -> list[Any]:
+    """A batch as it is written: each order's run of updates that follow one another
+    legally becomes one list (one UPDATE, `apply_updates`), and a position update that
+    a later one for the same symbol supersedes (the row is wholly rewritten, or deleted)
+    becomes None. Nothing else in a batch reads those rows, so the ledger is the same."""
+    out: list[Any] = []
+    chains: dict[str, list[OrderUpdate]] = {}
+    positions: dict[str, int] = {}
+    for msg in batch:
+        kind = type(msg)
+        if kind is OrderUpdate:
+            assert isinstance(msg, OrderUpdate)
+            chain = chains.get(msg.client_order_id)
+            if chain is not None and chain[-1].status.value in FROM_STATUSES[msg.status]:
+                chain.append(msg)
+                continue
+            chains[msg.client_order_id] = chain = [msg]
+            out.append(chain)
+            continue
+        if kind is PositionUpdate:
+            assert isinstance(msg, PositionUpdate)
+            at = positions.get(msg.symbol)
+            if at is not None:
+                out[at] = None
+            positions[msg.symbol] = len(out)
+        elif kind is WriteAheadExpired:  # it moves a `new` row: no update chains over it
+            assert isinstance(msg, WriteAheadExpired)
+            chains.pop(msg.client_order_id, None)
+        out.append(msg)
+    return out
 
 
 _DECISION_FIELDS = tuple(DecisionRecord.model_fields)

@@ -116,16 +116,30 @@ class Database(ABC):
     def close(self) -> None:
         """Release the connection; later calls raise StoreUnavailable."""
 
-    def _execute_many(self, sql: str, seq: Sequence[Params]) -> None:
+    # `_execute_many` answers how many rows it changed (else -1: insert_many_once then
+    # inserts row by row).
+    _counts_many = False
+
+    def _execute_many(self, sql: str, seq: Sequence[Params]) -> int:
         """Run one statement for many parameter rows (backends batch it)."""
-        for params in seq:
-            self._execute(sql, params, retry=False)
+        return sum(self._execute(sql, params, retry=False)[0] for params in seq)
 
     def transaction(self, *, durable: bool = True) -> AbstractContextManager[None]:
         """Every write inside is one transaction: all applied or none. `durable=False`
         lets the commit skip the disk flush (a power cut may lose the last commits, a
         crash of the process does not); order rows are never written that way."""
         return nullcontext()
+
+    def group(self) -> AbstractContextManager[None]:
+        """Statements each atomic on their own (an order's write-ahead): in a replay's
+        grouped ledger they join the open group (no commit of their own), else each one
+        commits as it runs."""
+        return nullcontext()
+
+    def commit(self) -> None:
+        """Commit what grouped transactions hold (a replay's SQLite ledger); else nothing:
+        every transaction commits on its own."""
+        return None
 
     # ---- schema --------------------------------------------------------------------
 
@@ -196,25 +210,88 @@ class Database(ABC):
 
     def insert_many(
         self, table: str, rows: Sequence[dict[str, Any]], *, ignore_conflict: bool = False
+    ) -> int:
+        """Insert rows that share one set of columns, in one statement run many times;
+        how many were inserted (-1 when the backend does not count them)."""
+        if not rows:
+            return 0
+        info = _table(table)
+        cols = list(rows[0])
+        if any(r.keys() != rows[0].keys() for r in rows):
+            raise ValueError(f"insert_many into {info.name!r}: rows with different columns")
+        shape = ("insert", info.name, *cols, ignore_conflict)
+        sql = self._sql.get(shape)
+        if sql is None:
+            for c in cols:
+                _column(info, c)
+            sql = (
+                f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
+                f"VALUES ({', '.join([self._ph] * len(cols))})"
+            )
+            if ignore_conflict:
+                sql += " ON CONFLICT DO NOTHING"
+            self._sql[shape] = sql
+        return self._execute_many(sql, [adapt_row(info, cols, r) for r in rows])
+
+    def insert_many_once(
+        self, table: str, rows: Sequence[dict[str, Any]], key: str, compare: Sequence[str]
     ) -> None:
-        """Insert rows that share one set of columns, in one statement run many times."""
+        """`insert_once` for rows that share one set of columns: one executemany where the
+        backend counts what it inserted; when some were not (a key already there), each
+        row is checked as `insert_once` checks it: the same row is a no-op, a different
+        one raises LedgerConflict, a clash on another unique key raises as ever."""
         if not rows:
             return
-        info = _table(table)
-        cols = [_column(info, c) for c in rows[0]]
-        sql = (
-            f"INSERT INTO {_q(info.name)} ({', '.join(map(_q, cols))}) "
-            f"VALUES ({', '.join([self._ph] * len(cols))})"
-        )
-        if ignore_conflict:
-            sql += " ON CONFLICT DO NOTHING"
-        self._execute_many(sql, [adapt_row(info, cols, r) for r in rows])
+        if not self._counts_many:
+            for row in rows:
+                self.insert_once(table, row, key, compare)
+            return
+        if self.insert_many(table, rows, ignore_conflict=True) == len(rows):
+            return
+        for row in rows:
+            found = self.select(table, {key: row[key]}, limit=1)
+            if not found:  # not inserted, yet not there: let the plain insert say why
+                self.insert(table, row)
+                continue
+            old = found[0]
+            differences = {
+                c: (old.get(c), row.get(c))
+                for c in compare
+                if not same_value(old.get(c), row.get(c))
+            }
+            if differences:
+                raise LedgerConflict(table, key, str(row[key]), differences)
 
     def upsert(
         self, table: str, row: dict[str, Any], key: tuple[str, ...], *, add: tuple[str, ...] = ()
     ) -> None:
         """Insert or overwrite the non-key columns given in ``row`` for that key; the
         columns in ``add`` are counters: an existing row's value grows by the one given."""
+        sql, values = self._upsert_sql(table, row, key, add)
+        self._execute(sql, values, retry=False)
+
+    def upsert_many(
+        self,
+        table: str,
+        rows: Sequence[dict[str, Any]],
+        key: tuple[str, ...],
+        *,
+        add: tuple[str, ...] = (),
+    ) -> None:
+        """`upsert` for rows that share one set of columns, in their order, in one
+        statement run many times."""
+        if not rows:
+            return
+        if any(r.keys() != rows[0].keys() for r in rows):
+            raise ValueError(f"upsert_many into {table!r}: rows with different columns")
+        sql, _ = self._upsert_sql(table, rows[0], key, add)
+        info = _table(table)
+        cols = list(rows[0])
+        self._execute_many(sql, [adapt_row(info, cols, r) for r in rows])
+
+    def _upsert_sql(
+        self, table: str, row: dict[str, Any], key: tuple[str, ...], add: tuple[str, ...]
+    ) -> tuple[str, list[Any]]:
         info = _table(table)
         key_cols = tuple(_column(info, k) for k in key)
         if frozenset(key_cols) not in info.unique_keys:
@@ -240,7 +317,7 @@ class Database(ABC):
                 f"VALUES ({', '.join([self._ph] * len(cols))}) "
                 f"ON CONFLICT ({', '.join(map(_q, key_cols))}) {action}"
             )
-        self._execute(sql, values, retry=False)
+        return sql, values
 
     def update(self, table: str, where: dict[str, Any], changes: dict[str, Any]) -> int:
         """Set ``changes`` on rows matching ``where`` (must be non-empty); returns rows changed."""
@@ -254,7 +331,8 @@ class Database(ABC):
         if sql is None:
             sets = ", ".join(f"{_q(c)} = {self._ph}" for c in cols)
             sql = self._sql[shape] = f"UPDATE {_q(info.name)} SET {sets}{clause}"
-        count, _ = self._execute(sql, [*values, *params], retry=False)
+        values.extend(params)
+        count, _ = self._execute(sql, values, retry=False)
         return count
 
     def delete(self, table: str, where: dict[str, Any]) -> int:
@@ -334,12 +412,44 @@ class Database(ABC):
             for c in cols:
                 _column(info, c)
             self._sql["columns", info.name, *cols] = ""
-        return cols, [adapt_value(info, c, row[c]) for c in cols]
+        return cols, list(adapt_row(info, cols, row))
 
     def _where(self, info: TableInfo, where: dict[str, Any] | None) -> tuple[str, list[Any]]:
         """Equality conjunction; None means IS NULL, a tuple/list/set means IN (...)."""
         if not where:
             return "", []
+        shape = self._where_shape(info, where)
+        if shape is not None:  # plain values and tuples of them: the clause built once
+            clause = self._sql.get(shape)
+            if clause is not None:
+                params: list[Any] = []
+                for col, value in where.items():
+                    if type(value) is tuple:
+                        params.extend(adapt_value(info, col, v) for v in value)
+                    else:
+                        params.append(adapt_value(info, col, value))
+                return clause, params
+            clause, params = self._build_where(info, where)
+            self._sql[shape] = clause
+            return clause, params
+        return self._build_where(info, where)
+
+    @staticmethod
+    def _where_shape(info: TableInfo, where: dict[str, Any]) -> tuple[Any, ...] | None:
+        """A key for the clause's text: the columns, and each tuple's length (None when a
+        value is NULL, a list or a set: those are built every time)."""
+        shape: list[Any] = ["where", info.name]
+        for col, value in where.items():
+            t = type(value)
+            if t is tuple:
+                shape.append((col, len(value)))
+            elif value is None or t is list or t is set or t is frozenset:
+                return None
+            else:
+                shape.append(col)
+        return tuple(shape)
+
+    def _build_where(self, info: TableInfo, where: dict[str, Any]) -> tuple[str, list[Any]]:
         parts: list[str] = []
         params: list[Any] = []
         for col, value in where.items():

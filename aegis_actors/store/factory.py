@@ -17,6 +17,7 @@ def open_database(
     io_timeout_s: float = 10.0,
     stopping: threading.Event | None = None,
     sqlite_synchronous: str = "full",
+    sqlite_commit_every: int = 1,
 ) -> Database:
     """PostgreSQL when ``postgres_dsn`` is set, else SQLite at ``sqlite_path``; migrated.
 
@@ -31,7 +32,9 @@ def open_database(
             stopping=stopping,
         )
         if postgres_dsn
-        else SQLiteDatabase(sqlite_path, synchronous=sqlite_synchronous)
+        else SQLiteDatabase(
+            sqlite_path, synchronous=sqlite_synchronous, commit_every=sqlite_commit_every
+        )
     )
     try:
         db.migrate()

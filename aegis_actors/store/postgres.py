@@ -189,7 +189,7 @@ class PostgresDatabase(Database):
                     raise error from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _execute_many(self, sql: str, seq: Any) -> None:
+    def _execute_many(self, sql: str, seq: Any) -> int:
         with self._lock:
             conn = self._ensure()
             try:
@@ -197,6 +197,7 @@ class PostgresDatabase(Database):
                     psycopg2.extras.execute_batch(cur, sql, [tuple(p) for p in seq])
             except psycopg2.Error as exc:
                 raise self._translate(exc) from exc
+        return -1  # execute_batch does not count the rows
 
     @contextmanager
     def transaction(self, *, durable: bool = True) -> Iterator[None]:

@@ -29,12 +29,21 @@ class SQLiteDatabase(Database):
     _ph = "?"
     _table_exists_sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
 
-    def __init__(self, path: str, *, timeout: float = 5.0, synchronous: str = "full") -> None:
+    def __init__(
+        self, path: str, *, timeout: float = 5.0, synchronous: str = "full", commit_every: int = 1
+    ) -> None:
         super().__init__()
         self.path = path
         if synchronous not in ("full", "normal"):
             raise ValueError(f"sqlite synchronous {synchronous!r}: 'full' or 'normal'")
+        if isinstance(commit_every, bool) or not isinstance(commit_every, int) or commit_every < 1:
+            raise ValueError(f"sqlite commit_every {commit_every!r}: an int >= 1")
         self.synchronous = synchronous.upper()  # durable commits' fsync policy
+        # A replay's ledger (an output a rerun makes again) may group its transactions:
+        # each is a savepoint of one open transaction, committed every `commit_every`
+        # of them and at `commit()`/`close()`. 1 (a live run): each commits on its own.
+        self.commit_every = commit_every
+        self._grouped = 0  # transactions released into the open group, not yet committed
         self._timeout = timeout
         self._conn: sqlite3.Connection | None = None
         if path != ":memory:" and not path.startswith("file:"):
@@ -59,6 +68,8 @@ class SQLiteDatabase(Database):
                 )
                 self._enable_wal(conn)
                 conn.execute(f"PRAGMA synchronous={self.synchronous}")
+                if self.commit_every > 1:  # savepoints' journal in memory, not a temp file
+                    conn.execute("PRAGMA temp_store=MEMORY")
             except sqlite3.Error as exc:
                 raise StoreUnavailable(f"cannot open sqlite {self.path!r}: {exc}") from exc
             self._conn = conn
@@ -80,6 +91,7 @@ class SQLiteDatabase(Database):
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
+        self._grouped = 0
         if conn is not None:
             with suppress(sqlite3.Error):
                 conn.close()
@@ -92,7 +104,12 @@ class SQLiteDatabase(Database):
         if code in _BUSY or "locked" in text:
             return StoreUnavailable(f"sqlite busy: {exc}")
         if code in _BROKEN or any(t in text for t in _UNAVAILABLE_TEXT) or "closed" in text:
+            lost = self._grouped
             self._drop()  # reopen on the next call
+            if lost:  # a replay's open group: said, never silently dropped
+                return StoreUnavailable(
+                    f"sqlite unavailable: {exc} ({lost} grouped transactions not committed)"
+                )
             return StoreUnavailable(f"sqlite unavailable: {exc}")
         return StoreError(f"sqlite error: {exc}")
 
@@ -108,11 +125,14 @@ class SQLiteDatabase(Database):
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
-    def _execute_many(self, sql: str, seq: Any) -> None:
+    _counts_many = True
+
+    def _execute_many(self, sql: str, seq: Any) -> int:
         with self._lock:
             conn = self._ensure()
             try:
-                conn.executemany(sql, [p if type(p) is tuple else tuple(p) for p in seq])
+                cur = conn.executemany(sql, [p if type(p) is tuple else tuple(p) for p in seq])
+                return int(cur.rowcount)
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
 
@@ -121,11 +141,17 @@ class SQLiteDatabase(Database):
         """BEGIN..COMMIT; a non-durable one commits with synchronous=NORMAL (WAL: safe
         against a crash of the process, may lose the last commits on a power cut), and
         every statement outside one (orders' write-ahead) keeps `synchronous` (FULL unless
-        a replay asked for NORMAL)."""
+        a replay asked for NORMAL). With `commit_every` > 1 (a replay) it is a savepoint
+        of the open group instead: all applied or none as ever, committed with the group."""
+        if self.commit_every > 1:
+            with self._grouped_tx():
+                yield
+            return
         with self._lock:
             conn = self._ensure()
+            switch = not durable and self.synchronous != "NORMAL"
             try:
-                if not durable:
+                if switch:
                     conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("BEGIN")
             except sqlite3.Error as exc:
@@ -143,9 +169,72 @@ class SQLiteDatabase(Database):
                 raise
             finally:
                 self._in_tx = False
-                if not durable and self._conn is conn:
+                if switch and self._conn is conn:
                     with suppress(sqlite3.Error):
                         conn.execute(f"PRAGMA synchronous={self.synchronous}")
+
+    @contextmanager
+    def _grouped_tx(self) -> Iterator[None]:
+        """One transaction of a group: a savepoint (rolled back alone on an error) inside
+        the group's open transaction, which commits once `commit_every` were released."""
+        with self._lock:
+            conn = self._ensure()
+            try:
+                if not conn.in_transaction:
+                    conn.execute("BEGIN")
+                conn.execute("SAVEPOINT tx")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            self._in_tx = True
+            try:
+                yield
+                conn.execute("RELEASE tx")
+            except BaseException as exc:
+                with suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK TO tx")
+                        conn.execute("RELEASE tx")
+                if isinstance(exc, sqlite3.Error):
+                    raise self._translate(exc) from exc
+                raise
+            finally:
+                self._in_tx = False
+            self._grouped += 1
+            if self._grouped >= self.commit_every:
+                self.commit()
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """With `commit_every` > 1 the statements inside join the open group (each is
+        atomic on its own: a failing one is undone alone, as in autocommit) and count as
+        one of its transactions; else each commits as it runs."""
+        if self.commit_every == 1:
+            yield
+            return
+        with self._lock:
+            conn = self._ensure()
+            try:
+                if not conn.in_transaction:
+                    conn.execute("BEGIN")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            yield
+            self._grouped += 1
+            if self._grouped >= self.commit_every:
+                self.commit()
+
+    def commit(self) -> None:
+        """Commit the open group of transactions (`commit_every` > 1), if any."""
+        with self._lock:
+            conn = self._conn
+            if conn is None or not conn.in_transaction or self._in_tx:
+                return
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+            finally:
+                self._grouped = 0
 
     @contextmanager
     def _migration_tx(self) -> Iterator[MigrationRunner]:
@@ -168,6 +257,11 @@ class SQLiteDatabase(Database):
                 raise self._translate(exc) from exc
 
     def close(self) -> None:
+        """Commit what a group holds, then release the connection."""
         with self._lock:
-            self._closed = True
-            self._drop()
+            try:
+                if not self._closed:
+                    self.commit()
+            finally:
+                self._closed = True
+                self._drop()
