@@ -47,7 +47,7 @@ class MemoryCache:
             q = self._prices.get(symbol)
             if q is None:
                 q = self._prices[symbol] = deque(maxlen=self._history)
-            q.append((ts, price))
+            q.append((float(ts), float(price)))  # floats, as Redis gives them back
 
     def prices(self, symbol: str, n: int = PRICE_HISTORY) -> list[tuple[float, float]]:
         with self._lock:

@@ -109,13 +109,13 @@ class ContextLoader(AegisActor):
         pos = positions.get(event.symbol)
         account = account or {}
         session = session or {}
-        return Context(
+        return Context.trusted(  # each value typed here; the cache's documents validated
             event_id=event.event_id,
             stamps=event.stamps,
             event=event,
             symbol=event.symbol,
             prices=prices,
-            price_age_s=age,
+            price_age_s=None if age is None else float(age),
             stale=stale,
             position=PositionView(**pos) if pos else None,
             open_positions=len(positions),
@@ -130,7 +130,8 @@ class ContextLoader(AegisActor):
     def posture_params(self, posture: Posture, doc: dict[str, Any] | None) -> PostureParams:
         """The posture's numbers from the cache's document, validated once per value."""
         raw = doc.get("params") if doc else None
-        key = (posture, tuple(sorted(raw.items())) if isinstance(raw, dict) else None)
+        # the document's own key order (one writer): a reordered one is one more entry
+        key = (posture, tuple(raw.items()) if isinstance(raw, dict) else None)
         params = self.params.get(key)
         if params is None:
             params = (

@@ -63,6 +63,22 @@ def compute(prices: list[float]) -> dict[str, float]:
     """Every indicator an event's roles read, computed once (by the context loader) and
     carried in the Context: `vol_raw` is the unrounded volatility of `prices` and
     `vol_prev` that of all but the last print (the verifier's jump check)."""
+    fast, slow, cross, mom, rsi, vol, vol_prev = ind.rules_set(prices, FAST, SLOW, MOMENTUM, RSI_N)
+    return {
+        "sma_fast": round(fast, 6),
+        "sma_slow": round(slow, 6),
+        "trend": round(fast / slow - 1.0, 6) if slow else 0.0,
+        "cross": float(cross),
+        "momentum": round(mom, 6),
+        "rsi": round(rsi, 3),
+        "volatility": round(vol, 6),
+        "vol_raw": vol,
+        "vol_prev": vol_prev,
+    }
+
+
+def compute_plain(prices: list[float]) -> dict[str, float]:
+    """`compute` from the one-indicator functions (the reference `rules_set` must match)."""
     fast, slow = ind.sma(prices, FAST), ind.sma(prices, SLOW)
     vol, vol_prev = ind.volatility_now_and_before(prices, SLOW)
     return {
@@ -92,7 +108,7 @@ def analyse(ctx: Context, now: float) -> Analysis:
         "meta": meta(),
     }
     if len(p) < MIN_HISTORY:
-        return Analysis(
+        return Analysis.trusted(
             **base,
             direction=Direction.FLAT,
             expected_move_pct=0.0,
@@ -124,7 +140,7 @@ def analyse(ctx: Context, now: float) -> Analysis:
         confidence *= 0.7
     if ctx.event.headline:
         pattern += "+event"
-    return Analysis(
+    return Analysis.trusted(  # our own numbers: confidence and risk are kept in [0, 1]
         **base,
         direction=direction,
         expected_move_pct=round(x["trend"] * 100.0, 4),
@@ -187,7 +203,7 @@ def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
     directional = analysis is not None and analysis.direction is not Direction.FLAT
     if directional and analysis is not None and analysis.confidence < 0.2:
         reasons.append(f"analysis confidence {analysis.confidence:.2f} too low")
-    return Verdict(
+    return Verdict.trusted(
         event_id=ctx.event_id,
         stamps={**ctx.stamps, VERIFICATION: now},
         symbol=ctx.symbol,
@@ -283,18 +299,21 @@ def finish_decision(
             take_profit = default_tp
     else:
         stop_loss = take_profit = None
-    return Decision(
+    size, confidence = round(float(size), 4), round(float(confidence), 4)
+    if not (0.0 <= size <= 1.0 and 0.0 <= confidence <= 1.0):  # what validation would catch
+        raise ValueError(f"decision out of range: size {size}, confidence {confidence}")
+    return Decision.trusted(  # every other value is ours or validated upstream (answers)
         event_id=ctx.event_id,
         stamps={**analysis.stamps, **verdict.stamps, DECISION: now},
         decision_id=decision_id(ctx.event_id),
         symbol=ctx.symbol,
         action=action,
-        size_fraction=round(size, 4),
+        size_fraction=size,
         order_type=order_type if entry else OrderType.LIMIT,
         limit_price=round(limit_price or price, 4) if price else None,
         stop_loss=round(stop_loss, 4) if stop_loss else None,
         take_profit=round(take_profit, 4) if take_profit else None,
-        confidence=round(confidence, 4),
+        confidence=confidence,
         reason=reason,
         posture=ctx.posture,
         reference_price=price,
