@@ -13,6 +13,7 @@ from typing import Any
 from aegis_actors.base import AegisActor
 from aegis_actors.deadlines import Deadlines
 from aegis_actors.execution.mismatch import verify_price
+from aegis_actors.logs import tracing
 from aegis_actors.messages import (
     Action,
     Analysis,
@@ -41,7 +42,7 @@ from aegis_actors.runtime import (
     WATCHDOG,
 )
 from aegis_actors.sessions import CommanderSession
-from aegis_actors.watchdog.sla import stage_latencies
+from aegis_actors.watchdog.sla import STAGES
 
 
 class _RoleBase(AegisActor):
@@ -134,7 +135,7 @@ class Verifier(_RoleBase):
         self.calls.start(RoleTask(p.context, p.analysis))
 
     def role_answered(self, task: RoleTask, msg: Stamped) -> None:
-        if isinstance(msg, Verdict):
+        if tracing() and isinstance(msg, Verdict):
             self.trace(
                 msg.event_id,
                 "verdict {} ({})",
@@ -456,5 +457,10 @@ def as_json(msg: Stamped) -> dict[str, Any]:
 
 
 def stage_ms(stamps: dict[str, float]) -> dict[str, float]:
-    """Stage latencies (ms) from the stamps present, named as in SPEC 5.1."""
-    return {k: round(v, 3) for k, v in stage_latencies(stamps).items()}
+    """Stage latencies (ms) from the stamps present, named as in SPEC 5.1: the watchdog's
+    `stage_latencies`, rounded, in one pass."""
+    out = {}
+    for stage, (a, b, _sla) in STAGES.items():
+        if a in stamps and b in stamps:
+            out[stage] = round(max(0.0, (stamps[b] - stamps[a]) * 1000.0), 3)
+    return out
