@@ -37,6 +37,11 @@ K_SESSION = "session"  # {"session_id": ..., "opened_at": ...}
 K_FEED = "feed_state"  # {"tier": ..., "stale": bool, "since": ts data stopped} (gateway)
 
 
+# the cache's strings to members by a dict (an Enum's own lookup by value is ~1 us)
+_POSTURES: dict[str, Posture] = {p.value: p for p in Posture}
+_MODES: dict[str, TradingMode] = {m.value: m for m in TradingMode}
+_GUERRILLA, _NORMAL = Posture.GUERRILLA, TradingMode.NORMAL
+
 _PARAMS: dict[tuple[int, Posture], tuple[Any, PostureParams]] = {}
 
 
@@ -104,7 +109,11 @@ class ContextLoader(AegisActor):
             posture_doc = posture_doc or durable.posture
             mode = mode or (durable.mode.value if durable.mode else None)
             session = session or durable.session
-        posture = Posture(posture_doc["posture"]) if posture_doc else Posture.GUERRILLA
+        posture = (
+            (_POSTURES.get(posture_doc["posture"]) or Posture(posture_doc["posture"]))
+            if posture_doc
+            else _GUERRILLA
+        )
         params = self.posture_params(posture, posture_doc)
         pos = positions.get(event.symbol)
         account = account or {}
@@ -122,7 +131,7 @@ class ContextLoader(AegisActor):
             capital=float(account.get("equity", self.settings.broker.capital)),
             posture=posture,
             params=params,
-            mode=TradingMode(mode) if mode else TradingMode.NORMAL,
+            mode=(_MODES.get(mode) or TradingMode(mode)) if mode else _NORMAL,
             session_id=str(session.get("session_id", "")),
             indicators=rules.compute(prices) if self.indicators else {},
         )

@@ -174,13 +174,15 @@ class TradingMode(StrEnum):
         return _MODE_RANK[self]
 
     def allows_entries(self) -> bool:
-        return self is TradingMode.NORMAL
+        return self is _NORMAL  # read per event: an Enum member off its class is ~130 ns
 
     def allows_exits(self) -> bool:
-        return self in (TradingMode.NORMAL, TradingMode.LIMITED, TradingMode.SAFE)
+        return self in _EXITS_ALLOWED
 
 
 _MODE_RANK = {m: i for i, m in enumerate(TradingMode)}
+_NORMAL = TradingMode.NORMAL
+_EXITS_ALLOWED = frozenset({TradingMode.NORMAL, TradingMode.LIMITED, TradingMode.SAFE})
 
 
 class AlertLevel(StrEnum):
