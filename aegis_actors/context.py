@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic_core import from_json
+
 from aegis_actors.base import AegisActor
+from aegis_actors.cache import Cache
 from aegis_actors.messages import (
     CONTEXT,
     Context,
@@ -42,6 +45,8 @@ _POSTURES: dict[str, Posture] = {p.value: p for p in Posture}
 _MODES: dict[str, TradingMode] = {m.value: m for m in TradingMode}
 _GUERRILLA, _NORMAL = Posture.GUERRILLA, TradingMode.NORMAL
 
+_DOCS = [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT]
+
 _PARAMS: dict[tuple[int, Posture], tuple[Any, PostureParams]] = {}
 
 
@@ -62,6 +67,7 @@ def posture_params(settings: Any, posture: Posture) -> PostureParams:
 class ContextLoader(AegisActor):
     def on_start(self) -> None:
         self.params: dict[tuple[Any, ...], PostureParams] = {}  # validated once per value
+        self.parsed: dict[str, tuple[str, Any]] = {}  # key -> (its text, parsed)
         # The rules' indicators, once per event for the roles that read them; a backtest
         # whose three roles are a strategy's (signals computed per series) reads none.
         backends = self.rt.role_backends
@@ -100,9 +106,7 @@ class ContextLoader(AegisActor):
             age = max(age or 0.0, now - float(feed.get("since", now)))
         if stale:
             self.stale += 1
-        positions, posture_doc, mode, session, account = cache.get_many(
-            [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT]
-        )
+        positions, posture_doc, mode, session, account = self.documents(cache)
         if positions is None or posture_doc is None or mode is None:
             durable = self.load_durable(event.symbol)
             positions = positions if positions is not None else durable.positions
@@ -135,6 +139,23 @@ class ContextLoader(AegisActor):
             session_id=str(session.get("session_id", "")),
             indicators=rules.compute(prices) if self.indicators else {},
         )
+
+    def documents(self, cache: Cache) -> list[Any]:
+        """The five shared documents, each parsed again only when its text changed (the
+        positions document grows with the book; most events find them all unchanged).
+        Read-only here: the parsed values are shared from one event to the next."""
+        raws = cache.get_many_raw(_DOCS)
+        out: list[Any] = []
+        parsed = self.parsed
+        for key, raw in zip(_DOCS, raws, strict=True):
+            if raw is None:
+                out.append(None)
+                continue
+            hit = parsed.get(key)
+            if hit is None or hit[0] != raw:
+                hit = parsed[key] = (raw, from_json(raw))
+            out.append(hit[1])
+        return out
 
     def posture_params(self, posture: Posture, doc: dict[str, Any] | None) -> PostureParams:
         """The posture's numbers from the cache's document, validated once per value."""
