@@ -12,6 +12,7 @@ from aegis_actors.brokers import Broker
 from aegis_actors.cache_redis import make_cache
 from aegis_actors.clock import Clock, WallClock, set_clock
 from aegis_actors.context import K_MODE, K_POSTURE
+from aegis_actors.gcpause import release, settle
 from aegis_actors.logs import configure, flush
 from aegis_actors.messages import GetStatus
 from aegis_actors.runtime import EXECUTION, Runtime
@@ -87,6 +88,8 @@ class Aegis:
         root = self.root
         rt.tree = lambda: root.snapshot(timeout=3.0)
         log.info("AEGIS running: {} actors", len(directory.names()))
+        settle()  # no full-collection pause over what the start built (gcpause.py)
+        self.settled = True
         self.started = time.monotonic()
         return rt
 
@@ -137,6 +140,9 @@ class Aegis:
         close = getattr(self.rt.cache, "close", None) if self.rt is not None else None
         if close is not None:  # the Redis pool, once every actor that used it has stopped
             close()
+        if getattr(self, "settled", False):
+            self.settled = False
+            release()
         flush()
         return code
 

@@ -29,7 +29,6 @@ from aegis_actors.messages import (
 from aegis_actors.runtime import WATCHDOG, Runtime
 from supervisors import ChildContext, SupervisedActor, Timer
 
-_HANDLERS: dict[tuple[type, type], Callable[..., Any] | None] = {}
 _CHECKED: set[type] = set()
 _HOOKS = frozenset({"on_start", "on_stop", "on_failure", "on_receive"})
 
@@ -66,6 +65,7 @@ class AegisActor(SupervisedActor):
         self.log = logger.bind(actor=ctx.name)
         self._progress = rt.progress.setdefault(ctx.name, [0])
         self._timers: list[Timer] = []
+        self._dispatch: dict[type, Callable[..., Any] | None] = {}  # message type -> handler
         self._prune_at = 256
 
     # -- messaging -------------------------------------------------------------------
@@ -108,11 +108,11 @@ class AegisActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         self._progress[0] += 1  # liveness: a busy actor is not a hung one
-        key = (type(self), type(message))
+        cls = type(message)
         try:
-            handler = _HANDLERS[key]
-        except KeyError:
-            handler = _HANDLERS[key] = getattr(type(self), f"on_{type(message).__name__}", None)
+            handler = self._dispatch[cls]
+        except KeyError:  # once per message type per instance
+            handler = self._dispatch[cls] = getattr(type(self), f"on_{cls.__name__}", None)
         if handler is None:
             self.log.warning("ignored unexpected message {}", type(message).__name__)
             self.metrics.errors.labels("unexpected_message").inc()

@@ -24,6 +24,14 @@ __all__ = ["OUTBOX_MAX", "ChildBaseException", "SupervisedActor"]
 
 log = logging.getLogger("supervisors")
 
+# pykka's own messages (`Actor._handle_receive`); anything else goes to on_receive
+_PYKKA_MESSAGES = (
+    messages._ActorStop,
+    messages.ProxyCall,
+    messages.ProxyGetAttr,
+    messages.ProxySetAttr,
+)
+
 # Messages posted at most before the outbox goes out even though more wait in the mailbox:
 # bounds the delay batching adds to one message (a few handler runs, not a whole flood).
 OUTBOX_MAX = 64
@@ -263,7 +271,9 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def _handle_one(self, message: Any) -> Any:
         try:
-            return super()._handle_receive(message)
+            if isinstance(message, _PYKKA_MESSAGES):  # stop, proxy calls: pykka's own way
+                return super()._handle_receive(message)
+            return self.on_receive(message)  # what pykka would do, minus four isinstance
         except Exception:
             raise
         except BaseException as exc:  # never let one reach pykka's stop_all()

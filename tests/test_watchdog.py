@@ -534,3 +534,70 @@ def test_execution_success_under_target_alerts(make_desk: Callable[..., Desk]) -
     assert "execution success 95.0% is below its 99.5% target" in alert["message"]
     t = next(t for t in d.status()["accuracy"]["targets"] if t["kind"] == "execution")
     assert t["status"] == "below" and t["samples"] == 20
+
+
+def test_stage_histograms_count_exactly_as_hdr_record_value() -> None:
+    """The watchdog's inlined recording gives the same histogram (every bucket, count,
+    min and max) as HdrHistogram.record_value, from sub-microsecond to past an hour."""
+    import random
+
+    from hdrh.histogram import HdrHistogram
+
+    from aegis_actors.watchdog.sla import HIGHEST_US, StageHistograms
+
+    rnd = random.Random(13)
+    values = [0.0, 0.0004, 0.001, 2.047, 2.048, 4.095, 4.096, 5e9] + [
+        rnd.lognormvariate(1.0, 2.5) for _ in range(20_000)
+    ]
+    ours, ref = StageHistograms(), HdrHistogram(1, HIGHEST_US, 3)
+    for ms in values:
+        ours.record("cycle", ms)
+        ref.record_value(max(1, min(HIGHEST_US, int(ms * 1000.0))))
+    h = ours._h["cycle"]
+    assert list(h.counts) == list(ref.counts)
+    assert (h.total_count, h.min_value, h.max_value) == (
+        ref.total_count,
+        ref.min_value,
+        ref.max_value,
+    )
+    assert ours.summary()["cycle"]["p99_ms"] == ref.get_value_at_percentile(99) / 1000.0
+
+
+def test_turn_observer_counts_as_prometheus_observe() -> None:
+    """Stage latencies counted per turn land in the same prometheus buckets (edges
+    included) and sum as observing each value at once would."""
+    import random
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from aegis_actors.metrics import _MS_BUCKETS
+    from aegis_actors.watchdog.sla import TurnObserver
+
+    def child() -> tuple[Any, CollectorRegistry]:
+        reg = CollectorRegistry()
+        h = Histogram("lat", "x", ["stage"], buckets=_MS_BUCKETS, registry=reg)
+        return h.labels("cycle"), reg
+
+    (direct, reg_a), (bulk, reg_b) = child(), child()
+    turns = TurnObserver(bulk)
+    rnd = random.Random(13)
+    values = [0.0, *map(float, _MS_BUCKETS)] + [rnd.lognormvariate(1.0, 3.0) for _ in range(3000)]
+    for i, ms in enumerate(values):
+        direct.observe(ms)
+        turns.observe(ms)
+        if i % 37 == 0:
+            turns.flush()
+    turns.flush()
+
+    def samples(reg: CollectorRegistry) -> dict[tuple[str, str], float]:
+        return {
+            (s.name, s.labels.get("le", "")): s.value
+            for m in reg.collect()
+            for s in m.samples
+            if not s.name.endswith("_created")
+        }
+
+    a, b = samples(reg_a), samples(reg_b)
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert b[key] == pytest.approx(value), key

@@ -99,7 +99,7 @@ class Admission(AegisActor):
         self.bad: dict[str, int] = {}
         self.drop_log: dict[str, list[float]] = {}  # reason -> [window start, logged, hushed]
         self.vix: float | None = None
-        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
+        self.recent: deque[tuple[MarketEvent, float]] = deque(maxlen=RECENT)  # (event, sent)
         self.events_sent = 0
         self._ev_prefix = "ev-" + uuid.uuid4().hex[:8]
         self._ev_seq = 0
@@ -320,19 +320,11 @@ class Admission(AegisActor):
         )
 
     def dispatch(self, event: MarketEvent) -> None:
+        now = self.clock.now()
         self.intake.admit(event.symbol, event.event_id)
-        self.dispatched_at[event.symbol] = self.clock.now()
+        self.dispatched_at[event.symbol] = now
         self.events_sent += 1
-        self.recent.append(
-            {
-                "event_id": event.event_id,
-                "kind": event.kind.value,
-                "symbol": event.symbol,
-                "price": event.price,
-                "headline": event.headline,
-                "ts": self.clock.now(),
-            }
-        )
+        self.recent.append((event, now))  # made readable only when status asks
         # Logged per dispatched event (not per tick: waiting ticks were coalesced), so
         # `tail --event` follows the path from the gateway on.
         self.trace(
@@ -344,11 +336,7 @@ class Admission(AegisActor):
             event.headline,
         )
         self.deadlines.append(
-            (
-                self.clock.now() + self.settings.watchdog.event_timeout_s,
-                event.symbol,
-                event.event_id,
-            )
+            (now + self.settings.watchdog.event_timeout_s, event.symbol, event.event_id)
         )
         if not self.expiry_armed:
             self.arm_expiry()
@@ -451,7 +439,17 @@ class Admission(AegisActor):
             "roles_saturated": self.saturated_roles() or None,
             "events": self.events_sent,
             "vix": self.vix,
-            "recent": list(self.recent)[-10:],
+            "recent": [
+                {
+                    "event_id": e.event_id,
+                    "kind": e.kind.value,
+                    "symbol": e.symbol,
+                    "price": e.price,
+                    "headline": e.headline,
+                    "ts": ts,
+                }
+                for e, ts in list(self.recent)[-10:]
+            ],
         }
 
 

@@ -69,14 +69,17 @@ def adapt_row(info: TableInfo, cols: list[str], row: dict[str, Any]) -> tuple[An
     float in a non-boolean column) passed through without a call: a batch of decisions
     is thousands of values."""
     bools = info.bools
-    out = []
+    out: list[Any] = []
+    append = out.append
     for c in cols:
         v = row[c]
         t = type(v)
         if v is None or ((t is str or t is float or t is int) and c not in bools):
-            out.append(v)
+            append(v)
+        elif (t is dict or t is list) and c not in bools:  # JSON columns, as adapt_value
+            append(to_json(v).decode())
         else:
-            out.append(adapt_value(info, c, v))
+            append(adapt_value(info, c, v))
     return tuple(out)
 
 

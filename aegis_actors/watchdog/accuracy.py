@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 DAY_S = 86_400.0
 
 
-@dataclass
-class Call:
+class Call(NamedTuple):
+    """One call waiting for its horizon. Kept as a plain tuple of plain values, which the
+    garbage collector stops tracking (only exact tuples): a run keeps every decision of
+    the last horizon (300 s, a million at 5,000 events/s) and a full collection must not
+    walk them (gcpause.py)."""
+
     decision_id: str
     symbol: str
     direction: str  # up | down | flat
@@ -53,17 +57,20 @@ class DailyRate:
 class AccuracyBook:
     def __init__(self, days: int = 7, flat_band_pct: float = 0.05) -> None:
         self.flat_band_pct = flat_band_pct
-        self.pending: dict[str, Call] = {}
+        self.pending: dict[str, tuple[Any, ...]] = {}  # decision_id -> tuple(Call)
         self.analysis = DailyRate(days)
         self.veto = DailyRate(days)
 
     def call(self, c: Call) -> None:
-        self.pending[c.decision_id] = c
+        self.pending[c.decision_id] = tuple(c)
 
     def judge(self, decision_id: str, price: float, now: float) -> dict[str, Any] | None:
         """Judge one call on `price`; returns what was scored (None if unknown or unpriced)."""
-        c = self.pending.pop(decision_id, None)
-        if c is None or c.price <= 0 or price <= 0:
+        raw = self.pending.pop(decision_id, None)
+        if raw is None:
+            return None
+        c = Call(*raw)
+        if c.price <= 0 or price <= 0:
             return None
         move = (price / c.price - 1.0) * 100.0
         realised = "flat" if abs(move) < self.flat_band_pct else ("up" if move > 0 else "down")

@@ -73,7 +73,7 @@ from aegis_actors.watchdog.runs import (
     run_started,
     start_mode,
 )
-from aegis_actors.watchdog.sla import STAGES, StageHistograms, stage_latencies
+from aegis_actors.watchdog.sla import STAGES, StageHistograms, TurnObserver, stage_latencies
 
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
@@ -91,6 +91,7 @@ _MODE_ALERT = {
     TradingMode.HALTED: AlertLevel.SEVERE,
     TradingMode.SHUTDOWN: AlertLevel.CRITICAL,
 }
+_NUMBER = (int, float)  # a tuple: `int | float` builds a new union at every check
 _NUMBERS = re.compile(r"[-+]?\d[\d,.]*")
 EQUITY_EVERY_S = 5.0  # one equity point per 5 s: a 6.5 h session is 4,680 points
 EQUITY_POINTS = 6_000
@@ -143,7 +144,8 @@ class Watchdog(AegisActor):
         self.metrics.mode.set(self.modes.mode.rank)
         self.metrics.posture.set_function(self._posture_rank)
         self.hist = StageHistograms()
-        self.stage_obs = {s: self.metrics.stage_ms.labels(s) for s in STAGES}  # looked up once
+        # labelled once; observed per mailbox turn (flushed in release_held)
+        self.stage_obs = {s: TurnObserver(self.metrics.stage_ms.labels(s)) for s in STAGES}
         self.warn_streak: dict[str, int] = {s: 0 for s in STAGES}
         self.sla_breaches: dict[str, int] = {s: 0 for s in STAGES}
         self.failure_streak = 0
@@ -301,8 +303,9 @@ class Watchdog(AegisActor):
             sla, obs, z = watch[stage]
             record(stage, ms)
             obs.observe(ms)
-            if z.observe(ms) is not None and ms >= sla.target_ms:  # fast outliers are no news
-                self.anomaly(f"latency:{stage}", z.last_z, f"{ms:.0f} ms")
+            if ms >= sla.target_ms:  # scored only when slow: fast outliers are no news
+                self.anomaly(f"latency:{stage}", z.score(ms), f"{ms:.0f} ms")
+            z.add(ms)
             if ms < sla.warning_ms:  # graded ok: the common case, no grade string built
                 self.warn_streak[stage] = 0
                 continue
@@ -321,6 +324,8 @@ class Watchdog(AegisActor):
                     f"stage {stage} over its SLA twice in a row ({ms:.0f} ms)",
                     event_id=done.event_id,
                 )
+        if not self.hold():  # the deterministic scheduler: into the metric at once
+            self.flush_stage_metrics()
         if critical and outcome not in (Outcome.FAILED, Outcome.TIMEOUT):
             outcome = Outcome.FAILED  # SPEC 2: a stage past its critical time fails the event
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -348,6 +353,14 @@ class Watchdog(AegisActor):
         elif outcome in (Outcome.ORDERED, Outcome.HOLD, Outcome.VETOED):
             self.failure_streak = 0
 
+    def release_held(self) -> None:
+        self.flush_stage_metrics()  # the end of the turn: the stage latencies it observed
+        super().release_held()
+
+    def flush_stage_metrics(self) -> None:
+        for obs in self.stage_obs.values():
+            obs.flush()
+
     def on_StageFailure(self, f: StageFailure) -> None:
         self.metrics.errors.labels(f"stage_{f.role}").inc()
 
@@ -356,7 +369,7 @@ class Watchdog(AegisActor):
     def on_DecisionRecord(self, rec: DecisionRecord) -> None:
         a, v, d = rec.analysis or {}, rec.verdict or {}, rec.decision or {}
         for role, part in (("analyst", a), ("verifier", v), ("commander", d)):
-            if isinstance(part.get("confidence"), int | float):
+            if isinstance(part.get("confidence"), _NUMBER):
                 self.confidence[role].append(float(part["confidence"]))
         direction = a.get("direction")
         price = d.get("reference_price") or self.last_price(rec.symbol)

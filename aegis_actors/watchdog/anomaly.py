@@ -21,16 +21,27 @@ class ZScore:
         self.last_z: float | None = None
 
     def observe(self, x: float) -> float | None:
+        z = self.score(x)
+        self.add(x)
+        self.last_z = z
+        return z
+
+    def score(self, x: float) -> float | None:
+        """`x` against the history so far (None until `min_samples`); adds nothing."""
+        n = len(self.values)
+        if n < self.min_samples:
+            return None
+        mean = self.total / n
+        var = self.squares / n - mean * mean
+        sd = math.sqrt(var) if var > 0.0 else 0.0
+        # a floor on the spread: a steady series must not flag a 10% wobble
+        sd = max(sd, abs(mean) * 0.1, 1e-9)
+        return (x - mean) / sd
+
+    def add(self, x: float) -> None:
+        """Into the history, unscored (a caller that only cares about some values)."""
         values = self.values
         n = len(values)
-        z = None
-        if n >= self.min_samples:
-            mean = self.total / n
-            var = self.squares / n - mean * mean
-            sd = math.sqrt(var) if var > 0.0 else 0.0
-            # a floor on the spread: a steady series must not flag a 10% wobble
-            sd = max(sd, abs(mean) * 0.1, 1e-9)
-            z = (x - mean) / sd
         values.append(x)
         self.total += x
         self.squares += x * x
@@ -38,5 +49,3 @@ class ZScore:
             old = values.popleft()
             self.total -= old
             self.squares -= old * old
-        self.last_z = z
-        return z

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -30,6 +32,8 @@ class Sla:
             return "warning"
         return "ok"
 
+
+HIGHEST_US = 3_600_000_000  # an hour, in microseconds
 
 # stage -> (from stamp, to stamp, SLA)
 STAGES: dict[str, tuple[str, str, Sla]] = {
@@ -59,12 +63,30 @@ class StageHistograms:
     """
 
     def __init__(self) -> None:
-        self._h = {stage: HdrHistogram(1, 3_600_000_000, 3) for stage in STAGES}
+        self._h = {stage: HdrHistogram(1, HIGHEST_US, 3) for stage in STAGES}
         self._read: dict[str, dict[str, float]] = {stage: _empty() for stage in STAGES}
         self._dirty: set[str] = set()
+        h = next(iter(self._h.values()))  # every stage's histogram has the same layout
+        self._mask = h.sub_bucket_mask
+        self._unit = h.unit_magnitude
+        self._half_mag = h.sub_bucket_half_count_magnitude
+        self._half = h.sub_bucket_half_count
+        self._shift = h.unit_magnitude + h.sub_bucket_half_count_magnitude + 1
 
     def record(self, stage: str, ms: float) -> None:
-        self._h[stage].record_value(max(1, min(3_600_000_000, int(ms * 1000.0))))
+        """`HdrHistogram.record_value` with its index arithmetic inlined (a third of its
+        cost; the watchdog records every stage of every event); test_watchdog checks it
+        counts exactly as record_value does."""
+        v = int(ms * 1000.0)
+        v = 1 if v < 1 else (HIGHEST_US if v > HIGHEST_US else v)
+        h = self._h[stage]
+        bucket = (v | self._mask).bit_length() - self._shift
+        h.counts[((bucket + 1) << self._half_mag) + (v >> (bucket + self._unit)) - self._half] += 1
+        h.total_count += 1
+        if v < h.min_value:
+            h.min_value = v
+        if v > h.max_value:
+            h.max_value = v
         self._dirty.add(stage)
 
     def summary(self) -> dict[str, dict[str, float]]:
@@ -84,3 +106,35 @@ class StageHistograms:
 
 def _empty() -> dict[str, float]:
     return {"count": 0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
+
+
+class TurnObserver:
+    """One stage's prometheus histogram child, observed in bulk: a value is counted here
+    (a bisect on the bounds) and the child's buckets and sum grow once per bucket at the
+    end of the watchdog's mailbox turn (`flush`), instead of a locked increment and a
+    walk over the bounds per value. A scrape sees values at most one turn late."""
+
+    def __init__(self, child: Any) -> None:
+        self.child = child
+        self.bounds: list[float] = list(child._upper_bounds)  # ascending, +Inf last
+        self.counts = [0] * len(self.bounds)
+        self.total = 0.0
+        self.n = 0
+
+    def observe(self, ms: float) -> None:
+        # the first bound >= ms: the bucket prometheus's own observe() would pick
+        self.counts[bisect_left(self.bounds, ms)] += 1
+        self.total += ms
+        self.n += 1
+
+    def flush(self) -> None:
+        if not self.n:
+            return
+        buckets = self.child._buckets
+        for i, c in enumerate(self.counts):
+            if c:
+                buckets[i].inc(c)
+                self.counts[i] = 0
+        self.child._sum.inc(self.total)
+        self.total = 0.0
+        self.n = 0
