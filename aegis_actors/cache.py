@@ -26,6 +26,8 @@ class Cache(Protocol):
 
     def get_many(self, keys: list[str]) -> list[Any | None]: ...
 
+    def get_many_raw(self, keys: list[str]) -> list[str | None]: ...
+
     def set_json(self, key: str, value: Any) -> None: ...
 
     def delete(self, key: str) -> None: ...
@@ -47,7 +49,7 @@ class MemoryCache:
             q = self._prices.get(symbol)
             if q is None:
                 q = self._prices[symbol] = deque(maxlen=self._history)
-            q.append((ts, price))
+            q.append((float(ts), float(price)))  # floats, as Redis gives them back
 
     def prices(self, symbol: str, n: int = PRICE_HISTORY) -> list[tuple[float, float]]:
         with self._lock:
@@ -67,6 +69,12 @@ class MemoryCache:
         with self._lock:
             raws = [self._kv.get(k) for k in keys]
         return [None if r is None else from_json(r) for r in raws]
+
+    def get_many_raw(self, keys: list[str]) -> list[str | None]:
+        """`get_many` unparsed: a reader that keeps what it parsed parses a value again
+        only when it changed (the context loader, per event)."""
+        with self._lock:
+            return [self._kv.get(k) for k in keys]
 
     def set_json(self, key: str, value: Any) -> None:
         raw = to_json(value, fallback=str).decode()

@@ -117,6 +117,13 @@ class RedisCache:
         )
         return [None if r is None else json.loads(r) for r in raws]
 
+    def get_many_raw(self, keys: list[str]) -> list[str | None]:
+        """`get_many` unparsed (MGET); all None while Redis is down."""
+        raws: list[Any] = self._call(
+            lambda: self._client.mget([self._kkey(k) for k in keys]), [None] * len(keys)
+        )
+        return [None if r is None else r if isinstance(r, str) else r.decode() for r in raws]
+
     def set_json(self, key: str, value: Any) -> None:
         raw = json.dumps(value, separators=(",", ":"), default=str)
         with self._lock:

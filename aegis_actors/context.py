@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic_core import from_json
+
 from aegis_actors.base import AegisActor
+from aegis_actors.cache import Cache
 from aegis_actors.messages import (
     CONTEXT,
     Context,
@@ -37,6 +40,13 @@ K_SESSION = "session"  # {"session_id": ..., "opened_at": ...}
 K_FEED = "feed_state"  # {"tier": ..., "stale": bool, "since": ts data stopped} (gateway)
 
 
+# the cache's strings to members by a dict (an Enum's own lookup by value is ~1 us)
+_POSTURES: dict[str, Posture] = {p.value: p for p in Posture}
+_MODES: dict[str, TradingMode] = {m.value: m for m in TradingMode}
+_GUERRILLA, _NORMAL = Posture.GUERRILLA, TradingMode.NORMAL
+
+_DOCS = [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT]
+
 _PARAMS: dict[tuple[int, Posture], tuple[Any, PostureParams]] = {}
 
 
@@ -57,6 +67,7 @@ def posture_params(settings: Any, posture: Posture) -> PostureParams:
 class ContextLoader(AegisActor):
     def on_start(self) -> None:
         self.params: dict[tuple[Any, ...], PostureParams] = {}  # validated once per value
+        self.parsed: dict[str, tuple[str, Any]] = {}  # key -> (its text, parsed)
         # The rules' indicators, once per event for the roles that read them; a backtest
         # whose three roles are a strategy's (signals computed per series) reads none.
         backends = self.rt.role_backends
@@ -95,42 +106,62 @@ class ContextLoader(AegisActor):
             age = max(age or 0.0, now - float(feed.get("since", now)))
         if stale:
             self.stale += 1
-        positions, posture_doc, mode, session, account = cache.get_many(
-            [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT]
-        )
+        positions, posture_doc, mode, session, account = self.documents(cache)
         if positions is None or posture_doc is None or mode is None:
             durable = self.load_durable(event.symbol)
             positions = positions if positions is not None else durable.positions
             posture_doc = posture_doc or durable.posture
             mode = mode or (durable.mode.value if durable.mode else None)
             session = session or durable.session
-        posture = Posture(posture_doc["posture"]) if posture_doc else Posture.GUERRILLA
+        posture = (
+            (_POSTURES.get(posture_doc["posture"]) or Posture(posture_doc["posture"]))
+            if posture_doc
+            else _GUERRILLA
+        )
         params = self.posture_params(posture, posture_doc)
         pos = positions.get(event.symbol)
         account = account or {}
         session = session or {}
-        return Context(
+        return Context.trusted(  # each value typed here; the cache's documents validated
             event_id=event.event_id,
             stamps=event.stamps,
             event=event,
             symbol=event.symbol,
             prices=prices,
-            price_age_s=age,
+            price_age_s=None if age is None else float(age),
             stale=stale,
             position=PositionView(**pos) if pos else None,
             open_positions=len(positions),
             capital=float(account.get("equity", self.settings.broker.capital)),
             posture=posture,
             params=params,
-            mode=TradingMode(mode) if mode else TradingMode.NORMAL,
+            mode=(_MODES.get(mode) or TradingMode(mode)) if mode else _NORMAL,
             session_id=str(session.get("session_id", "")),
             indicators=rules.compute(prices) if self.indicators else {},
         )
 
+    def documents(self, cache: Cache) -> list[Any]:
+        """The five shared documents, each parsed again only when its text changed (the
+        positions document grows with the book; most events find them all unchanged).
+        Read-only here: the parsed values are shared from one event to the next."""
+        raws = cache.get_many_raw(_DOCS)
+        out: list[Any] = []
+        parsed = self.parsed
+        for key, raw in zip(_DOCS, raws, strict=True):
+            if raw is None:
+                out.append(None)
+                continue
+            hit = parsed.get(key)
+            if hit is None or hit[0] != raw:
+                hit = parsed[key] = (raw, from_json(raw))
+            out.append(hit[1])
+        return out
+
     def posture_params(self, posture: Posture, doc: dict[str, Any] | None) -> PostureParams:
         """The posture's numbers from the cache's document, validated once per value."""
         raw = doc.get("params") if doc else None
-        key = (posture, tuple(sorted(raw.items())) if isinstance(raw, dict) else None)
+        # the document's own key order (one writer): a reordered one is one more entry
+        key = (posture, tuple(raw.items()) if isinstance(raw, dict) else None)
         params = self.params.get(key)
         if params is None:
             params = (

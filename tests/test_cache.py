@@ -3,6 +3,7 @@ reads into misses and comes back on the clock's backoff."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from urllib.parse import urlparse
 
@@ -44,6 +45,11 @@ def test_json_values_round_trip_and_delete(cache: Cache) -> None:
     assert cache.get_many(["mode", "nothing", "positions"]) == [
         "limited",
         None,
+        {"AAPL": {"qty": 3.0, "avg_price": 101.5}},
+    ]
+    raw = cache.get_many_raw(["mode", "nothing", "positions"])
+    assert raw[1] is None and [json.loads(r) for r in (raw[0], raw[2]) if r] == [
+        "limited",
         {"AAPL": {"qty": 3.0, "avg_price": 101.5}},
     ]
     cache.delete("mode")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
@@ -64,6 +65,39 @@ def test_indicators() -> None:
     crossing = [10.0] * 20 + [9.0] * 5 + [20.0]
     assert ind.sma_cross(crossing, 5, 20) == 1
     assert ind.sma_cross([-x + 40 for x in crossing], 5, 20) == -1
+
+
+def test_indicators_once_per_event_match_the_one_indicator_functions() -> None:
+    # the context loader's one-pass set must equal, bit for bit, the plain functions, on
+    # series short and long, flat, noisy, and with non-positive prints
+    rng = random.Random(7)
+    series: list[list[float]] = [[], [1.0], [5.0] * 30, trend(), trend(step=-0.003)]
+    for _ in range(3000):
+        n = rng.choice([2, 5, 10, 14, 15, 16, 20, 21, 22, 23, 40, 60])
+        kind = rng.random()
+        if kind < 0.4:
+            series.append([100.0 * (1 + rng.gauss(0, 0.01)) ** i for i in range(n)])
+        elif kind < 0.7:
+            series.append([round(rng.uniform(1, 3), 1) for _ in range(n)])
+        else:
+            series.append([rng.choice([0.0, 1.0, 2.0, -1.0, 3.5]) for _ in range(n)])
+    for prices in series:
+        assert rules.compute(prices) == rules.compute_plain(prices), prices
+
+
+def test_rules_answers_equal_validated_messages() -> None:
+    # the rules build their messages unvalidated (the event path): each must be exactly
+    # what validation would have made, field types and key order included
+    for prices, posture in ((trend(), Posture.OFFENSIVE), (trend(step=-0.004), Posture.DEFENSIVE)):
+        c = ctx(prices, posture=posture)
+        a = rules.analyse(c, 1.0)
+        v = rules.verify(c, a, 2.0)
+        d = rules.decide(c, a, v, 3.0)
+        short = rules.analyse(ctx(trend(5)), 1.0)
+        for msg in (a, v, d, short):
+            again = type(msg).model_validate(msg.model_dump())
+            assert again == msg
+            assert again.model_dump_json() == msg.model_dump_json()
 
 
 def test_analyst_reads_trend_both_ways_and_range() -> None:

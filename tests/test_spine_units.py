@@ -133,3 +133,21 @@ def test_a_handler_for_no_message_class_fails_when_the_actor_is_built() -> None:
         def on_Heartbeat(self, _msg: Heartbeat) -> None: ...
 
     check_handlers(Fine)
+
+
+def test_trusted_messages_are_the_validated_ones() -> None:
+    # an internal message built unvalidated: same fields, defaults, order and equality
+    ev = MarketEvent(event_id="ev-1", symbol="AAPL", price=10.0, ts=1.0)
+    fast = MarketEvent.trusted(event_id="ev-1", symbol="AAPL", price=10.0, ts=1.0)
+    assert fast == ev and fast.model_dump_json() == ev.model_dump_json()
+    other = MarketEvent.trusted(event_id="ev-2", symbol="AAPL", ts=1.0)
+    assert other.stamps == {} and other.stamps is not fast.stamps  # a factory per message
+    stamped = ev.stamp(CONTEXT, 2.0)
+    assert stamped.stamps == {CONTEXT: 2.0} and ev.stamps == {}  # a copy, the original kept
+    assert stamped == ev.model_copy(update={"stamps": {CONTEXT: 2.0}})
+    with pytest.raises(TypeError):
+        MarketEvent.trusted(event_id="ev-1", symbol="AAPL", ts=1.0, nope=1)
+    with pytest.raises(TypeError):
+        MarketEvent.trusted(symbol="AAPL", ts=1.0)  # event_id missing
+    with pytest.raises(ValueError):
+        fast.symbol = "MSFT"  # type: ignore[misc]  # frozen like any message
