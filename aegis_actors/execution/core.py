@@ -207,7 +207,7 @@ class ExecutionCore:
             self.finish(d, order, result)
             return ""
         self.log.bind(event_id=d.event_id).info(
-            "exit {} {} x{} (reversal): {}", order.side, order.symbol, order.qty, result
+            f"exit {order.side} {order.symbol} x{order.qty} (reversal): {result}"
         )
         return order.client_order_id
 
@@ -257,26 +257,23 @@ class ExecutionCore:
             posture=posture,
             created_at=now,
         )
-        self.finish(d, order, self.submit(order, "", d), closing)
+        # posture and equity were read just above, nothing in between: submit reuses them
+        fresh = (posture, self.equity)
+        self.finish(d, order, self.submit(order, "", d, fresh=fresh), closing)
 
     def finish(self, d: Decision, order: Order, result: Submitted, closing: str = "") -> None:
-        log = self.log.bind(event_id=d.event_id)
         if not (isinstance(result, OrderDenied) and self.refusal_logged == order.client_order_id):
-            log.info(
-                "{} {} {} x{} ({}): {}",
-                order.intent,
-                order.side,
-                order.symbol,
-                order.qty,
-                order.order_type,
-                result,
+            # Formatted here, not by the logger: the same text, no format pass per line.
+            self.log.bind(event_id=d.event_id).info(
+                f"{order.intent} {order.side} {order.symbol} x{order.qty} "
+                f"({order.order_type}): {result}"
             )
         if isinstance(result, Awaiting):
             return  # finished when the verifier answers
         if closing and not isinstance(result, Placed):  # the close went: ordered all the same
-            self.done(d.stamp(ORDER_ACCEPTED, self.now()), Outcome.ORDERED, f"{closing}; {result}")
+            self.done(d, Outcome.ORDERED, f"{closing}; {result}", accepted=self.now())
         elif isinstance(result, Placed):
-            self.done(d.stamp(ORDER_ACCEPTED, self.now()), Outcome.ORDERED, result.client_order_id)
+            self.done(d, Outcome.ORDERED, result.client_order_id, accepted=self.now())
         elif isinstance(result, Duplicate):
             self.done(d, Outcome.REFUSED, "duplicate decision: order already exists")
         elif isinstance(result, OrderFailed):
@@ -284,15 +281,27 @@ class ExecutionCore:
         else:
             self.done(d, Outcome.REFUSED, str(result))
 
-    def submit(self, order: Order, reason: str, decision: Decision | None = None) -> Submitted:
+    def submit(
+        self,
+        order: Order,
+        reason: str,
+        decision: Decision | None = None,
+        *,
+        fresh: tuple[Posture, float] | None = None,
+    ) -> Submitted:
         """The one road to the broker: the gate (risk, then the mismatch tiers), then
-        `place` (write ahead, send)."""
+        `place` (write ahead, send). `fresh`: the posture in force and the equity the
+        caller read from the cache and the broker a moment ago (an entry just sized),
+        so they are not read twice for one order."""
         if self.ports.run_stopping():
             return self.denied(order, OrderDenied("stopping", "the run is stopping"))
         now = self.now()
         # Limits are those of the posture in force now (an order held for the verifier may
         # have been sized under another one); exits keep their entry's posture for stops.
-        posture = self.ports.current_posture() or order.posture or Posture.DEFENSIVE
+        if fresh is not None:
+            posture = fresh[0]
+        else:
+            posture = self.ports.current_posture() or order.posture or Posture.DEFENSIVE
         price = self.prices.get(order.symbol) or order.limit_price
         if price is None and decision is not None:
             price = decision.reference_price
@@ -300,12 +309,16 @@ class ExecutionCore:
             price = max(price, order.limit_price)  # size is held at the worst price it may pay
         # Capital now, not when the order was sized: one held for the verifier may be
         # released after the market moved (found by the property test).
-        try:
-            self.equity = self.broker.account().equity
-            self.risk.mark_equity(self.equity, now)
-        except BrokerError as exc:
-            if order.intent == "entry":
-                return self.denied(order, OrderDenied("account", f"account unavailable: {exc}"))
+        if fresh is not None:
+            self.equity = fresh[1]  # read and marked by the caller this instant
+        else:
+            try:
+                self.equity = self.broker.account().equity
+                self.risk.mark_equity(self.equity, now)
+            except BrokerError as exc:
+                if order.intent == "entry":
+                    denial = OrderDenied("account", f"account unavailable: {exc}")
+                    return self.denied(order, denial)
         verdict = self.gate.check(
             order,
             mode=self.mode,
@@ -485,10 +498,15 @@ class ExecutionCore:
             return
         self.done(d, Outcome.REFUSED, f"{check}: {why}")
 
-    def done(self, d: Decision, outcome: Outcome, detail: str) -> None:
+    def done(
+        self, d: Decision, outcome: Outcome, detail: str, *, accepted: float | None = None
+    ) -> None:
+        """Tell the gateway the event is over; `accepted`: when its order was accepted
+        (stamped here rather than on a copy of the decision)."""
+        stamps = {**d.stamps, ORDER_ACCEPTED: accepted} if accepted is not None else d.stamps
         done = EventDone(
             event_id=d.event_id,
-            stamps={**d.stamps, DONE: self.now()},
+            stamps={**stamps, DONE: self.now()},
             symbol=d.symbol,
             outcome=outcome,
             detail=detail,
@@ -602,7 +620,7 @@ class ExecutionCore:
         self.realised += pnl
         reason = live.reason if live is not None and live.reason else "close"
         self.log.bind(event_id=live.order.event_id if live else None).info(
-            "position {} closed ({}): pnl {:.2f} ({:.2f}%)", f.symbol, reason, pnl, pct
+            f"position {f.symbol} closed ({reason}): pnl {pnl:.2f} ({pct:.2f}%)"
         )
         self.record(PositionUpdate(symbol=f.symbol, qty=0.0, avg_price=0.0, ts=f.ts))
         self.ports.send(
