@@ -78,6 +78,9 @@ __all__ = ["ExecutionCore", "Held", "Live", "Pending", "Ports", "fill_message", 
 
 _EPS = 1e-9
 _FRESH_EXIT_RETRIES = 8  # fresh ids tried in a row for an exit the ledger already holds
+# An unchanged account snapshot is not written to the cache again, but at least this often
+# (a cache that lost its keys, a Redis restart, has them back within it).
+REPUBLISH_S = 30.0
 
 
 class Ports(Protocol):
@@ -136,6 +139,7 @@ class ExecutionCore:
         self.equity, self.cash = acct.equity, acct.cash
         self.gate = Gate(settings.risk, self.equity, now())
         self.hush = Hush(burst=5)
+        self.published: tuple[dict[str, Any], dict[str, Any], float] | None = None
 
     # The book's and the gate's parts, by the names tests and status have always used.
     @property
@@ -731,12 +735,21 @@ class ExecutionCore:
             self.log.warning("account unavailable: {}", exc)
             return
         self.equity, self.cash = acct.equity, acct.cash
-        self.risk.mark_equity(acct.equity, self.now())
+        now = self.now()
+        self.risk.mark_equity(acct.equity, now)
         self.metrics.equity.set(acct.equity)
-        self.ports.publish(
-            {s: h.view() for s, h in self.positions.items()},
-            {"equity": acct.equity, "cash": acct.cash, "realised": self.realised},
-        )
+        positions = {s: h.view() for s, h in self.positions.items()}
+        account = {"equity": acct.equity, "cash": acct.cash, "realised": self.realised}
+        last = self.published
+        if (
+            last is not None
+            and now - last[2] < REPUBLISH_S
+            and last[1] == account
+            and last[0] == positions
+        ):
+            return  # the cache holds this very snapshot (a sweep while nothing moved)
+        self.ports.publish(positions, account)
+        self.published = (positions, account, now)
 
     def status(self) -> dict[str, Any]:
         start = self.settings.broker.capital
