@@ -79,6 +79,8 @@ class _Position:
 
 def _finite_positive(x: object) -> bool:
     """Numbers only (numpy scalars too), never bools, NaN or infinities."""
+    if type(x) is float:  # the common case, without the ABC check below
+        return 0.0 < x < math.inf  # NaN fails both comparisons
     if not isinstance(x, Real) or isinstance(x, bool):
         return False
     value = float(x)

@@ -78,6 +78,9 @@ __all__ = ["ExecutionCore", "Held", "Live", "Pending", "Ports", "fill_message", 
 
 _EPS = 1e-9
 _FRESH_EXIT_RETRIES = 8  # fresh ids tried in a row for an exit the ledger already holds
+# An unchanged account snapshot is not written to the cache again, but at least this often
+# (a cache that lost its keys, a Redis restart, has them back within it).
+REPUBLISH_S = 30.0
 
 
 class Ports(Protocol):
@@ -136,6 +139,7 @@ class ExecutionCore:
         self.equity, self.cash = acct.equity, acct.cash
         self.gate = Gate(settings.risk, self.equity, now())
         self.hush = Hush(burst=5)
+        self.published: tuple[dict[str, Any], dict[str, Any], float] | None = None
 
     # The book's and the gate's parts, by the names tests and status have always used.
     @property
@@ -207,7 +211,7 @@ class ExecutionCore:
             self.finish(d, order, result)
             return ""
         self.log.bind(event_id=d.event_id).info(
-            "exit {} {} x{} (reversal): {}", order.side, order.symbol, order.qty, result
+            f"exit {order.side} {order.symbol} x{order.qty} (reversal): {result}"
         )
         return order.client_order_id
 
@@ -257,26 +261,23 @@ class ExecutionCore:
             posture=posture,
             created_at=now,
         )
-        self.finish(d, order, self.submit(order, "", d), closing)
+        # posture and equity were read just above, nothing in between: submit reuses them
+        fresh = (posture, self.equity)
+        self.finish(d, order, self.submit(order, "", d, fresh=fresh), closing)
 
     def finish(self, d: Decision, order: Order, result: Submitted, closing: str = "") -> None:
-        log = self.log.bind(event_id=d.event_id)
         if not (isinstance(result, OrderDenied) and self.refusal_logged == order.client_order_id):
-            log.info(
-                "{} {} {} x{} ({}): {}",
-                order.intent,
-                order.side,
-                order.symbol,
-                order.qty,
-                order.order_type,
-                result,
+            # Formatted here, not by the logger: the same text, no format pass per line.
+            self.log.bind(event_id=d.event_id).info(
+                f"{order.intent} {order.side} {order.symbol} x{order.qty} "
+                f"({order.order_type}): {result}"
             )
         if isinstance(result, Awaiting):
             return  # finished when the verifier answers
         if closing and not isinstance(result, Placed):  # the close went: ordered all the same
-            self.done(d.stamp(ORDER_ACCEPTED, self.now()), Outcome.ORDERED, f"{closing}; {result}")
+            self.done(d, Outcome.ORDERED, f"{closing}; {result}", accepted=self.now())
         elif isinstance(result, Placed):
-            self.done(d.stamp(ORDER_ACCEPTED, self.now()), Outcome.ORDERED, result.client_order_id)
+            self.done(d, Outcome.ORDERED, result.client_order_id, accepted=self.now())
         elif isinstance(result, Duplicate):
             self.done(d, Outcome.REFUSED, "duplicate decision: order already exists")
         elif isinstance(result, OrderFailed):
@@ -284,15 +285,27 @@ class ExecutionCore:
         else:
             self.done(d, Outcome.REFUSED, str(result))
 
-    def submit(self, order: Order, reason: str, decision: Decision | None = None) -> Submitted:
+    def submit(
+        self,
+        order: Order,
+        reason: str,
+        decision: Decision | None = None,
+        *,
+        fresh: tuple[Posture, float] | None = None,
+    ) -> Submitted:
         """The one road to the broker: the gate (risk, then the mismatch tiers), then
-        `place` (write ahead, send)."""
+        `place` (write ahead, send). `fresh`: the posture in force and the equity the
+        caller read from the cache and the broker a moment ago (an entry just sized),
+        so they are not read twice for one order."""
         if self.ports.run_stopping():
             return self.denied(order, OrderDenied("stopping", "the run is stopping"))
         now = self.now()
         # Limits are those of the posture in force now (an order held for the verifier may
         # have been sized under another one); exits keep their entry's posture for stops.
-        posture = self.ports.current_posture() or order.posture or Posture.DEFENSIVE
+        if fresh is not None:
+            posture = fresh[0]
+        else:
+            posture = self.ports.current_posture() or order.posture or Posture.DEFENSIVE
         price = self.prices.get(order.symbol) or order.limit_price
         if price is None and decision is not None:
             price = decision.reference_price
@@ -300,12 +313,16 @@ class ExecutionCore:
             price = max(price, order.limit_price)  # size is held at the worst price it may pay
         # Capital now, not when the order was sized: one held for the verifier may be
         # released after the market moved (found by the property test).
-        try:
-            self.equity = self.broker.account().equity
-            self.risk.mark_equity(self.equity, now)
-        except BrokerError as exc:
-            if order.intent == "entry":
-                return self.denied(order, OrderDenied("account", f"account unavailable: {exc}"))
+        if fresh is not None:
+            self.equity = fresh[1]  # read and marked by the caller this instant
+        else:
+            try:
+                self.equity = self.broker.account().equity
+                self.risk.mark_equity(self.equity, now)
+            except BrokerError as exc:
+                if order.intent == "entry":
+                    denial = OrderDenied("account", f"account unavailable: {exc}")
+                    return self.denied(order, denial)
         verdict = self.gate.check(
             order,
             mode=self.mode,
@@ -485,10 +502,15 @@ class ExecutionCore:
             return
         self.done(d, Outcome.REFUSED, f"{check}: {why}")
 
-    def done(self, d: Decision, outcome: Outcome, detail: str) -> None:
+    def done(
+        self, d: Decision, outcome: Outcome, detail: str, *, accepted: float | None = None
+    ) -> None:
+        """Tell the gateway the event is over; `accepted`: when its order was accepted
+        (stamped here rather than on a copy of the decision)."""
+        stamps = {**d.stamps, ORDER_ACCEPTED: accepted} if accepted is not None else d.stamps
         done = EventDone(
             event_id=d.event_id,
-            stamps={**d.stamps, DONE: self.now()},
+            stamps={**stamps, DONE: self.now()},
             symbol=d.symbol,
             outcome=outcome,
             detail=detail,
@@ -602,7 +624,7 @@ class ExecutionCore:
         self.realised += pnl
         reason = live.reason if live is not None and live.reason else "close"
         self.log.bind(event_id=live.order.event_id if live else None).info(
-            "position {} closed ({}): pnl {:.2f} ({:.2f}%)", f.symbol, reason, pnl, pct
+            f"position {f.symbol} closed ({reason}): pnl {pnl:.2f} ({pct:.2f}%)"
         )
         self.record(PositionUpdate(symbol=f.symbol, qty=0.0, avg_price=0.0, ts=f.ts))
         self.ports.send(
@@ -713,12 +735,21 @@ class ExecutionCore:
             self.log.warning("account unavailable: {}", exc)
             return
         self.equity, self.cash = acct.equity, acct.cash
-        self.risk.mark_equity(acct.equity, self.now())
+        now = self.now()
+        self.risk.mark_equity(acct.equity, now)
         self.metrics.equity.set(acct.equity)
-        self.ports.publish(
-            {s: h.view() for s, h in self.positions.items()},
-            {"equity": acct.equity, "cash": acct.cash, "realised": self.realised},
-        )
+        positions = {s: h.view() for s, h in self.positions.items()}
+        account = {"equity": acct.equity, "cash": acct.cash, "realised": self.realised}
+        last = self.published
+        if (
+            last is not None
+            and now - last[2] < REPUBLISH_S
+            and last[1] == account
+            and last[0] == positions
+        ):
+            return  # the cache holds this very snapshot (a sweep while nothing moved)
+        self.ports.publish(positions, account)
+        self.published = (positions, account, now)
 
     def status(self) -> dict[str, Any]:
         start = self.settings.broker.capital

@@ -20,13 +20,31 @@ class ExecutionQuality:
         self.rejected = 0
         self.errors = 0
         self.grades = {"ok": 0, "warning": 0, "critical": 0}
-        self.hist = HdrHistogram(1, 3_600_000_000, 3)  # microseconds
+        self._hist = HdrHistogram(1, 3_600_000_000, 3)  # microseconds
+        # Latencies not yet in the histogram, value -> count: recording one costs more than
+        # the rest of an order's bookkeeping, and only `summary` reads it.
+        self._pending: dict[int, int] = {}
+
+    @property
+    def hist(self) -> HdrHistogram:
+        """Every latency accepted so far."""
+        self._fold()
+        return self._hist
+
+    def _fold(self) -> None:
+        for value, count in self._pending.items():
+            self._hist.record_value(value, count)
+        self._pending.clear()
 
     def accept(self, latency_ms: float) -> None:
         self.sent += 1
         self.accepted += 1
         self.grades[self.sla.grade(latency_ms)] += 1
-        self.hist.record_value(max(1, min(3_600_000_000, int(latency_ms * 1000.0))))
+        us = max(1, min(3_600_000_000, int(latency_ms * 1000.0)))
+        pending = self._pending
+        pending[us] = pending.get(us, 0) + 1
+        if len(pending) > 4096:  # bounded: a live run's latencies are all different
+            self._fold()
 
     def reject(self) -> None:
         self.sent += 1
