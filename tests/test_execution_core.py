@@ -9,7 +9,7 @@ import pytest
 
 from aegis_actors.brokers.alpaca import AlpacaBroker
 from aegis_actors.brokers.alpaca_sim import AlpacaSim
-from aegis_actors.execution.core import REPUBLISH_S, ExecutionCore
+from aegis_actors.execution.core import ExecutionCore
 from aegis_actors.messages import (
     Action,
     Alert,
@@ -103,29 +103,6 @@ def test_take_profit_closes_and_reports() -> None:
     opened(h, ["AAPL"])
     h.tick("AAPL", 103.0)
     assert h.ports.of(PositionClosed)[0].reason == "take_profit"
-
-
-def test_an_unchanged_account_is_not_published_again_until_it_moves_or_ages() -> None:
-    """The sweep publishes the account; the same snapshot twice is written once, a
-    changed one at once, and an unchanged one again after REPUBLISH_S (a cache that lost
-    its keys has them back)."""
-    h = Harness()
-    opened(h, ["AAPL"])
-    first = h.ports.published  # by the fill
-    assert first is not None and first[0]["AAPL"]["qty"] > 0
-    h.ports.published = None
-    h.advance(1.0)
-    h.core.sweep()
-    assert h.ports.published is None  # nothing moved: not written again
-    h.tick("AAPL", 101.0)  # the mark moves the equity
-    h.ports.published = None
-    h.core.sweep()
-    assert h.ports.published is not None
-    assert h.ports.published[1]["equity"] > first[1]["equity"]
-    h.ports.published = None
-    h.advance(REPUBLISH_S)
-    h.core.sweep()
-    assert h.ports.published is not None  # aged: written again, unchanged
 
 
 def test_position_down_two_percent_raises_one_warning() -> None:

@@ -78,9 +78,6 @@ __all__ = ["ExecutionCore", "Held", "Live", "Pending", "Ports", "fill_message", 
 
 _EPS = 1e-9
 _FRESH_EXIT_RETRIES = 8  # fresh ids tried in a row for an exit the ledger already holds
-# An unchanged account snapshot is not written to the cache again, but at least this often
-# (a cache that lost its keys, a Redis restart, has them back within it).
-REPUBLISH_S = 30.0
 
 
 class Ports(Protocol):
@@ -139,7 +136,6 @@ class ExecutionCore:
         self.equity, self.cash = acct.equity, acct.cash
         self.gate = Gate(settings.risk, self.equity, now())
         self.hush = Hush(burst=5)
-        self.published: tuple[dict[str, Any], dict[str, Any], float] | None = None
 
     # The book's and the gate's parts, by the names tests and status have always used.
     @property
@@ -735,21 +731,12 @@ class ExecutionCore:
             self.log.warning("account unavailable: {}", exc)
             return
         self.equity, self.cash = acct.equity, acct.cash
-        now = self.now()
-        self.risk.mark_equity(acct.equity, now)
+        self.risk.mark_equity(acct.equity, self.now())
         self.metrics.equity.set(acct.equity)
-        positions = {s: h.view() for s, h in self.positions.items()}
-        account = {"equity": acct.equity, "cash": acct.cash, "realised": self.realised}
-        last = self.published
-        if (
-            last is not None
-            and now - last[2] < REPUBLISH_S
-            and last[1] == account
-            and last[0] == positions
-        ):
-            return  # the cache holds this very snapshot (a sweep while nothing moved)
-        self.ports.publish(positions, account)
-        self.published = (positions, account, now)
+        self.ports.publish(
+            {s: h.view() for s, h in self.positions.items()},
+            {"equity": acct.equity, "cash": acct.cash, "realised": self.realised},
+        )
 
     def status(self) -> dict[str, Any]:
         start = self.settings.broker.capital
