@@ -150,28 +150,40 @@ class SQLiteDatabase(Database):
         with self._lock:
             conn = self._ensure()
             switch = not durable and self.synchronous != "NORMAL"
+            begin = ["PRAGMA synchronous=NORMAL", "BEGIN"] if switch else ["BEGIN"]
             try:
-                if switch:
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                conn.execute("BEGIN")
-            except sqlite3.Error as exc:
-                raise self._translate(exc) from exc
-            self._in_tx = True
-            try:
-                yield
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                with suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise self._translate(exc) from exc
-                raise
+                with self._statements(conn, begin, "COMMIT", ["ROLLBACK"]):
+                    yield
             finally:
-                self._in_tx = False
                 if switch and self._conn is conn:
                     with suppress(sqlite3.Error):
                         conn.execute(f"PRAGMA synchronous={self.synchronous}")
+
+    @contextmanager
+    def _statements(
+        self, conn: sqlite3.Connection, begin: list[str], end: str, undo: list[str]
+    ) -> Iterator[None]:
+        """The block between `begin` and `end`; on an error `undo` (while a transaction is
+        open), and a database error raised as the store's own."""
+        try:
+            for sql in begin:
+                conn.execute(sql)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+        self._in_tx = True
+        try:
+            yield
+            conn.execute(end)
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    for sql in undo:
+                        conn.execute(sql)
+            if isinstance(exc, sqlite3.Error):
+                raise self._translate(exc) from exc
+            raise
+        finally:
+            self._in_tx = False
 
     @contextmanager
     def _grouped_tx(self) -> Iterator[None]:
@@ -179,26 +191,9 @@ class SQLiteDatabase(Database):
         the group's open transaction, which commits once `commit_every` were released."""
         with self._lock:
             conn = self._ensure()
-            try:
-                if not conn.in_transaction:
-                    conn.execute("BEGIN")
-                conn.execute("SAVEPOINT tx")
-            except sqlite3.Error as exc:
-                raise self._translate(exc) from exc
-            self._in_tx = True
-            try:
+            begin = ["SAVEPOINT tx"] if conn.in_transaction else ["BEGIN", "SAVEPOINT tx"]
+            with self._statements(conn, begin, "RELEASE tx", ["ROLLBACK TO tx", "RELEASE tx"]):
                 yield
-                conn.execute("RELEASE tx")
-            except BaseException as exc:
-                with suppress(sqlite3.Error):
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK TO tx")
-                        conn.execute("RELEASE tx")
-                if isinstance(exc, sqlite3.Error):
-                    raise self._translate(exc) from exc
-                raise
-            finally:
-                self._in_tx = False
             self._grouped += 1
             if self._grouped >= self.commit_every:
                 self.commit()
