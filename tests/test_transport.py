@@ -9,7 +9,7 @@ with `linger_s` sends fewer, fuller batches under load and a first message at on
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from supervisors import (
     Backoff,
     ChildContext,
     ChildSpec,
+    Directory,
     Policy,
     RootHandle,
     SupervisedActor,
@@ -88,12 +89,24 @@ def got(log: dict[str, list[Any]]) -> list[Any]:
     return [m for _, m in log["got"]]
 
 
-def test_tells_posted_while_the_mailbox_is_busy_arrive_as_one_batch_in_order(
-    log: dict[str, list[Any]],
-) -> None:
-    gate = threading.Event()
+@pytest.fixture
+def gate() -> threading.Event:
+    return threading.Event()  # a relay told ("hold", None) waits for it
+
+
+@pytest.fixture
+def directory(log: dict[str, list[Any]], gate: threading.Event) -> Iterator[Directory]:
+    """The relay -> sink tree, stopped at the end of the test (a failed one included)."""
     handle = tree(log, gate)
-    d = handle.directory
+    yield handle.directory
+    gate.set()
+    handle.stop()
+
+
+def test_tells_posted_while_the_mailbox_is_busy_arrive_as_one_batch_in_order(
+    log: dict[str, list[Any]], gate: threading.Event, directory: Directory
+) -> None:
+    d = directory
     d.tell("relay", ("hold", None))
     for i in range(10):  # they wait behind the gate: one drain, one batch
         d.tell("relay", ("post", [i]))
@@ -104,15 +117,12 @@ def test_tells_posted_while_the_mailbox_is_busy_arrive_as_one_batch_in_order(
     d.tell("relay", ("post", ["alone"]))  # an idle relay sends at once, unbatched
     wait_until(lambda: len(got(log)) == 11)
     assert log["turns"] == [10, 1]
-    handle.stop()
 
 
 def test_an_answer_never_overtakes_the_tells_posted_before_it(
-    log: dict[str, list[Any]],
+    log: dict[str, list[Any]], gate: threading.Event, directory: Directory
 ) -> None:
-    gate = threading.Event()
-    handle = tree(log, gate)
-    d = handle.directory
+    d = directory
     relay = d.get("relay")
     sink = d.get("sink")
     assert relay is not None and sink is not None
@@ -126,15 +136,12 @@ def test_an_answer_never_overtakes_the_tells_posted_before_it(
     # relay itself is still held
     assert sink.actor_inbox.qsize() > 0 or "before the answer" in got(log)
     later.set()
-    handle.stop()
 
 
 def test_a_failure_inside_a_batch_requeues_the_rest_for_the_next_instance(
-    log: dict[str, list[Any]],
+    log: dict[str, list[Any]], directory: Directory
 ) -> None:
-    gate = threading.Event()
-    handle = tree(log, gate)
-    d = handle.directory
+    d = directory
     first = d.get("sink")
     assert first is not None
     d.tell("relay", ("post", [1, 2, "crash", 3, 4]))  # one turn: one batch of five
@@ -143,13 +150,11 @@ def test_a_failure_inside_a_batch_requeues_the_rest_for_the_next_instance(
     urns = [u for u, _ in log["got"]]
     assert urns[0] == urns[1] == first.actor_urn != urns[2] == urns[3]
     assert d.dead_letters == {}
-    handle.stop()
 
 
 def test_a_lingering_head_sends_a_first_message_at_once_and_a_burst_in_one_batch(
-    log: dict[str, list[Any]],
+    log: dict[str, list[Any]], gate: threading.Event
 ) -> None:
-    gate = threading.Event()
     handle = tree(log, gate, linger_s=0.5)
     d = handle.directory
     d.tell("relay", ("post", ["first"]))  # after a quiet spell: at once, not after 0.5 s
