@@ -33,31 +33,26 @@ def volatility_now_and_before(prices: list[float], n: int = 20) -> tuple[float, 
     """`volatility(prices, n)` and `volatility(prices[:-1], n)`, each return computed once
     (the two windows share all but one return)."""
     window = prices[-n - 2 : -1]
-    if any(p <= 0 for p in window):  # a skipped return shifts the windows: the plain way
+    if window and min(window) <= 0:  # a skipped return shifts the windows: the plain way
         return volatility(prices, n), volatility(prices[:-1], n)
-    r = returns(prices[-n - 2 :])
+    w = prices[-n - 2 :]
+    r = [b / a - 1.0 for a, b in zip(w, w[1:], strict=False)]
     return _sd(r[-n:]), _sd(r[:-1][-n:])
 
 
 def _sd(r: list[float]) -> float:
     """Population standard deviation (0 under two values), float arithmetic."""
-    if len(r) < 2:
+    k = len(r)
+    if k < 2:
         return 0.0
-    mean = math.fsum(r) / len(r)
-    d = [x - mean for x in r]  # a list, not a generator: fsum over it is ~2x cheaper
-    return math.sqrt(math.fsum([x * x for x in d]) / len(r))
+    mean = math.fsum(r) / k
+    # one list, not a generator: fsum over it is ~2x cheaper
+    return math.sqrt(math.fsum([(x - mean) * (x - mean) for x in r]) / k)
 
 
 def rsi(prices: list[float], n: int = 14) -> float:
     """Wilder's RSI over the last `n` changes, 0..100 (50 when flat or too short)."""
-    changes = [b - a for a, b in zip(prices[-n - 1 :], prices[-n:], strict=False)]
-    if not changes:
-        return 50.0
-    gain = sum([c for c in changes if c > 0]) / len(changes)
-    loss = -sum([c for c in changes if c < 0]) / len(changes)
-    if loss == 0:
-        return 100.0 if gain > 0 else 50.0
-    return 100.0 - 100.0 / (1.0 + gain / loss)
+    return 50.0 if len(prices) <= n else _rsi_of(prices[-n - 1 :])
 
 
 def sma_cross(prices: list[float], fast: int, slow: int) -> int:
@@ -100,15 +95,8 @@ def rules_set(
         elif before >= 0 > now:
             cross = -1
     momentum_ = momentum(prices, mom)
-    # `rsi` pairs a series of n <= rsi_n with itself: no change, 50
-    rsi_ = 50.0 if n <= rsi_n else _rsi_of(prices[-rsi_n - 1 :])
-    window = prices[-slow - 2 : -1]
-    if window and min(window) <= 0:  # a skipped return shifts the windows: the plain way
-        vol, vol_prev = volatility(prices, slow), volatility(prices[:-1], slow)
-    else:
-        w = prices[-slow - 2 :]
-        r = [b / a - 1.0 for a, b in zip(w, w[1:], strict=False)]
-        vol, vol_prev = _sd2(r[-slow:]), _sd2(r[:-1][-slow:])
+    rsi_ = rsi(prices, rsi_n)
+    vol, vol_prev = volatility_now_and_before(prices, slow)
     return sma_f, sma_s, cross, momentum_, rsi_, vol, vol_prev
 
 
@@ -116,17 +104,10 @@ def _rsi_of(w: list[float]) -> float:
     """`rsi` of the last n changes, given the last n + 1 prices (n >= 1)."""
     changes = [b - a for a, b in zip(w, w[1:], strict=False)]
     k = len(changes)
+    if not k:
+        return 50.0
     gain = sum([c for c in changes if c > 0]) / k
     loss = -sum([c for c in changes if c < 0]) / k
     if loss == 0:
         return 100.0 if gain > 0 else 50.0
     return 100.0 - 100.0 / (1.0 + gain / loss)
-
-
-def _sd2(r: list[float]) -> float:
-    """`_sd` with one list instead of two (the same sums in the same order)."""
-    k = len(r)
-    if k < 2:
-        return 0.0
-    mean = math.fsum(r) / k
-    return math.sqrt(math.fsum([(x - mean) * (x - mean) for x in r]) / k)
