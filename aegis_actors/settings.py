@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import Any, Literal, get_origin
 
@@ -108,7 +109,7 @@ class FeedSettings(Section):
         for sym in symbols:
             if not sym.strip():
                 raise ValueError("an empty symbol is not a symbol")
-        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+        dupes = sorted(s for s, n in Counter(symbols).items() if n > 1)  # one pass
         if dupes:
             raise ValueError(f"duplicate symbol(s) {dupes}")
         return symbols
