@@ -106,6 +106,11 @@ class RedisCache:
             out.append((float(ts), float(price)))
         return out
 
+    def price_series(self, symbol: str, n: int = PRICE_HISTORY) -> tuple[list[float], float | None]:
+        """`prices` split: the prices alone and the newest one's time."""
+        history = self.prices(symbol, n)
+        return [p for _, p in history], (history[-1][0] if history else None)
+
     def get_json(self, key: str) -> Any | None:
         raw = self._call(lambda: self._client.get(self._kkey(key)), None)
         return None if raw is None else json.loads(raw)

@@ -7,6 +7,7 @@ tier 1: analysis may go on, on cached data no older than 30 s).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic_core import from_json
@@ -45,7 +46,8 @@ _POSTURES: dict[str, Posture] = {p.value: p for p in Posture}
 _MODES: dict[str, TradingMode] = {m.value: m for m in TradingMode}
 _GUERRILLA, _NORMAL = Posture.GUERRILLA, TradingMode.NORMAL
 
-_DOCS = [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT]
+# read together per event (one lock or round trip); the feed's state last
+_DOCS = [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT, K_FEED]
 
 _PARAMS: dict[tuple[int, Posture], tuple[Any, PostureParams]] = {}
 
@@ -64,10 +66,28 @@ def posture_params(settings: Any, posture: Posture) -> PostureParams:
     return params
 
 
+@dataclass(frozen=True, slots=True)
+class _View:
+    """What the shared documents say for every symbol alike."""
+
+    open_positions: int
+    capital: float
+    posture: Posture
+    params: PostureParams
+    mode: TradingMode
+    session_id: str
+
+
 class ContextLoader(AegisActor):
     def on_start(self) -> None:
         self.params: dict[tuple[Any, ...], PostureParams] = {}  # validated once per value
         self.parsed: dict[str, tuple[str, Any]] = {}  # key -> (its text, parsed)
+        self.raws: list[str | None] = []  # the documents' texts last read, and parsed:
+        self.docs: list[Any] = []
+        # What the documents say for every symbol, worked out once per set of parsed
+        # documents (they change with the book, not per event): (documents, view).
+        self.view: tuple[list[Any], _View] | None = None
+        self.views: dict[str, PositionView | None] = {}  # symbol -> of `view`'s positions
         # The rules' indicators, once per event for the roles that read them; a backtest
         # whose three roles are a strategy's (signals computed per series) reads none.
         backends = self.rt.role_backends
@@ -94,34 +114,22 @@ class ContextLoader(AegisActor):
 
     def inject(self, event: MarketEvent, now: float) -> Context:
         cache = self.rt.cache
-        history = cache.prices(event.symbol, HISTORY)
-        prices = [p for _, p in history]
-        age = now - history[-1][0] if history else None
+        prices, last_ts = cache.price_series(event.symbol, HISTORY)
+        age = now - last_ts if last_ts is not None else None
         if not prices and event.price is not None:
             prices, age = [event.price], now - event.ts
         stale = age is not None and age > STALE_AFTER_S
-        feed = cache.get_json(K_FEED)
+        docs = self.documents(cache)
+        feed = docs[5]
         if feed and feed.get("stale"):  # the feed went silent (SPEC 4.2 tier 3-10 s)
             stale = True
             age = max(age or 0.0, now - float(feed.get("since", now)))
         if stale:
             self.stale += 1
-        positions, posture_doc, mode, session, account = self.documents(cache)
-        if positions is None or posture_doc is None or mode is None:
-            durable = self.load_durable(event.symbol)
-            positions = positions if positions is not None else durable.positions
-            posture_doc = posture_doc or durable.posture
-            mode = mode or (durable.mode.value if durable.mode else None)
-            session = session or durable.session
-        posture = (
-            (_POSTURES.get(posture_doc["posture"]) or Posture(posture_doc["posture"]))
-            if posture_doc
-            else _GUERRILLA
-        )
-        params = self.posture_params(posture, posture_doc)
-        pos = positions.get(event.symbol)
-        account = account or {}
-        session = session or {}
+        if docs[0] is None or docs[1] is None or docs[2] is None:
+            view, pos = self.durable_view(event.symbol, docs)
+        else:
+            view, pos = self.cached_view(event.symbol, docs)
         return Context.trusted(  # each value typed here; the cache's documents validated
             event_id=event.event_id,
             stamps=event.stamps,
@@ -130,21 +138,74 @@ class ContextLoader(AegisActor):
             prices=prices,
             price_age_s=None if age is None else float(age),
             stale=stale,
-            position=PositionView(**pos) if pos else None,
+            position=pos,
+            open_positions=view.open_positions,
+            capital=view.capital,
+            posture=view.posture,
+            params=view.params,
+            mode=view.mode,
+            session_id=view.session_id,
+            indicators=rules.compute(prices) if self.indicators else {},
+        )
+
+    def cached_view(self, symbol: str, docs: list[Any]) -> tuple[_View, PositionView | None]:
+        """The documents' view and the symbol's position, each worked out (and validated)
+        once per set of documents: most events find them unchanged."""
+        held = self.view
+        if held is None or held[0] is not docs:
+            held = self.view = (docs, self.make_view(docs[0], docs[1], docs[2], docs[3], docs[4]))
+            self.views = {}
+        views = self.views
+        if symbol in views:
+            return held[1], views[symbol]
+        pos = docs[0].get(symbol)
+        view = views[symbol] = PositionView(**pos) if pos else None
+        return held[1], view
+
+    def durable_view(self, symbol: str, docs: list[Any]) -> tuple[_View, PositionView | None]:
+        """A document missing from the cache: the durable store's (and warm the cache)."""
+        positions, posture_doc, mode, session, account = docs[:5]
+        durable = self.load_durable(symbol)
+        positions = positions if positions is not None else durable.positions
+        posture_doc = posture_doc or durable.posture
+        mode = mode or (durable.mode.value if durable.mode else None)
+        session = session or durable.session
+        pos = positions.get(symbol)
+        view = self.make_view(positions, posture_doc, mode, session, account)
+        return view, PositionView(**pos) if pos else None
+
+    def make_view(
+        self,
+        positions: dict[str, Any],
+        posture_doc: dict[str, Any] | None,
+        mode: str | None,
+        session: dict[str, Any] | None,
+        account: dict[str, Any] | None,
+    ) -> _View:
+        posture = (
+            (_POSTURES.get(posture_doc["posture"]) or Posture(posture_doc["posture"]))
+            if posture_doc
+            else _GUERRILLA
+        )
+        params = self.posture_params(posture, posture_doc)
+        account = account or {}
+        session = session or {}
+        return _View(
             open_positions=len(positions),
             capital=float(account.get("equity", self.settings.broker.capital)),
             posture=posture,
             params=params,
             mode=(_MODES.get(mode) or TradingMode(mode)) if mode else _NORMAL,
             session_id=str(session.get("session_id", "")),
-            indicators=rules.compute(prices) if self.indicators else {},
         )
 
     def documents(self, cache: Cache) -> list[Any]:
-        """The five shared documents, each parsed again only when its text changed (the
-        positions document grows with the book; most events find them all unchanged).
+        """The shared documents (`_DOCS`), each parsed again only when its text changed
+        (the positions document grows with the book); the same list while none did.
         Read-only here: the parsed values are shared from one event to the next."""
         raws = cache.get_many_raw(_DOCS)
+        if raws == self.raws:  # the memory cache's own strings: compared by identity
+            return self.docs
         out: list[Any] = []
         parsed = self.parsed
         for key, raw in zip(_DOCS, raws, strict=True):
@@ -155,6 +216,7 @@ class ContextLoader(AegisActor):
             if hit is None or hit[0] != raw:
                 hit = parsed[key] = (raw, from_json(raw))
             out.append(hit[1])
+        self.raws, self.docs = raws, out
         return out
 
     def posture_params(self, posture: Posture, doc: dict[str, Any] | None) -> PostureParams:

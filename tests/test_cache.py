@@ -36,6 +36,15 @@ def test_price_history_is_bounded_newest_last_with_timestamps(cache: Cache) -> N
     assert cache.prices("MSFT") == []
 
 
+@pytest.mark.parametrize("n", [-2, 0, 1, 3, 5, 9])
+def test_price_series_is_the_history_split(cache: Cache, n: int) -> None:
+    assert cache.price_series("AAPL", n) == ([], None)
+    for i in range(8):
+        cache.push_price("AAPL", 100.0 + i, 1000.0 + i)
+    history = cache.prices("AAPL", n)
+    assert cache.price_series("AAPL", n) == ([p for _, p in history], 1007.0)
+
+
 def test_json_values_round_trip_and_delete(cache: Cache) -> None:
     assert cache.get_json("positions") is None
     cache.set_json("positions", {"AAPL": {"qty": 3.0, "avg_price": 101.5}})

@@ -134,3 +134,53 @@ def test_prices_carry_their_age_and_go_stale_after_30s(tree: Runtime, vclock: Vi
     vclock.advance(21.0)
     stale = event(rt, "MSFT", 203.0)
     assert stale.price_age_s == pytest.approx(31.0) and stale.stale is True
+
+
+def test_each_changed_document_is_seen_by_the_next_event(
+    tree: Runtime, vclock: VirtualClock
+) -> None:
+    """The loader keeps what it worked out from the shared documents while their text is
+    unchanged: a change to any one of them (and to a symbol's position) is in the next
+    context, and an unchanged one is read the same."""
+    rt = tree
+    now = vclock.now()
+    params = {
+        "entry_size": 0.02,
+        "stop_loss": -0.01,
+        "take_profit": 0.02,
+        "max_positions": 4,
+        "limit_ratio": 0.5,
+    }
+    aapl = {"symbol": "AAPL", "qty": 5.0, "avg_price": 100.0}
+    rt.cache.set_json("positions", {"AAPL": aapl})
+    rt.cache.set_json("posture", {"posture": "offensive", "params": params})
+    rt.cache.set_json("mode", "normal")
+    rt.cache.set_json("session", {"session_id": "ss-1", "opened_at": now})
+    rt.cache.set_json("account", {"equity": 12_345.0, "cash": 1.0})
+    rt.cache.push_price("AAPL", 101.0, now)
+    first = event(rt, "AAPL", 101.0)
+    assert first.position is not None and first.position.qty == 5.0
+    assert first.posture is Posture.OFFENSIVE and first.params.max_positions == 4
+    assert (first.mode, first.session_id, first.capital) == (TradingMode.NORMAL, "ss-1", 12_345.0)
+    assert first.open_positions == 1 and first.stale is False
+    assert event(rt, "MSFT", 50.0).position is None
+    same = event(rt, "AAPL", 101.0)
+    assert same.position == first.position and same.params == first.params
+    rt.cache.set_json(
+        "positions", {"AAPL": {**aapl, "qty": 9.0}, "MSFT": {**aapl, "symbol": "MSFT"}}
+    )
+    moved = event(rt, "AAPL", 101.0)
+    assert moved.position is not None and moved.position.qty == 9.0 and moved.open_positions == 2
+    msft = event(rt, "MSFT", 50.0)
+    assert msft.position is not None and msft.position.symbol == "MSFT"
+    rt.cache.set_json("posture", {"posture": "defensive", "params": {**params, "max_positions": 1}})
+    rt.cache.set_json("mode", "limited")
+    rt.cache.set_json("session", {"session_id": "ss-2", "opened_at": now})
+    rt.cache.set_json("account", {"equity": 999.0, "cash": 1.0})
+    later = event(rt, "AAPL", 101.0)
+    assert later.posture is Posture.DEFENSIVE and later.params.max_positions == 1
+    assert (later.mode, later.session_id, later.capital) == (TradingMode.LIMITED, "ss-2", 999.0)
+    rt.cache.set_json("feed_state", {"tier": 1, "stale": True, "since": now - 5.0})
+    vclock.advance(2.0)
+    quiet = event(rt, "AAPL", 101.0)
+    assert quiet.stale is True and quiet.price_age_s == pytest.approx(7.0)
