@@ -381,3 +381,33 @@ def test_a_broker_outage_fails_the_event_and_loses_nothing(sim: AlpacaSim) -> No
     h.advance(5.0)
     assert sim.positions == {} and core.positions == {}
     assert len(h.fills()) == 2 and all(n == 1 for n in sim.created.values())
+
+
+def test_the_posture_in_force_follows_the_cache_document() -> None:
+    """Execution reads the posture document per entry, parsed again only when its text
+    changed: each change is seen, a missing or unreadable one is no posture."""
+    from types import SimpleNamespace
+
+    from aegis_actors.cache import MemoryCache
+    from aegis_actors.execution.actor import Execution
+    from aegis_actors.messages import Posture
+
+    cache = MemoryCache()
+    actor = SimpleNamespace(rt=SimpleNamespace(cache=cache), _posture=None)
+
+    def read() -> Posture | None:
+        return Execution.current_posture(actor)  # type: ignore[arg-type]
+
+    assert read() is None
+    cache.set_json("posture", {"posture": "offensive"})
+    assert read() is Posture.OFFENSIVE and read() is Posture.OFFENSIVE
+    cache.set_json("posture", {"posture": "defensive", "params": {}})
+    assert read() is Posture.DEFENSIVE
+    cache.set_json("posture", {"posture": "nonsense"})
+    assert read() is None
+    cache.set_json("posture", {})
+    assert read() is None
+    cache.set_json("posture", {"posture": "guerrilla"})
+    assert read() is Posture.GUERRILLA
+    cache.delete("posture")
+    assert read() is None

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic_core import from_json
+
 from aegis_actors.base import AegisActor
 from aegis_actors.brokers import Broker
 from aegis_actors.context import K_ACCOUNT, K_MODE, K_POSITIONS, K_POSTURE
@@ -43,9 +45,19 @@ SWEEP_EVERY_S = 5.0
 MODE_ASK_S = 5.0
 
 
+_POSTURE_KEY = [K_POSTURE]
+
+
 @dataclass(frozen=True)
 class _Sweep:
     pass
+
+
+def _posture_of(doc: Any) -> Posture | None:
+    try:
+        return Posture(doc["posture"]) if doc else None
+    except (KeyError, ValueError, TypeError):
+        return None
 
 
 class Execution(AegisActor):
@@ -54,6 +66,7 @@ class Execution(AegisActor):
         self.broker = broker
 
     def on_start(self) -> None:
+        self._posture: tuple[str | None, Posture | None] | None = None  # (text, posture)
         mode = self.mode_in_force()
         self.core = ExecutionCore(
             self.broker,
@@ -143,11 +156,15 @@ class Execution(AegisActor):
             return WriteAheadAck(status=WriteAhead.ERROR, detail=detail)
 
     def current_posture(self) -> Posture | None:
-        doc = self.rt.cache.get_json(K_POSTURE)
-        try:
-            return Posture(doc["posture"]) if doc else None
-        except (KeyError, ValueError, TypeError):
-            return None
+        """The posture document's, parsed again only when its text changed (read per
+        entry decision; it changes a few times a day)."""
+        raw = self.rt.cache.get_many_raw(_POSTURE_KEY)[0]
+        held = self._posture
+        if held is not None and held[0] == raw:
+            return held[1]
+        posture = _posture_of(None if raw is None else from_json(raw))
+        self._posture = (raw, posture)
+        return posture
 
     def run_stopping(self) -> bool:
         return self.rt.stopping.is_set()

@@ -136,6 +136,7 @@ class ExecutionCore:
         self.equity, self.cash = acct.equity, acct.cash
         self.gate = Gate(settings.risk, self.equity, now())
         self.hush = Hush(burst=5)
+        self._refused: dict[str, Any] = {}  # check -> its counter child
 
     # The book's and the gate's parts, by the names tests and status have always used.
     @property
@@ -346,7 +347,7 @@ class ExecutionCore:
 
     def denied(self, order: Order, denial: OrderDenied) -> OrderDenied:
         self.stats["refused"] += 1
-        self.metrics.refused.labels(denial.check).inc()
+        self.refused_metric(denial.check).inc()
         self.refusal_logged = order.client_order_id  # `finish` does not say it again
         hushed = self.hush.allow(denial.check, self.now())
         if hushed is not None:  # a few lines a minute per check; all are counted
@@ -484,7 +485,7 @@ class ExecutionCore:
 
     def refuse(self, d: Decision, check: str, why: str, closing: str = "") -> None:
         self.stats["refused"] += 1
-        self.metrics.refused.labels(check).inc()
+        self.refused_metric(check).inc()
         hushed = self.hush.allow(check, self.now())
         if hushed is not None:  # a few lines a minute per check; all are counted
             self.log.bind(event_id=d.event_id).warning(
@@ -504,14 +505,22 @@ class ExecutionCore:
         """Tell the gateway the event is over; `accepted`: when its order was accepted
         (stamped here rather than on a copy of the decision)."""
         stamps = {**d.stamps, ORDER_ACCEPTED: accepted} if accepted is not None else d.stamps
-        done = EventDone(
+        done = EventDone.trusted(  # built here of typed values: not validated again
             event_id=d.event_id,
-            stamps={**stamps, DONE: self.now()},
+            stamps={**stamps, DONE: float(self.now())},
             symbol=d.symbol,
             outcome=outcome,
-            detail=detail,
+            detail=str(detail),
         )
         self.ports.send(MARKET, done)  # the gateway frees the symbol and tells the watchdog
+
+    def refused_metric(self, check: str) -> Any:
+        """The refusals counter's child for `check`, looked up once (a labels() call
+        costs a lock and a tuple per refusal; most spine decisions are refused)."""
+        child = self._refused.get(check)
+        if child is None:
+            child = self._refused[check] = self.metrics.refused.labels(check)
+        return child
 
     def record(self, msg: Msg) -> None:
         self.ports.send(STORE, msg)
