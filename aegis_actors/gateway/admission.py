@@ -61,6 +61,9 @@ HELD_SINCE = "held_since"  # stamp: when a waiting event was detected (its t0 is
 Batch = list[tuple[str, float, float, float, float | None]]
 
 
+_TICK = EventKind.TICK
+
+
 @dataclass(frozen=True)
 class _Expire:
     """Timer: the oldest in-flight event's whole-cycle deadline has come."""
@@ -93,6 +96,7 @@ class Admission(AegisActor):
         self.last_cut = 0.0
         self.good = 0
         self.shed_seen: dict[str, int] = {}  # reason -> shed already counted in metrics
+        self.shed_metric: dict[str, Any] = {}  # reason -> its counter child
         self.shed_log = Hush(burst=1, window_s=60.0)
         self.late_reports = 0
         self.ticks = 0
@@ -170,7 +174,7 @@ class Admission(AegisActor):
         if batch:
             self.ticks += len(batch)
             self.metrics.ticks.inc(len(batch))
-            self.send(EXECUTION, Ticks.model_construct(ticks=batch))
+            self.send(EXECUTION, Ticks.trusted(ticks=batch))
         if vix is not None:
             self.new_volatility_index(*vix)
 
@@ -240,7 +244,10 @@ class Admission(AegisActor):
         for reason, n in self.intake.shed.items():
             new = n - self.shed_seen.get(reason, 0)
             if new:
-                self.metrics.shed.labels(reason).inc(new)
+                child = self.shed_metric.get(reason)
+                if child is None:  # looked up once per reason: overload sheds per event
+                    child = self.shed_metric[reason] = self.metrics.shed.labels(reason)
+                child.inc(new)
                 self.shed_seen[reason] = n
         hushed = self.shed_log.allow("shed", self.clock.now())
         if hushed is not None:
@@ -309,14 +316,16 @@ class Admission(AegisActor):
         return f"{self._ev_prefix}{self._ev_seq:08x}"
 
     def tick_event(self, t: PendingTick, t0: float) -> MarketEvent:
-        return MarketEvent(
+        """The event of a print `check_tick` passed: its values are checked already, so
+        the message is built unvalidated (floats, as validation would have made them)."""
+        return MarketEvent.trusted(
             event_id=self.next_event_id(),
-            kind=EventKind.TICK,
+            kind=_TICK,
             symbol=t.symbol,
-            price=t.price,
-            volume=t.volume,
-            ts=t.ts,
-            stamps={T0: t0},
+            price=float(t.price),
+            volume=float(t.volume),
+            ts=float(t.ts),
+            stamps={T0: float(t0)},
         )
 
     def dispatch(self, event: MarketEvent) -> None:
