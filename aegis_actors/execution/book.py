@@ -45,18 +45,28 @@ class OrderBook:
         self.confirm_asked: dict[str, tuple[str, float]] = {}  # symbol -> (request id, at)
 
     def working_entry(self, symbol: str) -> bool:
-        return any(
-            lv.order.symbol == symbol and lv.order.intent == "entry"
-            for lv in (*self.live.values(), *self.unknown.values())
-        ) or any(p.order.intent == "entry" for p in self.awaiting.get(symbol, []))
+        # read per decision: plain loops, no tuple of every order built per call
+        for orders in (self.live, self.unknown):
+            for lv in orders.values():
+                if lv.order.symbol == symbol and lv.order.intent == "entry":
+                    return True
+        held = self.awaiting.get(symbol)
+        if not held:
+            return False
+        return any(p.order.intent == "entry" for p in held)
 
     def entries_in_flight(self) -> int:
         """Entries that may still become positions: working, unknown or held."""
-        working = sum(
-            1 for lv in (*self.live.values(), *self.unknown.values()) if lv.order.intent == "entry"
-        )
-        held = sum(1 for ps in self.awaiting.values() for p in ps if p.order.intent == "entry")
-        return working + held
+        n = 0
+        for orders in (self.live, self.unknown):
+            for lv in orders.values():
+                if lv.order.intent == "entry":
+                    n += 1
+        for ps in self.awaiting.values():
+            for p in ps:
+                if p.order.intent == "entry":
+                    n += 1
+        return n
 
     def find(self, client_order_id: str) -> Live | None:
         """A fill's order, working or unknown (an unknown one is working again)."""

@@ -77,6 +77,9 @@ from aegis_actors.settings import Settings
 __all__ = ["ExecutionCore", "Held", "Live", "Pending", "Ports", "fill_message", "stops_for"]
 
 _EPS = 1e-9
+_CLOSE, _BUY = Action.CLOSE, Action.BUY
+_ENTRIES = (Action.BUY, Action.SELL)
+_REFUSED = Outcome.REFUSED
 _FRESH_EXIT_RETRIES = 8  # fresh ids tried in a row for an exit the ledger already holds
 
 
@@ -169,25 +172,26 @@ class ExecutionCore:
         now = self.now()
         price = self.prices.get(d.symbol) or d.reference_price
         held = self.positions.get(d.symbol)
-        if d.action is Action.CLOSE:
+        action = d.action
+        if action is _CLOSE:
             if held is None or held.qty == 0 or held.exiting:
-                return self.done(d, Outcome.REFUSED, "nothing to close")
+                return self.done(d, _REFUSED, "nothing to close")
             order = exit_order(held, d.decision_id, d.event_id, now)
             held.exiting = order.client_order_id
             result = self.submit(order, "close", d)
             if not in_flight(result):
                 held.exiting = ""
             return self.finish(d, order, result)
-        if d.action not in (Action.BUY, Action.SELL):
+        if action not in _ENTRIES:  # members off the module: cheaper than off the class
             return self.done(d, Outcome.HOLD, "hold")
         holding = held is not None and held.qty != 0
         if held is not None and holding:
-            if not (d.reverse and (held.qty > 0) != (d.action is Action.BUY)):
-                return self.done(d, Outcome.REFUSED, "already holding; one position per symbol")
+            if not (d.reverse and (held.qty > 0) != (action is _BUY)):
+                return self.done(d, _REFUSED, "already holding; one position per symbol")
             if held.exiting:
-                return self.done(d, Outcome.REFUSED, "an exit is already working on it")
+                return self.done(d, _REFUSED, "an exit is already working on it")
         if self.book.working_entry(d.symbol):
-            return self.done(d, Outcome.REFUSED, "an entry order is already working on it")
+            return self.done(d, _REFUSED, "an entry order is already working on it")
         closing = ""
         if held is not None and holding:
             closing = self.reverse(d, held, now)
@@ -497,7 +501,7 @@ class ExecutionCore:
         if closing:  # a reversal's entry refused: its close is working all the same
             self.done(d, Outcome.ORDERED, f"{closing}; entry refused: {check}: {why}")
             return
-        self.done(d, Outcome.REFUSED, f"{check}: {why}")
+        self.done(d, _REFUSED, f"{check}: {why}")
 
     def done(
         self, d: Decision, outcome: Outcome, detail: str, *, accepted: float | None = None
@@ -722,11 +726,10 @@ class ExecutionCore:
         """Positions plus entries that may become positions (working, unknown, held). For
         an entry on `entering`, a position there whose exit is working is not counted: a
         reversal replaces it."""
-        held = sum(
-            1
-            for h in self.positions.values()
-            if h.qty != 0 and not (h.exiting and h.symbol == entering)
-        )
+        held = 0
+        for h in self.positions.values():  # per entry decision: a loop, no generator
+            if h.qty != 0 and not (h.exiting and h.symbol == entering):
+                held += 1
         return held + self.book.entries_in_flight()
 
     def publish_positions(self) -> None:
