@@ -14,10 +14,14 @@ from pydantic_core import from_json
 
 from aegis_actors.base import AegisActor
 from aegis_actors.cache import Cache
+from aegis_actors.gateway.intake import LATE
 from aegis_actors.messages import (
     CONTEXT,
+    T0,
     Context,
     DurableState,
+    EventKind,
+    EventShed,
     LoadState,
     MarketEvent,
     ModeChange,
@@ -27,7 +31,8 @@ from aegis_actors.messages import (
     TradingMode,
 )
 from aegis_actors.roles import rules
-from aegis_actors.runtime import ANALYST, COMMANDER, STORE, VERIFIER
+from aegis_actors.runtime import ANALYST, COMMANDER, MARKET, STORE, VERIFIER
+from aegis_actors.watchdog.sla import STAGES
 
 STALE_AFTER_S = 30.0
 HISTORY = 60
@@ -98,9 +103,30 @@ class ContextLoader(AegisActor):
         self.loaded = 0
         self.misses = 0
         self.stale = 0
+        # A tick that waited in the tree past its detect-to-analysis critical time would
+        # only be failed (and three such in a row force the posture defensive): it is shed
+        # here instead, before any work, and its symbol's next tick goes in. Never in a
+        # replay, where every bar is analysed.
+        self.late_after_s = (
+            float("inf")
+            if self.settings.feed.kind == "replay"
+            else STAGES["detect_to_analysis"][2].critical_ms / 1000.0
+        )
 
     def on_MarketEvent(self, event: MarketEvent) -> None:
         now = self.clock.now()
+        waited = now - event.stamps.get(T0, now)
+        if waited >= self.late_after_s and event.kind is EventKind.TICK:
+            self.send(
+                MARKET,
+                EventShed(
+                    event_id=event.event_id,
+                    symbol=event.symbol,
+                    reason=LATE,
+                    waited_ms=waited * 1000.0,
+                ),
+            )
+            return
         event = event.stamp(CONTEXT, now)
         ctx = self.inject(event, now)
         self.loaded += 1

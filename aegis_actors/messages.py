@@ -362,6 +362,17 @@ class EventDone(Stamped):
     stage: str = ""  # the stage that failed, on failure/timeout
 
 
+class EventShed(Msg):
+    """An event dropped inside the pipeline before any work was done on it (it reached the
+    context loader too late to meet its SLA): the gateway frees its symbol and counts it
+    as shed by `reason`, like an event shed at the gateway; the watchdog never sees it."""
+
+    event_id: str
+    symbol: str
+    reason: str
+    waited_ms: float
+
+
 class DecisionRecord(Msg):
     decision_id: str
     event_id: str

@@ -30,6 +30,7 @@ from aegis_actors.messages import (
     T0,
     EventDone,
     EventKind,
+    EventShed,
     FlowReply,
     GetFlow,
     MarketEvent,
@@ -374,6 +375,26 @@ class Admission(AegisActor):
         self.send(WATCHDOG, done)
         self.release()
 
+    def on_EventShed(self, shed: EventShed) -> None:
+        """An event the context loader dropped (it waited too long inside the tree): its
+        symbol is free, it counts as shed, and the window is cut (the tree queues)."""
+        if not self.intake.done(shed.symbol, shed.event_id, self.clock.now()):
+            self.late_reports += 1  # it had already timed out here: counted then
+            return
+        self.dispatched_at.pop(shed.symbol, None)
+        self.cut_window()
+        self.good = 0
+        self.intake.shed[shed.reason] = self.intake.shed.get(shed.reason, 0) + 1
+        self.count_shed()
+        self.release()
+
+    def cut_window(self) -> None:
+        """Multiplicative decrease, at most every CUT_EVERY_S."""
+        now = self.clock.now()
+        if now - self.last_cut >= CUT_EVERY_S:
+            self.intake.window = max(self.window_floor(), int(self.intake.window * CUT_FACTOR))
+            self.last_cut = now
+
     def adapt(self, done: EventDone) -> None:
         """AIMD on the queueing between dispatch and the context loader: the window
         shrinks while the pipeline queues (the CPU is short) and grows back after."""
@@ -383,10 +404,7 @@ class Admission(AegisActor):
             return
         intake = self.intake
         if (loaded - sent - self.linger_s) * 1000.0 > QUEUE_HIGH_MS:  # the linger is ours
-            now = self.clock.now()
-            if now - self.last_cut >= CUT_EVERY_S:
-                intake.window = max(self.window_floor(), int(intake.window * CUT_FACTOR))
-                self.last_cut = now
+            self.cut_window()
             self.good = 0
         elif intake.window < self.max_window:
             self.good += 1

@@ -23,6 +23,7 @@ from aegis_actors.messages import MarketEvent
 
 COALESCED = "coalesced"  # replaced by a newer event for the same symbol (latest wins)
 STALE = "stale"  # a tick waited for the window past max_wait_s
+LATE = "late"  # a tick reached the context loader past its detect-to-analysis critical time
 
 
 @dataclass(slots=True)
