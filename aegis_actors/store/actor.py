@@ -864,12 +864,14 @@ def coalesce(batch: list[Msg]) -> list[Any]:
 
 
 _DECISION_FIELDS = tuple(DecisionRecord.model_fields)
+_N_DECISION_FIELDS = len(_DECISION_FIELDS)
 
 
 def decision_row(d: DecisionRecord) -> dict[str, Any]:
-    """The record's fields as they are (already JSON values): no second model dump. A
-    model's `__dict__` holds exactly its fields (extra="forbid"), in declaration order."""
-    row = dict(d.__dict__)
-    if len(row) != len(_DECISION_FIELDS):  # never expected; the slow, exact way
+    """The record's fields as they are (already JSON values): no model dump, no copy. A
+    model's `__dict__` holds exactly its fields (extra="forbid"), in declaration order;
+    the store only reads the row it is given, so the record's own dict is the row."""
+    row: dict[str, Any] = d.__dict__
+    if len(row) != _N_DECISION_FIELDS:  # never expected; the slow, exact way
         return {k: getattr(d, k) for k in _DECISION_FIELDS}
     return row
