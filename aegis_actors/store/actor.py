@@ -118,6 +118,7 @@ _TOLD_WRITES = (
     KvPut,
     WriteAheadExpired,
 )
+_TOLD_TYPES = frozenset(_TOLD_WRITES)
 # Told writes that carry money: committed at the end of their turn, never kept waiting.
 _MONEY_WRITES = (OrderUpdate, RecordFill, PositionUpdate, WriteAheadExpired)
 
@@ -134,7 +135,7 @@ class Store(AegisActor):
         self.spool_refused = 0
         self.conflicts = 0
         self.expired = 0  # write-aheads refused past their deadline
-        self.received: dict[str, int] = {}  # non-order writes asked for, by message type
+        self.received: dict[type, int] = {}  # non-order writes asked for, by message type
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
         self.pending: list[Msg] = []  # told writes waiting for the next flush
@@ -306,26 +307,30 @@ class Store(AegisActor):
         return ""
 
     def on_receive(self, message: Any) -> Any:
+        if type(message) in _TOLD_TYPES:  # each one's handler is `write`: called at once
+            self._progress[0] += 1  # counted as AegisActor.on_receive counts a message
+            self.write(message)
+            return None
         if self.pending and not isinstance(message, _TOLD_WRITES) and not self.joins(message):
             self.flush()  # an ask sees every write told before it
         return super().on_receive(message)
 
     def write(self, msg: Msg) -> None:
         """A non-order write: batched if the store is up and nothing waits, else spooled."""
-        kind = type(msg).__name__
-        self.received[kind] = self.received.get(kind, 0) + 1
-        if not self.outage_reason and not len(self.spool):
-            self.pending.append(msg)
-            if isinstance(msg, _MONEY_WRITES):
-                self.money_pending = True  # committed at the end of this drain, no linger
-            if len(self.pending) >= BATCH_MAX or (
-                not self.grouped
-                and (self.money_pending or not self.hold())
-                and not self.more_queued()
-            ):
-                self.flush()  # the drain is over (or the batch full): one transaction
+        kind = type(msg)
+        received = self.received
+        received[kind] = received.get(kind, 0) + 1
+        if self.outage_reason or len(self.spool):
+            self.spool_write(msg)
             return
-        self.spool_write(msg)
+        pending = self.pending
+        pending.append(msg)
+        if isinstance(msg, _MONEY_WRITES):
+            self.money_pending = True  # committed at the end of this drain, no linger
+        if len(pending) >= BATCH_MAX or (
+            not self.grouped and (self.money_pending or not self.hold()) and not self.more_queued()
+        ):
+            self.flush()  # the drain is over (or the batch full): one transaction
 
     def release_held(self) -> None:
         if not self.grouped:
@@ -782,7 +787,7 @@ class Store(AegisActor):
             "spool_refused": self.spool_refused,
             "conflicts": self.conflicts,
             "write_ahead_expired": self.expired,
-            "received": dict(self.received),
+            "received": {kind.__name__: n for kind, n in self.received.items()},
             "spooled_kinds": dict(self.spooled_kinds),
         }
 
