@@ -10,7 +10,7 @@ an error at once (no order is sent that is not written first), the watchdog is a
 Reconnection is tried on the clock with backoff; the spool is replayed in order first.
 
 Told writes are batched: each is queued, and when the mailbox holds no more of them
-everything queued is written in one transaction (decisions in one executemany),
+everything queued is written in one transaction (decisions in one bulk insert),
 committed without a disk flush per row (synchronous=NORMAL). Under load (the last
 commit less than `GROUP_COMMIT_S` ago) writes that carry no money (decisions, alerts,
 snapshots, ...) wait up to that long for more, so a busy store commits fewer, larger
@@ -364,7 +364,7 @@ class Store(AegisActor):
 
     def apply_batch(self, batch: list[Msg]) -> None:
         """The batch in one transaction. Decisions, fills, sessions and alerts each go as
-        one executemany: each of those tables is written by its message kind alone (an
+        one bulk write: each of those tables is written by its message kind alone (an
         acknowledgement in the batch keeps the alerts in order with it), so the order of
         writes within every table is kept. Everything else is written in its order."""
         db = self.durable

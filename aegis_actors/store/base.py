@@ -263,8 +263,9 @@ class Database(ABC):
     def insert_many(
         self, table: str, rows: Sequence[dict[str, Any]], *, ignore_conflict: bool = False
     ) -> int:
-        """Insert rows that share one set of columns, in one statement run many times;
-        how many were inserted (-1 when the backend does not count them)."""
+        """Insert rows that share one set of columns in one bulk write (one statement run
+        many times; SQLite, in a transaction: many rows a statement); how many were
+        inserted (-1 when the backend does not count them)."""
         if not rows:
             return 0
         info = _table(table)
