@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import threading
 from collections.abc import Callable, Iterator
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Any
 
 import psycopg2
 import psycopg2.extensions
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from aegis_actors.settings import SettingsError, load_settings
 from aegis_actors.store import (
@@ -28,7 +32,9 @@ from aegis_actors.store import (
     StoreUnavailable,
     open_database,
 )
+from aegis_actors.store.base import RowAdapter, adapt_value
 from aegis_actors.store.schema import LATEST_VERSION
+from aegis_actors.store.sqlite import ROWS_PER_INSERT
 from aegis_actors.tree import check_supported
 
 PG_BASE = os.environ.get("AEGIS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -314,6 +320,122 @@ def test_unknown_names_rejected(db: Database) -> None:
 def test_unsupported_value_type_rejected(db: Database) -> None:
     with pytest.raises(TypeError):
         db.insert("kv", {"key": "k", "value": object()})
+
+
+class _Side(StrEnum):
+    BUY = "buy"
+
+
+class _Level(IntEnum):
+    HIGH = 2
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=8,
+)
+# Every kind of value a row may carry: plain ones, JSON ones, subclasses of the plain
+# ones (a str enum, an int enum), and ones no column takes (a tuple, bytes, an object).
+_value = (
+    _json
+    | st.sampled_from([_Side.BUY, _Level.HIGH, (1, 2), b"x", object()])
+    | st.dictionaries(st.text(max_size=4), _json, max_size=3)
+)
+_DECISION_COLUMNS = sorted(TABLES["decisions"].columns - {"id"})
+_ADAPTERS: dict[tuple[str, ...], RowAdapter] = {}  # shared: each plan is made once, reused
+
+
+def _reference(info: Any, cols: tuple[str, ...], row: dict[str, Any]) -> Any:
+    """What a row binds as: `adapt_value` of each value, or the TypeError it raises."""
+    try:
+        return tuple(adapt_value(info, c, row[c]) for c in cols)
+    except TypeError as exc:
+        return ("TypeError", str(exc))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_a_row_binds_each_value_as_adapt_value_makes_it(data: st.DataObject) -> None:
+    """The row adapter plans each row shape once; what it binds is `adapt_value` of every
+    value, for any mix of types, in boolean columns and others (a bool column: vetoed)."""
+    info = TABLES["decisions"]
+    cols = tuple(data.draw(st.sampled_from([_DECISION_COLUMNS, ["vetoed"], ["symbol", "vetoed"]])))
+    adapter = _ADAPTERS.setdefault(cols, RowAdapter(info, cols))
+    for _ in range(3):  # a few rows of one column set, through one adapter
+        row = {c: data.draw(_value) for c in cols}
+        try:
+            got = adapter(row)
+        except TypeError as exc:
+            got = ("TypeError", str(exc))
+        assert got == _reference(info, cols, row)
+        if not isinstance(got[0], str) or got[0] != "TypeError":
+            assert [type(v) for v in got] == [type(v) for v in _reference(info, cols, row)]
+
+
+def _decision(rng: random.Random, i: int) -> dict[str, Any]:
+    """A decision row as the commander's records give them, now and then with None, an
+    int or a bool where a float or JSON usually is."""
+    return {
+        "decision_id": f"d-{rng.randint(0, 300)}",
+        "event_id": f"e-{i}",
+        "symbol": rng.choice(["AAPL", "MSFT", "S00042"]),
+        "analysis": rng.choice([None, {"direction": "up", "stamps": {"t0": 1.5 + i}}]),
+        "verdict": rng.choice([None, {"approve": True, "reasons": ["ok", "é"]}]),
+        "decision": rng.choice([None, {"action": "buy", "limit_price": 100.0 + i / 7}]),
+        "vetoed": rng.choice([True, False, 0, 1, None]),
+        "confidence": rng.choice([None, 0.5, 1, i / 3]),
+        "outcome": rng.choice(["hold", "decided", "refused"]),
+        "latency_ms": {"analysis": i / 10},
+        "created_at": 1.7e9 + i / 1000,
+        "prompt_versions": {"analyst": "rules.v2"},
+        "models": {},
+        "tokens": rng.choice([{}, {"analyst": {"input": 3, "output": i}}]),
+        "cost_usd": 0.0,
+        "analysis_confidence": rng.choice([None, 0.25]),
+        "verdict_confidence": 0.9,
+    }
+
+
+def test_a_batch_of_rows_is_the_ledger_one_insert_a_row_makes(tmp_path: Path) -> None:
+    """SQLite writes a transaction's batch many rows to a statement: the ledger holds the
+    same rows under the same ids (a skipped duplicate uses up its id, as ever) and the
+    count is the same as one INSERT a row, for batch sizes around the chunk sizes; a
+    clash in a batch (no ignore_conflict) fails it whole, as a row a statement did."""
+    sizes = [1, 2, 3, ROWS_PER_INSERT - 1, ROWS_PER_INSERT, ROWS_PER_INSERT + 1, 150, 0]
+    rng = random.Random(7)
+    batches = [[_decision(rng, i * 1000 + k) for k in range(n)] for i, n in enumerate(sizes)]
+    fast, slow = (
+        SQLiteDatabase(str(tmp_path / "fast.db")),
+        SQLiteDatabase(str(tmp_path / "slow.db")),
+    )
+    try:
+        for d in (fast, slow):
+            d.migrate()
+        for rows in batches:
+            with fast.transaction(durable=False):
+                count = fast.insert_many("decisions", rows, ignore_conflict=True)
+            with slow.transaction(durable=False):
+                assert count == sum(slow.insert("decisions", r, ignore_conflict=True) for r in rows)
+        unique = [dict(r, decision_id=f"u-{i}") for i, r in enumerate(batches[6])]
+        with fast.transaction(durable=False):  # no clash: every row, counted
+            assert fast.insert_many("decisions", unique) == len(unique)
+        with slow.transaction(durable=False):
+            for r in unique:
+                slow.insert("decisions", r)
+        clash = [*unique[:70], unique[3]]
+        with pytest.raises(StoreIntegrityError), fast.transaction(durable=False):
+            fast.insert_many("decisions", clash)
+        outside = [dict(r, decision_id=f"o-{i}") for i, r in enumerate(batches[5])]
+        assert fast.insert_many("decisions", outside) == len(outside)  # autocommitted rows
+        for r in outside:
+            slow.insert("decisions", r)
+        assert fast.select("decisions", order_by="id") == slow.select("decisions", order_by="id")
+        seq = "SELECT seq FROM sqlite_sequence WHERE name = 'decisions'"
+        assert fast._execute(seq, (), retry=True) == slow._execute(seq, (), retry=True)
+    finally:
+        fast.close()
+        slow.close()
 
 
 def test_threads_share_one_handle(db: Database) -> None:

@@ -10,7 +10,7 @@ an error at once (no order is sent that is not written first), the watchdog is a
 Reconnection is tried on the clock with backoff; the spool is replayed in order first.
 
 Told writes are batched: each is queued, and when the mailbox holds no more of them
-everything queued is written in one transaction (decisions in one executemany),
+everything queued is written in one transaction (decisions in one bulk insert),
 committed without a disk flush per row (synchronous=NORMAL). Under load (the last
 commit less than `GROUP_COMMIT_S` ago) writes that carry no money (decisions, alerts,
 snapshots, ...) wait up to that long for more, so a busy store commits fewer, larger
@@ -118,6 +118,7 @@ _TOLD_WRITES = (
     KvPut,
     WriteAheadExpired,
 )
+_TOLD_TYPES = frozenset(_TOLD_WRITES)
 # Told writes that carry money: committed at the end of their turn, never kept waiting.
 _MONEY_WRITES = (OrderUpdate, RecordFill, PositionUpdate, WriteAheadExpired)
 
@@ -134,7 +135,7 @@ class Store(AegisActor):
         self.spool_refused = 0
         self.conflicts = 0
         self.expired = 0  # write-aheads refused past their deadline
-        self.received: dict[str, int] = {}  # non-order writes asked for, by message type
+        self.received: dict[type, int] = {}  # non-order writes asked for, by message type
         self.spooled_kinds: dict[str, int] = {}
         self.outage_reason = ""
         self.pending: list[Msg] = []  # told writes waiting for the next flush
@@ -306,26 +307,30 @@ class Store(AegisActor):
         return ""
 
     def on_receive(self, message: Any) -> Any:
+        if type(message) in _TOLD_TYPES:  # each one's handler is `write`: called at once
+            self._progress[0] += 1  # counted as AegisActor.on_receive counts a message
+            self.write(message)
+            return None
         if self.pending and not isinstance(message, _TOLD_WRITES) and not self.joins(message):
             self.flush()  # an ask sees every write told before it
         return super().on_receive(message)
 
     def write(self, msg: Msg) -> None:
         """A non-order write: batched if the store is up and nothing waits, else spooled."""
-        kind = type(msg).__name__
-        self.received[kind] = self.received.get(kind, 0) + 1
-        if not self.outage_reason and not len(self.spool):
-            self.pending.append(msg)
-            if isinstance(msg, _MONEY_WRITES):
-                self.money_pending = True  # committed at the end of this drain, no linger
-            if len(self.pending) >= BATCH_MAX or (
-                not self.grouped
-                and (self.money_pending or not self.hold())
-                and not self.more_queued()
-            ):
-                self.flush()  # the drain is over (or the batch full): one transaction
+        kind = type(msg)
+        received = self.received
+        received[kind] = received.get(kind, 0) + 1
+        if self.outage_reason or len(self.spool):
+            self.spool_write(msg)
             return
-        self.spool_write(msg)
+        pending = self.pending
+        pending.append(msg)
+        if isinstance(msg, _MONEY_WRITES):
+            self.money_pending = True  # committed at the end of this drain, no linger
+        if len(pending) >= BATCH_MAX or (
+            not self.grouped and (self.money_pending or not self.hold()) and not self.more_queued()
+        ):
+            self.flush()  # the drain is over (or the batch full): one transaction
 
     def release_held(self) -> None:
         if not self.grouped:
@@ -359,7 +364,7 @@ class Store(AegisActor):
 
     def apply_batch(self, batch: list[Msg]) -> None:
         """The batch in one transaction. Decisions, fills, sessions and alerts each go as
-        one executemany: each of those tables is written by its message kind alone (an
+        one bulk write: each of those tables is written by its message kind alone (an
         acknowledgement in the batch keeps the alerts in order with it), so the order of
         writes within every table is kept. Everything else is written in its order."""
         db = self.durable
@@ -782,7 +787,7 @@ class Store(AegisActor):
             "spool_refused": self.spool_refused,
             "conflicts": self.conflicts,
             "write_ahead_expired": self.expired,
-            "received": dict(self.received),
+            "received": {kind.__name__: n for kind, n in self.received.items()},
             "spooled_kinds": dict(self.spooled_kinds),
         }
 
@@ -864,12 +869,14 @@ def coalesce(batch: list[Msg]) -> list[Any]:
 
 
 _DECISION_FIELDS = tuple(DecisionRecord.model_fields)
+_N_DECISION_FIELDS = len(_DECISION_FIELDS)
 
 
 def decision_row(d: DecisionRecord) -> dict[str, Any]:
-    """The record's fields as they are (already JSON values): no second model dump. A
-    model's `__dict__` holds exactly its fields (extra="forbid"), in declaration order."""
-    row = dict(d.__dict__)
-    if len(row) != len(_DECISION_FIELDS):  # never expected; the slow, exact way
+    """The record's fields as they are (already JSON values): no model dump, no copy. A
+    model's `__dict__` holds exactly its fields (extra="forbid"), in declaration order;
+    the store only reads the row it is given, so the record's own dict is the row."""
+    row: dict[str, Any] = d.__dict__
+    if len(row) != _N_DECISION_FIELDS:  # never expected; the slow, exact way
         return {k: getattr(d, k) for k in _DECISION_FIELDS}
     return row
