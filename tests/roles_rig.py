@@ -117,7 +117,7 @@ def bench_contexts(n: int, start: float = 1_767_225_600.0) -> list[Context]:
     out = []
     params = PARAMS[Posture.GUERRILLA]
     for i in range(n):
-        t = start + i * 0.01
+        t = start - 1.0 + i * 0.0005  # behind the rig's clock: every stage takes a while
         drift = 1.001 if i % 3 == 0 else (0.999 if i % 3 == 1 else 1.0)
         prices = [100.0 * drift**j for j in range(40)]
         symbol = f"S{i % 6000:05d}"
@@ -152,7 +152,7 @@ def contexts(n: int, seed: int = 13, start: float = 1_767_225_600.0) -> list[Con
     rnd = random.Random(seed)
     out = []
     for i in range(n):
-        t = start + i * 0.01
+        t = start - 1.0 + i * 0.0005 + rnd.random() * 0.0003  # behind the rig's clock
         symbol = SYMBOLS[i % len(SYMBOLS)]
         kind = rnd.random()
         length = rnd.choice((3, 12, 30, 60)) if kind < 0.15 else 60
