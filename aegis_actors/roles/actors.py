@@ -15,6 +15,7 @@ from aegis_actors.deadlines import Deadlines
 from aegis_actors.execution.mismatch import verify_price
 from aegis_actors.logs import tracing
 from aegis_actors.messages import (
+    DONE,
     Action,
     Analysis,
     ConfirmPrice,
@@ -380,6 +381,9 @@ class Commander(_RoleBase):
             self.log.bind(event_id=ctx.event_id).warning("event {}: {}", outcome, detail)
         elif outcome is _OUT_VETOED:
             self.trace(ctx.event_id, "event vetoed: {}", detail)
+        # the event ends here, as execution stamps an order's end: the gateway need not
+        # copy the message to add it (the record's latencies above are without it)
+        stamps[DONE] = now
         done = EventDone.trusted(
             event_id=ctx.event_id,
             stamps=stamps,
