@@ -118,7 +118,7 @@ class Analyst(_RoleBase):
         self.calls.start(RoleTask(ctx))
 
     def role_answered(self, task: RoleTask, msg: Stamped) -> None:
-        if isinstance(msg, Analysis):
+        if tracing() and isinstance(msg, Analysis):
             self.trace(
                 msg.event_id,
                 "analysis {} conf={} ({})",
@@ -347,18 +347,20 @@ class Commander(_RoleBase):
         self.handled += 1
         self.session.decided()
         if decision.action is _HOLD:
-            self.trace(event_id, "decision hold: {}", decision.reason)
+            if tracing():
+                self.trace(event_id, "decision hold: {}", decision.reason)
             self.finish(slot, _OUT_HOLD, decision.reason, decision=decision)
             return
-        self.trace(  # the order execution makes of it is the INFO line
-            event_id,
-            "decision {} {} size={} conf={}: {}",
-            decision.action,
-            decision.symbol,
-            decision.size_fraction,
-            decision.confidence,
-            decision.reason,
-        )
+        if tracing():
+            self.trace(  # the order execution makes of it is the INFO line
+                event_id,
+                "decision {} {} size={} conf={}: {}",
+                decision.action,
+                decision.symbol,
+                decision.size_fraction,
+                decision.confidence,
+                decision.reason,
+            )
         self.record(slot, "decided", decision)
         self.drop(slot)
         self.send(EXECUTION, decision)
