@@ -73,10 +73,7 @@ class AegisActor(SupervisedActor):
     def send(self, name: str, message: Msg) -> bool:
         """Tell a named actor, batched per mailbox turn (`SupervisedActor.post`); a
         message that reaches nobody is counted, never silent."""
-        return self.post(name, message)
-
-    def undelivered(self, name: str, n: int) -> None:
-        self.metrics.dead_letters.labels(name).inc(n)
+        return self.post(name, message)  # a dead letter is counted by the Directory's hook
 
     def fan_out(self, topic: str, message: Msg) -> None:
         """Tell every subscriber of `topic` (declared in tree.py); misses are counted."""

@@ -13,7 +13,10 @@ Every event is counted once, by the watchdog, from the gateway's one report of i
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
+import json
+import re
 import sqlite3
 import statistics
 import sys
@@ -110,6 +113,7 @@ def start_tree(symbols: int, tmp: Path, **overrides: Any) -> tuple[Any, Any, lis
         dashboard={"port": 0},
         run={"log_dir": str(tmp / "logs")},
         store={"sqlite_path": str(tmp / "aegis.db")},
+        broker={"paper_state_path": str(tmp / "paper.json")},  # each run its own book
         risk={"max_orders_per_minute": 1_000_000},
         **overrides,
     )
@@ -139,6 +143,58 @@ def thread_cpu() -> dict[str, float]:
         name = base if base and num.isdigit() else t.name
         out[name] = out.get(name, 0.0) + ns / 1e9
     return out
+
+
+class GcPauses:
+    """The longest garbage-collection pause per generation while a run is timed (a stall
+    the whole tree waits for: every actor thread needs the GIL)."""
+
+    def __init__(self) -> None:
+        self.longest: dict[int, float] = {}
+        self.count: dict[int, int] = {}
+        self._t = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._cb)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._cb)
+
+    def _cb(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t = time.perf_counter()
+            return
+        g, ms = info["generation"], (time.perf_counter() - self._t) * 1e3
+        self.longest[g] = max(self.longest.get(g, 0.0), ms)
+        self.count[g] = self.count.get(g, 0) + 1
+
+    def show(self) -> str:
+        return ", ".join(
+            f"gen{g} x{self.count[g]} max {self.longest[g]:.0f} ms" for g in sorted(self.count)
+        )
+
+
+def log_summary(log: Path, top: int = 3) -> list[str]:
+    """The run's most frequent ERROR, then WARNING lines (ids left out), with their counts: what
+    a failed run says about itself."""
+    seen: dict[str, int] = {}
+    try:
+        lines = log.read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("level") in ("WARNING", "ERROR", "CRITICAL"):
+            text = re.sub(r"\b(ev|ae|al|dc)-[0-9a-f]+\b", "<id>", str(rec.get("msg", "")))
+            text = re.sub(r"\d+", "N", text)[:120]
+            key = f"{rec['level']} {rec.get('actor')}: {text}"
+            seen[key] = seen.get(key, 0) + 1
+    worst = sorted(seen.items(), key=lambda kv: (kv[0].startswith("WARNING"), -kv[1]))
+    return [f"{n} x {k}" for k, n in worst[:top]]
 
 
 def store_queue(rt: Any) -> int:
@@ -174,6 +230,7 @@ def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]
     max_q = 0
     prefix = new_event_id()[:11]  # a feed numbers its events; no uuid per event
     cpu0 = thread_cpu()
+    gcp = GcPauses().__enter__()
     c0, t0 = time.process_time(), time.perf_counter()
     i = 0
     while i < n:
@@ -208,6 +265,7 @@ def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]
             break
         time.sleep(0.01)
     took, cpu = time.perf_counter() - t0, time.process_time() - c0
+    gcp.__exit__()
     cpu1 = thread_cpu()
     by_thread = {k: (v - cpu0.get(k, 0.0)) / max(1, n) * 1e6 for k, v in cpu1.items()}
     drained_s = took - offered_s
@@ -235,6 +293,8 @@ def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]
         },
     }
     app.stop("bench over")
+    out["gc"] = gcp.show()
+    out["log"] = log_summary(tmp / "logs" / "aegis.jsonl")
     db = sqlite3.connect(tmp / "aegis.db")
     out["decisions"] = db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0]
     db.close()
@@ -317,7 +377,10 @@ def spine(n: int = 5000, seconds: float = 30.0, rates: list[float] | None = None
         run = tree_run(rate, seconds)
         ok, why = sustained(run)
         print(f"  {'PASS' if ok else 'FAIL'} {show(run)}" + ("" if ok else f"  <- {why}"))
+        print(f"         GC pauses: {run['gc']}")
         if not ok:
+            for line in run["log"]:
+                print(f"         log: {line}")
             break
         best = run
     if best is None:

@@ -62,7 +62,8 @@ class SupervisedActor(pykka.ThreadingActor):
 
     Tells sent with `post` leave as one `Batch` per receiver at the end of the mailbox
     turn: when the mailbox is empty, before a reply is set (an asker never sees an answer
-    before the tells that preceded it), at a failure, or every `OUTBOX_MAX` messages. Each
+    before the tells that preceded it), at a failure, or between two handled messages once
+    `OUTBOX_MAX` wait (never among one handler's sends, whose order it keeps). Each
     hop of a busy pipeline then costs one queue put and one thread wake-up per batch
     instead of per message; an idle one sends each message at once, as before. A received
     Batch is handled message by message in one turn; if one fails, the rest of the batch
@@ -141,9 +142,7 @@ class SupervisedActor(pykka.ThreadingActor):
         else:
             box.append(message)
         self._posted += 1
-        if self._posted >= OUTBOX_MAX:
-            self.flush_outbox()
-        elif not self._held_since:
+        if not self._held_since:
             self.hold()
         return True
 
@@ -272,8 +271,9 @@ class SupervisedActor(pykka.ThreadingActor):
     def _handle_one(self, message: Any) -> Any:
         try:
             if isinstance(message, _PYKKA_MESSAGES):  # stop, proxy calls: pykka's own way
-                return super()._handle_receive(message)
-            return self.on_receive(message)  # what pykka would do, minus four isinstance
+                result = super()._handle_receive(message)
+            else:
+                result = self.on_receive(message)  # what pykka would do, minus 4 isinstance
         except Exception:
             raise
         except BaseException as exc:  # never let one reach pykka's stop_all()
@@ -281,6 +281,12 @@ class SupervisedActor(pykka.ThreadingActor):
             if self.actor_stopped.is_set() and self._exit_reason is None:
                 self._exit_reason = demoted  # raised from on_stop
             raise demoted from exc
+        if self._posted >= OUTBOX_MAX:
+            # A full outbox goes out between two messages, never among one handler's sends:
+            # a handler that tells A then B (which may answer A at once) has A's tell
+            # leave first, as the receivers' order in the outbox says.
+            self.flush_outbox()
+        return result
 
     def _actor_loop(self) -> None:
         try:

@@ -494,7 +494,8 @@ def test_shutdown_stops_the_process_with_exit_0(tmp_path: Path) -> None:
 def test_without_a_secret_admin_refuses_everything_and_says_why(tmp_path: Path) -> None:
     p = start(tmp_path, secret=None)
     try:
-        assert "AEGIS_ADMIN_SECRET is not set" in p.log
+        # the JSON log is written by its own thread: the line may follow the subscription
+        wait_until(lambda: "AEGIS_ADMIN_SECRET is not set" in p.log, what="the no-secret line")
         r = Raw(p.channel, secret="whatever")
         reply = r.send(r.make("status"))
         r.close()

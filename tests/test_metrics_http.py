@@ -105,3 +105,18 @@ def test_api_status_and_top(aegis_factory: Any, vclock: Any) -> None:
         cwd=ROOT,
     )
     assert bad.returncode == 1 and "cannot reach" in bad.stdout
+
+
+def test_a_message_to_nobody_is_one_dead_letter(aegis_factory: Any, vclock: Any) -> None:
+    """Each message that reaches no live actor is counted once, sent alone or in a batch
+    (the Directory's hook counts it; the sending actor does not count it again)."""
+    from aegis_actors.messages import Posture, SetPosture
+    from aegis_actors.runtime import POSTURE
+
+    app = aegis_factory(feed={"symbols": ["AAPL"]})
+    ref = app.rt.directory.get(POSTURE)
+    msg = SetPosture(posture=Posture.DEFENSIVE, reason="test")
+    for _ in range(3):
+        ref.proxy().send("nobody", msg).get(timeout=5)
+    drive(vclock, 1)
+    assert app.rt.metrics.value("aegis_dead_letters_total", {"actor": "nobody"}) == 3

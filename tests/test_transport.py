@@ -216,3 +216,66 @@ def test_a_paced_burst_through_the_tree_keeps_per_event_stamps_and_counts_each_o
         contexts.append(st[CONTEXT])
     assert len(set(contexts)) == len(contexts)  # stamped one by one, not per batch
     assert m.total("aegis_restarts_total") == 0 and m.total("aegis_events_shed_total") == 0
+
+
+class Fan(SupervisedActor):
+    """Per message, posts to 'first', then 'second' and 'third' (the context loader: the
+    commander, then the analyst and the verifier, whose answers go to the commander)."""
+
+    def on_receive(self, message: Any) -> Any:
+        if message == "hold":
+            self.gate.wait(10)
+            return None
+        self.post("first", ("direct", message))
+        self.post("second", ("via", message))
+        self.post("third", ("via 3", message))
+        return None
+
+    def __init__(self, ctx: ChildContext, gate: threading.Event) -> None:
+        super().__init__(ctx)
+        self.gate = gate
+
+
+class Tells(Directory):
+    """A Directory that notes each tell: (to, what), a Batch as its messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[tuple[str, Any]] = []
+
+    def tell(self, name: str, message: Any) -> bool:
+        for m in message.messages if type(message) is Batch else (message,):
+            self.sent.append((name, m))
+        return super().tell(name, message)
+
+
+def test_one_handlers_sends_keep_their_order_across_a_full_outbox(
+    log: dict[str, list[Any]], gate: threading.Event
+) -> None:
+    """A turn that posts more than OUTBOX_MAX messages sends some mid-turn; still, what one
+    handler sends to 'first' leaves before what it then sends to 'second' (which may
+    answer 'first' at once: the answer must not arrive before what it answers)."""
+    from supervisors.actor import OUTBOX_MAX
+
+    directory = Tells()
+    children = [
+        ChildSpec("first", lambda ctx: Sink.start(ctx, log)),
+        ChildSpec("second", lambda ctx: Sink.start(ctx, {"got": [], "turns": []})),
+        ChildSpec("third", lambda ctx: Sink.start(ctx, {"got": [], "turns": []})),
+        ChildSpec("fan", lambda ctx: Fan.start(ctx, gate)),
+    ]
+    handle = start_tree("root", children, Policy(), clock=VirtualClock(), directory=directory)
+    try:
+        n = OUTBOX_MAX * 2  # several mid-turn sends, at every phase of the pattern
+        directory.tell("fan", "hold")
+        for i in range(n):
+            directory.tell("fan", i)
+        gate.set()
+        wait_until(lambda: len(got(log)) == n)
+        order = [m for to, m in directory.sent if to in ("first", "second", "third")]
+        for i in range(n):
+            assert order.index(("direct", i)) < order.index(("via", i)), i
+            assert order.index(("direct", i)) < order.index(("via 3", i)), i
+    finally:
+        gate.set()
+        handle.stop()

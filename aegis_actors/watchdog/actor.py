@@ -73,7 +73,7 @@ from aegis_actors.watchdog.runs import (
     run_started,
     start_mode,
 )
-from aegis_actors.watchdog.sla import STAGES, StageHistograms, TurnObserver, stage_latencies
+from aegis_actors.watchdog.sla import STAGES, StageHistograms, TurnObserver
 
 NOT_BEATEN = {WATCHDOG, ROLES, GATEWAY, "root"}  # myself, and supervisors (they are watched
 # by their own parents)
@@ -151,6 +151,7 @@ class Watchdog(AegisActor):
         self.failure_streak = 0
         self.outcomes: dict[str, int] = {}
         self.event_counts: dict[Outcome, Any] = {}  # outcome -> its labelled counter
+        self.outcomes_unflushed: dict[Outcome, int] = {}  # counted into it once per turn
         self.alerts: deque[dict[str, Any]] = deque(maxlen=100)
         self.sup_events: deque[dict[str, Any]] = deque(maxlen=100)
         self.beat_seq = 0
@@ -174,9 +175,9 @@ class Watchdog(AegisActor):
         }
         self.z_stage = {s: ZScore(w.anomaly_window, w.anomaly_min_samples) for s in STAGES}
         # per stage, what each event's latency feeds: looked up once, not per stage per event
-        self.stage_watch = {
-            s: (v[2], self.stage_obs[s], self.z_stage[s]) for s, v in STAGES.items()
-        }
+        self.stage_watch = [
+            (s, a, b, sla, self.stage_obs[s], self.z_stage[s]) for s, (a, b, sla) in STAGES.items()
+        ]
         self.z_ticks = ZScore(w.anomaly_window, w.anomaly_min_samples)
         self.last_ticks = self.metrics.value("aegis_ticks_total")
         self.execution = DailyRate(w.accuracy_days)  # orders ok over sent, rolling
@@ -298,9 +299,15 @@ class Watchdog(AegisActor):
         stamps = done.stamps if DONE in done.stamps else {**done.stamps, DONE: self.clock.now()}
         outcome = done.outcome
         critical = ""
-        watch, record = self.stage_watch, self.hist.record
-        for stage, ms in stage_latencies(stamps).items():
-            sla, obs, z = watch[stage]
+        record = self.hist.record
+        for stage, a, b, sla, obs, z in self.stage_watch:  # `stage_latencies`, inlined
+            ta = stamps.get(a)
+            tb = stamps.get(b)
+            if ta is None or tb is None:
+                continue
+            ms = (tb - ta) * 1000.0
+            if ms < 0.0:
+                ms = 0.0
             record(stage, ms)
             obs.observe(ms)
             if ms >= sla.target_ms:  # scored only when slow: fast outliers are no news
@@ -324,15 +331,13 @@ class Watchdog(AegisActor):
                     f"stage {stage} over its SLA twice in a row ({ms:.0f} ms)",
                     event_id=done.event_id,
                 )
-        if not self.hold():  # the deterministic scheduler: into the metric at once
-            self.flush_stage_metrics()
         if critical and outcome not in (Outcome.FAILED, Outcome.TIMEOUT):
             outcome = Outcome.FAILED  # SPEC 2: a stage past its critical time fails the event
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
-        counter = self.event_counts.get(outcome)
-        if counter is None:
-            counter = self.event_counts[outcome] = self.metrics.events.labels(outcome.value)
-        counter.inc()
+        unflushed = self.outcomes_unflushed
+        unflushed[outcome] = unflushed.get(outcome, 0) + 1
+        if not self.hold():  # the deterministic scheduler: into the metrics at once
+            self.flush_stage_metrics()
         if outcome in (Outcome.FAILED, Outcome.TIMEOUT):
             self.failure_streak += 1
             streak = self.settings.roles.max_consecutive_failures  # live: read at use
@@ -358,8 +363,17 @@ class Watchdog(AegisActor):
         super().release_held()
 
     def flush_stage_metrics(self) -> None:
+        """What this turn's events observed, into prometheus once per turn (one locked
+        increment per outcome and bucket, not one per event)."""
         for obs in self.stage_obs.values():
             obs.flush()
+        if self.outcomes_unflushed:
+            unflushed, self.outcomes_unflushed = self.outcomes_unflushed, {}
+            for outcome, n in unflushed.items():
+                counter = self.event_counts.get(outcome)
+                if counter is None:
+                    counter = self.event_counts[outcome] = self.metrics.events.labels(outcome.value)
+                counter.inc(n)
 
     def on_StageFailure(self, f: StageFailure) -> None:
         self.metrics.errors.labels(f"stage_{f.role}").inc()
