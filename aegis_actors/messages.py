@@ -7,6 +7,8 @@ end to end.
 
 from __future__ import annotations
 
+import types
+import typing
 import uuid
 from collections.abc import Callable
 from copy import deepcopy
@@ -96,6 +98,96 @@ def _trusted_maker(cls: type[Msg]) -> Callable[..., Any]:
 
 if not TYPE_CHECKING:
     Msg.trusted = _Trusted()
+
+
+def json_of(msg: Msg) -> dict[str, Any]:
+    """`msg.model_dump(mode="json")`, equal in every key, value, type and order, at a
+    fraction of the serializer's cost when each value is of its field's exact type (as
+    our own messages' are; the commander dumps three per decision record). Any other
+    value (an int in a float field, a nested model, a float that is not finite where
+    JSON mode would make it None) goes to pydantic's serializer, as does a class with a
+    field this does not know (`_json_maker`)."""
+    return (_JSON.get(type(msg)) or _json_maker(type(msg)))(msg)
+
+
+_JSON: dict[type, Callable[[Any], dict[str, Any]]] = {}
+_SCALARS = (str, float, bool, int)
+_SLOW = "return slow(msg)"
+
+
+def _field_code(name: str, ann: Any, env: dict[str, Any]) -> tuple[list[str], str] | None:
+    """(the checking statements, the value) for one field's value `v_<name>`, or None
+    for a type this does not know. A check that fails hands the message to `slow`."""
+    v = f"v_{name}"
+    args = typing.get_args(ann)
+    origin = typing.get_origin(ann)
+    if origin in (types.UnionType, typing.Union) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        inner = _field_code(name, rest[0], env) if len(rest) == 1 else None
+        if inner is None or len(inner[0]) != 1:
+            return None
+        cond = inner[0][0].removeprefix("if ").removesuffix(f": {_SLOW}")
+        return [f"if {v} is not None and {cond}: {_SLOW}"], f"None if {v} is None else {inner[1]}"
+    if ann in _SCALARS:
+        env[ann.__name__] = ann
+        return [f"if type({v}) is not {ann.__name__}: {_SLOW}"], v
+    if isinstance(ann, type) and issubclass(ann, StrEnum):
+        env[f"E_{name}"] = ann
+        return [f"if type({v}) is not E_{name}: {_SLOW}"], f"{v}._value_"
+    if origin is dict and args and args[0] is str and args[1] in (float, Any):
+        if args[1] is float:  # JSON mode would turn an int into a float
+            bad = "type(x) is not float"
+        else:  # Any: a scalar JSON mode keeps as it is (a float only when finite)
+            bad = (
+                "type(x) is not str and not (x is None or type(x) is int or type(x) is bool"
+                " or (type(x) is float and x - x == 0.0))"
+            )
+        return [
+            f"if type({v}) is not dict: {_SLOW}",
+            f"for k, x in {v}.items():",
+            f"    if type(k) is not str or {bad}: {_SLOW}",
+        ], f"dict({v})"
+    if origin is list and args == (str,):
+        return [
+            f"if type({v}) is not list: {_SLOW}",
+            f"for x in {v}:",
+            f"    if type(x) is not str: {_SLOW}",
+        ], f"list({v})"
+    return None
+
+
+def _json_maker(cls: type[Msg]) -> Callable[[Any], dict[str, Any]]:
+    """A dumper for `cls` made once (see `json_of`): the checks, then one dict literal."""
+    slow = partial(cls.__pydantic_serializer__.to_python, mode="json")
+    env: dict[str, Any] = {"slow": slow}
+    decorators = cls.__pydantic_decorators__
+    codes: list[tuple[str, list[str], str]] = []
+    plain = not (
+        decorators.field_serializers
+        or decorators.model_serializers
+        or cls.model_computed_fields
+        or cls.model_config.get("extra") == "allow"
+    )
+    for name, info in cls.model_fields.items():
+        code = _field_code(name, info.annotation, env)
+        if code is None or info.alias or info.serialization_alias or info.exclude:
+            plain = False
+            break
+        codes.append((name, *code))
+    if not plain:
+        _JSON[cls] = slow
+        return slow
+    src = (
+        "def dump(msg):\n"
+        "    d = msg.__dict__\n"
+        + "".join(f"    v_{n} = d[{n!r}]\n" for n, _c, _v in codes)
+        + "".join(f"    {line}\n" for _n, check, _v in codes for line in check)
+        + f"    return {{{', '.join(f'{n!r}: {v}' for n, _c, v in codes)}}}\n"
+    )
+    exec(src, env)  # noqa: S102 - generated from the class's own field names and types
+    dump: Callable[[Any], dict[str, Any]] = env["dump"]
+    _JSON[cls] = dump
+    return dump
 
 
 class EventKind(StrEnum):

@@ -15,6 +15,7 @@ from aegis_actors.deadlines import Deadlines
 from aegis_actors.execution.mismatch import verify_price
 from aegis_actors.logs import tracing
 from aegis_actors.messages import (
+    DONE,
     Action,
     Analysis,
     ConfirmPrice,
@@ -28,6 +29,7 @@ from aegis_actors.messages import (
     StageFailure,
     Stamped,
     Verdict,
+    json_of,
 )
 from aegis_actors.roles import rules
 from aegis_actors.roles.backends import RoleTask, make_backend
@@ -116,7 +118,7 @@ class Analyst(_RoleBase):
         self.calls.start(RoleTask(ctx))
 
     def role_answered(self, task: RoleTask, msg: Stamped) -> None:
-        if isinstance(msg, Analysis):
+        if tracing() and isinstance(msg, Analysis):
             self.trace(
                 msg.event_id,
                 "analysis {} conf={} ({})",
@@ -218,6 +220,7 @@ class Commander(_RoleBase):
             "verification": Deadlines(verify_budget),
         }
         self.outcomes: dict[str, int] = {}
+        self.parallel = roles.parallel_verification  # read per event
         self.session = CommanderSession(self, self.session_state)
         self.session.resume(self.clock.now())
         self.after(self.settings.store.save_every_s, _SaveTick())
@@ -238,18 +241,19 @@ class Commander(_RoleBase):
     # -- one event ---------------------------------------------------------------------
 
     def on_Context(self, ctx: Context) -> None:
-        self.session.ensure(self.clock.now())
-        slot = self.slots.get(ctx.event_id)
+        now = self.clock.now()
+        self.session.ensure(now)
+        event_id = ctx.event_id
+        slot = self.slots.get(event_id)
         if slot is None:
-            slot = self.slots[ctx.event_id] = _Slot(ctx)
+            slot = self.slots[event_id] = _Slot(ctx)
         else:
             slot.ctx = ctx
-        now = self.clock.now()
         for stage, deadlines in self.stage_deadlines.items():
-            delay = deadlines.add(now, ctx.event_id)
+            delay = deadlines.add(now, event_id)
             if delay is not None:
                 self.after(delay, _SweepStage(stage))
-        self.try_decide(ctx.event_id)
+        self.try_decide(slot)
 
     def on__SweepStage(self, msg: _SweepStage) -> None:
         deadlines = self.stage_deadlines[msg.stage]
@@ -271,12 +275,12 @@ class Commander(_RoleBase):
         if slot is None:
             return self.late(a.event_id, "analysis")
         slot.analysis = a
-        if not self.settings.roles.parallel_verification:
+        if not self.parallel:
             self.send(
                 VERIFIER,
                 Proposal(event_id=a.event_id, stamps=a.stamps, context=slot.ctx, analysis=a),
             )
-        self.try_decide(a.event_id)
+        self.try_decide(slot)
 
     def on_Verdict(self, v: Verdict) -> None:
         slot = self.slots.get(v.event_id)
@@ -284,9 +288,9 @@ class Commander(_RoleBase):
             return self.late(v.event_id, "verdict")
         slot.verdict = v
         if not v.approve:
-            self.finish(slot, Outcome.VETOED, "; ".join(v.reasons), stage="verification")
+            self.finish(slot, _OUT_VETOED, "; ".join(v.reasons), stage="verification")
             return
-        self.try_decide(v.event_id)
+        self.try_decide(slot)
 
     def on_StageFailure(self, f: StageFailure) -> None:
         slot = self.slots.get(f.event_id)
@@ -313,9 +317,9 @@ class Commander(_RoleBase):
     def late(self, event_id: str, what: str) -> None:
         self.trace(event_id, "late {} ignored (event already ended)", what)
 
-    def try_decide(self, event_id: str) -> None:
-        slot = self.slots.get(event_id)
-        if slot is None or slot.analysis is None or slot.verdict is None or slot.deciding:
+    def try_decide(self, slot: _Slot) -> None:
+        """Ask for the decision once both answers are in (the slot is still open)."""
+        if slot.analysis is None or slot.verdict is None or slot.deciding:
             return
         slot.deciding = True
         self.calls.start(RoleTask(slot.ctx, slot.analysis, slot.verdict))
@@ -343,18 +347,20 @@ class Commander(_RoleBase):
         self.handled += 1
         self.session.decided()
         if decision.action is _HOLD:
-            self.trace(event_id, "decision hold: {}", decision.reason)
+            if tracing():
+                self.trace(event_id, "decision hold: {}", decision.reason)
             self.finish(slot, _OUT_HOLD, decision.reason, decision=decision)
             return
-        self.trace(  # the order execution makes of it is the INFO line
-            event_id,
-            "decision {} {} size={} conf={}: {}",
-            decision.action,
-            decision.symbol,
-            decision.size_fraction,
-            decision.confidence,
-            decision.reason,
-        )
+        if tracing():
+            self.trace(  # the order execution makes of it is the INFO line
+                event_id,
+                "decision {} {} size={} conf={}: {}",
+                decision.action,
+                decision.symbol,
+                decision.size_fraction,
+                decision.confidence,
+                decision.reason,
+            )
         self.record(slot, "decided", decision)
         self.drop(slot)
         self.send(EXECUTION, decision)
@@ -370,12 +376,16 @@ class Commander(_RoleBase):
     ) -> None:
         ctx = slot.ctx
         stamps = slot.stamps(decision)
-        self.record(slot, str(outcome), decision, stamps)
+        now = self.clock.now()
+        self.record(slot, str(outcome), decision, stamps, now)
         self.drop(slot)
         if outcome is _OUT_TIMEOUT or outcome is _OUT_FAILED:
             self.log.bind(event_id=ctx.event_id).warning("event {}: {}", outcome, detail)
         elif outcome is _OUT_VETOED:
             self.trace(ctx.event_id, "event vetoed: {}", detail)
+        # the event ends here, as execution stamps an order's end: the gateway need not
+        # copy the message to add it (the record's latencies above are without it)
+        stamps[DONE] = now
         done = EventDone.trusted(
             event_id=ctx.event_id,
             stamps=stamps,
@@ -395,23 +405,24 @@ class Commander(_RoleBase):
         outcome: str,
         decision: Decision | None,
         stamps: dict[str, float] | None = None,
+        now: float | None = None,
     ) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         ctx = slot.ctx
-        stamps = slot.stamps(decision) if stamps is None else stamps
+        analysis, verdict = slot.analysis, slot.verdict
         rec = DecisionRecord.trusted(  # JSON values built here: no validation pass
             decision_id=decision.decision_id if decision else rules.decision_id(ctx.event_id),
             event_id=ctx.event_id,
             symbol=ctx.symbol,
-            analysis=as_json(slot.analysis) if slot.analysis else None,
-            verdict=as_json(slot.verdict) if slot.verdict else None,
-            decision=as_json(decision) if decision else None,
-            vetoed=slot.verdict is not None and not slot.verdict.approve,
+            analysis=json_of(analysis) if analysis is not None else None,
+            verdict=json_of(verdict) if verdict is not None else None,
+            decision=json_of(decision) if decision is not None else None,
+            vetoed=verdict is not None and not verdict.approve,
             confidence=decision.confidence if decision else None,
             outcome=outcome,
-            latency_ms=stage_ms(stamps),
-            created_at=self.clock.now(),
-            **provenance(slot.analysis, slot.verdict, decision),
+            latency_ms=stage_ms(slot.stamps(decision) if stamps is None else stamps),
+            created_at=self.clock.now() if now is None else now,
+            **provenance(analysis, verdict, decision),
         )
         self.fan_out(TOPIC_DECISIONS, rec)  # the ledger and the watchdog (tree.py)
 
@@ -429,38 +440,46 @@ def provenance(
     analysis: Analysis | None, verdict: Verdict | None, decision: Decision | None
 ) -> dict[str, Any]:
     """Per role: prompt version, model, tokens, and the event's total estimated cost."""
-    out: dict[str, Any] = {
-        "prompt_versions": {},
-        "models": {},
-        "tokens": {},
-        "cost_usd": 0.0,
+    versions: dict[str, str] = {}
+    models: dict[str, str] = {}
+    tokens: dict[str, dict[str, int]] = {}
+    cost = 0.0
+    for role, part in (("analyst", analysis), ("verifier", verdict), ("commander", decision)):
+        if part is None:
+            continue
+        m = part.meta
+        if not m:
+            continue
+        versions[role] = str(m.get("prompt_version", ""))
+        models[role] = str(m.get("model", ""))
+        if "tokens_in" in m:
+            tokens[role] = {"input": int(m["tokens_in"]), "output": int(m["tokens_out"])}
+            cost += float(m.get("cost_usd", 0.0))
+    return {
+        "prompt_versions": versions,
+        "models": models,
+        "tokens": tokens,
+        "cost_usd": round(cost, 6) if cost else 0.0,  # never -0.0: a sum from 0.0
         "analysis_confidence": analysis.confidence if analysis else None,
         "verdict_confidence": verdict.confidence if verdict else None,
     }
-    for role, part in (("analyst", analysis), ("verifier", verdict), ("commander", decision)):
-        if part is None or not part.meta:
-            continue
-        m = part.meta
-        out["prompt_versions"][role] = str(m.get("prompt_version", ""))
-        out["models"][role] = str(m.get("model", ""))
-        if "tokens_in" in m:
-            out["tokens"][role] = {"input": int(m["tokens_in"]), "output": int(m["tokens_out"])}
-            out["cost_usd"] += float(m.get("cost_usd", 0.0))
-    out["cost_usd"] = round(out["cost_usd"], 6)
-    return out
 
 
 def as_json(msg: Stamped) -> dict[str, Any]:
-    """`msg.model_dump(mode="json")`, straight from its serializer (a record dumps three)."""
-    out: dict[str, Any] = type(msg).__pydantic_serializer__.to_python(msg, mode="json")
-    return out
+    """`msg.model_dump(mode="json")` (a record dumps three): `json_of`."""
+    return json_of(msg)
+
+
+# (stage, from stamp, to stamp), as in STAGES
+_STAGE_STAMPS = tuple((stage, a, b) for stage, (a, b, _sla) in STAGES.items())
 
 
 def stage_ms(stamps: dict[str, float]) -> dict[str, float]:
     """Stage latencies (ms) from the stamps present, named as in SPEC 5.1: the watchdog's
     `stage_latencies`, rounded, in one pass."""
     out = {}
-    for stage, (a, b, _sla) in STAGES.items():
+    for stage, a, b in _STAGE_STAMPS:
         if a in stamps and b in stamps:
-            out[stage] = round(max(0.0, (stamps[b] - stamps[a]) * 1000.0), 3)
+            ms = (stamps[b] - stamps[a]) * 1000.0
+            out[stage] = round(ms if ms > 0.0 else 0.0, 3)  # max(0.0, ms), NaN as 0.0 too
     return out

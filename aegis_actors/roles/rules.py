@@ -19,6 +19,7 @@ from aegis_actors.messages import (
     Context,
     Decision,
     Direction,
+    MarketEvent,
     OrderType,
     Verdict,
 )
@@ -106,15 +107,12 @@ def of(ctx: Context) -> dict[str, float]:
 
 def analyse(ctx: Context, now: float) -> Analysis:
     p = ctx.prices
-    base: dict[str, Any] = {  # stamped as built: no model_copy per answer
-        "event_id": ctx.event_id,
-        "stamps": {**ctx.stamps, ANALYSIS: now},
-        "symbol": ctx.symbol,
-        "meta": meta(),
-    }
     if len(p) < MIN_HISTORY:
         return Analysis.trusted(
-            **base,
+            event_id=ctx.event_id,
+            stamps={**ctx.stamps, ANALYSIS: now},  # stamped as built: no copy per answer
+            symbol=ctx.symbol,
+            meta=meta(),
             direction=_FLAT,
             expected_move_pct=0.0,
             confidence=0.0,
@@ -146,7 +144,10 @@ def analyse(ctx: Context, now: float) -> Analysis:
     if ctx.event.headline:
         pattern += "+event"
     return Analysis.trusted(  # our own numbers: confidence and risk are kept in [0, 1]
-        **base,
+        event_id=ctx.event_id,
+        stamps={**ctx.stamps, ANALYSIS: now},
+        symbol=ctx.symbol,
+        meta=meta(),
         direction=direction,
         expected_move_pct=round(x["trend"] * 100.0, 4),
         confidence=round(confidence, 4),
@@ -160,13 +161,25 @@ def analyse(ctx: Context, now: float) -> Analysis:
 
 
 def spread_bps(ctx: Context) -> float | None:
-    fields = type(ctx.event).model_fields  # a miss through pydantic's __getattr__ is slow
-    if "bid" not in fields or "ask" not in fields:
+    if not _quoted(type(ctx.event)):  # a miss through pydantic's __getattr__ is slow
         return None
     bid, ask = getattr(ctx.event, "bid", None), getattr(ctx.event, "ask", None)
     if not bid or not ask or bid <= 0 or ask < bid:
         return None
     return float((ask - bid) / ((ask + bid) / 2.0) * 10_000.0)
+
+
+_QUOTED: dict[type, bool] = {}
+
+
+def _quoted(cls: type[MarketEvent]) -> bool:
+    """The event class has bid and ask fields (asked once per class: `model_fields` on a
+    class goes through a descriptor of pydantic's)."""
+    quoted = _QUOTED.get(cls)
+    if quoted is None:
+        fields = cls.model_fields
+        quoted = _QUOTED[cls] = "bid" in fields and "ask" in fields
+    return quoted
 
 
 def verify(ctx: Context, analysis: Analysis | None, now: float) -> Verdict:
