@@ -313,7 +313,15 @@ class Store(AegisActor):
             return None
         if self.pending and not isinstance(message, _TOLD_WRITES) and not self.joins(message):
             self.flush()  # an ask sees every write told before it
-        return super().on_receive(message)
+        try:
+            return super().on_receive(message)
+        except StoreUnavailable as exc:
+            # A read that found the server gone (the asker falls back) is an outage too:
+            # the next write-ahead (a stop-loss) is spooled at once instead of spending
+            # another connect timeout against its deadline.
+            if not self.outage_reason:
+                self.outage(str(exc))
+            raise
 
     def write(self, msg: Msg) -> None:
         """A non-order write: batched if the store is up and nothing waits, else spooled."""
