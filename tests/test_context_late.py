@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from stand_ins import Recorder
 
-from aegis_actors.base import AegisActor
 from aegis_actors.context import ContextLoader
 from aegis_actors.gateway.market import MarketFeed
 from aegis_actors.messages import T0, Context, EventDone, EventKind, GetStatus, MarketEvent
@@ -30,20 +30,8 @@ from aegis_actors.runtime import (
 )
 from aegis_actors.settings import load_settings
 from aegis_actors.tree import actor
-from supervisors import ChildContext, Directory, Policy, start_tree
+from supervisors import Directory, Policy, start_tree
 from supervisors.clock import VirtualClock
-
-
-class Recorder(AegisActor):
-    """Stands in for a neighbour; records what it is told."""
-
-    def __init__(self, ctx: ChildContext, rt: Runtime, seen: list[Any]) -> None:
-        super().__init__(ctx, rt)
-        self.seen = seen
-
-    def on_receive(self, message: Any) -> Any:
-        self.seen.append(message)
-        return None
 
 
 class BusyLoader(ContextLoader):

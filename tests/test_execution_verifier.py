@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from stand_ins import Recorder
 
-from aegis_actors.base import AegisActor
 from aegis_actors.cache import MemoryCache
 from aegis_actors.messages import ConfirmPrice, PriceConfirmation
 from aegis_actors.metrics import Metrics
@@ -18,16 +18,6 @@ from aegis_actors.settings import Settings
 from supervisors import ChildSpec, Directory, Policy, Strategy, start_tree
 from supervisors.clock import VirtualClock
 from tests.conftest import wait_until
-
-
-class Recorder(AegisActor):
-    def __init__(self, ctx: Any, rt: Runtime, got: list[Any]) -> None:
-        super().__init__(ctx, rt)
-        self.got = got
-
-    def on_receive(self, message: Any) -> Any:
-        self.got.append(message)
-        return None
 
 
 @pytest.fixture

@@ -9,27 +9,15 @@ from typing import Any
 
 import pytest
 from conftest import settle, wait_until
+from stand_ins import Recorder
 
-from aegis_actors.base import AegisActor
 from aegis_actors.gateway.market import MarketFeed
 from aegis_actors.messages import EventDone, EventKind, MarketEvent, Outcome
 from aegis_actors.runtime import CONTEXT, EXECUTION, MARKET, POSTURE, STORE, WATCHDOG, Runtime
 from aegis_actors.settings import load_settings
 from aegis_actors.tree import actor
-from supervisors import ChildContext, Directory, Policy, start_tree
+from supervisors import Directory, Policy, start_tree
 from supervisors.clock import VirtualClock
-
-
-class Recorder(AegisActor):
-    """Stands in for a neighbour of the market actor; records what it is told."""
-
-    def __init__(self, ctx: ChildContext, rt: Runtime, seen: list[Any]) -> None:
-        super().__init__(ctx, rt)
-        self.seen = seen
-
-    def on_receive(self, message: Any) -> Any:
-        self.seen.append(message)
-        return None
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from stand_ins import Recorder
 
-from aegis_actors.base import AegisActor
 from aegis_actors.cache import MemoryCache
 from aegis_actors.messages import (
     Alert,
@@ -78,18 +78,6 @@ def test_indicators_from_prices() -> None:
 
 
 # -- the actor on the virtual clock -------------------------------------------------------
-
-
-class Recorder(AegisActor):
-    """Stands in for the store and the watchdog: records what the posture actor tells."""
-
-    def __init__(self, ctx: Any, rt: Runtime, got: list[Any]) -> None:
-        super().__init__(ctx, rt)
-        self.got = got
-
-    def on_receive(self, message: Any) -> Any:
-        self.got.append(message)
-        return None
 
 
 @pytest.fixture
