@@ -123,7 +123,6 @@ class ContextLoader(AegisActor):
                     event_id=event.event_id,
                     symbol=event.symbol,
                     reason=LATE,
-                    waited_ms=waited * 1000.0,
                 ),
             )
             return

@@ -462,7 +462,6 @@ class EventShed(Msg):
     event_id: str
     symbol: str
     reason: str
-    waited_ms: float
 
 
 class DecisionRecord(Msg):

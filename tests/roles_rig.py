@@ -14,6 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from aegis_actors.context import posture_params
 from aegis_actors.messages import (
     CONTEXT,
     T0,
@@ -22,7 +23,6 @@ from aegis_actors.messages import (
     MarketEvent,
     PositionView,
     Posture,
-    PostureParams,
     StageFailure,
     TradingMode,
 )
@@ -40,17 +40,8 @@ from aegis_actors.settings import load_settings
 from supervisors import ChildContext
 from supervisors.clock import VirtualClock
 
-PARAMS = {
-    Posture.OFFENSIVE: PostureParams(
-        entry_size=0.025, stop_loss=-0.015, take_profit=0.03, max_positions=5, limit_ratio=0.7
-    ),
-    Posture.GUERRILLA: PostureParams(
-        entry_size=0.02, stop_loss=-0.012, take_profit=0.024, max_positions=3, limit_ratio=0.9
-    ),
-    Posture.DEFENSIVE: PostureParams(
-        entry_size=0.015, stop_loss=-0.008, take_profit=0.018, max_positions=2, limit_ratio=1.0
-    ),
-}
+# the postures' parameters as a default run has them (the context loader's own reading)
+PARAMS = {p: posture_params(load_settings(None), p) for p in Posture}
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "TSLA", "AMZN")
 
 
