@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import shlex
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -219,8 +222,9 @@ def finish(
             scope = walkforward.in_sample(job, last)
         flags = backtest_flags(args, scope.base)
         values = label(job.objectives, best.values)
-        path = write_best(out / "best.toml", best, job.fixed, values, flags, how)
-        again = backtest(scope, dict(best.params), out / "best")
+        with exclusive(out / ".best.lock"):  # workers sharing --out rerun it in turn
+            path = write_best(out / "best.toml", best, job.fixed, values, flags, how)
+            again = backtest(scope, dict(best.params), out / "best")
         got, _ = score(job, again)
         same = "reproduced" if got == best.values else f"NOT reproduced ({got!r})"
         best_equity = again.equity
@@ -275,3 +279,16 @@ def stitched_return(equity: list[tuple[float, float]]) -> str:
     if len(equity) < 2:
         return "-"
     return f"{(equity[-1][1] / equity[0][1] - 1) * 100:.2f}%"
+
+
+@contextmanager
+def exclusive(lock: Path) -> Iterator[None]:
+    """One process at a time: workers of one study sharing an output folder each rerun the
+    best trial into `best/`, which a run empties first (its ledger, its logs)."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
