@@ -24,12 +24,16 @@ __all__ = ["OUTBOX_MAX", "ChildBaseException", "SupervisedActor"]
 
 log = logging.getLogger("supervisors")
 
-# pykka's own messages (`Actor._handle_receive`); anything else goes to on_receive
-_PYKKA_MESSAGES = (
-    messages._ActorStop,
-    messages.ProxyCall,
-    messages.ProxyGetAttr,
-    messages.ProxySetAttr,
+# pykka's own messages (`Actor._handle_receive`); anything else goes to on_receive. Exact
+# types (a set lookup, not four isinstance checks per message): pykka's are final
+# NamedTuples that nobody subclasses.
+_PYKKA_MESSAGES = frozenset(
+    (
+        messages._ActorStop,
+        messages.ProxyCall,
+        messages.ProxyGetAttr,
+        messages.ProxySetAttr,
+    )
 )
 
 # Messages posted at most before the outbox goes out even though more wait in the mailbox:
@@ -256,13 +260,15 @@ class SupervisedActor(pykka.ThreadingActor):
     def _handle_receive(self, message: Any) -> Any:
         if type(message) is Batch:
             msgs = message.messages
-            last = len(msgs) - 1
-            for i, one in enumerate(msgs):
-                self._batch_left = last - i
+            left = len(msgs)
+            handle = self._handle_one
+            for one in msgs:
+                left -= 1
+                self._batch_left = left
                 try:
-                    self._handle_one(one)
+                    handle(one)
                 except BaseException:
-                    self._rest = list(msgs[i + 1 :])  # requeued at teardown, in order
+                    self._rest = list(msgs[len(msgs) - left :])  # requeued at teardown, in order
                     self._batch_left = 0
                     raise
             return None
@@ -270,7 +276,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     def _handle_one(self, message: Any) -> Any:
         try:
-            if isinstance(message, _PYKKA_MESSAGES):  # stop, proxy calls: pykka's own way
+            if type(message) in _PYKKA_MESSAGES:  # stop, proxy calls: pykka's own way
                 result = super()._handle_receive(message)
             else:
                 result = self.on_receive(message)  # what pykka would do, minus 4 isinstance

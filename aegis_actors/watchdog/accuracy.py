@@ -64,6 +64,12 @@ class AccuracyBook:
     def call(self, c: Call) -> None:
         self.pending[c.decision_id] = tuple(c)
 
+    def call_of(
+        self, decision_id: str, symbol: str, direction: str, vetoed: bool, price: float, ts: float
+    ) -> None:
+        """`call(Call(...))` without the named tuple built (once per decision)."""
+        self.pending[decision_id] = (decision_id, symbol, direction, vetoed, price, ts)
+
     def judge(self, decision_id: str, price: float, now: float) -> dict[str, Any] | None:
         """Judge one call on `price`; returns what was scored (None if unknown or unpriced)."""
         raw = self.pending.pop(decision_id, None)
