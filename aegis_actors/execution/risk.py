@@ -61,6 +61,9 @@ class PreTradeRisk:
         self.day_start = now
         self.day_equity = equity
         self.refused: dict[str, int] = {}
+        # precheck's refusals, made once per (mode, open, allowed): most spine decisions
+        # are refused there, each with the same words (a Refusal is immutable)
+        self._prechecked: dict[tuple[TradingMode, int, int], Refusal] = {}
 
     def mark_equity(self, equity: float, now: float) -> None:
         if now - self.day_start >= DAY:
@@ -104,14 +107,19 @@ class PreTradeRisk:
     ) -> Refusal | None:
         """The entry checks that need no order, price or account: run first, so a
         refused decision costs no broker call and no order built (same refusals)."""
-        if not mode.allows_entries():
-            r = Refusal("mode", f"mode {mode} allows no new entries")
-        elif open_positions >= params.max_positions:
-            r = Refusal(
-                "max_positions", f"{open_positions} open, posture allows {params.max_positions}"
-            )
-        else:
+        allowed = params.max_positions
+        if mode.allows_entries() and open_positions < allowed:
             return None
+        key = (mode, open_positions, allowed)
+        r = self._prechecked.get(key)
+        if r is None:
+            if not mode.allows_entries():
+                r = Refusal("mode", f"mode {mode} allows no new entries")
+            else:
+                r = Refusal("max_positions", f"{open_positions} open, posture allows {allowed}")
+            if len(self._prechecked) >= 256:
+                self._prechecked.clear()
+            self._prechecked[key] = r
         self.refused[r.check] = self.refused.get(r.check, 0) + 1
         return r
 
