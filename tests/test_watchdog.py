@@ -601,3 +601,67 @@ def test_turn_observer_counts_as_prometheus_observe() -> None:
     assert a.keys() == b.keys()
     for key, value in a.items():
         assert b[key] == pytest.approx(value), key
+
+
+def test_stage_watch_counts_as_its_three_parts() -> None:
+    """`StageWatch.take` (what the watchdog calls per stage per event) leaves the stage's
+    HdrHistogram, prometheus turn counts and z-score history exactly as
+    `StageHistograms.record`, `TurnObserver.observe` and `ZScore.add` would, and scores
+    (against the history before the value) exactly the values at or past the target."""
+    import random
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from aegis_actors.metrics import _MS_BUCKETS
+    from aegis_actors.watchdog.anomaly import ZScore
+    from aegis_actors.watchdog.sla import STAGES, StageHistograms, StageWatch, TurnObserver
+
+    def parts() -> tuple[StageHistograms, TurnObserver, ZScore]:
+        h = Histogram("lat", "x", ["stage"], buckets=_MS_BUCKETS, registry=CollectorRegistry())
+        return StageHistograms(), TurnObserver(h.labels("order")), ZScore(50, 10)
+
+    sla = STAGES["order"][2]
+    (hist_a, obs_a, z_a), (hist_b, obs_b, z_b) = parts(), parts()
+    watch = StageWatch("order", sla, hist_b, obs_b, z_b)
+    rnd = random.Random(7)
+    values = [0.0, 0.0004, sla.target_ms, 5e9] + [rnd.lognormvariate(5.0, 1.5) for _ in range(3000)]
+    scored = 0
+    for ms in values:
+        want = z_a.score(ms) if ms >= sla.target_ms else None
+        hist_a.record("order", ms)
+        obs_a.observe(ms)
+        z_a.add(ms)
+        got = watch.take(ms)
+        assert got == want
+        scored += got is not None
+    assert scored > 100  # past the target often enough, and past min_samples
+    ha, hb = hist_a._h["order"], hist_b._h["order"]
+    assert list(ha.counts) == list(hb.counts)
+    assert (ha.total_count, ha.min_value, ha.max_value) == (
+        hb.total_count,
+        hb.min_value,
+        hb.max_value,
+    )
+    assert hist_a.summary() == hist_b.summary()
+    assert (obs_a.counts, obs_a.total, obs_a.n) == (obs_b.counts, obs_b.total, obs_b.n)
+    assert (list(z_a.values), z_a.total, z_a.squares) == (list(z_b.values), z_b.total, z_b.squares)
+
+
+def test_stage_histograms_read_again_only_what_moved() -> None:
+    """A summary recomputes a stage's percentiles when it recorded since the last read
+    (and keeps the others' figures): the same figures as reading every stage each time."""
+    from aegis_actors.watchdog.sla import StageHistograms
+
+    hist = StageHistograms()
+    assert hist.summary()["cycle"] == {"count": 0, "p50_ms": 0.0, "p95_ms": 0.0, "p99_ms": 0.0}
+    for ms in (1.0, 2.0, 3.0):
+        hist.record("cycle", ms)
+    first = hist.summary()
+    assert first["cycle"]["count"] == 3 and first["order"]["count"] == 0
+    hist.record("order", 40.0)
+    second = hist.summary()
+    assert second["cycle"] == first["cycle"]
+    assert second["order"]["count"] == 1 and second["order"]["p99_ms"] == pytest.approx(40.0, 1e-3)
+    hist.record("cycle", 500.0)
+    assert hist.summary()["cycle"]["count"] == 4
+    assert hist.summary()["cycle"]["p99_ms"] == pytest.approx(500.0, 1e-3)
