@@ -65,6 +65,11 @@ class StageHistograms:
 
     def __init__(self) -> None:
         self._h = {stage: HdrHistogram(1, HIGHEST_US, 3) for stage in STAGES}
+        for h in self._h.values():
+            # Counted in a list: an item add costs a third of one into the ctypes array,
+            # and HdrHistogram reads either alike (`counts[index]`, percentiles, totals).
+            # Only its encoder keeps the array: these histograms are never encoded.
+            h.counts = [0] * h.counts_len
         self._read: dict[str, dict[str, float]] = {stage: _empty() for stage in STAGES}
         # a stage is read again when its count moved since (not a set kept per value)
         self._read_at: dict[str, int] = {stage: 0 for stage in STAGES}
