@@ -181,3 +181,43 @@ def test_no_order_breaks_a_rule_and_books_reconcile(stream: list[tuple[Any, ...]
         seen_requests = len(requests)
         assert not check.violations, check.violations
         reconciles(h)
+
+
+book_orders = st.lists(
+    st.tuples(
+        st.sampled_from(["live", "unknown", "awaiting"]),
+        st.sampled_from(SYMBOLS[:3]),
+        st.sampled_from(["entry", "exit"]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(book_orders, st.sampled_from(SYMBOLS[:4]))
+def test_entry_scan_is_working_entry_and_entries_in_flight(
+    orders: list[tuple[str, str, str]], symbol: str
+) -> None:
+    """The one pass an entry decision makes over the book answers what the two reads it
+    replaces (`working_entry`, `entries_in_flight`) answer, on any book."""
+    from aegis_actors.execution.book import Live, OrderBook, Pending
+    from aegis_actors.messages import Order, OrderType, Side
+
+    book = OrderBook()
+    for i, (where, sym, intent) in enumerate(orders):
+        order = Order(
+            client_order_id=f"c{i}",
+            decision_id=f"d{i}",
+            event_id=f"e{i}",
+            symbol=sym,
+            side=Side.BUY,
+            qty=1.0,
+            order_type=OrderType.MARKET,
+            intent=intent,
+            created_at=0.0,
+        )
+        if where == "awaiting":
+            book.awaiting.setdefault(sym, []).append(Pending(order, None, ""))
+        else:
+            getattr(book, where)[order.client_order_id] = Live(order)
+    assert book.entry_scan(symbol) == (book.working_entry(symbol), book.entries_in_flight())

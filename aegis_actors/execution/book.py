@@ -55,6 +55,27 @@ class OrderBook:
             return False
         return any(p.order.intent == "entry" for p in held)
 
+    def entry_scan(self, symbol: str) -> tuple[bool, int]:
+        """`(working_entry(symbol), entries_in_flight())` in one pass: an entry decision
+        reads both, and nothing moves the book between the two reads when it reverses
+        nothing."""
+        working = False
+        n = 0
+        for orders in (self.live, self.unknown):
+            for lv in orders.values():
+                order = lv.order
+                if order.intent == "entry":
+                    n += 1
+                    if order.symbol == symbol:
+                        working = True
+        for held_symbol, ps in self.awaiting.items():
+            for p in ps:
+                if p.order.intent == "entry":
+                    n += 1
+                    if held_symbol == symbol:
+                        working = True
+        return working, n
+
     def entries_in_flight(self) -> int:
         """Entries that may still become positions: working, unknown or held."""
         n = 0

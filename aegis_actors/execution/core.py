@@ -190,14 +190,15 @@ class ExecutionCore:
                 return self.done(d, _REFUSED, "already holding; one position per symbol")
             if held.exiting:
                 return self.done(d, _REFUSED, "an exit is already working on it")
-        if self.book.working_entry(d.symbol):
+        working, entries = self.book.entry_scan(d.symbol)
+        if working:
             return self.done(d, _REFUSED, "an entry order is already working on it")
-        closing = ""
         if held is not None and holding:
             closing = self.reverse(d, held, now)
             if not closing:
                 return None
-        self.enter(d, now, price, closing)
+            return self.enter(d, now, price, closing)  # the reversal moved the book
+        self.enter(d, now, price, "", entries)
 
     def reverse(self, d: Decision, held: Held, now: float) -> str:
         """The close half of a reversal: the held position's exit, sent first so the
@@ -216,9 +217,12 @@ class ExecutionCore:
         )
         return order.client_order_id
 
-    def enter(self, d: Decision, now: float, price: float, closing: str) -> None:
+    def enter(
+        self, d: Decision, now: float, price: float, closing: str, entries: int | None = None
+    ) -> None:
         """An entry sized by the posture in force; `closing` is the exit of the position
-        it reverses (already working: the decision is ordered whatever the entry's fate)."""
+        it reverses (already working: the decision is ordered whatever the entry's fate).
+        `entries`: the book's entries in flight, when the caller just counted them."""
         posture = self.ports.current_posture() or d.posture
         if posture is not d.posture:
             self.log.bind(event_id=d.event_id).info(
@@ -226,7 +230,7 @@ class ExecutionCore:
             )
         params = posture_params(self.settings, posture)
         cheap = self.risk.precheck(
-            mode=self.mode, params=params, open_positions=self.open_count(d.symbol)
+            mode=self.mode, params=params, open_positions=self.open_count(d.symbol, entries)
         )
         if cheap is not None:  # cheap checks first: no account call, no order built
             return self.refuse(d, cheap.check, cheap.why, closing)
@@ -722,15 +726,15 @@ class ExecutionCore:
 
     # -- shared state ----------------------------------------------------------------
 
-    def open_count(self, entering: str = "") -> int:
+    def open_count(self, entering: str = "", entries: int | None = None) -> int:
         """Positions plus entries that may become positions (working, unknown, held). For
         an entry on `entering`, a position there whose exit is working is not counted: a
-        reversal replaces it."""
+        reversal replaces it. `entries`: the entries, when the caller just counted them."""
         held = 0
         for h in self.positions.values():  # per entry decision: a loop, no generator
             if h.qty != 0 and not (h.exiting and h.symbol == entering):
                 held += 1
-        return held + self.book.entries_in_flight()
+        return held + (self.book.entries_in_flight() if entries is None else entries)
 
     def publish_positions(self) -> None:
         self.metrics.open_positions.set(len(self.positions))
