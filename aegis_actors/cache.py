@@ -68,6 +68,8 @@ class MemoryCache:
             if not q or not q[0]:
                 return []
             times, prices = q
+            if n == 1:  # the latest print (per event: the commander, the watchdog): no walk
+                return [(times[-1], prices[-1])]  # over the deque from its left end
             if 0 < n < len(times):
                 skip = len(times) - n
                 return list(zip(islice(times, skip, None), islice(prices, skip, None), strict=True))

@@ -36,6 +36,15 @@ def test_price_history_is_bounded_newest_last_with_timestamps(cache: Cache) -> N
     assert cache.prices("MSFT") == []
 
 
+def test_latest_price_alone_is_the_history_tail(cache: Cache) -> None:
+    """`prices(s, 1)` (read per event) is the last item of the whole history, from one
+    print to a full, wrapped history."""
+    assert cache.prices("AAPL", 1) == []
+    for i in range(8):
+        cache.push_price("AAPL", 100.0 + i, 1000.0 + i)
+        assert cache.prices("AAPL", 1) == cache.prices("AAPL")[-1:] == [(1000.0 + i, 100.0 + i)]
+
+
 @pytest.mark.parametrize("n", [-2, 0, 1, 3, 5, 9])
 def test_price_series_is_the_history_split(cache: Cache, n: int) -> None:
     assert cache.price_series("AAPL", n) == ([], None)
