@@ -102,8 +102,9 @@ class Execution(AegisActor):
 
     def on_Ticks(self, batch: Ticks) -> None:
         """A feed batch: every print in order, as if each came alone."""
+        on_price = self.core.price
         for symbol, price, _volume, ts, open_price in batch.ticks:
-            self.core.price(symbol, price, ts, open_price)
+            on_price(symbol, price, ts, open_price)
 
     def on_ModeChange(self, m: ModeChange) -> None:
         self.core.mode_change(m)

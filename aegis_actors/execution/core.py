@@ -80,6 +80,7 @@ _EPS = 1e-9
 _CLOSE, _BUY = Action.CLOSE, Action.BUY
 _ENTRIES = (Action.BUY, Action.SELL)
 _REFUSED = Outcome.REFUSED
+_HALT = Tier.HALT  # read per market print
 _FRESH_EXIT_RETRIES = 8  # fresh ids tried in a row for an exit the ledger already holds
 
 
@@ -580,7 +581,7 @@ class ExecutionCore:
         if fills:
             self.apply_fills(fills)
         broker_price = self.broker.last_price(symbol)
-        if self.gate.mismatch(symbol, broker_price, price) is Tier.HALT:
+        if self.gate.mismatch(symbol, broker_price, price) is _HALT:
             assert broker_price is not None
             self.halt_for_mismatch(symbol, broker_price, price)
         held = self.positions.get(symbol)

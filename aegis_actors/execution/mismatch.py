@@ -17,6 +17,10 @@ class Tier(IntEnum):
     HALT = 2
 
 
+# read per market print: members off the module, not off the class (~80 ns each on 3.11)
+_IGNORE, _CONFIRM, _HALT = Tier.IGNORE, Tier.CONFIRM, Tier.HALT
+
+
 def diff_pct(broker_price: float, feed_price: float) -> float:
     return abs(broker_price - feed_price) / feed_price * 100.0
 
@@ -24,10 +28,10 @@ def diff_pct(broker_price: float, feed_price: float) -> float:
 def tier(broker_price: float, feed_price: float, ignore_pct: float, halt_pct: float) -> Tier:
     d = diff_pct(broker_price, feed_price)
     if d < ignore_pct:
-        return Tier.IGNORE
+        return _IGNORE
     if d > halt_pct:
-        return Tier.HALT
-    return Tier.CONFIRM
+        return _HALT
+    return _CONFIRM
 
 
 @dataclass
@@ -41,9 +45,9 @@ class MismatchGuard:
     def assess(self, symbol: str, broker_price: float | None, feed_price: float | None) -> Tier:
         """The tier now; an unknown price on either side is no evidence of a mismatch."""
         if broker_price is None or feed_price is None or feed_price <= 0:
-            return Tier.IGNORE
+            return _IGNORE
         t = tier(broker_price, feed_price, self.ignore_pct, self.halt_pct)
-        if t is Tier.IGNORE:
+        if t is _IGNORE:
             self.confirmed.pop(symbol, None)
             self.halted.discard(symbol)
         return t
