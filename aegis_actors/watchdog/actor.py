@@ -381,12 +381,12 @@ class Watchdog(AegisActor):
     # -- accuracy (SPEC 5.3) -----------------------------------------------------------
 
     def on_DecisionRecord(self, rec: DecisionRecord) -> None:
-        a, v, d = rec.analysis or {}, rec.verdict or {}, rec.decision or {}
+        a, v, d = rec.analysis, rec.verdict, rec.decision
         for role, part in (("analyst", a), ("verifier", v), ("commander", d)):
-            if isinstance(part.get("confidence"), _NUMBER):
-                self.confidence[role].append(float(part["confidence"]))
-        direction = a.get("direction")
-        price = d.get("reference_price") or self.last_price(rec.symbol)
+            if part is not None and isinstance(part.confidence, _NUMBER):
+                self.confidence[role].append(float(part.confidence))
+        direction = str(a.direction) if a is not None else None  # the enum's value
+        price = (d.reference_price if d is not None else None) or self.last_price(rec.symbol)
         if direction not in ("up", "down", "flat") or not price:
             return
         self.book.call(
