@@ -118,7 +118,12 @@ def json_text(msg: Msg) -> str:
     has `Infinity`/`NaN`), so a text with more `null`s than the message has fields set
     to None is made the long way; a class `json_of` dumps with pydantic's serializer
     is always made the long way."""
-    return (_TEXT.get(type(msg)) or _text_maker(type(msg)))(msg)
+    return text_writer(type(msg))(msg)
+
+
+def text_writer(cls: type[Msg]) -> Callable[[Any], str]:
+    """`json_text` for messages of exactly `cls` (made once)."""
+    return _TEXT.get(cls) or _text_maker(cls)
 
 
 _TEXT: dict[type, Callable[[Any], str]] = {}
@@ -126,28 +131,26 @@ _TEXT: dict[type, Callable[[Any], str]] = {}
 
 def _text_maker(cls: type[Msg]) -> Callable[[Any], str]:
     dump = _JSON.get(cls) or _json_maker(cls)
-
-    def long_way(msg: Msg) -> str:
-        return to_json(dump(msg)).decode()
-
-    if isinstance(dump, partial):  # not a plain class: json_of is pydantic's serializer
-        _TEXT[cls] = long_way
-        return long_way
-    serialize = cls.__pydantic_serializer__.to_json
-    optional = tuple(
-        name
-        for name, info in cls.model_fields.items()
-        if type(None) in typing.get_args(info.annotation)
-    )
-
-    def text(msg: Msg) -> str:
-        out: bytes = serialize(msg)
-        if b"null" in out:
-            d = msg.__dict__
-            if out.count(b"null") != sum(d[name] is None for name in optional):
-                return long_way(msg)
-        return out.decode()
-
+    env: dict[str, Any] = {"dump": dump, "to_json": to_json}
+    src = "def long_way(msg):\n    return to_json(dump(msg)).decode()\n"
+    if not isinstance(dump, partial):  # a plain class (json_of's generated dumper)
+        env["serialize"] = cls.__pydantic_serializer__.to_json
+        nones = " + ".join(
+            f"(d[{name!r}] is None)"
+            for name, info in cls.model_fields.items()
+            if type(None) in typing.get_args(info.annotation)
+        )
+        src += (
+            "def text(msg):\n"
+            "    out = serialize(msg)\n"
+            "    if b'null' in out:\n"
+            "        d = msg.__dict__\n"
+            f"        if out.count(b'null') != {nones or 0}:\n"
+            "            return long_way(msg)\n"
+            "    return out.decode()\n"
+        )
+    exec(src, env)  # noqa: S102 - generated from the class's own field names
+    text: Callable[[Any], str] = env.get("text") or env["long_way"]
     _TEXT[cls] = text
     return text
 

@@ -53,7 +53,7 @@ def test_json_text_takes_one_serializer_pass_for_our_own_values() -> None:
         reference_price=101.5,
     )
     assert json_text(d) == to_json(json_of(d)).decode()
-    assert m._TEXT[m.Decision].__name__ == "text"  # the serializer's pass, not the dump's
+    assert m.text_writer(m.Decision).__name__ == "text"  # the serializer's pass, not the dump's
 
 
 def _old(rec: DecisionRecord) -> DecisionRecord:

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
-from aegis_actors.messages import Msg, json_text
+from aegis_actors.messages import Msg, json_text, text_writer
 
 from .errors import LedgerConflict, StoreError
 from .schema import BOOTSTRAP_SQL, MIGRATIONS, TABLES, TableInfo, render_statements
@@ -126,7 +126,7 @@ class RowAdapter:
             elif t is dict or t is list:
                 json_at.append(i)
             elif issubclass(t, Msg):  # a message (a decision record's answers)
-                other.append((i, json_text))
+                other.append((i, text_writer(t)))
             else:
                 other.append((i, partial(adapt_value, info, col)))
         plan = (tuple(json_at), tuple(other))
