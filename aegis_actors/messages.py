@@ -17,7 +17,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic_core import PydanticUndefined
+from pydantic_core import PydanticUndefined, to_json
 
 _set_attr = object.__setattr__
 
@@ -108,6 +108,53 @@ def json_of(msg: Msg) -> dict[str, Any]:
     JSON mode would make it None) goes to pydantic's serializer, as does a class with a
     field this does not know (`_json_maker`)."""
     return (_JSON.get(type(msg)) or _json_maker(type(msg)))(msg)
+
+
+def json_text(msg: Msg) -> str:
+    """`to_json(json_of(msg)).decode()`, the same text to the byte, in one pass of the
+    model's own serializer instead of a dump and a serializer pass over the dump (15-30 %
+    fewer instructions for a decision, an analysis). The two differ only where the
+    serializer writes `null` for a value the dump's text does not (a float field that
+    is not finite: the dump's text has `Infinity`/`NaN`), so a text with more `null`s
+    than the message has fields set to None is made the long way; a class `json_of`
+    dumps with pydantic's serializer is always made the long way. (One pass of the
+    model's serializer still costs ~1.3x a pass over the dump: the store's share of a
+    record grows by what the commander no longer spends.)"""
+    return text_writer(type(msg))(msg)
+
+
+def text_writer(cls: type[Msg]) -> Callable[[Any], str]:
+    """`json_text` for messages of exactly `cls` (made once)."""
+    return _TEXT.get(cls) or _text_maker(cls)
+
+
+_TEXT: dict[type, Callable[[Any], str]] = {}
+
+
+def _text_maker(cls: type[Msg]) -> Callable[[Any], str]:
+    dump = _JSON.get(cls) or _json_maker(cls)
+    env: dict[str, Any] = {"dump": dump, "to_json": to_json}
+    src = "def long_way(msg):\n    return to_json(dump(msg)).decode()\n"
+    if not isinstance(dump, partial):  # a plain class (json_of's generated dumper)
+        env["serialize"] = cls.__pydantic_serializer__.to_json
+        nones = " + ".join(
+            f"(d[{name!r}] is None)"
+            for name, info in cls.model_fields.items()
+            if type(None) in typing.get_args(info.annotation)
+        )
+        src += (
+            "def text(msg):\n"
+            "    out = serialize(msg)\n"
+            "    if b'null' in out:\n"
+            "        d = msg.__dict__\n"
+            f"        if out.count(b'null') != {nones or 0}:\n"
+            "            return long_way(msg)\n"
+            "    return out.decode()\n"
+        )
+    exec(src, env)  # noqa: S102 - generated from the class's own field names
+    text: Callable[[Any], str] = env.get("text") or env["long_way"]
+    _TEXT[cls] = text
+    return text
 
 
 _JSON: dict[type, Callable[[Any], dict[str, Any]]] = {}
@@ -465,12 +512,18 @@ class EventShed(Msg):
 
 
 class DecisionRecord(Msg):
+    """One event's row of the `decisions` ledger (the store) and its figures (the watchdog).
+
+    It carries the roles' answers themselves: the store writes each as the JSON text of
+    its JSON dump (`json_text`, once, on the store's thread), the watchdog reads the few
+    values it needs; the commander dumps nothing."""
+
     decision_id: str
     event_id: str
     symbol: str
-    analysis: dict[str, Any] | None
-    verdict: dict[str, Any] | None
-    decision: dict[str, Any] | None
+    analysis: Analysis | None
+    verdict: Verdict | None
+    decision: Decision | None
     vetoed: bool
     confidence: float | None
     outcome: str

@@ -45,6 +45,7 @@ from aegis_actors.messages import (  # noqa: E402
     OrderType,
     PositionUpdate,
     Side,
+    Verdict,
     WriteOrder,
 )
 from aegis_actors.runtime import ANALYST, COMMANDER, CONTEXT, STORE, VERIFIER, Runtime  # noqa: E402
@@ -95,8 +96,8 @@ def decision(i: int, tag: str) -> DecisionRecord:
         decision_id=f"{tag}-{i}",
         event_id=f"e-{i}",
         symbol="AAPL",
-        analysis={"signal": 0.3},
-        verdict={"approve": True},
+        analysis=None,
+        verdict=Verdict(event_id=f"e-{i}", symbol="AAPL", approve=True, confidence=0.3),
         decision=None,
         vetoed=False,
         confidence=0.7,

@@ -20,6 +20,7 @@ from loguru import logger
 from roles_rig import contexts, run
 
 from aegis_actors import logs
+from aegis_actors.messages import Msg
 
 GOLDEN = Path(__file__).parent / "data" / "roles_records.txt"
 EVENTS = 60
@@ -52,8 +53,17 @@ def transcript(trace: bool) -> tuple[list[str], list[str]]:
             continue
         seen.add(id(msg))
         to = ",".join(n for n, m in rig.out if m is msg)
-        sent.append(f"{to} {type(msg).__name__} {msg.__dict__!r}")
+        sent.append(f"{to} {type(msg).__name__} {fields(msg)!r}")
     return lines, sent
+
+
+def fields(msg: Msg) -> dict[str, Any]:
+    """The message's fields; a message in one (a decision record's answers) as its JSON
+    dump, which is what the ledger writes of it (the file was written when the record
+    carried the dumps themselves)."""
+    return {
+        k: v.model_dump(mode="json") if isinstance(v, Msg) else v for k, v in msg.__dict__.items()
+    }
 
 
 def test_roles_say_what_the_golden_file_holds() -> None:

@@ -16,9 +16,13 @@ from tcp_proxy import TcpProxy, proxied_dsn
 
 from aegis_actors.messages import (
     AckAlert,
+    Action,
     Alert,
     AlertLevel,
+    Analysis,
+    Decision,
     DecisionRecord,
+    Direction,
     DurableState,
     GetStatus,
     KvGet,
@@ -38,6 +42,7 @@ from aegis_actors.messages import (
     StoreHealth,
     StoreHealthReply,
     TradingMode,
+    Verdict,
     WriteAhead,
     WriteAheadAck,
     WriteOrder,
@@ -86,15 +91,41 @@ def decision(n: int, ts: float) -> DecisionRecord:
 
 def spine_decision(n: int, ts: float) -> DecisionRecord:
     """A record as the commander writes one (tests of the batch's rows, byte for byte):
-    the roles' JSON, their provenance, a veto, floats of every kind."""
+    the roles' answers, their provenance, a veto, floats of every kind."""
     stamps = {"t0": ts, "context": ts + 0.0066, "analysis": ts + 1 / 3}
     return DecisionRecord.trusted(
         decision_id=f"d-{n}",
         event_id=f"e-{n}",
         symbol="AAPL",
-        analysis={"direction": "up", "confidence": 0.665, "stamps": stamps, "meta": {}},
-        verdict={"approve": n % 2 == 0, "reasons": ["checks passed", "é ✓"], "confidence": 0.9},
-        decision={"action": "buy", "limit_price": 103.975, "stop_loss": None, "qty": 1e-7},
+        analysis=Analysis(
+            event_id=f"e-{n}",
+            stamps=stamps,
+            symbol="AAPL",
+            direction=Direction.UP,
+            expected_move_pct=-0.0,
+            confidence=0.665,
+            risk_score=1 / 3,
+        ),
+        verdict=Verdict(
+            event_id=f"e-{n}",
+            symbol="AAPL",
+            approve=n % 2 == 0,
+            reasons=["checks passed", "é ✓"],
+            confidence=0.9,
+        ),
+        decision=Decision(
+            event_id=f"e-{n}",
+            decision_id=f"d-{n}",
+            symbol="AAPL",
+            action=Action.BUY,
+            size_fraction=1e-7,
+            limit_price=103.975,
+            stop_loss=None,
+            confidence=0.665,
+            posture=Posture.GUERRILLA,
+            reference_price=103.975,
+            meta={"tokens_in": 12, "cost_usd": 1.5e-5},
+        ),
         vetoed=n % 2 == 1,
         confidence=0.665,
         outcome="decided",

@@ -24,12 +24,15 @@ from aegis_actors.messages import (
     AckReply,
     Alert,
     AlertLevel,
+    Analysis,
     DecisionRecord,
+    Direction,
     EventDone,
     GetStatus,
     ModeChange,
     Outcome,
     SetPosture,
+    Verdict,
 )
 from aegis_actors.runtime import ANALYST, POSTURE, ROLES, STORE, WATCHDOG, Runtime
 from aegis_actors.settings import load_settings
@@ -448,8 +451,17 @@ def record(decision_id: str, direction: str, *, vetoed: bool, price: float, ts: 
         decision_id=decision_id,
         event_id="ev-" + decision_id,
         symbol="AAPL",
-        analysis={"direction": direction, "confidence": 0.7},
-        verdict={"approve": not vetoed, "confidence": 0.9},
+        analysis=Analysis(
+            event_id="ev-" + decision_id,
+            symbol="AAPL",
+            direction=Direction(direction),
+            expected_move_pct=0.5,
+            confidence=0.7,
+            risk_score=0.1,
+        ),
+        verdict=Verdict(
+            event_id="ev-" + decision_id, symbol="AAPL", approve=not vetoed, confidence=0.9
+        ),
         decision=None,
         vetoed=vetoed,
         confidence=None,

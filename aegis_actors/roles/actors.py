@@ -29,7 +29,6 @@ from aegis_actors.messages import (
     StageFailure,
     Stamped,
     Verdict,
-    json_of,
 )
 from aegis_actors.roles import rules
 from aegis_actors.roles.backends import RoleTask, make_backend
@@ -410,13 +409,13 @@ class Commander(_RoleBase):
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
         ctx = slot.ctx
         analysis, verdict = slot.analysis, slot.verdict
-        rec = DecisionRecord.trusted(  # JSON values built here: no validation pass
+        rec = DecisionRecord.trusted(  # values built here: no validation pass
             decision_id=decision.decision_id if decision else rules.decision_id(ctx.event_id),
             event_id=ctx.event_id,
             symbol=ctx.symbol,
-            analysis=json_of(analysis) if analysis is not None else None,
-            verdict=json_of(verdict) if verdict is not None else None,
-            decision=json_of(decision) if decision is not None else None,
+            analysis=analysis,  # the answers themselves: the store writes their JSON text
+            verdict=verdict,
+            decision=decision,
             vetoed=verdict is not None and not verdict.approve,
             confidence=decision.confidence if decision else None,
             outcome=outcome,
@@ -463,11 +462,6 @@ def provenance(
         "analysis_confidence": analysis.confidence if analysis else None,
         "verdict_confidence": verdict.confidence if verdict else None,
     }
-
-
-def as_json(msg: Stamped) -> dict[str, Any]:
-    """`msg.model_dump(mode="json")` (a record dumps three): `json_of`."""
-    return json_of(msg)
 
 
 # (stage, from stamp, to stamp), as in STAGES

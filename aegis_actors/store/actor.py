@@ -881,7 +881,8 @@ _N_DECISION_FIELDS = len(_DECISION_FIELDS)
 
 
 def decision_row(d: DecisionRecord) -> dict[str, Any]:
-    """The record's fields as they are (already JSON values): no model dump, no copy. A
+    """The record's fields as they are: no model dump, no copy (the roles' answers in it
+    are written as the JSON text of their dump by the row adapter, `json_text`). A
     model's `__dict__` holds exactly its fields (extra="forbid"), in declaration order;
     the store only reads the row it is given, so the record's own dict is the row."""
     row: dict[str, Any] = d.__dict__

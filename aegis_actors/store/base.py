@@ -19,6 +19,8 @@ from typing import Any
 
 from pydantic_core import to_json
 
+from aegis_actors.messages import Msg, json_text, text_writer
+
 from .errors import LedgerConflict, StoreError
 from .schema import BOOTSTRAP_SQL, MIGRATIONS, TABLES, TableInfo, render_statements
 
@@ -60,9 +62,11 @@ def adapt_value(info: TableInfo, column: str, value: Any) -> Any:
         return value
     if isinstance(value, dict | list):
         return to_json(value).decode()  # compact JSON, ~5x faster than json.dumps
+    if isinstance(value, Msg):
+        return json_text(value)  # the text of its JSON dump, as that dict would be written
     raise TypeError(
         f"unsupported value type {type(value).__name__} for {info.name}.{column}; "
-        "use str/int/float/bool/None/dict/list"
+        "use str/int/float/bool/None/dict/list or a message"
     )
 
 
@@ -106,7 +110,8 @@ class RowAdapter:
     def _plan(self, types: tuple[type, ...]) -> Plan:
         """Which values `adapt_value` changes, for rows whose values have these types:
         None, and a str/int/float outside a boolean column, are bound as they are; a bool
-        in a boolean column too (`bool(v)` is `v`); a dict or list is JSON text."""
+        in a boolean column too (`bool(v)` is `v`); a dict or list is JSON text, and a
+        message the JSON text of its JSON dump (`json_text`)."""
         info = self._info
         json_at: list[int] = []
         other: list[tuple[int, Callable[[Any], Any]]] = []
@@ -120,6 +125,8 @@ class RowAdapter:
                 continue
             elif t is dict or t is list:
                 json_at.append(i)
+            elif issubclass(t, Msg):  # a message (a decision record's answers)
+                other.append((i, text_writer(t)))
             else:
                 other.append((i, partial(adapt_value, info, col)))
         plan = (tuple(json_at), tuple(other))

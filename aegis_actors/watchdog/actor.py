@@ -95,7 +95,6 @@ _DIRECTIONS = ("up", "down", "flat")
 # an enum member read off its class costs ~80 ns on 3.11: these are read per event
 _FAILURES = frozenset((Outcome.FAILED, Outcome.TIMEOUT))
 _SUCCESSES = frozenset((Outcome.ORDERED, Outcome.HOLD, Outcome.VETOED))
-_EMPTY: dict[str, Any] = {}  # read only: a record's missing part
 _NUMBERS = re.compile(r"[-+]?\d[\d,.]*")
 EQUITY_EVERY_S = 5.0  # one equity point per 5 s: a 6.5 h session is 4,680 points
 EQUITY_POINTS = 6_000
@@ -393,16 +392,16 @@ class Watchdog(AegisActor):
     # -- accuracy (SPEC 5.3) -----------------------------------------------------------
 
     def on_DecisionRecord(self, rec: DecisionRecord) -> None:
-        a, v, d = rec.analysis or _EMPTY, rec.verdict or _EMPTY, rec.decision or _EMPTY
+        a, v, d = rec.analysis, rec.verdict, rec.decision
         analyst, verifier, commander = self.confidence_of  # the roles' deques, in this order
-        if isinstance(c := a.get("confidence"), _NUMBER):
+        if a is not None and isinstance(c := a.confidence, _NUMBER):
             analyst.append(float(c))
-        if isinstance(c := v.get("confidence"), _NUMBER):
+        if v is not None and isinstance(c := v.confidence, _NUMBER):
             verifier.append(float(c))
-        if isinstance(c := d.get("confidence"), _NUMBER):
+        if d is not None and isinstance(c := d.confidence, _NUMBER):
             commander.append(float(c))
-        direction = a.get("direction")
-        price = d.get("reference_price") or self.last_price(rec.symbol)
+        direction = str(a.direction) if a is not None else None  # the enum's value
+        price = (d.reference_price if d is not None else None) or self.last_price(rec.symbol)
         if direction not in _DIRECTIONS or not price:
             return
         self.book.call_of(
