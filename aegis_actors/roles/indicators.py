@@ -7,6 +7,8 @@ the rest of an event's path; prices are floats already, so the exactness bought 
 from __future__ import annotations
 
 import math
+import operator
+from functools import partial
 
 
 def returns(prices: list[float]) -> list[float]:
@@ -162,13 +164,18 @@ def _rsi_of(w: list[float]) -> float:
     return _rsi_changes([b - a for a, b in zip(w, w[1:], strict=False)])
 
 
+_ABOVE_0 = partial(operator.lt, 0)  # c > 0 as 0 < c
+_BELOW_0 = partial(operator.gt, 0)  # c < 0 as 0 > c
+
+
 def _rsi_changes(changes: list[float]) -> float:
     """`_rsi_of` given the changes themselves."""
     k = len(changes)
     if not k:
         return 50.0
-    gain = sum([c for c in changes if c > 0]) / k
-    loss = -sum([c for c in changes if c < 0]) / k
+    # filter in C: the same changes summed in the same order as a comprehension's
+    gain = sum(filter(_ABOVE_0, changes)) / k
+    loss = -sum(filter(_BELOW_0, changes)) / k
     if loss == 0:
         return 100.0 if gain > 0 else 50.0
     return 100.0 - 100.0 / (1.0 + gain / loss)
