@@ -2,7 +2,13 @@
 
 A timer per event (and a cancelled one left behind when the event ends in time) cost
 more than the rest of the stage; deadlines with the same delay come due in the order
-they were set, so a deque and one timer for the earliest pending one serve them all.
+they were set, so a deque and one timer for the earliest one serve them all.
+
+A sweep looks only at the deadlines that came due: skipping ahead over the keys no longer
+pending (most of them: events end in milliseconds, deadlines are seconds away) made one
+sweep walk a whole timeout's worth of events at once (6 ms at 3,000 events/s, the
+actor's other work waiting). Popped as they come due instead, in sweeps `resolution_s`
+apart, each walks a slice of that.
 """
 
 from __future__ import annotations
@@ -40,9 +46,9 @@ class Deadlines(Generic[K]):
         delay of the next timer to set (None: nothing left to watch)."""
         q = self._q
         out: list[K] = []
-        while q and (q[0][0] <= now or not pending(q[0][1])):
-            when, key = q.popleft()
-            if when <= now and pending(key):
+        while q and q[0][0] <= now:
+            key = q.popleft()[1]
+            if pending(key):
                 out.append(key)
         if not q:
             self.armed = False

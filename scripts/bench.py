@@ -7,7 +7,9 @@ spine: the whole tree (rules backend, paper broker, SQLite) beside a raw 6-actor
 chain in the same run: the highest paced rate (one symbol per event in flight, nothing
 coalesced) that holds every SLA for 30 s (`--quick`: 5 s), CPU microseconds per event,
 then twice that rate to show the shedding (mode, restarts, shed by reason, records kept).
-Every event is counted once, by the watchdog, from the gateway's one report of its end.
+The trades come as production's do: an Alpaca-protocol server in a child process plays a
+tape (a random walk per symbol) over a real websocket to the gateway's own reader. Every
+event is counted once, by the watchdog, from the gateway's one report of its end.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import gc
 import importlib.util
 import json
+import multiprocessing as mp
+import os
 import re
 import sqlite3
 import statistics
@@ -30,6 +34,7 @@ import pykka
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the shared test kit: the tape server
 
 
 # -- the raw baseline: a 6-actor pykka chain ---------------------------------------------
@@ -97,34 +102,39 @@ def pct(values: list[float], q: float) -> float:
 
 # -- the whole tree ----------------------------------------------------------------------
 
-FEED_BATCH = 100  # events per mailbox turn at most, like `feed.batch_max` frames
+FEED_BATCH = 100  # trades per frame at most, as Alpaca batches them
+TAPE_KEY, TAPE_SECRET = "bench-key", "bench-secret"  # the tape server's (not a secret)
 SLA_DETECT_P99_MS = 50.0  # detect -> analysis p99 a sustained rate must hold (SPEC 5.1)
 
 
-def start_tree(symbols: int, tmp: Path, **overrides: Any) -> tuple[Any, Any, list[str]]:
-    """The default tree (rules backend, paper broker, SQLite) with a price history per symbol."""
+def price_history(k: int, n: int = 40) -> list[float]:
+    """A symbol's last `n` prices before the tape: up, down or flat by turns."""
+    drift = 1.001 if k % 3 == 0 else (0.999 if k % 3 == 1 else 1.0)
+    return [round(100.0 * drift**j, 2) for j in range(n)]
+
+
+def start_tree(history: dict[str, list[float]], tmp: Path, url: str) -> tuple[Any, Any]:
+    """The default tree (rules backend, paper broker, SQLite) fed by the tape at `url`, with
+    each symbol's price `history` in its cache (so the analyst has something to read)."""
     from aegis_actors.app import Aegis
     from aegis_actors.settings import load_settings
 
-    names = [f"S{i:05d}" for i in range(symbols)]
     settings = load_settings(
         None,
-        feed={"symbols": names, "tick_interval_s": 3600.0},
+        feed={"kind": "alpaca", "url": url, "symbols": list(history)},
         dashboard={"port": 0},
         run={"log_dir": str(tmp / "logs")},
         store={"sqlite_path": str(tmp / "aegis.db")},
         broker={"paper_state_path": str(tmp / "paper.json")},  # each run its own book
         risk={"max_orders_per_minute": 1_000_000},
-        **overrides,
     )
     app = Aegis(settings, stderr=False)
     rt = app.start()
     now = time.time()
-    for k, s in enumerate(names):  # a price history, so the analyst has something to read
-        drift = 1.001 if k % 3 == 0 else (0.999 if k % 3 == 1 else 1.0)
-        for j in range(40):
-            rt.cache.push_price(s, 100.0 * drift**j, now - 40 + j)
-    return app, rt, names
+    for s, prices in history.items():
+        for j, price in enumerate(prices):
+            rt.cache.push_price(s, price, now - len(prices) + j)
+    return app, rt
 
 
 def thread_cpu() -> dict[str, float]:
@@ -208,19 +218,46 @@ def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]
     """Offer `rate` events/s for `seconds` (or a flood of `flood_n`), one symbol per event
     in flight, then wait until every event is done and the store's queue is empty.
 
-    Each event is counted once, by the watchdog (the gateway reports each end once).
-    CPU is the process's CPU time from the first event to the drained store."""
-    from aegis_actors.gateway.market import new_event_id
-    from aegis_actors.messages import T0, GetStatus, MarketEvent
+    The trades come the way production's do: an Alpaca-protocol server in a child process
+    (the exchange: it does not share this process's GIL) plays a tape over a real
+    websocket, and the gateway's reader, decoder, validation, cache and execution price
+    batches all run in this process and are counted. Each event is counted once, by the
+    watchdog (the gateway reports each end once). CPU is the process's CPU time from the
+    first trade to the drained store."""
+    from feed_server import serve_tape
+
+    from aegis_actors.messages import GetStatus
     from aegis_actors.runtime import MARKET, WATCHDOG
-    from supervisors.messages import Batch
 
     n = flood_n or int(rate * seconds)
     # a symbol comes back every ~2 s: one event per symbol in flight, nothing to coalesce
     symbols = max(50, min(n, int(rate * 2) if rate else n))
     tmp = Path(tempfile.mkdtemp(prefix="aegis-bench-"))
-    app, rt, names = start_tree(symbols, tmp)
+    names = [f"S{i:05d}" for i in range(symbols)]
+    history = {s: price_history(k) for k, s in enumerate(names)}
+    ctx = mp.get_context("spawn")
+    go, urls = ctx.Event(), ctx.Queue()
+    tape = ctx.Process(
+        target=serve_tape,
+        args=(names, rate, n, go, urls),
+        kwargs={
+            "start_prices": [history[s][-1] for s in names],  # the tape goes on from there
+            "per_frame": FEED_BATCH,
+            "key": TAPE_KEY,
+            "secret": TAPE_SECRET,
+        },
+        daemon=True,
+    )
+    tape.start()
+    url = urls.get(timeout=30)
+    os.environ["AEGIS_FEED__KEY"], os.environ["AEGIS_FEED__SECRET"] = TAPE_KEY, TAPE_SECRET
+    app, rt = start_tree(history, tmp, url)
     m = rt.metrics
+    wait_until = time.perf_counter() + 30
+    while not rt.directory.ask(MARKET, GetStatus(), 5.0)["link"]["connected"]:
+        if time.perf_counter() > wait_until:
+            raise RuntimeError(f"the tree did not connect to the tape at {url}")
+        time.sleep(0.01)
 
     def finished() -> int:
         return int(
@@ -228,34 +265,14 @@ def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]
         )
 
     max_q = 0
-    prefix = new_event_id()[:11]  # a feed numbers its events; no uuid per event
     cpu0 = thread_cpu()
     gcp = GcPauses().__enter__()
     c0, t0 = time.process_time(), time.perf_counter()
-    i = 0
-    while i < n:
-        due = n if not rate else min(n, int((time.perf_counter() - t0) * rate) + 1)
-        burst = []
-        while i < due:
-            now = time.time()
-            burst.append(
-                MarketEvent(
-                    event_id=f"{prefix}{i:08x}",
-                    symbol=names[i % symbols],
-                    price=100.0,
-                    ts=now,
-                    stamps={T0: now},
-                )
-            )
-            i += 1
-        # what arrived since the last look enters in one mailbox turn, as a websocket
-        # feed's frames do (the reader wakes the actor once per batch, market.py)
-        for k in range(0, len(burst), FEED_BATCH):
-            part = burst[k : k + FEED_BATCH]
-            rt.directory.tell(MARKET, part[0] if len(part) == 1 else Batch(tuple(part)))
-        if rate:
-            max_q = max(max_q, store_queue(rt))
-            time.sleep(0.001)
+    go.set()
+    offered_by = t0 + (n / rate if rate else 0.0)
+    while time.perf_counter() < offered_by:
+        max_q = max(max_q, store_queue(rt))
+        time.sleep(0.01)
     offered_s = time.perf_counter() - t0
     deadline = time.perf_counter() + 120
     while time.perf_counter() < deadline:
@@ -270,8 +287,10 @@ def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]
     by_thread = {k: (v - cpu0.get(k, 0.0)) / max(1, n) * 1e6 for k, v in cpu1.items()}
     drained_s = took - offered_s
     status = rt.directory.ask(WATCHDOG, GetStatus(), 10.0)
+    market = rt.directory.ask(MARKET, GetStatus(), 10.0)
     out = {
         "offered": n,
+        "ticks": market["ticks"],  # trades the gateway took in (valid: the tape has no bad ones)
         "rate": rate,
         "done": sum(status["outcomes"].values()),
         "outcomes": {str(k): v for k, v in status["outcomes"].items()},
@@ -293,6 +312,8 @@ def tree_run(rate: float, seconds: float, *, flood_n: int = 0) -> dict[str, Any]
         },
     }
     app.stop("bench over")
+    tape.terminate()
+    tape.join(5)
     out["gc"] = gcp.show()
     out["log"] = log_summary(tmp / "logs" / "aegis.jsonl")
     db = sqlite3.connect(tmp / "aegis.db")
@@ -306,6 +327,7 @@ def sustained(run: dict[str, Any]) -> tuple[bool, str]:
     lat = run["latency"]
     fails = {k: v for k, v in run["outcomes"].items() if k in ("failed", "timeout")}
     checks = [
+        (run["ticks"] == run["offered"], f"{run['offered'] - run['ticks']} trades not taken in"),
         (run["done"] == run["offered"], f"{run['offered'] - run['done']} events not done"),
         (not fails, f"failed {fails}"),
         (

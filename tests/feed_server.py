@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import threading
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -214,3 +216,77 @@ class HttpJson:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class TapeServer(FeedServer):
+    """An Alpaca server that plays a tape of `n` trades at `rate` a second (0: at once) to
+    its first subscribed client, from when `go` is set: symbols in turn, each price a
+    random walk in cents from its start price, every trade stamped when its frame is
+    sent, as many trades per frame as came due since the last look (at most `per_frame`,
+    as Alpaca batches)."""
+
+    def __init__(
+        self,
+        symbols: list[str],
+        rate: float,
+        n: int,
+        go: Any,
+        *,
+        start_prices: list[float] | None = None,
+        per_frame: int = 100,
+        seed: int = 1,
+        key: str = "key-id",
+        secret: str = "s3cret",
+    ) -> None:
+        super().__init__("alpaca", key, secret)
+        self.tape = (symbols, rate, n, per_frame, seed)
+        self.start_prices = start_prices or [100.0] * len(symbols)
+        self.go = go  # a threading or multiprocessing Event
+        self.greeting = ["tape"]  # greet (play) the first client only
+        self.played = False
+
+    async def _greet(self, conn: ServerConnection) -> None:
+        if self.played:
+            return
+        self.played = True
+        symbols, rate, n, per_frame, seed = self.tape
+        rng = random.Random(seed)
+        prices = list(self.start_prices)
+        k = len(symbols)
+        loop = asyncio.get_running_loop()
+        while not self.go.is_set():
+            await asyncio.sleep(0.001)
+        t0, sent = loop.time(), 0
+        try:
+            while sent < n:
+                due = n if not rate else min(n, int((loop.time() - t0) * rate) + 1)
+                while sent < due:
+                    stamp = rfc3339(time.time())
+                    items = []
+                    for i in range(sent, min(due, sent + per_frame)):
+                        j = i % k
+                        prices[j] = max(0.01, round(prices[j] * (1 + rng.gauss(0, 0.002)), 2))
+                        items.append(
+                            {
+                                "T": "t",
+                                "S": symbols[j],
+                                "i": i,
+                                "x": "V",
+                                "p": prices[j],
+                                "s": 100,
+                                "t": stamp,
+                            }
+                        )
+                    sent += len(items)
+                    await conn.send(json.dumps(items))
+                await asyncio.sleep(0.001)
+        except ConnectionClosed:
+            pass
+
+
+def serve_tape(symbols: list[str], rate: float, n: int, go: Any, out: Any, **kw: Any) -> None:
+    """A child process's whole life: a `TapeServer` on 127.0.0.1, its URL put on `out`
+    (the exchange in its own process: it does not share the measured process's GIL)."""
+    srv = TapeServer(symbols, rate, n, go, **kw).start()
+    out.put(srv.url)
+    threading.Event().wait()
