@@ -50,6 +50,7 @@ K_FEED = "feed_state"  # {"tier": ..., "stale": bool, "since": ts data stopped} 
 _POSTURES: dict[str, Posture] = {p.value: p for p in Posture}
 _MODES: dict[str, TradingMode] = {m.value: m for m in TradingMode}
 _GUERRILLA, _NORMAL = Posture.GUERRILLA, TradingMode.NORMAL
+_TICK = EventKind.TICK
 
 # read together per event (one lock or round trip); the feed's state last
 _DOCS = [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT, K_FEED]
@@ -103,6 +104,7 @@ class ContextLoader(AegisActor):
         # per symbol, what the indicators of its last series leave for the next one
         # (`rules.compute_step`: one print appended costs about half)
         self.steps: dict[str, Any] = {}
+        self.parallel = self.settings.roles.parallel_verification  # read per event
         self.loaded = 0
         self.misses = 0
         self.stale = 0
@@ -119,7 +121,7 @@ class ContextLoader(AegisActor):
     def on_MarketEvent(self, event: MarketEvent) -> None:
         now = self.clock.now()
         waited = now - event.stamps.get(T0, now)
-        if waited >= self.late_after_s and event.kind is EventKind.TICK:
+        if waited >= self.late_after_s and event.kind is _TICK:
             self.send(
                 MARKET,
                 EventShed(
@@ -134,7 +136,7 @@ class ContextLoader(AegisActor):
         self.loaded += 1
         self.send(COMMANDER, ctx)
         self.send(ANALYST, ctx)
-        if self.settings.roles.parallel_verification:
+        if self.parallel:
             self.send(VERIFIER, ctx)
 
     def on_ModeChange(self, _msg: ModeChange) -> None:
