@@ -50,6 +50,7 @@ K_FEED = "feed_state"  # {"tier": ..., "stale": bool, "since": ts data stopped} 
 _POSTURES: dict[str, Posture] = {p.value: p for p in Posture}
 _MODES: dict[str, TradingMode] = {m.value: m for m in TradingMode}
 _GUERRILLA, _NORMAL = Posture.GUERRILLA, TradingMode.NORMAL
+_TICK = EventKind.TICK
 
 # read together per event (one lock or round trip); the feed's state last
 _DOCS = [K_POSITIONS, K_POSTURE, K_MODE, K_SESSION, K_ACCOUNT, K_FEED]
@@ -100,6 +101,10 @@ class ContextLoader(AegisActor):
             getattr(backends.get(r), "kind", "") == "strategy"
             for r in ("analyst", "verifier", "commander")
         )
+        # per symbol, what the indicators of its last series leave for the next one
+        # (`rules.compute_step`: one print appended costs about half)
+        self.steps: dict[str, Any] = {}
+        self.parallel = self.settings.roles.parallel_verification  # read per event
         self.loaded = 0
         self.misses = 0
         self.stale = 0
@@ -116,7 +121,7 @@ class ContextLoader(AegisActor):
     def on_MarketEvent(self, event: MarketEvent) -> None:
         now = self.clock.now()
         waited = now - event.stamps.get(T0, now)
-        if waited >= self.late_after_s and event.kind is EventKind.TICK:
+        if waited >= self.late_after_s and event.kind is _TICK:
             self.send(
                 MARKET,
                 EventShed(
@@ -131,7 +136,7 @@ class ContextLoader(AegisActor):
         self.loaded += 1
         self.send(COMMANDER, ctx)
         self.send(ANALYST, ctx)
-        if self.settings.roles.parallel_verification:
+        if self.parallel:
             self.send(VERIFIER, ctx)
 
     def on_ModeChange(self, _msg: ModeChange) -> None:
@@ -155,6 +160,11 @@ class ContextLoader(AegisActor):
             view, pos = self.durable_view(event.symbol, docs)
         else:
             view, pos = self.cached_view(event.symbol, docs)
+        if self.indicators:
+            steps = self.steps
+            indicators, steps[event.symbol] = rules.compute_step(prices, steps.get(event.symbol))
+        else:
+            indicators = {}
         return Context.trusted(  # each value typed here; the cache's documents validated
             event_id=event.event_id,
             stamps=event.stamps,
@@ -170,7 +180,7 @@ class ContextLoader(AegisActor):
             params=view.params,
             mode=view.mode,
             session_id=view.session_id,
-            indicators=rules.compute(prices) if self.indicators else {},
+            indicators=indicators,
         )
 
     def cached_view(self, symbol: str, docs: list[Any]) -> tuple[_View, PositionView | None]:

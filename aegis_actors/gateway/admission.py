@@ -24,6 +24,7 @@ from aegis_actors.base import AegisActor
 from aegis_actors.gateway.intake import STALE, Intake, PendingTick
 from aegis_actors.gateway.ticks import check_tick
 from aegis_actors.hush import Hush
+from aegis_actors.logs import tracing
 from aegis_actors.messages import CONTEXT as CONTEXT_STAMP
 from aegis_actors.messages import (
     DONE,
@@ -126,6 +127,7 @@ class Admission(AegisActor):
         batch: Batch,
     ) -> bool:
         """Validate one print; a good one is priced, batched for execution and offered."""
+        now = self.clock.now()  # one reading for the print's checks and its dispatch
         reason = check_tick(
             symbol,
             price,
@@ -133,7 +135,7 @@ class Admission(AegisActor):
             ts,
             known=self.symbols,
             last_ts=self.last_ts.get(symbol) if isinstance(symbol, str) else None,
-            now=self.clock.now(),
+            now=now,
         )
         if reason is not None:
             self.drop(reason, (symbol, price, volume, ts))
@@ -144,11 +146,11 @@ class Admission(AegisActor):
         self.last_ts[symbol] = ts
         self.rt.cache.push_price(symbol, price, ts)
         batch.append((symbol, price, volume, ts, open_price))  # prices are never shed
-        if self.stale_on_arrival(rx):
+        if self.stale_on_arrival(rx, now):
             return True
         pending = PendingTick(symbol, price, volume, ts)
-        if self.offer(symbol, pending):
-            self.dispatch(self.tick_event(pending, rx))
+        if self.offer(symbol, pending, now):
+            self.dispatch(self.tick_event(pending, rx), now)
         return True
 
     def accept_vix(self, value: Any, ts: Any) -> bool:
@@ -213,26 +215,27 @@ class Admission(AegisActor):
 
     def on_MarketEvent(self, event: MarketEvent) -> None:
         """Calendar, news and system events enter here too."""
+        now = self.clock.now()  # one reading for the event's checks and its dispatch
         if T0 not in event.stamps:
-            event = event.stamp(T0, self.clock.now())
-        elif event.kind is EventKind.TICK and self.stale_on_arrival(event.stamps[T0]):
+            event = event.stamp(T0, now)
+        elif event.kind is _TICK and self.stale_on_arrival(event.stamps[T0], now):
             return
-        if self.offer(event.symbol, event):
-            self.dispatch(event)
+        if self.offer(event.symbol, event, now):
+            self.dispatch(event, now)
 
-    def stale_on_arrival(self, detected: float) -> bool:
+    def stale_on_arrival(self, detected: float, now: float | None = None) -> bool:
         """A tick that already waited past `max_wait_s` (in this mailbox, behind a busy
         actor) is shed, counted, instead of failing its detect-to-analysis SLA later."""
-        if self.clock.now() - detected <= self.intake.max_wait_s:
+        if (self.clock.now() if now is None else now) - detected <= self.intake.max_wait_s:
             return False
         self.intake.shed[STALE] = self.intake.shed.get(STALE, 0) + 1
         self.count_shed()
         return True
 
-    def offer(self, symbol: str, item: Any) -> bool:
+    def offer(self, symbol: str, item: Any, now: float | None = None) -> bool:
         """The intake's answer, counting an event replaced by a newer one (latest wins)."""
         before = self.intake.coalesced
-        free = self.intake.offer(symbol, item, self.clock.now())
+        free = self.intake.offer(symbol, item, self.clock.now() if now is None else now)
         if self.intake.coalesced != before:
             self.metrics.coalesced.inc()
             self.count_shed()
@@ -329,22 +332,24 @@ class Admission(AegisActor):
             stamps={T0: float(t0)},
         )
 
-    def dispatch(self, event: MarketEvent) -> None:
-        now = self.clock.now()
+    def dispatch(self, event: MarketEvent, now: float | None = None) -> None:
+        if now is None:
+            now = self.clock.now()
         self.intake.admit(event.symbol, event.event_id)
         self.dispatched_at[event.symbol] = now
         self.events_sent += 1
         self.recent.append((event, now))  # made readable only when status asks
         # Logged per dispatched event (not per tick: waiting ticks were coalesced), so
         # `tail --event` follows the path from the gateway on.
-        self.trace(
-            event.event_id,
-            "event {} {} @ {} {}",
-            event.kind,
-            event.symbol,
-            event.price,
-            event.headline,
-        )
+        if tracing():  # (the arguments read only for a trace run)
+            self.trace(
+                event.event_id,
+                "event {} {} @ {} {}",
+                event.kind,
+                event.symbol,
+                event.price,
+                event.headline,
+            )
         self.deadlines.append(
             (now + self.settings.watchdog.event_timeout_s, event.symbol, event.event_id)
         )
@@ -373,7 +378,8 @@ class Admission(AegisActor):
         if DONE not in done.stamps:
             done = done.stamp(DONE, self.clock.now())
         self.send(WATCHDOG, done)
-        self.release()
+        if self.intake.ready:  # (nothing waits: nothing to release)
+            self.release()
 
     def on_EventShed(self, shed: EventShed) -> None:
         """An event the context loader dropped (it waited too long inside the tree): its

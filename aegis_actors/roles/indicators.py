@@ -7,6 +7,9 @@ the rest of an event's path; prices are floats already, so the exactness bought 
 from __future__ import annotations
 
 import math
+import operator
+from collections.abc import Sequence
+from functools import partial
 
 
 def returns(prices: list[float]) -> list[float]:
@@ -40,7 +43,7 @@ def volatility_now_and_before(prices: list[float], n: int = 20) -> tuple[float, 
     return _sd(r[-n:]), _sd(r[:-1][-n:])
 
 
-def _sd(r: list[float]) -> float:
+def _sd(r: Sequence[float]) -> float:
     """Population standard deviation (0 under two values), float arithmetic."""
     k = len(r)
     if k < 2:
@@ -100,14 +103,76 @@ def rules_set(
     return sma_f, sma_s, cross, momentum_, rsi_, vol, vol_prev
 
 
+# What `rules_step` keeps of a symbol's series for its next call: its last slow + 1
+# prices (every one > 0; the cache's own floats, no copies), sma fast - sma slow and the
+# volatility. Small on purpose: with thousands of symbols the states fall out of the CPU
+# caches between two events of a symbol, and each object one holds is a miss when it is
+# read or freed (keeping the returns and changes too, 34 floats more, cost more in a
+# running tree than recomputing them). Tuples of floats: the collector stops tracking them.
+RulesState = tuple[tuple[float, ...], float, float]
+
+
+def rules_step(
+    prices: list[float], fast: int, slow: int, mom: int, rsi_n: int, prev: RulesState | None
+) -> tuple[tuple[float, float, int, float, float, float, float], RulesState | None]:
+    """`rules_set(prices, ...)`, bit for bit, and the state to pass with the symbol's next
+    series. `prev` is what the call on an earlier series returned: when this series
+    without its last print ends with that series' last slow + 1 prices (a feed appended
+    one print), the values that depend on those prices alone are taken from it instead of
+    computed again: the cross's averages one print earlier and the volatility before the
+    last print (and the check that no print there is non-positive). Each is the same
+    arithmetic on the same floats (equal floats, none zero, are the same bits), so the
+    same value; every other sum, mean and deviation is computed whole, in the same order.
+    Otherwise (a first series, no print or several since, a non-positive print) it is
+    `rules_set` itself, plus the state."""
+    k = slow + 1
+    n = len(prices)
+    if n <= k or fast > slow or rsi_n > slow or mom > slow:
+        return rules_set(prices, fast, slow, mom, rsi_n), None
+    t = tuple(prices[-k - 1 :])
+    tail = t[1:]  # the last k prices: the next call's `prev[0]`
+    if prev is None or t[:-1] != prev[0]:
+        values = rules_set(prices, fast, slow, mom, rsi_n)
+        # min over the tail is > 0 only when every print is (a NaN never hides a zero)
+        return values, (tail, values[0] - values[1], values[5]) if min(tail) > 0 else None
+    fsum = math.fsum
+    sma_f = fsum(prices[-fast:]) / fast
+    sma_s = fsum(prices[-slow:]) / slow
+    now = sma_f - sma_s
+    before, vol_prev = prev[1], prev[2]
+    x = t[-1]
+    r = [y / b - 1.0 for b, y in zip(tail, tail[1:], strict=False)]  # over prices[-k:]
+    w = t[-rsi_n - 1 :]
+    ch = [y - b for b, y in zip(w, w[1:], strict=False)]
+    cross = 0
+    if before <= 0 < now:
+        cross = 1
+    elif before >= 0 > now:
+        cross = -1
+    m = prices[-mom - 1]
+    momentum_ = 0.0 if m <= 0 else x / m - 1.0
+    vol = _sd(r)
+    state = (tail, now, vol) if x > 0 else None
+    return (sma_f, sma_s, cross, momentum_, _rsi_changes(ch), vol, vol_prev), state
+
+
 def _rsi_of(w: list[float]) -> float:
     """`rsi` of the last n changes, given the last n + 1 prices (n >= 1)."""
-    changes = [b - a for a, b in zip(w, w[1:], strict=False)]
+    return _rsi_changes([b - a for a, b in zip(w, w[1:], strict=False)])
+
+
+_ABOVE_0 = partial(operator.lt, 0)  # c > 0 as 0 < c
+_BELOW_0 = partial(operator.gt, 0)  # c < 0 as 0 > c
+
+
+def _rsi_changes(changes: Sequence[float]) -> float:
+    """`_rsi_of` given the changes themselves."""
     k = len(changes)
     if not k:
         return 50.0
-    gain = sum([c for c in changes if c > 0]) / k
-    loss = -sum([c for c in changes if c < 0]) / k
+    # filter in C: the same changes summed in the same order as a comprehension's
+    gain = sum(filter(_ABOVE_0, changes)) / k
+    loss = -sum(filter(_BELOW_0, changes)) / k
     if loss == 0:
         return 100.0 if gain > 0 else 50.0
     return 100.0 - 100.0 / (1.0 + gain / loss)
