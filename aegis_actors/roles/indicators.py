@@ -120,28 +120,34 @@ def rules_step(
     without its last print ends with that series' last slow + 1 prices (a feed appended
     one print), the values that depend on those prices alone are taken from it instead of
     computed again: the cross's averages one print earlier and the volatility before the
-    last print (and the check that no print there is non-positive). Each is the same
-    arithmetic on the same floats (equal floats, none zero, are the same bits), so the
-    same value; every other sum, mean and deviation is computed whole, in the same order.
-    Otherwise (a first series, no print or several since, a non-positive print) it is
-    `rules_set` itself, plus the state."""
+    last print (with the check that no print there is non-positive). Each is
+    the same arithmetic on the same floats (equal floats, none zero, are the same bits),
+    so the same value; every sum, mean and deviation over a window is still computed
+    whole, in the same order. Short series (or a non-positive print in the windows) go
+    the plain way, without a state."""
     k = slow + 1
     n = len(prices)
     if n <= k or fast > slow or rsi_n > slow or mom > slow:
         return rules_set(prices, fast, slow, mom, rsi_n), None
-    t = tuple(prices[-k - 1 :])
-    tail = t[1:]  # the last k prices: the next call's `prev[0]`
-    if prev is None or t[:-1] != prev[0]:
-        values = rules_set(prices, fast, slow, mom, rsi_n)
-        # min over the tail is > 0 only when every print is (a NaN never hides a zero)
-        return values, (tail, values[0] - values[1], values[5]) if min(tail) > 0 else None
     fsum = math.fsum
     sma_f = fsum(prices[-fast:]) / fast
     sma_s = fsum(prices[-slow:]) / slow
     now = sma_f - sma_s
-    before, vol_prev = prev[1], prev[2]
+    t = tuple(prices[-k - 1 :])
     x = t[-1]
-    r = [y / b - 1.0 for b, y in zip(tail, tail[1:], strict=False)]  # over prices[-k:]
+    tail = t[1:]  # the last k prices: the next call's `prev[0]`
+    if prev is not None and t[:-1] == prev[0]:
+        before, vol_prev = prev[1], prev[2]
+        r = [y / b - 1.0 for b, y in zip(tail, tail[1:], strict=False)]  # over prices[-k:]
+    else:
+        head = t[:-1]
+        if min(head) <= 0:  # a skipped return shifts the windows: the plain way
+            return rules_set(prices, fast, slow, mom, rsi_n), None
+        wf = head[-fast:]
+        before = fsum(wf) / len(wf) - fsum(head[-slow:]) / slow
+        rr = [y / b - 1.0 for b, y in zip(head, tail, strict=True)]
+        vol_prev = _sd(rr[:-1])
+        r = rr[1:]
     w = t[-rsi_n - 1 :]
     ch = [y - b for b, y in zip(w, w[1:], strict=False)]
     cross = 0
