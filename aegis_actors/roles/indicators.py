@@ -103,13 +103,12 @@ def rules_set(
     return sma_f, sma_s, cross, momentum_, rsi_, vol, vol_prev
 
 
-# What `rules_step` keeps of a symbol's series for its next call: its last slow + 1
-# prices (every one > 0; the cache's own floats, no copies), sma fast - sma slow and the
-# volatility. Small on purpose: with thousands of symbols the states fall out of the CPU
-# caches between two events of a symbol, and each object one holds is a miss when it is
-# read or freed (keeping the returns and changes too, 34 floats more, cost more in a
-# running tree than recomputing them). Tuples of floats: the collector stops tracking them.
-RulesState = tuple[tuple[float, ...], float, float]
+# What `rules_step` keeps of a symbol's series for its next call: the last slow + 1
+# prices (every one > 0), sma fast - sma slow, the volatility, the returns over those
+# prices and the last rsi_n changes. Tuples of floats: the collector stops tracking them
+# after their first young collection, so a state per symbol is never walked again (lists
+# would be, in every full collection).
+RulesState = tuple[tuple[float, ...], float, float, tuple[float, ...], tuple[float, ...]]
 
 
 def rules_step(
@@ -119,8 +118,8 @@ def rules_step(
     series. `prev` is what the call on an earlier series returned: when this series
     without its last print ends with that series' last slow + 1 prices (a feed appended
     one print), the values that depend on those prices alone are taken from it instead of
-    computed again: the cross's averages one print earlier and the volatility before the
-    last print (with the check that no print there is non-positive). Each is
+    computed again: the cross's averages one print earlier, the volatility before the
+    last print, all returns but the last one and all changes but the last one. Each is
     the same arithmetic on the same floats (equal floats, none zero, are the same bits),
     so the same value; every sum, mean and deviation over a window is still computed
     whole, in the same order. Short series (or a non-positive print in the windows) go
@@ -134,11 +133,13 @@ def rules_step(
     sma_s = fsum(prices[-slow:]) / slow
     now = sma_f - sma_s
     t = tuple(prices[-k - 1 :])
-    x = t[-1]
+    x, a = t[-1], t[-2]
     tail = t[1:]  # the last k prices: the next call's `prev[0]`
+    r: tuple[float, ...]
     if prev is not None and t[:-1] == prev[0]:
         before, vol_prev = prev[1], prev[2]
-        r = [y / b - 1.0 for b, y in zip(tail, tail[1:], strict=False)]  # over prices[-k:]
+        r = prev[3][1:] + (x / a - 1.0,)  # the returns over t[:-1] but the first, and one
+        ch = prev[4][1:] + (x - a,)
     else:
         head = t[:-1]
         if min(head) <= 0:  # a skipped return shifts the windows: the plain way
@@ -147,9 +148,9 @@ def rules_step(
         before = fsum(wf) / len(wf) - fsum(head[-slow:]) / slow
         rr = [y / b - 1.0 for b, y in zip(head, tail, strict=True)]
         vol_prev = _sd(rr[:-1])
-        r = rr[1:]
-    w = t[-rsi_n - 1 :]
-    ch = [y - b for b, y in zip(w, w[1:], strict=False)]
+        r = tuple(rr[1:])
+        w = t[-rsi_n - 1 :]
+        ch = tuple([y - b for b, y in zip(w, w[1:], strict=False)])
     cross = 0
     if before <= 0 < now:
         cross = 1
@@ -158,7 +159,7 @@ def rules_step(
     m = prices[-mom - 1]
     momentum_ = 0.0 if m <= 0 else x / m - 1.0
     vol = _sd(r)
-    state = (tail, now, vol) if x > 0 else None
+    state = (tail, now, vol, r, ch) if x > 0 else None
     return (sma_f, sma_s, cross, momentum_, _rsi_changes(ch), vol, vol_prev), state
 
 
