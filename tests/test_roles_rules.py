@@ -131,7 +131,7 @@ def test_indicators_step_by_step_equal_from_scratch_bit_for_bit() -> None:
                     ind.rules_step(prices, *args, state)
                 state, prices = None, [1.0]
                 continue
-            if state is not None and tuple(prices[-rules.SLOW - 2 : -1]) == state[0]:
+            if state is not None and prices[-rules.SLOW - 2 : -1] == state[0]:
                 reused += 1
             got, state = ind.rules_step(prices, *args, state)
             assert _bits(got) == _bits(want), prices

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
 from functools import partial
 
 
@@ -43,7 +42,7 @@ def volatility_now_and_before(prices: list[float], n: int = 20) -> tuple[float, 
     return _sd(r[-n:]), _sd(r[:-1][-n:])
 
 
-def _sd(r: Sequence[float]) -> float:
+def _sd(r: list[float]) -> float:
     """Population standard deviation (0 under two values), float arithmetic."""
     k = len(r)
     if k < 2:
@@ -105,10 +104,8 @@ def rules_set(
 
 # What `rules_step` keeps of a symbol's series for its next call: the last slow + 1
 # prices (every one > 0), sma fast - sma slow, the volatility, the returns over those
-# prices and the last rsi_n changes. Tuples of floats: the collector stops tracking them
-# after their first young collection, so a state per symbol is never walked again (lists
-# would be, in every full collection).
-RulesState = tuple[tuple[float, ...], float, float, tuple[float, ...], tuple[float, ...]]
+# prices and the last rsi_n changes.
+RulesState = tuple[list[float], float, float, list[float], list[float]]
 
 
 def rules_step(
@@ -132,25 +129,24 @@ def rules_step(
     sma_f = fsum(prices[-fast:]) / fast
     sma_s = fsum(prices[-slow:]) / slow
     now = sma_f - sma_s
-    t = tuple(prices[-k - 1 :])
-    x, a = t[-1], t[-2]
-    tail = t[1:]  # the last k prices: the next call's `prev[0]`
-    r: tuple[float, ...]
-    if prev is not None and t[:-1] == prev[0]:
+    x, a = prices[-1], prices[-2]
+    if prev is not None and prices[-k - 1 : -1] == prev[0]:
         before, vol_prev = prev[1], prev[2]
-        r = prev[3][1:] + (x / a - 1.0,)  # the returns over t[:-1] but the first, and one
-        ch = prev[4][1:] + (x - a,)
+        r = prev[3][1:]  # the returns over prices[-k - 1 : -1] but the first
+        r.append(x / a - 1.0)
+        ch = prev[4][1:]
+        ch.append(x - a)
     else:
-        head = t[:-1]
+        head = prices[-k - 1 : -1]
         if min(head) <= 0:  # a skipped return shifts the windows: the plain way
             return rules_set(prices, fast, slow, mom, rsi_n), None
         wf = head[-fast:]
         before = fsum(wf) / len(wf) - fsum(head[-slow:]) / slow
-        rr = [y / b - 1.0 for b, y in zip(head, tail, strict=True)]
+        rr = [y / b - 1.0 for b, y in zip(head, prices[-k:], strict=True)]
         vol_prev = _sd(rr[:-1])
-        r = tuple(rr[1:])
-        w = t[-rsi_n - 1 :]
-        ch = tuple([y - b for b, y in zip(w, w[1:], strict=False)])
+        r = rr[1:]
+        w = prices[-rsi_n - 1 :]
+        ch = [y - b for b, y in zip(w, w[1:], strict=False)]
     cross = 0
     if before <= 0 < now:
         cross = 1
@@ -159,7 +155,7 @@ def rules_step(
     m = prices[-mom - 1]
     momentum_ = 0.0 if m <= 0 else x / m - 1.0
     vol = _sd(r)
-    state = (tail, now, vol, r, ch) if x > 0 else None
+    state = (prices[-k:], now, vol, r, ch) if x > 0 else None
     return (sma_f, sma_s, cross, momentum_, _rsi_changes(ch), vol, vol_prev), state
 
 
@@ -172,7 +168,7 @@ _ABOVE_0 = partial(operator.lt, 0)  # c > 0 as 0 < c
 _BELOW_0 = partial(operator.gt, 0)  # c < 0 as 0 > c
 
 
-def _rsi_changes(changes: Sequence[float]) -> float:
+def _rsi_changes(changes: list[float]) -> float:
     """`_rsi_of` given the changes themselves."""
     k = len(changes)
     if not k:
