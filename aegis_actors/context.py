@@ -101,9 +101,6 @@ class ContextLoader(AegisActor):
             getattr(backends.get(r), "kind", "") == "strategy"
             for r in ("analyst", "verifier", "commander")
         )
-        # per symbol, what the indicators of its last series leave for the next one
-        # (`rules.compute_step`: one print appended costs about half)
-        self.steps: dict[str, Any] = {}
         self.parallel = self.settings.roles.parallel_verification  # read per event
         self.loaded = 0
         self.misses = 0
@@ -160,11 +157,6 @@ class ContextLoader(AegisActor):
             view, pos = self.durable_view(event.symbol, docs)
         else:
             view, pos = self.cached_view(event.symbol, docs)
-        if self.indicators:
-            steps = self.steps
-            indicators, steps[event.symbol] = rules.compute_step(prices, steps.get(event.symbol))
-        else:
-            indicators = {}
         return Context.trusted(  # each value typed here; the cache's documents validated
             event_id=event.event_id,
             stamps=event.stamps,
@@ -180,7 +172,7 @@ class ContextLoader(AegisActor):
             params=view.params,
             mode=view.mode,
             session_id=view.session_id,
-            indicators=indicators,
+            indicators=rules.compute(prices) if self.indicators else {},
         )
 
     def cached_view(self, symbol: str, docs: list[Any]) -> tuple[_View, PositionView | None]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-import struct
 from typing import Any
 
 import pytest
@@ -84,61 +83,6 @@ def test_indicators_once_per_event_match_the_one_indicator_functions() -> None:
             series.append([rng.choice([0.0, 1.0, 2.0, -1.0, 3.5]) for _ in range(n)])
     for prices in series:
         assert rules.compute(prices) == rules.compute_plain(prices), prices
-
-
-def _bits(values: Any) -> list[tuple[type, bytes]]:
-    """Each value's type and IEEE bytes: == would take -0.0 for 0.0 and fail on NaN."""
-    return [(type(v), struct.pack("<d", v)) for v in values]
-
-
-def _next_series(rng: random.Random, prices: list[float]) -> list[float]:
-    """What a symbol's history may look like at its next event: mostly one print appended
-    (the window of 60 sliding once full), sometimes none, several, a new series, or an
-    odd print (zero, negative, -0.0, NaN, a jump)."""
-    step = rng.random()
-    last = prices[-1] if prices else 100.0
-    if step < 0.6:
-        out = [*prices, last * (1 + rng.gauss(0, 0.01))]
-    elif step < 0.7:
-        out = list(prices)  # no print since (a headline, a system event)
-    elif step < 0.8:
-        out = prices + [last * (1 + rng.gauss(0, 0.01)) for _ in range(rng.randint(2, 5))]
-    elif step < 0.85:
-        out = [round(rng.uniform(1, 3), 1) for _ in range(rng.randint(0, 70))]
-    elif step < 0.9:
-        out = [*prices, rng.choice([0.0, -0.0, -1.0, math.nan, math.inf, last * 3])]
-    elif step < 0.95:
-        out = [*prices, round(last, 1)]  # a repeated price: zero changes and returns
-    else:
-        out = prices[: rng.randint(0, len(prices))]  # shorter (another source, a restart)
-    return out[-60:]
-
-
-def test_indicators_step_by_step_equal_from_scratch_bit_for_bit() -> None:
-    # the context loader's per-symbol steps (earlier results reused when one print was
-    # appended) must give, bit for bit, what the one-pass set gives from scratch
-    rng = random.Random(11)
-    reused = 0
-    for _ in range(300):
-        prices = [100.0 * (1 + rng.gauss(0, 0.01)) ** i for i in range(rng.randint(0, 40))]
-        state: ind.RulesState | None = None
-        for _ in range(60):
-            args = (rules.FAST, rules.SLOW, rules.MOMENTUM, rules.RSI_N)
-            try:
-                want = ind.rules_set(prices, *args)
-            except ZeroDivisionError:  # a zero print in the volatility window
-                with pytest.raises(ZeroDivisionError):
-                    ind.rules_step(prices, *args, state)
-                state, prices = None, [1.0]
-                continue
-            if state is not None and prices[-rules.SLOW - 2 : -1] == state[0]:
-                reused += 1
-            got, state = ind.rules_step(prices, *args, state)
-            assert _bits(got) == _bits(want), prices
-            values, _ = rules.compute_step(prices, None)
-            assert _bits(values.values()) == _bits(rules.compute(prices).values())
-            prices = _next_series(rng, prices)
-    assert reused > 5000  # the shortcut itself was exercised
 
 
 def test_rules_answers_equal_validated_messages() -> None:

@@ -102,74 +102,13 @@ def rules_set(
     return sma_f, sma_s, cross, momentum_, rsi_, vol, vol_prev
 
 
-# What `rules_step` keeps of a symbol's series for its next call: the last slow + 1
-# prices (every one > 0), sma fast - sma slow, the volatility, the returns over those
-# prices and the last rsi_n changes.
-RulesState = tuple[list[float], float, float, list[float], list[float]]
-
-
-def rules_step(
-    prices: list[float], fast: int, slow: int, mom: int, rsi_n: int, prev: RulesState | None
-) -> tuple[tuple[float, float, int, float, float, float, float], RulesState | None]:
-    """`rules_set(prices, ...)`, bit for bit, and the state to pass with the symbol's next
-    series. `prev` is what the call on an earlier series returned: when this series
-    without its last print ends with that series' last slow + 1 prices (a feed appended
-    one print), the values that depend on those prices alone are taken from it instead of
-    computed again: the cross's averages one print earlier, the volatility before the
-    last print, all returns but the last one and all changes but the last one. Each is
-    the same arithmetic on the same floats (equal floats, none zero, are the same bits),
-    so the same value; every sum, mean and deviation over a window is still computed
-    whole, in the same order. Short series (or a non-positive print in the windows) go
-    the plain way, without a state."""
-    k = slow + 1
-    n = len(prices)
-    if n <= k or fast > slow or rsi_n > slow or mom > slow:
-        return rules_set(prices, fast, slow, mom, rsi_n), None
-    fsum = math.fsum
-    sma_f = fsum(prices[-fast:]) / fast
-    sma_s = fsum(prices[-slow:]) / slow
-    now = sma_f - sma_s
-    x, a = prices[-1], prices[-2]
-    if prev is not None and prices[-k - 1 : -1] == prev[0]:
-        before, vol_prev = prev[1], prev[2]
-        r = prev[3][1:]  # the returns over prices[-k - 1 : -1] but the first
-        r.append(x / a - 1.0)
-        ch = prev[4][1:]
-        ch.append(x - a)
-    else:
-        head = prices[-k - 1 : -1]
-        if min(head) <= 0:  # a skipped return shifts the windows: the plain way
-            return rules_set(prices, fast, slow, mom, rsi_n), None
-        wf = head[-fast:]
-        before = fsum(wf) / len(wf) - fsum(head[-slow:]) / slow
-        rr = [y / b - 1.0 for b, y in zip(head, prices[-k:], strict=True)]
-        vol_prev = _sd(rr[:-1])
-        r = rr[1:]
-        w = prices[-rsi_n - 1 :]
-        ch = [y - b for b, y in zip(w, w[1:], strict=False)]
-    cross = 0
-    if before <= 0 < now:
-        cross = 1
-    elif before >= 0 > now:
-        cross = -1
-    m = prices[-mom - 1]
-    momentum_ = 0.0 if m <= 0 else x / m - 1.0
-    vol = _sd(r)
-    state = (prices[-k:], now, vol, r, ch) if x > 0 else None
-    return (sma_f, sma_s, cross, momentum_, _rsi_changes(ch), vol, vol_prev), state
-
-
-def _rsi_of(w: list[float]) -> float:
-    """`rsi` of the last n changes, given the last n + 1 prices (n >= 1)."""
-    return _rsi_changes([b - a for a, b in zip(w, w[1:], strict=False)])
-
-
 _ABOVE_0 = partial(operator.lt, 0)  # c > 0 as 0 < c
 _BELOW_0 = partial(operator.gt, 0)  # c < 0 as 0 > c
 
 
-def _rsi_changes(changes: list[float]) -> float:
-    """`_rsi_of` given the changes themselves."""
+def _rsi_of(w: list[float]) -> float:
+    """`rsi` of the last n changes, given the last n + 1 prices (n >= 1)."""
+    changes = [b - a for a, b in zip(w, w[1:], strict=False)]
     k = len(changes)
     if not k:
         return 50.0

@@ -69,21 +69,7 @@ def compute(prices: list[float]) -> dict[str, float]:
     """Every indicator an event's roles read, computed once (by the context loader) and
     carried in the Context: `vol_raw` is the unrounded volatility of `prices` and
     `vol_prev` that of all but the last print (the verifier's jump check)."""
-    return _values(ind.rules_set(prices, FAST, SLOW, MOMENTUM, RSI_N))
-
-
-def compute_step(
-    prices: list[float], prev: ind.RulesState | None
-) -> tuple[dict[str, float], ind.RulesState | None]:
-    """`compute(prices)` given the state this returned for the symbol's previous series
-    (None: none), and the state for its next one (`indicators.rules_step`: a feed that
-    appended one print costs about half the work, the values bit for bit the same)."""
-    values, state = ind.rules_step(prices, FAST, SLOW, MOMENTUM, RSI_N, prev)
-    return _values(values), state
-
-
-def _values(x: tuple[float, float, int, float, float, float, float]) -> dict[str, float]:
-    fast, slow, cross, mom, rsi, vol, vol_prev = x
+    fast, slow, cross, mom, rsi, vol, vol_prev = ind.rules_set(prices, FAST, SLOW, MOMENTUM, RSI_N)
     return {
         "sma_fast": round(fast, 6),
         "sma_slow": round(slow, 6),
