@@ -152,7 +152,7 @@ class StageWatch:
     """What one stage's latency feeds, per event: its HdrHistogram (`StageHistograms.record`),
     its prometheus buckets of the turn (`TurnObserver.observe`) and its z-score history
     (`ZScore.add`, scored first when the value is at or past the stage's target), in one
-    call with the three inlined: the watchdog takes four or five stages of every event.
+    call with the first two inlined: the watchdog takes four or five stages of every event.
     Each part counts exactly as its own method does (test_watchdog checks it)."""
 
     __slots__ = (
@@ -169,9 +169,7 @@ class StageWatch:
         "sla",
         "stage",
         "target_ms",
-        "window",
         "z",
-        "zvalues",
     )
 
     def __init__(
@@ -191,8 +189,6 @@ class StageWatch:
         self.obs_counts = obs.counts
         self.bounds = obs.bounds
         self.z = z
-        self.zvalues = z.values
-        self.window = z.window
 
     def take(self, ms: float) -> float | None:
         """Count `ms` (>= 0) everywhere; its z-score against the history before it when
@@ -218,13 +214,5 @@ class StageWatch:
         # ZScore.score (only when slow: fast outliers are no news), then ZScore.add
         z = self.z
         score = z.score(ms) if ms >= self.target_ms else None
-        values = self.zvalues
-        n = len(values)
-        values.append(ms)
-        z.total += ms
-        z.squares += ms * ms
-        if n >= self.window:  # one over the window now
-            old = values.popleft()
-            z.total -= old
-            z.squares -= old * old
+        z.add(ms)
         return score
