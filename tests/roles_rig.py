@@ -103,8 +103,9 @@ class RolesRig:
 
 
 def bench_contexts(n: int, start: float = 1_767_225_600.0) -> list[Context]:
-    """`n` contexts as in the spine bench (scripts/bench.py): 40 prints drifting up, down
-    or flat by symbol, no position, normal mode: two in three buy or sell, one holds."""
+    """`n` contexts as the spine bench made them before its tape (events told to the
+    gateway at one price): 40 prints drifting up, down or flat by symbol, no position,
+    normal mode: two in three buy or sell, one holds."""
     out = []
     params = PARAMS[Posture.GUERRILLA]
     for i in range(n):

@@ -24,7 +24,6 @@ from aegis_actors.base import AegisActor
 from aegis_actors.gateway.intake import STALE, Intake, PendingTick
 from aegis_actors.gateway.ticks import check_tick
 from aegis_actors.hush import Hush
-from aegis_actors.logs import tracing
 from aegis_actors.messages import CONTEXT as CONTEXT_STAMP
 from aegis_actors.messages import (
     DONE,
@@ -223,19 +222,19 @@ class Admission(AegisActor):
         if self.offer(event.symbol, event, now):
             self.dispatch(event, now)
 
-    def stale_on_arrival(self, detected: float, now: float | None = None) -> bool:
+    def stale_on_arrival(self, detected: float, now: float) -> bool:
         """A tick that already waited past `max_wait_s` (in this mailbox, behind a busy
         actor) is shed, counted, instead of failing its detect-to-analysis SLA later."""
-        if (self.clock.now() if now is None else now) - detected <= self.intake.max_wait_s:
+        if now - detected <= self.intake.max_wait_s:
             return False
         self.intake.shed[STALE] = self.intake.shed.get(STALE, 0) + 1
         self.count_shed()
         return True
 
-    def offer(self, symbol: str, item: Any, now: float | None = None) -> bool:
+    def offer(self, symbol: str, item: Any, now: float) -> bool:
         """The intake's answer, counting an event replaced by a newer one (latest wins)."""
         before = self.intake.coalesced
-        free = self.intake.offer(symbol, item, self.clock.now() if now is None else now)
+        free = self.intake.offer(symbol, item, now)
         if self.intake.coalesced != before:
             self.metrics.coalesced.inc()
             self.count_shed()
@@ -332,24 +331,21 @@ class Admission(AegisActor):
             stamps={T0: float(t0)},
         )
 
-    def dispatch(self, event: MarketEvent, now: float | None = None) -> None:
-        if now is None:
-            now = self.clock.now()
+    def dispatch(self, event: MarketEvent, now: float) -> None:
         self.intake.admit(event.symbol, event.event_id)
         self.dispatched_at[event.symbol] = now
         self.events_sent += 1
         self.recent.append((event, now))  # made readable only when status asks
         # Logged per dispatched event (not per tick: waiting ticks were coalesced), so
         # `tail --event` follows the path from the gateway on.
-        if tracing():  # (the arguments read only for a trace run)
-            self.trace(
-                event.event_id,
-                "event {} {} @ {} {}",
-                event.kind,
-                event.symbol,
-                event.price,
-                event.headline,
-            )
+        self.trace(
+            event.event_id,
+            "event {} {} @ {} {}",
+            event.kind,
+            event.symbol,
+            event.price,
+            event.headline,
+        )
         self.deadlines.append(
             (now + self.settings.watchdog.event_timeout_s, event.symbol, event.event_id)
         )
@@ -363,9 +359,9 @@ class Admission(AegisActor):
         stale = self.intake.shed.get(STALE, 0)
         while (nxt := self.intake.next(now)) is not None:
             if isinstance(nxt, PendingTick):
-                self.dispatch(self.tick_event(nxt, now))
+                self.dispatch(self.tick_event(nxt, now), now)
             else:  # admitted now, after waiting its turn by design: its SLA clock starts now
-                self.dispatch(nxt.stamp(T0, now).stamp(HELD_SINCE, nxt.stamps.get(T0, now)))
+                self.dispatch(nxt.stamp(T0, now).stamp(HELD_SINCE, nxt.stamps.get(T0, now)), now)
         if self.intake.shed.get(STALE, 0) != stale:
             self.count_shed()
 

@@ -255,8 +255,9 @@ class MarketFeed(Admission):
         if not bar.event:
             return  # a bar the strategy has no signal on: priced, no decision
         pending = PendingTick(symbol, bar.close, bar.volume, ts)
-        if self.offer(symbol, pending):
-            self.dispatch(self.tick_event(pending, now))
+        now = self.clock.now()  # read again: execution priced the bar meanwhile
+        if self.offer(symbol, pending, now):
+            self.dispatch(self.tick_event(pending, now), now)
 
     # -- liveness and the network tiers (SPEC 4.2) ---------------------------------------
 
